@@ -1,0 +1,195 @@
+//! Command-line interface. `llmtop` alone opens the dashboard; subcommands do one job headless.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "llmtop",
+    version,
+    about = "Watch what a local LLM answer really costs: speed, watts, heat and money.",
+    long_about = "llmtop runs a GGUF model in-process (llama.cpp) and shows, live, tokens/s beside \
+the power drawn by GPU, CPU and wall, temperatures and fans, and the electricity cost where you live.\n\n\
+Run without a subcommand to open the dashboard. Keys: Enter send, Alt+Enter newline, Esc cancel, \
+Ctrl-S snapshot, Ctrl-L new chat, Ctrl-T theme, PgUp/PgDn scroll, F1 help, Ctrl-Q quit.",
+    after_help = "Examples:\n  llmtop                         dashboard with the default model\n  \
+llmtop bench --reps 3           the 1000-word-story benchmark, headless\n  \
+llmtop sensors                  what power/temperature sources this machine has\n  \
+llmtop models                   GGUF models found on this machine\n  \
+llmtop compare a.json b.json    compare run cards from several machines"
+)]
+pub struct Cli {
+    /// Config file (default: ~/.config/llmtop/config.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub dashboard: DashboardArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the 1000-word-story benchmark headless and print a table (and JSON).
+    Bench(BenchArgs),
+    /// List GGUF models found on this machine.
+    Models(ModelsArgs),
+    /// List every power, temperature and fan source found, with provenance.
+    Sensors(SensorsArgs),
+    /// Compare run cards (snapshots) from different machines side by side.
+    Compare(CompareArgs),
+    /// Serve sensor and energy metrics for Prometheus, without the dashboard.
+    Serve(ServeArgs),
+}
+
+/// Model and generation settings shared by the dashboard and bench.
+#[derive(Debug, Clone, Args, Default)]
+pub struct EngineArgs {
+    /// GGUF model file (default: config, $LLMTOP_MODEL, then the first model found).
+    #[arg(long, short = 'm', value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// Context size in tokens (default: the model's, capped at 4096).
+    #[arg(long, value_name = "N")]
+    pub n_ctx: Option<u32>,
+    /// CPU threads for generation (default: physical cores).
+    #[arg(long, short = 't', value_name = "N")]
+    pub threads: Option<u32>,
+    /// Layers to offload to the GPU (needs a cuda/vulkan/metal build).
+    #[arg(long, value_name = "N")]
+    pub gpu_layers: Option<u32>,
+    /// Sampling temperature; 0 = greedy (repeatable).
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f32>,
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<i32>,
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f32>,
+    #[arg(long, value_name = "P")]
+    pub min_p: Option<f32>,
+    /// Sampler seed; a fixed seed gives repeatable output.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u32>,
+    /// Stop a reply after this many tokens.
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u32>,
+    /// System prompt.
+    #[arg(long, value_name = "TEXT")]
+    pub system_prompt: Option<String>,
+}
+
+/// Sensor options shared by the dashboard, bench, sensors and serve.
+#[derive(Debug, Clone, Args, Default)]
+pub struct SensorArgs {
+    /// Read sysfs from this directory instead of /sys (a captured tree).
+    #[arg(long, value_name = "DIR")]
+    pub sysfs_root: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ColorMode {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct DashboardArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub sensors: SensorArgs,
+    /// Colour output (NO_COLOR is honoured in auto).
+    #[arg(long, value_enum, value_name = "WHEN")]
+    pub color: Option<ColorMode>,
+    /// Theme name: dark, light, high-contrast, mono, or a file in ~/.config/llmtop/themes.
+    #[arg(long, value_name = "NAME")]
+    pub theme: Option<String>,
+    /// Run with a scripted model and scripted sensors (no model file needed).
+    #[arg(long)]
+    pub demo: bool,
+    /// Also serve Prometheus metrics on this address, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub sensors: SensorArgs,
+    /// Prompt to run (default: a 1000-word story, as in the video llmtop grew from).
+    #[arg(long, value_name = "TEXT")]
+    pub prompt: Option<String>,
+    /// Measured repetitions after one warm-up.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub reps: u32,
+    /// Skip the warm-up run.
+    #[arg(long)]
+    pub no_warmup: bool,
+    /// Write the full result (model, hardware, every run) as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Skip measuring the idle baseline before the runs.
+    #[arg(long)]
+    pub no_idle: bool,
+    /// Also write a run card snapshot (JSON, Markdown) to the snapshots dir.
+    #[arg(long)]
+    pub snapshot: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ModelsArgs {
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SensorsArgs {
+    #[command(flatten)]
+    pub sensors: SensorArgs,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh in place until Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// Run card JSON files (from Ctrl-S in the dashboard or `bench --snapshot`).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Purchase price of a machine, for total cost of ownership: HOST=AMOUNT.
+    #[arg(long, value_name = "HOST=AMOUNT")]
+    pub hardware_price: Vec<String>,
+    /// Hours of use per day, for total cost of ownership.
+    #[arg(long, default_value_t = 8.0, value_name = "H")]
+    pub hours_per_day: f64,
+    /// Years of use, for total cost of ownership.
+    #[arg(long, default_value_t = 3.0, value_name = "Y")]
+    pub years: f64,
+    /// Regions to price in (default: config compare_regions).
+    #[arg(long, value_delimiter = ',', value_name = "CODES")]
+    pub regions: Vec<String>,
+    #[arg(long, conflicts_with_all = ["csv", "json"])]
+    pub markdown: bool,
+    #[arg(long, conflicts_with_all = ["markdown", "json"])]
+    pub csv: bool,
+    #[arg(long, conflicts_with_all = ["markdown", "csv"])]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub sensors: SensorArgs,
+    /// Address to serve /metrics on.
+    #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
+    pub metrics_addr: String,
+}

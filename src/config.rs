@@ -1,0 +1,258 @@
+//! Configuration: `RawConfig` as read from TOML (every field optional with a default), and
+//! where the file and llmtop's data live (XDG paths via `directories`).
+//!
+//! Each section is owned by the module that uses it; this file only gathers them.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The whole config file. Unknown keys are errors, so a typo never silently does nothing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    pub model: ModelSection,
+    pub sampling: SamplingSection,
+    pub sensors: SensorsSection,
+    pub ui: UiSection,
+    pub keys: std::collections::BTreeMap<String, String>,
+    pub pricing: PricingSection,
+    pub snapshot: SnapshotSection,
+    pub metrics: MetricsSection,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSection {
+    /// Path to a GGUF file; when unset, llmtop searches (see `llmtop models`).
+    pub path: Option<PathBuf>,
+    /// 0 = the model's training context, capped at 4096.
+    pub n_ctx: u32,
+    /// 0 = all physical cores.
+    pub threads: u32,
+    pub gpu_layers: u32,
+    pub max_tokens: Option<u32>,
+    pub system_prompt: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SamplingSection {
+    pub temperature: Option<f32>,
+    pub top_k: Option<i32>,
+    pub top_p: Option<f32>,
+    pub min_p: Option<f32>,
+    pub seed: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SensorsSection {
+    /// Sampling rate of local sensors, Hz.
+    pub rate_hz: f64,
+    /// Read sysfs from here instead of `/sys` (a captured tree).
+    pub sysfs_root: PathBuf,
+    /// CPU TDP for the utilisation-based estimate when no power sensor is readable, W.
+    pub tdp_watts: f64,
+    /// CPU idle power for the same estimate, W.
+    pub idle_watts: f64,
+    /// Idle-baseline window measured before bench runs, seconds.
+    pub idle_window_s: f64,
+    pub plugs: Vec<PlugConfig>,
+}
+
+impl Default for SensorsSection {
+    fn default() -> Self {
+        Self {
+            rate_hz: 4.0,
+            sysfs_root: PathBuf::from("/sys"),
+            tdp_watts: 65.0,
+            idle_watts: 10.0,
+            idle_window_s: 10.0,
+            plugs: Vec::new(),
+        }
+    }
+}
+
+/// A smart plug measuring wall power.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlugConfig {
+    /// "shelly-gen2", "shelly-pm1", "shelly-gen1", "tasmota" or "home-assistant".
+    pub kind: String,
+    /// Base URL, e.g. "http://192.168.1.50".
+    pub url: String,
+    /// Home Assistant only.
+    pub entity: Option<String>,
+    /// Home Assistant only: long-lived access token.
+    pub token: Option<String>,
+    /// Poll rate, Hz (plugs update about once a second).
+    #[serde(default = "default_plug_rate")]
+    pub rate_hz: f64,
+}
+
+fn default_plug_rate() -> f64 {
+    1.0
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiSection {
+    pub theme: String,
+    /// Gauge refresh rate, Hz.
+    pub refresh_hz: f64,
+    /// "auto", "always" or "never".
+    pub color: String,
+}
+
+impl Default for UiSection {
+    fn default() -> Self {
+        Self {
+            theme: "dark".into(),
+            refresh_hz: 4.0,
+            color: "auto".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PricingSection {
+    /// A preset: "US", "DE", "DK", "FR", "UK", "JP", "EU".
+    pub region: String,
+    /// Own tariff; overrides the preset's price when set.
+    pub price_per_kwh: Option<f64>,
+    pub currency: Option<String>,
+    pub co2_g_per_kwh: Option<f64>,
+    /// Time-of-use bands: price by hour of day.
+    pub bands: Vec<TariffBand>,
+    pub compare_regions: Vec<String>,
+}
+
+impl Default for PricingSection {
+    fn default() -> Self {
+        Self {
+            region: "US".into(),
+            price_per_kwh: None,
+            currency: None,
+            co2_g_per_kwh: None,
+            bands: Vec::new(),
+            compare_regions: vec!["US".into(), "DE".into(), "DK".into()],
+        }
+    }
+}
+
+/// Price from `from_hour` (inclusive) to `to_hour` (exclusive), local time; may cross midnight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TariffBand {
+    pub from_hour: u8,
+    pub to_hour: u8,
+    pub price_per_kwh: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnapshotSection {
+    /// Where snapshots go; default: `<data dir>/snapshots`.
+    pub dir: Option<PathBuf>,
+    /// Include the conversation in run cards.
+    pub transcript: bool,
+}
+
+impl Default for SnapshotSection {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            transcript: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Serve Prometheus metrics from the dashboard on this address, e.g. "127.0.0.1:9464".
+    pub addr: Option<String>,
+}
+
+/// A config file that could not be used: one line naming the file, the place and the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read config: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+/// Parse config text; `path` is only used in error messages.
+pub fn parse(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+    toml::from_str::<RawConfig>(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+            .unwrap_or(1);
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            line,
+            message: e.message().trim().replace('\n', " "),
+        }
+    })
+}
+
+/// Load `path`, or the default config file if it exists, or defaults.
+pub fn load(explicit: Option<&Path>) -> Result<RawConfig, ConfigError> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => match default_config_file() {
+            Some(p) if p.exists() => p,
+            _ => return Ok(RawConfig::default()),
+        },
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    parse(&text, &path)
+}
+
+fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("", "", "llmtop")
+}
+
+/// `~/.config/llmtop/config.toml` on Linux.
+pub fn default_config_file() -> Option<PathBuf> {
+    project_dirs().map(|d| d.config_dir().join("config.toml"))
+}
+
+/// `~/.config/llmtop` on Linux: user themes live in `themes/` below it.
+pub fn config_dir() -> Option<PathBuf> {
+    project_dirs().map(|d| d.config_dir().to_path_buf())
+}
+
+/// `~/.local/share/llmtop` on Linux (`LLMTOP_DATA_DIR` overrides, for tests and portable setups).
+pub fn data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("LLMTOP_DATA_DIR") {
+        return PathBuf::from(dir);
+    }
+    project_dirs()
+        .map(|d| d.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from(".llmtop"))
+}
+
+/// Where `scripts/fetch-model.sh` puts the default model.
+pub fn models_dir() -> PathBuf {
+    data_dir().join("models")
+}

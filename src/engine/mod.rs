@@ -1,0 +1,202 @@
+//! The inference engine: a dedicated OS thread that owns the model and context.
+//!
+//! llama.cpp's context is not `Send`, so the engine never leaves its thread. The rest of the
+//! program talks to it through two channels: [`Command`]s in, [`EngineEvent`]s out. The UI never
+//! blocks on it. Any type implementing [`Engine`] can sit behind the channels: the real llama.cpp
+//! engine ([`llama::LlamaEngine`]) and a scripted one for UI tests and `--demo`
+//! ([`scripted::ScriptedEngine`]).
+
+pub mod llama;
+pub mod scripted;
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+/// What the program asks of the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Load the model. Sent once, right after spawning; progress arrives as events.
+    Load,
+    /// Append a user message to the conversation and generate a reply.
+    Send(String),
+    /// Stop the generation in progress (no-op when idle).
+    Cancel,
+    /// Forget the conversation (the system prompt stays).
+    Reset,
+    /// Stop the engine thread.
+    Shutdown,
+}
+
+/// Where the engine is, for the status line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Loading,
+    Idle,
+    Prefill,
+    Generating,
+}
+
+/// What the engine reports back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineEvent {
+    /// Model load progress, 0.0..=1.0.
+    LoadProgress(f32),
+    /// The model is loaded and ready.
+    Loaded(ModelInfo),
+    /// The engine moved to another phase (prefill started, first token produced, ...).
+    Phase(Phase),
+    /// Older turns were dropped from the context to make room.
+    ContextTrimmed { dropped_messages: usize },
+    /// A piece of the reply; always whole UTF-8 characters.
+    Token(String),
+    /// The reply ended.
+    ReplyDone(ReplyStats),
+    /// Something went wrong; the engine stays usable unless the model failed to load.
+    Failed(String),
+}
+
+/// Facts about the loaded model, from GGUF metadata and the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub path: PathBuf,
+    pub architecture: String,
+    pub n_params: u64,
+    pub file_size: u64,
+    /// e.g. "Q4_1".
+    pub quantization: String,
+    pub n_ctx_train: u32,
+    /// Context size actually allocated.
+    pub n_ctx: u32,
+    pub chat_template: String,
+    /// Wall time of the cold load (file to ready context), ms.
+    pub load_ms: f64,
+}
+
+/// Why a reply ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    EndOfGeneration,
+    MaxTokens,
+    Cancelled,
+    ContextFull,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopReason::EndOfGeneration => "end of generation",
+            StopReason::MaxTokens => "max tokens",
+            StopReason::Cancelled => "cancelled",
+            StopReason::ContextFull => "context full",
+        })
+    }
+}
+
+/// Measurements of one reply. Rates come from llama.cpp's perf counters when available,
+/// cross-checked with the wall clock (`*_wall_*` fields).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplyStats {
+    /// Tokens actually decoded for the prompt (what was not already in the KV cache).
+    pub prompt_tokens: u32,
+    /// Tokens of the whole rendered conversation (what a cache-less engine would decode).
+    pub conversation_tokens: u32,
+    pub generated_tokens: u32,
+    /// From sending the message to the first generated token, ms.
+    pub ttft_ms: f64,
+    pub prefill_ms: f64,
+    pub prefill_tok_s: f64,
+    pub gen_ms: f64,
+    pub gen_tok_s: f64,
+    /// Generation rate from the wall clock, for cross-checking llama.cpp's counters.
+    pub gen_wall_tok_s: f64,
+    pub wall_s: f64,
+    pub stop: StopReason,
+    /// Offsets from the start of the reply, seconds: where prefill ends and decode begins.
+    pub prefill_end_s: f64,
+}
+
+/// Settings for generation; from CLI and config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineSettings {
+    pub model: PathBuf,
+    /// 0 = the model's training context (capped at 4096 to keep memory modest).
+    pub n_ctx: u32,
+    /// 0 = number of physical cores.
+    pub threads: u32,
+    pub gpu_layers: u32,
+    pub temperature: f32,
+    pub top_k: i32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub seed: u32,
+    pub max_tokens: u32,
+    pub system_prompt: String,
+}
+
+impl EngineSettings {
+    pub fn with_model(model: PathBuf) -> Self {
+        Self {
+            model,
+            n_ctx: 0,
+            threads: 0,
+            gpu_layers: 0,
+            temperature: 0.7,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            seed: 42,
+            max_tokens: 1024,
+            system_prompt: "You are a helpful assistant.".to_string(),
+        }
+    }
+}
+
+/// An engine runs on its own thread until `Shutdown` or until the command channel closes.
+pub trait Engine: Send + 'static {
+    fn run(
+        self: Box<Self>,
+        commands: UnboundedReceiver<Command>,
+        events: UnboundedSender<EngineEvent>,
+    );
+}
+
+/// The program's side of a running engine.
+pub struct EngineHandle {
+    pub commands: UnboundedSender<Command>,
+    pub events: UnboundedReceiver<EngineEvent>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EngineHandle {
+    /// Ask the engine to stop and wait for its thread (frees the model).
+    pub fn shutdown(mut self) {
+        let _ = self.commands.send(Command::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Send a command; a stopped engine is reported as an event by the caller's next recv.
+    pub fn send(&self, cmd: Command) {
+        let _ = self.commands.send(cmd);
+    }
+}
+
+/// Start `engine` on its own thread.
+pub fn spawn(engine: Box<dyn Engine>) -> std::io::Result<EngineHandle> {
+    let (cmd_tx, cmd_rx) = unbounded_channel();
+    let (ev_tx, ev_rx) = unbounded_channel();
+    let thread = std::thread::Builder::new()
+        .name("llmtop-engine".into())
+        .spawn(move || engine.run(cmd_rx, ev_tx))?;
+    Ok(EngineHandle {
+        commands: cmd_tx,
+        events: ev_rx,
+        thread: Some(thread),
+    })
+}

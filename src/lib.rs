@@ -1,0 +1,11 @@
+//! llmtop: what a local LLM answer really costs, live.
+//!
+//! Data flows one way: sensors and the engine produce events, the app folds them into state,
+//! the UI draws state. See HOUSE_STYLE in the project docs and README.md.
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod fsutil;
+pub mod hostinfo;
+pub mod sensors;

@@ -1,0 +1,110 @@
+//! Hardware sensors: what each reading is, where it came from, and the sampler thread.
+//!
+//! Every figure carries its provenance: the [`Source`] that produced it, what it [`Covers`] and
+//! the [`Method`] (cumulative counter, measured/averaged power, or estimate). A sensor that
+//! cannot be read yields `value: None` ("n/a") rather than failing the whole sample.
+
+use serde::{Deserialize, Serialize};
+
+/// Which interface produced a reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Nvml,
+    Rapl,
+    Hwmon,
+    Battery,
+    Plug,
+    Estimate,
+    System,
+}
+
+/// What part of the machine a reading covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Covers {
+    GpuBoard,
+    CpuPackage,
+    Dram,
+    /// Whole system measured at the wall (smart plug).
+    Wall,
+    /// Whole system drawn from the battery while discharging.
+    Battery,
+    /// Whole platform from RAPL psys.
+    Platform,
+    /// Anything else (a motherboard fan, a chipset temperature, ...).
+    Other,
+}
+
+/// What quantity a reading holds, with its unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quantity {
+    /// Watts.
+    Power,
+    /// Joules, cumulative since some arbitrary origin (a counter).
+    Energy,
+    /// Degrees Celsius.
+    Temperature,
+    /// Revolutions per minute.
+    FanRpm,
+    /// Percent of maximum fan speed (when RPM is not available).
+    FanPercent,
+    /// Percent.
+    Utilization,
+    /// Bytes.
+    MemoryUsed,
+    /// Bytes.
+    MemoryTotal,
+    /// MHz.
+    Clock,
+}
+
+/// How a value was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// A cumulative energy counter (take end minus start).
+    Counter,
+    /// An instantaneous or device-averaged measurement.
+    Measured,
+    /// Computed from a model (utilisation x TDP); never a measurement.
+    Estimated,
+}
+
+/// One value from one sensor at one instant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    /// Stable key across samples, e.g. `rapl:package-0:energy` or `hwmon:coretemp:temp1`.
+    pub id: String,
+    /// Human name of the device, e.g. "NVIDIA GeForce RTX 4090" or "coretemp".
+    pub device: String,
+    /// Label of the channel, e.g. "Package id 0", "fan2", "package-0".
+    pub label: String,
+    pub quantity: Quantity,
+    /// `None` when the sensor exists but could not be read this time ("n/a").
+    pub value: Option<f64>,
+    /// A relevant limit in the same unit: temperature slowdown/critical point, power limit.
+    pub limit: Option<f64>,
+    pub source: Source,
+    pub covers: Covers,
+    pub method: Method,
+}
+
+/// Everything read in one sampler tick.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Sample {
+    /// Seconds since the sampler started, from a monotonic clock.
+    pub t: f64,
+    pub readings: Vec<Reading>,
+}
+
+/// A source of readings. Implementations take their roots (sysfs dir, URL) at construction
+/// and the time as an argument, so they run against fixtures and fakes in tests.
+pub trait Sensor: Send {
+    /// Short name for listings and logs, e.g. "rapl", "hwmon:coretemp", "plug:shelly-gen2".
+    fn name(&self) -> String;
+    /// Read every channel now; `now` is seconds on the sampler's monotonic clock.
+    /// A channel that fails this time is returned with `value: None`.
+    fn read(&mut self, now: f64) -> Vec<Reading>;
+}
