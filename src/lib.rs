@@ -9,3 +9,4 @@ pub mod engine;
 pub mod fsutil;
 pub mod hostinfo;
 pub mod sensors;
+pub mod gguf;
