@@ -5,8 +5,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod energy;
 pub mod engine;
 pub mod fsutil;
+pub mod gguf;
 pub mod hostinfo;
 pub mod sensors;
-pub mod gguf;
+pub mod sensors_cmd;

@@ -7,7 +7,9 @@ fn main() -> ExitCode {
     let result: anyhow::Result<()> = match cli.command {
         Some(Command::Bench(_)) => Err(anyhow::anyhow!("bench: not built yet")),
         Some(Command::Models(_)) => Err(anyhow::anyhow!("models: not built yet")),
-        Some(Command::Sensors(_)) => Err(anyhow::anyhow!("sensors: not built yet")),
+        Some(Command::Sensors(a)) => llmtop::config::load(cli.config.as_deref())
+            .map_err(anyhow::Error::from)
+            .and_then(|cfg| llmtop::sensors_cmd::run(&a, &cfg)),
         Some(Command::Compare(_)) => Err(anyhow::anyhow!("compare: not built yet")),
         Some(Command::Serve(_)) => Err(anyhow::anyhow!("serve: not built yet")),
         None => Err(anyhow::anyhow!("dashboard: not built yet")),
