@@ -3,6 +3,7 @@
 //! Data flows one way: sensors and the engine produce events, the app folds them into state,
 //! the UI draws state. See HOUSE_STYLE in the project docs and README.md.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod energy;
@@ -10,5 +11,8 @@ pub mod engine;
 pub mod fsutil;
 pub mod gguf;
 pub mod hostinfo;
+pub mod logging;
+pub mod models;
+pub mod models_cmd;
 pub mod sensors;
 pub mod sensors_cmd;
