@@ -200,7 +200,10 @@ fn rapl_subzones_are_not_double_counted() {
     assert!((total.energy_j - 2.5).abs() < 1e-9, "{}", total.energy_j);
     let mut parts = total.sources.clone();
     parts.sort();
-    assert_eq!(parts, ["rapl:package-0/dram:energy", "rapl:package-0:energy"]);
+    assert_eq!(
+        parts,
+        ["rapl:package-0/dram:energy", "rapl:package-0:energy"]
+    );
 }
 
 #[test]

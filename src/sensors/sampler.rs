@@ -19,6 +19,8 @@ use tokio::sync::mpsc::UnboundedSender;
 struct Tracked {
     sensor: Box<dyn Sensor>,
     known: BTreeMap<String, Reading>,
+    /// It panicked once: never called again (a panic every tick would flood the panic hook).
+    dead: bool,
 }
 
 impl Tracked {
@@ -26,11 +28,19 @@ impl Tracked {
         Self {
             sensor,
             known: BTreeMap::new(),
+            dead: false,
         }
     }
 
     fn read(&mut self, now: f64, out: &mut Vec<Reading>) {
-        let rows = catch_unwind(AssertUnwindSafe(|| self.sensor.read(now))).unwrap_or_default();
+        let rows = if self.dead {
+            Vec::new()
+        } else {
+            catch_unwind(AssertUnwindSafe(|| self.sensor.read(now))).unwrap_or_else(|_| {
+                self.dead = true;
+                Vec::new()
+            })
+        };
         let mut seen = std::collections::HashSet::with_capacity(rows.len());
         for r in rows {
             seen.insert(r.id.clone());
