@@ -517,8 +517,11 @@ fn power_energy(points: &[(f64, Option<f64>)], t0: f64, t1: f64) -> Option<(f64,
 fn power_at(s: &Series, t: f64) -> Option<f64> {
     match s.kind {
         Kind::Counter => {
+            if s.points.len() < 2 {
+                return None;
+            }
             let i = s.points.partition_point(|&(pt, _)| pt < t);
-            let i = i.clamp(1, s.points.len().checked_sub(1)?);
+            let i = i.clamp(1, s.points.len() - 1);
             let ((ta, Some(ea)), (tb, Some(eb))) = (s.points[i - 1], s.points[i]) else {
                 return None;
             };

@@ -435,3 +435,23 @@ fn prune_keeps_windows_after_the_cut_intact() {
     let after = acc.report(&window(50.5, 80.0));
     assert_eq!(before, after);
 }
+
+#[test]
+fn a_single_sample_or_an_empty_window_gives_no_energy_and_no_panic() {
+    let mut acc = EnergyAccumulator::new();
+    assert!(acc.report(&window(0.0, 1.0)).total.is_none());
+    feed(
+        &mut acc,
+        1.0,
+        vec![
+            counter("rapl:package-0:energy", Covers::CpuPackage, 5.0, None),
+            power("plug:p:power", Covers::Wall, 80.0),
+        ],
+    );
+    let r = acc.report(&window(0.0, 2.0));
+    assert!(r.total.is_none(), "{r:?}");
+    assert!(acc.idle_baseline(0.0, 2.0).is_none());
+    // Reversed window: empty, not negative.
+    let r = acc.report(&window(2.0, 1.0));
+    assert_eq!(r.duration_s, 0.0);
+}
