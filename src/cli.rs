@@ -158,6 +158,12 @@ pub struct SensorsArgs {
     /// Refresh in place until Ctrl-C.
     #[arg(long)]
     pub watch: bool,
+    /// Benchmark: run the sampler for N seconds and print its CPU time (see BENCHMARKS.md).
+    #[arg(long, hide = true, value_name = "N")]
+    pub bench_seconds: Option<f64>,
+    /// Sampling rate for --watch and --bench-seconds, Hz (default: config rate_hz).
+    #[arg(long, hide = true, value_name = "HZ")]
+    pub rate_hz: Option<f64>,
 }
 
 #[derive(Debug, Clone, Args)]

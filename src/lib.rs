@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod energy;
 pub mod engine;
 pub mod fsutil;
 pub mod gguf;
@@ -14,3 +15,4 @@ pub mod logging;
 pub mod models;
 pub mod models_cmd;
 pub mod sensors;
+pub mod sensors_cmd;

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     let result: anyhow::Result<()> = match &cli.command {
         Some(Command::Bench(a)) => llmtop::bench::run(a, &cfg),
         Some(Command::Models(a)) => llmtop::models_cmd::run(a),
-        Some(Command::Sensors(_)) => Err(anyhow::anyhow!("sensors: not built yet")),
+        Some(Command::Sensors(a)) => llmtop::sensors_cmd::run(a, &cfg),
         Some(Command::Compare(_)) => Err(anyhow::anyhow!("compare: not built yet")),
         Some(Command::Serve(_)) => Err(anyhow::anyhow!("serve: not built yet")),
         None => Err(anyhow::anyhow!("dashboard: not built yet")),
