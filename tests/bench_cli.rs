@@ -11,14 +11,19 @@ fn bench_json_round_trips_through_its_schema() {
     let dir = tempfile::tempdir().expect("dir");
     let json = dir.path().join("bench.json");
     let model = common::model_path();
+    // A short idle window and a fast sampler keep the test quick.
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, "[sensors]\nidle_window_s = 1.0\nrate_hz = 20.0\n").expect("cfg");
     let out = Command::new(env!("CARGO_BIN_EXE_llmtop"))
+        .arg("--config")
+        .arg(&cfg)
         .args([
             "bench",
             "--reps",
             "2",
             "--no-warmup",
             "--max-tokens",
-            "12",
+            "48",
             "--threads",
             "2",
         ])
@@ -41,7 +46,7 @@ fn bench_json_round_trips_through_its_schema() {
     ] {
         assert!(stdout.contains(row), "table lacks {row}:\n{stdout}");
     }
-    assert!(stderr.contains("run 2/2: 12 tokens"), "{stderr}");
+    assert!(stderr.contains("run 2/2: 48 tokens"), "{stderr}");
 
     let text = std::fs::read_to_string(&json).expect("json written");
     let r: BenchResult = serde_json::from_str(&text).expect("matches the schema");
@@ -51,12 +56,43 @@ fn bench_json_round_trips_through_its_schema() {
     assert_eq!(r.runs.len(), 2);
     assert!(!r.warmup);
     for run in &r.runs {
-        assert_eq!(run.generated_tokens, 12);
-        assert_eq!(run.stop, StopReason::MaxTokens);
-        assert!(run.gen_tok_s > 0.0);
+        assert_eq!(run.stats.generated_tokens, 48);
+        assert_eq!(run.stats.stop, StopReason::MaxTokens);
+        assert!(run.stats.gen_tok_s > 0.0);
+        // Every machine has at least the utilisation estimate, so every run has energy, and
+        // its figures agree with each other.
+        let e = run.energy.as_ref().expect("energy for each run");
+        let total = e.total.as_ref().expect("a system total");
+        assert!(total.energy_j > 0.0);
+        assert_eq!(e.tokens, Some(48));
+        let jpt = e.j_per_token.expect("J/token");
+        assert!((jpt * 48.0 - total.energy_j).abs() < 1e-9 * total.energy_j.max(1.0));
+        assert!(
+            (e.duration_s - run.stats.wall_s).abs() < 0.05,
+            "{} vs {}",
+            e.duration_s,
+            run.stats.wall_s
+        );
+        let (pre, dec) = (
+            e.prefill_j.expect("prefill J"),
+            e.decode_j.expect("decode J"),
+        );
+        assert!((pre + dec - total.energy_j).abs() < 1e-6 * total.energy_j.max(1.0));
+        assert_eq!(stdout.contains("ESTIMATED"), total.estimated, "{stdout}");
+        // Net of idle only when the idle baseline was measured on the same basis.
+        if let (Some(idle), Some(net)) = (&r.idle, e.net_j) {
+            assert!((total.energy_j - idle.watts * e.duration_s - net).abs() < 1e-6);
+        }
     }
-    assert_eq!(r.summary.generated_tokens.median, 12.0);
-    let g: Vec<f64> = r.runs.iter().map(|x| x.gen_tok_s).collect();
+    let idle = r.idle.as_ref().expect("idle baseline measured");
+    assert!(
+        idle.watts > 0.0 && (idle.window_s - 1.0).abs() < 0.2,
+        "{idle:?}"
+    );
+    assert!(!r.sensors.is_empty(), "sensor statuses recorded");
+    assert_eq!(r.summary.generated_tokens.median, 48.0);
+    assert!(r.summary.energy_wh.is_some() && r.summary.j_per_token.is_some());
+    let g: Vec<f64> = r.runs.iter().map(|x| x.stats.gen_tok_s).collect();
     assert!(r.summary.gen_tok_s.min <= r.summary.gen_tok_s.median);
     assert_eq!(
         r.summary.gen_tok_s.max,
