@@ -8,4 +8,5 @@ pub mod config;
 pub mod engine;
 pub mod fsutil;
 pub mod hostinfo;
+pub mod pricing;
 pub mod sensors;
