@@ -9,4 +9,6 @@ pub mod engine;
 pub mod fsutil;
 pub mod hostinfo;
 pub mod pricing;
+pub mod runcard;
 pub mod sensors;
+pub mod snapshot;
