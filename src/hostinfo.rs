@@ -28,8 +28,6 @@ pub struct BuildInfo {
 impl HostInfo {
     /// Read the host now. GPU names come from the caller (the NVML sensor owns the handle).
     pub fn detect(gpus: Vec<String>) -> Self {
-        // sysinfo 0.40 returns Result from its constructors and getters: an unreadable field is
-        // "unknown", never a failure of the whole card.
         let (cpu_model, logical, ram_bytes) = match sysinfo::System::new() {
             Ok(mut sys) => {
                 sys.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());

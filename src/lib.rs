@@ -3,12 +3,17 @@
 //! Data flows one way: sensors and the engine produce events, the app folds them into state,
 //! the UI draws state. See HOUSE_STYLE in the project docs and README.md.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod fsutil;
+pub mod gguf;
 pub mod hostinfo;
 pub mod pricing;
 pub mod runcard;
+pub mod logging;
+pub mod models;
+pub mod models_cmd;
 pub mod sensors;
 pub mod snapshot;

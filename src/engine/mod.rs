@@ -8,6 +8,7 @@
 
 pub mod llama;
 pub mod scripted;
+pub mod utf8;
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
