@@ -271,6 +271,35 @@ fn group_thousands(number: &str) -> String {
     out
 }
 
+/// A unit price, with up to 4 decimals so tariffs like 0.175 or 0.2635 show exactly:
+/// `$0.175`, `£0.2635`, `€0.38`, `¥31`.
+pub fn format_unit_price(price: f64, currency: &Currency) -> String {
+    if !price.is_finite() {
+        return "n/a".into();
+    }
+    let (prefix, suffix, decimals) = currency.style();
+    let sign = if price < 0.0 { "-" } else { "" };
+    let mut body = format!("{:.4}", price.abs());
+    // Trim zeros beyond the currency's own decimals.
+    let min_len = body.find('.').map_or(body.len(), |dot| {
+        if decimals == 0 {
+            dot
+        } else {
+            dot + 1 + decimals
+        }
+    });
+    while body.len() > min_len && (body.ends_with('0') || body.ends_with('.')) {
+        body.pop();
+    }
+    let body = group_thousands(&body);
+    let suffix = if suffix.is_empty() || suffix.starts_with(' ') {
+        suffix.to_string()
+    } else {
+        format!(" {suffix}")
+    };
+    format!("{sign}{prefix}{body}{suffix}")
+}
+
 /// Money per 1000 of something (replies, stories): `$0.42 / 1000 replies`, for amounts too small
 /// to read one at a time.
 pub fn format_per_1000(amount_each: f64, currency: &Currency, what: &str) -> String {

@@ -1,7 +1,7 @@
 //! Snapshots: a run card (JSON), a Markdown summary for forum posts and an SVG of the screen,
 //! written atomically into the snapshots dir and named by time and host.
 
-use crate::pricing::{Currency, format_co2, format_money};
+use crate::pricing::{Currency, format_co2, format_money, format_unit_price};
 use crate::runcard::{EnergyMetrics, RunCard};
 use ratatui::buffer::Buffer;
 use ratatui::style::{Color, Modifier};
@@ -324,7 +324,9 @@ pub fn markdown_summary(card: &RunCard) -> String {
                 o,
                 "| {} | {} | {} | {} | {} | {} |",
                 md_escape(&c.region),
-                money(Some(c.price_per_kwh)),
+                Currency::new(&c.currency)
+                    .map(|cur| format_unit_price(c.price_per_kwh, &cur))
+                    .unwrap_or_else(|_| "n/a".into()),
                 money(c.last_reply),
                 money(c.session),
                 money(c.per_million_tokens),
@@ -365,8 +367,8 @@ const DEFAULT_BG: &str = "#1c1c1c";
 /// `<text>` per run of same-styled cells, stretched to the grid so any monospace font lines up.
 pub fn buffer_to_svg(buf: &Buffer) -> String {
     let area = buf.area;
-    let width = f64::from(area.width) * CELL_W;
-    let height = f64::from(area.height) * CELL_H;
+    let width = px(f64::from(area.width) * CELL_W);
+    let height = px(f64::from(area.height) * CELL_H);
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -407,9 +409,10 @@ pub fn buffer_to_svg(buf: &Buffer) -> String {
             if bg != DEFAULT_BG {
                 let _ = writeln!(
                     o,
-                    r#"<rect x="{}" y="{y}" width="{}" height="{CELL_H}" fill="{bg}"/>"#,
-                    start as f64 * CELL_W,
-                    (col - start) as f64 * CELL_W
+                    r#"<rect x="{}" y="{}" width="{}" height="{CELL_H}" fill="{bg}"/>"#,
+                    px(start as f64 * CELL_W),
+                    px(y),
+                    px((col - start) as f64 * CELL_W)
                 );
             }
         }
@@ -427,6 +430,12 @@ pub fn buffer_to_svg(buf: &Buffer) -> String {
             if text.trim().is_empty() || st.hidden {
                 continue;
             }
+            // Trailing blanks draw nothing; dropping them keeps the run's width honest.
+            let mut end = col;
+            while end > start && cells[end - 1].symbol == " " {
+                end -= 1;
+            }
+            let text = text.trim_end_matches(' ');
             let mut attrs = format!(r#" fill="{}""#, st.fg);
             if st.bold {
                 attrs.push_str(r#" font-weight="bold""#);
@@ -446,15 +455,21 @@ pub fn buffer_to_svg(buf: &Buffer) -> String {
             let _ = writeln!(
                 o,
                 r#"<text x="{}" y="{}" textLength="{}" lengthAdjust="spacingAndGlyphs" xml:space="preserve"{attrs}>{}</text>"#,
-                start as f64 * CELL_W,
-                y + CELL_H * 0.8,
-                (col - start) as f64 * CELL_W,
-                xml_escape(&text)
+                px(start as f64 * CELL_W),
+                px(y + CELL_H * 0.8),
+                px((end - start) as f64 * CELL_W),
+                xml_escape(text)
             );
         }
     }
     o.push_str("</svg>\n");
     o
+}
+
+/// Pixels with at most 2 decimals and no float noise: 25.2, not 25.200000000000003.
+fn px(v: f64) -> String {
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 #[derive(Debug, Clone, PartialEq)]

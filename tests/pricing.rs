@@ -5,7 +5,8 @@ use jiff::civil::date;
 use jiff::tz::{TimeZone, offset};
 use llmtop::config::{PricingSection, TariffBand, parse};
 use llmtop::pricing::{
-    Currency, PricingError, Tariff, format_co2, format_money, format_per_1000, region,
+    Currency, PricingError, Tariff, format_co2, format_money, format_per_1000, format_unit_price,
+    region,
 };
 use std::path::Path;
 
@@ -185,6 +186,11 @@ fn money_formatting() {
         format_per_1000(0.00042, &cur("USD"), "replies"),
         "$0.42 / 1000 replies"
     );
+    assert_eq!(format_unit_price(0.175, &cur("USD")), "$0.175");
+    assert_eq!(format_unit_price(0.2635, &cur("GBP")), "£0.2635");
+    assert_eq!(format_unit_price(0.38, &cur("EUR")), "€0.38");
+    assert_eq!(format_unit_price(0.3, &cur("EUR")), "€0.30");
+    assert_eq!(format_unit_price(31.0, &cur("JPY")), "¥31");
     assert_eq!(format_co2(38.1), "38.1 g CO2e");
     assert_eq!(format_co2(4560.0), "4.56 kg CO2e");
     assert_eq!(format_co2(0.5), "0.50 g CO2e");
