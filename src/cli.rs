@@ -165,7 +165,8 @@ pub struct CompareArgs {
     /// Run card JSON files (from Ctrl-S in the dashboard or `bench --snapshot`).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// Purchase price of a machine, for total cost of ownership: HOST=AMOUNT.
+    /// Purchase price of a machine, for total cost of ownership: HOST=AMOUNT, optionally with a
+    /// currency (mini=1299EUR); without one, the first region's currency. Repeatable.
     #[arg(long, value_name = "HOST=AMOUNT")]
     pub hardware_price: Vec<String>,
     /// Hours of use per day, for total cost of ownership.

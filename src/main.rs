@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         Some(Command::Bench(a)) => llmtop::bench::run(a, &cfg),
         Some(Command::Models(a)) => llmtop::models_cmd::run(a),
         Some(Command::Sensors(_)) => Err(anyhow::anyhow!("sensors: not built yet")),
-        Some(Command::Compare(_)) => Err(anyhow::anyhow!("compare: not built yet")),
+        Some(Command::Compare(a)) => llmtop::compare::run(a, &cfg),
         Some(Command::Serve(_)) => Err(anyhow::anyhow!("serve: not built yet")),
         None => Err(anyhow::anyhow!("dashboard: not built yet")),
     };

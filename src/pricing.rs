@@ -451,6 +451,10 @@ impl Tariff {
 
     /// The time-weighted mean price over a day: what a flat-rate comparison uses.
     pub fn mean_price_per_kwh(&self) -> f64 {
+        if !self.is_time_of_use() {
+            // Exact for flat tariffs: summing 24 copies would add float noise.
+            return self.hourly[0];
+        }
         self.hourly.iter().sum::<f64>() / 24.0
     }
 
