@@ -12,6 +12,7 @@ pub mod fsutil;
 pub mod gguf;
 pub mod hostinfo;
 pub mod logging;
+pub mod metrics;
 pub mod models;
 pub mod models_cmd;
 pub mod pricing;

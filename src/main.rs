@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         Some(Command::Models(a)) => llmtop::models_cmd::run(a),
         Some(Command::Sensors(_)) => Err(anyhow::anyhow!("sensors: not built yet")),
         Some(Command::Compare(a)) => llmtop::compare::run(a, &cfg),
-        Some(Command::Serve(_)) => Err(anyhow::anyhow!("serve: not built yet")),
+        Some(Command::Serve(a)) => llmtop::metrics::run(a, &cfg),
         None => Err(anyhow::anyhow!("dashboard: not built yet")),
     };
     match result {
