@@ -42,6 +42,9 @@ pub enum Command {
     Compare(CompareArgs),
     /// Serve sensor and energy metrics for Prometheus, without the dashboard.
     Serve(ServeArgs),
+    /// Test helper: write the lifetime tally in a loop (for the kill -9 test).
+    #[command(name = "__tally-writer", hide = true)]
+    TallyWriter(TallyWriterArgs),
 }
 
 /// Model and generation settings shared by the dashboard and bench.
@@ -193,4 +196,14 @@ pub struct ServeArgs {
     /// Address to serve /metrics on.
     #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
     pub metrics_addr: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TallyWriterArgs {
+    /// Tally file to write.
+    #[arg(long, value_name = "FILE")]
+    pub path: PathBuf,
+    /// Rounds to write; 0 = until killed.
+    #[arg(long, default_value_t = 0)]
+    pub count: u64,
 }

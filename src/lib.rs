@@ -19,3 +19,4 @@ pub mod pricing;
 pub mod runcard;
 pub mod sensors;
 pub mod snapshot;
+pub mod tally;

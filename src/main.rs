@@ -18,6 +18,9 @@ fn main() -> ExitCode {
         Some(Command::Sensors(_)) => Err(anyhow::anyhow!("sensors: not built yet")),
         Some(Command::Compare(a)) => llmtop::compare::run(a, &cfg),
         Some(Command::Serve(a)) => llmtop::metrics::run(a, &cfg),
+        Some(Command::TallyWriter(a)) => {
+            llmtop::tally::writer_loop(&a.path, a.count).map_err(Into::into)
+        }
         None => Err(anyhow::anyhow!("dashboard: not built yet")),
     };
     match result {

@@ -19,12 +19,9 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     #[error(
-        "cannot serve metrics on {addr}: {source}; pick a free address with --metrics-addr, e.g. 127.0.0.1:9464"
+        "cannot serve metrics on {addr}: {err}; pick a free address with --metrics-addr, e.g. 127.0.0.1:9464"
     )]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
+    Bind { addr: String, err: std::io::Error },
 }
 
 /// Identity labels of one channel.
@@ -368,9 +365,9 @@ pub struct MetricsServer {
 impl MetricsServer {
     /// Bind `addr` (e.g. "127.0.0.1:9464", or port 0 for any) and serve `state` on its own thread.
     pub fn start(addr: &str, state: Arc<Mutex<MetricsState>>) -> Result<Self, MetricsError> {
-        let bind_err = |source| MetricsError::Bind {
+        let bind_err = |err| MetricsError::Bind {
             addr: addr.into(),
-            source,
+            err,
         };
         let listener = TcpListener::bind(addr).map_err(bind_err)?;
         let local = listener.local_addr().map_err(bind_err)?;

@@ -225,11 +225,8 @@ pub struct TranscriptTurn {
 /// A run card that cannot be used: one line naming the file and the cause.
 #[derive(Debug, thiserror::Error)]
 pub enum RunCardError {
-    #[error("{path}: cannot read run card: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{path}: cannot read run card: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
     #[error("{path}: not valid JSON at line {line}, column {column}: {message}")]
     Json {
         path: PathBuf,
@@ -353,9 +350,9 @@ impl RunCard {
 
     /// Read, parse and validate a card file.
     pub fn load(path: &Path) -> Result<Self, RunCardError> {
-        let text = std::fs::read_to_string(path).map_err(|source| RunCardError::Read {
+        let text = std::fs::read_to_string(path).map_err(|err| RunCardError::Read {
             path: path.to_path_buf(),
-            source,
+            err,
         })?;
         Self::from_json(&text, path)
     }

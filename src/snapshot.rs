@@ -20,17 +20,11 @@ pub struct SnapshotPaths {
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error(
-        "cannot write snapshot to {dir}: {source}; set [snapshot] dir in the config to a writable directory"
+        "cannot write snapshot to {dir}: {err}; set [snapshot] dir in the config to a writable directory"
     )]
-    Dir {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot write snapshot file {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Dir { dir: PathBuf, err: std::io::Error },
+    #[error("cannot write snapshot file {path}: {err}")]
+    Write { path: PathBuf, err: std::io::Error },
 }
 
 /// The snapshots dir: `[snapshot] dir`, else `<data dir>/snapshots`.
@@ -49,17 +43,17 @@ pub fn write(
     card: &RunCard,
     screen: Option<&Buffer>,
 ) -> Result<SnapshotPaths, SnapshotError> {
-    std::fs::create_dir_all(dir).map_err(|source| SnapshotError::Dir {
+    std::fs::create_dir_all(dir).map_err(|err| SnapshotError::Dir {
         dir: dir.to_path_buf(),
-        source,
+        err,
     })?;
     let stem = unique_stem(dir, &base_name(card));
     let json = dir.join(format!("{stem}.json"));
     let markdown = dir.join(format!("{stem}.md"));
     let put = |path: &Path, bytes: &[u8]| {
-        crate::fsutil::write_atomic(path, bytes).map_err(|source| SnapshotError::Write {
+        crate::fsutil::write_atomic(path, bytes).map_err(|err| SnapshotError::Write {
             path: path.to_path_buf(),
-            source,
+            err,
         })
     };
     let mut json_text = card.to_json();
