@@ -81,11 +81,15 @@ pub struct CardSettings {
 /// One reply's measurements.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ReplyMetrics {
+    #[serde(deserialize_with = "null_as_nan")]
     pub ttft_ms: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub prefill_tok_s: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub gen_tok_s: f64,
     pub prompt_tokens: u32,
     pub generated_tokens: u32,
+    #[serde(deserialize_with = "null_as_nan")]
     pub wall_s: f64,
     #[serde(default)]
     pub energy: Option<EnergyMetrics>,
@@ -113,6 +117,7 @@ pub struct SessionMetrics {
     pub gen_tok_s: Option<f64>,
     pub prompt_tokens: u64,
     pub generated_tokens: u64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub wall_s: f64,
     #[serde(default)]
     pub energy: Option<EnergyMetrics>,
@@ -125,6 +130,7 @@ pub struct SessionMetrics {
 pub struct EnergyMetrics {
     pub sources: Vec<EnergySource>,
     /// Energy of the span, J: what the user pays for.
+    #[serde(deserialize_with = "null_as_nan")]
     pub total_j: f64,
     /// Above the idle baseline, J: what the inference itself cost.
     #[serde(default)]
@@ -137,7 +143,9 @@ pub struct EnergyMetrics {
     pub estimated: bool,
     #[serde(default)]
     pub idle_baseline_w: Option<f64>,
+    #[serde(deserialize_with = "null_as_nan")]
     pub avg_w: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub peak_w: f64,
     #[serde(default)]
     pub j_per_token: Option<f64>,
@@ -156,6 +164,7 @@ pub struct EnergySource {
     pub covers: String,
     /// "counter", "measured" (power integrated) or "estimated".
     pub method: String,
+    #[serde(deserialize_with = "null_as_nan")]
     pub joules: f64,
     #[serde(default)]
     pub net_joules: Option<f64>,
@@ -189,6 +198,7 @@ pub struct CardCost {
     pub region: String,
     pub currency: String,
     /// Mean price over the day (time-of-use tariffs are averaged).
+    #[serde(deserialize_with = "null_as_nan")]
     pub price_per_kwh: f64,
     pub source: String,
     #[serde(default)]
@@ -204,6 +214,7 @@ pub struct CardCost {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct SeriesPoint {
     /// Seconds from the start of the session.
+    #[serde(deserialize_with = "null_as_nan")]
     pub t_s: f64,
     #[serde(default)]
     pub power_w: Option<f64>,
@@ -213,6 +224,55 @@ pub struct SeriesPoint {
     pub temps_c: BTreeMap<String, f64>,
     #[serde(default)]
     pub fans_rpm: BTreeMap<String, f64>,
+}
+
+impl SeriesPoint {
+    /// One point from a sampler tick: whole-machine power without double counting (a wall
+    /// plug, else the battery, else RAPL psys, else GPU board + CPU package + DRAM), every
+    /// temperature and fan keyed "device label". `t0` is the session start on the same clock.
+    pub fn from_sample(s: &crate::sensors::Sample, t0: f64, tok_s: Option<f64>) -> Self {
+        use crate::sensors::{Covers, Quantity};
+        let mut p = Self {
+            t_s: s.t - t0,
+            tok_s,
+            ..Self::default()
+        };
+        let power = |c: Covers| -> Option<f64> {
+            let v: Vec<f64> = s
+                .readings
+                .iter()
+                .filter(|r| r.quantity == Quantity::Power && r.covers == c)
+                .filter_map(|r| r.value.filter(|v| v.is_finite()))
+                .collect();
+            (!v.is_empty()).then(|| v.iter().sum())
+        };
+        p.power_w = [Covers::Wall, Covers::Battery, Covers::Platform]
+            .into_iter()
+            .find_map(power)
+            .or_else(|| {
+                let parts: Vec<f64> = [Covers::GpuBoard, Covers::CpuPackage, Covers::Dram]
+                    .into_iter()
+                    .filter_map(power)
+                    .collect();
+                (!parts.is_empty()).then(|| parts.iter().sum())
+            });
+        for r in &s.readings {
+            let Some(v) = r.value.filter(|v| v.is_finite()) else {
+                continue;
+            };
+            let key = format!("{} {}", r.device, r.label);
+            match r.quantity {
+                Quantity::Temperature => {
+                    p.temps_c.insert(key, v);
+                }
+                Quantity::FanRpm => {
+                    p.fans_rpm.insert(key, v);
+                }
+                _ => {}
+            }
+        }
+        p
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -299,6 +359,15 @@ impl RunCard {
             .collect();
     }
 
+    /// Attach the conversation, unless `[snapshot] transcript = false`.
+    pub fn set_transcript(
+        &mut self,
+        turns: Vec<TranscriptTurn>,
+        section: &crate::config::SnapshotSection,
+    ) {
+        self.transcript = section.transcript.then_some(turns);
+    }
+
     /// J per generated token: the last reply's when measured, else the session's.
     pub fn j_per_token(&self) -> Option<f64> {
         self.last_reply
@@ -379,8 +448,9 @@ impl RunCard {
             ),
         ];
         for (key, e) in energies {
+            // NaN (written as null) means "not measured" and is allowed; negative is not.
             if let Some(e) = e
-                && (!e.total_j.is_finite() || e.total_j < 0.0)
+                && (e.total_j < 0.0 || e.total_j.is_infinite())
             {
                 return Err(format!(
                     "{key}.total_j = {} must be a number of joules, 0 or more",
@@ -398,6 +468,12 @@ impl RunCard {
         }
         Ok(())
     }
+}
+
+/// JSON has no NaN: serde_json writes a non-finite f64 as `null`. Read it back as NaN (shown
+/// as "n/a") so a card with an undefined rate still loads.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// serde_json appends " at line L column C"; we report those separately.

@@ -224,3 +224,88 @@ fn unwritable_snapshot_dir_is_one_clear_error() {
             .starts_with("cannot write snapshot to /proc/llmtop-snapshots: ")
     );
 }
+
+#[test]
+fn transcript_follows_the_config_switch() {
+    use llmtop::config::SnapshotSection;
+    use llmtop::runcard::TranscriptTurn;
+    let turns = vec![TranscriptTurn {
+        role: "user".into(),
+        text: "hi".into(),
+    }];
+    let mut c = mac();
+    c.set_transcript(turns.clone(), &SnapshotSection::default());
+    assert_eq!(c.transcript.as_deref(), Some(&turns[..]));
+    let off = SnapshotSection {
+        transcript: false,
+        ..SnapshotSection::default()
+    };
+    c.set_transcript(turns, &off);
+    assert_eq!(c.transcript, None);
+    assert!(!c.to_json().contains("\"hi\""));
+}
+
+#[test]
+fn series_point_from_a_sample_does_not_double_count() {
+    use llmtop::runcard::SeriesPoint;
+    use llmtop::sensors::{Covers, Method, Quantity, Reading, Sample, Source};
+    let r = |id: &str, q: Quantity, v: Option<f64>, covers: Covers| Reading {
+        id: id.into(),
+        device: "dev".into(),
+        label: id.into(),
+        quantity: q,
+        value: v,
+        limit: None,
+        source: Source::Hwmon,
+        covers,
+        method: Method::Measured,
+    };
+    let components = vec![
+        r("gpu", Quantity::Power, Some(250.0), Covers::GpuBoard),
+        r("cpu", Quantity::Power, Some(45.5), Covers::CpuPackage),
+        r("t", Quantity::Temperature, Some(71.0), Covers::CpuPackage),
+        r("f", Quantity::FanRpm, Some(1800.0), Covers::Other),
+        r("gone", Quantity::Temperature, None, Covers::Other),
+    ];
+    let s = Sample {
+        t: 12.5,
+        readings: components.clone(),
+    };
+    let p = SeriesPoint::from_sample(&s, 10.0, Some(33.0));
+    assert_eq!(p.t_s, 2.5);
+    assert_eq!(p.power_w, Some(295.5));
+    assert_eq!(p.tok_s, Some(33.0));
+    assert_eq!(p.temps_c.get("dev t"), Some(&71.0));
+    assert_eq!(p.fans_rpm.get("dev f"), Some(&1800.0));
+    assert_eq!(p.temps_c.len(), 1, "unreadable sensor left out");
+    // With a wall plug, the plug alone is the machine's power.
+    let mut with_wall = components;
+    with_wall.push(r("plug", Quantity::Power, Some(320.0), Covers::Wall));
+    let s = Sample {
+        t: 12.5,
+        readings: with_wall,
+    };
+    assert_eq!(
+        SeriesPoint::from_sample(&s, 10.0, None).power_w,
+        Some(320.0)
+    );
+}
+
+#[test]
+fn undefined_rates_survive_the_round_trip() {
+    // A reply cancelled before its first token has no rate; JSON writes NaN as null.
+    let mut c = mac();
+    if let Some(r) = c.last_reply.as_mut() {
+        r.gen_tok_s = f64::NAN;
+        if let Some(e) = r.energy.as_mut() {
+            e.peak_w = f64::NAN;
+        }
+    }
+    let text = c.to_json();
+    assert!(text.contains("\"gen_tok_s\": null"), "{text}");
+    let back = RunCard::from_json(&text, Path::new("mem")).expect("loads");
+    let r = back.last_reply.expect("reply");
+    assert!(r.gen_tok_s.is_nan());
+    assert!(r.energy.expect("energy").peak_w.is_nan());
+    assert!(markdown_summary(&c).contains("| generation | n/a | 30.2 tok/s |"));
+}
