@@ -292,10 +292,10 @@ pub fn run(args: &BenchArgs, cfg: &RawConfig) -> anyhow::Result<()> {
             " after a warm-up"
         }
     );
-    let mut sensors_cfg = cfg.sensors.clone();
-    if let Some(root) = &args.sensors.sysfs_root {
-        sensors_cfg.sysfs_root = root.clone();
-    }
+    let sensors_cfg = args
+        .sensors
+        .apply(&cfg.sensors)
+        .map_err(anyhow::Error::msg)?;
     let (mut meter, statuses) = Meter::start(&sensors_cfg);
     let mut handle = engine::spawn(Box::new(LlamaEngine {
         settings: settings.clone(),

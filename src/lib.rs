@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod energy;
 pub mod engine;
@@ -12,7 +13,12 @@ pub mod fsutil;
 pub mod gguf;
 pub mod hostinfo;
 pub mod logging;
+pub mod metrics;
 pub mod models;
 pub mod models_cmd;
+pub mod pricing;
+pub mod runcard;
 pub mod sensors;
 pub mod sensors_cmd;
+pub mod snapshot;
+pub mod tally;

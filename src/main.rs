@@ -19,8 +19,11 @@ fn main() -> ExitCode {
         Some(Command::Bench(a)) => llmtop::bench::run(a, &cfg),
         Some(Command::Models(a)) => llmtop::models_cmd::run(a),
         Some(Command::Sensors(a)) => llmtop::sensors_cmd::run(a, &cfg),
-        Some(Command::Compare(_)) => Err(anyhow::anyhow!("compare: not built yet")),
-        Some(Command::Serve(_)) => Err(anyhow::anyhow!("serve: not built yet")),
+        Some(Command::Compare(a)) => llmtop::compare::run(a, &cfg),
+        Some(Command::Serve(a)) => llmtop::metrics::run(a, &cfg),
+        Some(Command::TallyWriter(a)) => {
+            llmtop::tally::writer_loop(&a.path, a.count).map_err(Into::into)
+        }
         None => Err(anyhow::anyhow!("dashboard: not built yet")),
     };
     match result {

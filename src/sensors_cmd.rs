@@ -18,16 +18,10 @@ use std::time::{Duration, Instant};
 const RATE_GAP: Duration = Duration::from_millis(250);
 
 pub fn run(args: &SensorsArgs, cfg: &RawConfig) -> anyhow::Result<()> {
-    let mut section = cfg.sensors.clone();
-    if let Some(root) = &args.sensors.sysfs_root {
-        if !root.is_dir() {
-            anyhow::bail!(
-                "--sysfs-root {}: not a directory (give a captured sysfs tree, e.g. tests/fixtures/sysfs/laptop)",
-                root.display()
-            );
-        }
-        section.sysfs_root = root.clone();
-    }
+    let mut section = args
+        .sensors
+        .apply(&cfg.sensors)
+        .map_err(anyhow::Error::msg)?;
     if let Some(hz) = args.rate_hz {
         if !(hz.is_finite() && hz > 0.0 && hz <= 1000.0) {
             anyhow::bail!("--rate-hz {hz}: must be between 0 and 1000");
