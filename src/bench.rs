@@ -132,6 +132,8 @@ struct Meter {
     handle: SamplerHandle,
     samples: UnboundedReceiver<Sample>,
     acc: EnergyAccumulator,
+    /// Every sample, for the run card's time series.
+    kept: Vec<Sample>,
     period: Duration,
 }
 
@@ -145,6 +147,7 @@ impl Meter {
             handle,
             samples: rx,
             acc: EnergyAccumulator::new(),
+            kept: Vec::new(),
             period: Duration::from_secs_f64(1.0 / rate),
         };
         (meter, found.statuses)
@@ -161,7 +164,9 @@ impl Meter {
         loop {
             while let Ok(s) = self.samples.try_recv() {
                 self.acc.push(&s);
-                if s.t >= t && !s.readings.is_empty() {
+                let done = s.t >= t && !s.readings.is_empty();
+                self.kept.push(s);
+                if done {
                     return;
                 }
             }
@@ -262,6 +267,9 @@ pub fn run(args: &BenchArgs, cfg: &RawConfig) -> anyhow::Result<()> {
     if let Some(p) = &args.json {
         check_json_path(p)?;
     }
+    // A bad tariff fails now, not after minutes of runs.
+    let tariff = crate::pricing::Tariff::from_config(&cfg.pricing)?;
+    let compare = crate::pricing::Tariff::compare_set(&cfg.pricing, &[])?;
     let mut engine_args = args.engine.clone();
     // The bench is a measurement: repeatable output unless the user asks otherwise.
     engine_args.temperature = engine_args.temperature.or(Some(0.0));
@@ -325,8 +333,10 @@ pub fn run(args: &BenchArgs, cfg: &RawConfig) -> anyhow::Result<()> {
         }
         idle
     };
+    let mut cold_ttft_ms = None;
     if !args.no_warmup {
         let (_, s) = run_once(&mut handle, &prompt)?;
+        cold_ttft_ms = Some(s.ttft_ms);
         let _ = writeln!(
             err,
             "bench: warm-up: {} tokens, {:.1} tok/s",
@@ -334,6 +344,7 @@ pub fn run(args: &BenchArgs, cfg: &RawConfig) -> anyhow::Result<()> {
         );
     }
     let mut runs = Vec::new();
+    let first_t0 = meter.now();
     for i in 1..=args.reps {
         let t0 = meter.now();
         let (_, s) = run_once(&mut handle, &prompt)?;
@@ -352,6 +363,24 @@ pub fn run(args: &BenchArgs, cfg: &RawConfig) -> anyhow::Result<()> {
         runs.push(BenchRun { stats: s, energy });
     }
     handle.shutdown();
+    let last_t1 = meter.now();
+    let tokens: u64 = runs
+        .iter()
+        .map(|r| u64::from(r.stats.generated_tokens))
+        .sum();
+    let session = meter.acc.report(&Window {
+        t0: first_t0,
+        t1: last_t1,
+        tokens: Some(tokens),
+        phase_boundary: None,
+        idle: idle.clone(),
+    });
+    let series: Vec<_> = meter
+        .kept
+        .iter()
+        .filter(|s| s.t >= first_t0 && s.t <= last_t1)
+        .map(|s| crate::runcard::SeriesPoint::from_sample(s, first_t0, None))
+        .collect();
     meter.handle.stop();
     let summary = Summary::of(model.load_ms, &runs);
     let result = BenchResult {
@@ -369,6 +398,7 @@ pub fn run(args: &BenchArgs, cfg: &RawConfig) -> anyhow::Result<()> {
         summary,
     };
     print!("{}", render_table(&result));
+    print!("{}", cost_lines(&result, &tariff, &compare));
     if let Some(path) = &args.json {
         let json = serde_json::to_vec_pretty(&result)?;
         crate::fsutil::write_atomic(path, &json).map_err(|source| BenchError::Write {
@@ -377,7 +407,40 @@ pub fn run(args: &BenchArgs, cfg: &RawConfig) -> anyhow::Result<()> {
         })?;
         let _ = writeln!(err, "bench: wrote {}", path.display());
     }
+    if args.snapshot {
+        let session = session.total.is_some().then_some(&session);
+        let mut card = crate::bench_card::card(&result, cold_ttft_ms, session, series)?;
+        card.price(&tariff, &compare);
+        let dir = crate::snapshot::default_dir(&cfg.snapshot);
+        let paths = crate::snapshot::write(&dir, &card, None)?;
+        let _ = writeln!(err, "bench: run card {}", paths.json.display());
+    }
     Ok(())
+}
+
+/// What the median run cost in each region, and per 1000 runs (sub-cent amounts stay readable).
+fn cost_lines(
+    r: &BenchResult,
+    configured: &crate::pricing::Tariff,
+    compare: &[crate::pricing::Tariff],
+) -> String {
+    let Some(wh) = r.summary.energy_wh.map(|s| s.median) else {
+        return String::new();
+    };
+    let joules = wh * 3600.0;
+    let mut out = String::new();
+    let mut tariffs = vec![configured];
+    tariffs.extend(compare.iter().filter(|t| t.label != configured.label));
+    for t in tariffs {
+        let each = t.cost_flat(joules);
+        out.push_str(&format!(
+            "cost per run, {:<4} {:>12}   per 1000 runs {:>10}\n",
+            t.label,
+            t.format(each),
+            t.format(each * 1000.0)
+        ));
+    }
+    out
 }
 
 /// The human table: one row per figure, median/min/max columns.

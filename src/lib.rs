@@ -4,6 +4,7 @@
 //! the UI draws state. See HOUSE_STYLE in the project docs and README.md.
 
 pub mod bench;
+pub mod bench_card;
 pub mod cli;
 pub mod compare;
 pub mod config;

@@ -536,6 +536,69 @@ impl ReplyMetrics {
 }
 
 impl EnergyMetrics {
+    /// From the sensor layer's report over a span; `None` when it had no system total.
+    pub fn from_report(r: &crate::energy::EnergyReport) -> Option<Self> {
+        let total = r.total.as_ref()?;
+        let duration = r.duration_s.max(0.0);
+        let sources = r
+            .sources
+            .iter()
+            .map(|s| EnergySource {
+                id: s.id.clone(),
+                label: format!("{} {}", s.device, s.label).trim().to_string(),
+                source: snake_name(&s.source),
+                covers: snake_name(&s.covers),
+                method: snake_name(&s.method),
+                joules: s.energy_j,
+                net_joules: None,
+            })
+            .collect();
+        let mut m = Self {
+            sources,
+            total_j: total.energy_j,
+            net_j: r.net_j,
+            components_only: total.components_only,
+            estimated: total.estimated,
+            idle_baseline_w: r.idle_w,
+            avg_w: total.avg_w.unwrap_or(if duration > 0.0 {
+                total.energy_j / duration
+            } else {
+                f64::NAN
+            }),
+            peak_w: total.peak_w.unwrap_or(f64::NAN),
+            j_per_token: None,
+            wh_per_1000_tokens: None,
+        };
+        if let Some(n) = r.tokens {
+            m = m.with_tokens(n);
+        }
+        Some(m)
+    }
+}
+
+impl Thermal {
+    /// The hottest sensor and the fastest fan over the report's span.
+    pub fn from_report(r: &crate::energy::EnergyReport) -> Self {
+        let mut peak_temps_c = BTreeMap::new();
+        if let (Some(t), Some(name)) = (r.peak_temp_c, &r.peak_temp_sensor) {
+            peak_temps_c.insert(name.clone(), t);
+        }
+        Self {
+            peak_temps_c,
+            max_fan_rpm: r.max_fan_rpm,
+        }
+    }
+}
+
+/// An enum's serde name ("gpu_board", "counter", ...), the form run cards store.
+fn snake_name<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+impl EnergyMetrics {
     pub fn total_wh(&self) -> f64 {
         self.total_j / 3600.0
     }

@@ -22,6 +22,7 @@ fn bench_json_round_trips_through_its_schema() {
             "--reps",
             "2",
             "--no-warmup",
+            "--snapshot",
             "--max-tokens",
             "48",
             "--threads",
@@ -103,4 +104,43 @@ fn bench_json_round_trips_through_its_schema() {
     assert_eq!(r.settings.temperature, 0.0, "bench defaults to greedy");
     assert!(r.host.logical_cores >= 1);
     assert_eq!(r.build.llmtop_version, env!("CARGO_PKG_VERSION"));
+
+    // --snapshot: a run card of the same figures, which compare reads.
+    let snaps: Vec<_> = std::fs::read_dir(dir.path().join("snapshots"))
+        .expect("snapshots dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    let card = llmtop::runcard::RunCard::load(&snaps[0]).expect("valid card");
+    assert_eq!(card.session.gen_tok_s, Some(r.summary.gen_tok_s.median));
+    assert_eq!(card.session.generated_tokens, 96);
+    let last = card.last_reply.as_ref().expect("last reply");
+    let last_run = r.runs.last().expect("run");
+    assert_eq!(last.generated_tokens, last_run.stats.generated_tokens);
+    let card_j = last.energy.as_ref().expect("energy").total_j;
+    let run_j = last_run
+        .energy
+        .as_ref()
+        .and_then(|e| e.total.as_ref())
+        .expect("t")
+        .energy_j;
+    assert_eq!(card_j, run_j);
+    let regions: Vec<_> = card.cost.iter().map(|c| c.region.as_str()).collect();
+    assert_eq!(regions, ["US", "DE", "DK"]);
+    let us = &card.cost[0];
+    assert!((us.last_reply.expect("cost") - card_j / 3.6e6 * 0.175).abs() < 1e-12);
+    let cmp = Command::new(env!("CARGO_BIN_EXE_llmtop"))
+        .args(["compare", "--csv"])
+        .arg(&snaps[0])
+        .env("LLMTOP_DATA_DIR", dir.path())
+        .output()
+        .expect("compare");
+    assert!(
+        cmp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cmp.stderr)
+    );
+    let csv = String::from_utf8_lossy(&cmp.stdout);
+    assert!(csv.contains(&card.host.hostname), "{csv}");
 }
