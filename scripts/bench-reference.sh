@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # llmtop bench against llama.cpp's own llama-bench, in one run, as a ratio.
 #
-# The reference is built from the very llama.cpp sources llmtop links (vendored in the
-# llama-cpp-sys-2 crate, so the same revision), with the flags llama-cpp-sys-2 uses for a
-# target-cpu=native build: Release, GGML_NATIVE=ON, OpenMP. Same model, same threads, same
-# prompt length, and generation measured at the same context depth (llama-bench -d).
+# The reference's llama.cpp library is the very source llmtop links (vendored in the
+# llama-cpp-sys-2 crate: same revision), built with the flags llama-cpp-sys-2 uses for a
+# target-cpu=native build: Release, GGML_NATIVE=ON, OpenMP. The crate strips tools/, so the
+# llama-bench driver (tools/llama-bench/*.cpp) comes from the llama.cpp vendored in the PyPI
+# source distribution of llama-cpp-python, dropped into a copy of the crate's tree. Same model,
+# same threads, same prompt length, and generation at the same context depth (llama-bench -d).
 #
 #   scripts/bench-reference.sh              # default model, 2 threads, 128 generated tokens
 #   THREADS=4 GEN=256 REPS=5 scripts/bench-reference.sh
@@ -23,12 +25,21 @@ SYS_DIR=$(cargo metadata --format-version 1 | python3 -c '
 import json, os, sys
 m = json.load(sys.stdin)
 print(next(os.path.dirname(p["manifest_path"]) for p in m["packages"] if p["name"] == "llama-cpp-sys-2"))')
-SRC="$SYS_DIR/llama.cpp"
-echo "reference: llama.cpp from $SRC"
-
-cmake -S "$SRC" -B "$OUT/llama.cpp" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_OPENMP=ON \
+TREE="$OUT/llama.cpp-src"
+LCP_VERSION="0.3.36"
+if [ ! -f "$TREE/tools/llama-bench/llama-bench.cpp" ]; then
+    echo "reference: llama.cpp library from $SYS_DIR, llama-bench from llama-cpp-python $LCP_VERSION"
+    rm -rf "$TREE" "$OUT/sdist" && mkdir -p "$OUT/sdist"
+    cp -r "$SYS_DIR/llama.cpp" "$TREE" && chmod -R u+w "$TREE"
+    python3 -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$LCP_VERSION" -d "$OUT/sdist"
+    tar -xzf "$OUT/sdist/llama_cpp_python-$LCP_VERSION.tar.gz" -C "$OUT/sdist" \
+        "llama_cpp_python-$LCP_VERSION/vendor/llama.cpp/tools/llama-bench"
+    cp "$OUT/sdist/llama_cpp_python-$LCP_VERSION/vendor/llama.cpp/tools/llama-bench/"* "$TREE/tools/llama-bench/"
+    printf 'llama_add_compile_flags()\nadd_subdirectory(llama-bench)\n' >"$TREE/tools/CMakeLists.txt"
+fi
+cmake -S "$TREE" -B "$OUT/llama.cpp" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_OPENMP=ON \
     -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
-    -DLLAMA_BUILD_TOOLS=ON -DBUILD_SHARED_LIBS=OFF >"$OUT/cmake.log"
+    -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_APP=OFF -DBUILD_SHARED_LIBS=OFF >"$OUT/cmake.log"
 cmake --build "$OUT/llama.cpp" --target llama-bench -j "$(nproc)" >>"$OUT/cmake.log"
 LLAMA_BENCH="$OUT/llama.cpp/bin/llama-bench"
 
