@@ -3,9 +3,16 @@
 //! Data flows one way: sensors and the engine produce events, the app folds them into state,
 //! the UI draws state. See HOUSE_STYLE in the project docs and README.md.
 
+pub mod app;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod engine;
+pub mod event;
 pub mod fsutil;
 pub mod hostinfo;
+pub mod keys;
 pub mod sensors;
+pub mod theme;
+pub mod tui;
+pub mod ui;

@@ -10,7 +10,9 @@ fn main() -> ExitCode {
         Some(Command::Sensors(_)) => Err(anyhow::anyhow!("sensors: not built yet")),
         Some(Command::Compare(_)) => Err(anyhow::anyhow!("compare: not built yet")),
         Some(Command::Serve(_)) => Err(anyhow::anyhow!("serve: not built yet")),
-        None => Err(anyhow::anyhow!("dashboard: not built yet")),
+        None => llmtop::config::load(cli.config.as_deref())
+            .map_err(anyhow::Error::from)
+            .and_then(|cfg| llmtop::dashboard::run(&cli.dashboard, cfg)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
