@@ -28,27 +28,32 @@ pub struct BuildInfo {
 impl HostInfo {
     /// Read the host now. GPU names come from the caller (the NVML sensor owns the handle).
     pub fn detect(gpus: Vec<String>) -> Self {
-        let mut sys = sysinfo::System::new();
-        sys.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());
-        sys.refresh_memory();
-        let cpu_model = sys
-            .cpus()
-            .first()
-            .map(|c| c.brand().trim().to_string())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "unknown CPU".into());
-        let logical = sys.cpus().len() as u32;
+        let (cpu_model, logical, ram_bytes) = match sysinfo::System::new() {
+            Ok(mut sys) => {
+                sys.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());
+                sys.refresh_memory();
+                let model = sys
+                    .cpus()
+                    .first()
+                    .map(|c| c.brand().trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "unknown CPU".into());
+                (model, sys.cpus().len() as u32, sys.total_memory())
+            }
+            Err(_) => ("unknown CPU".into(), 0, 0),
+        };
+        let logical = logical.max(1);
         let physical = sysinfo::System::physical_core_count()
             .map(|n| n as u32)
             .unwrap_or(logical);
         Self {
-            hostname: sysinfo::System::host_name().unwrap_or_else(|| "unknown".into()),
+            hostname: sysinfo::System::host_name().unwrap_or_else(|_| "unknown".into()),
             cpu_model,
             physical_cores: physical,
             logical_cores: logical,
-            ram_bytes: sys.total_memory(),
+            ram_bytes,
             gpus,
-            os: sysinfo::System::long_os_version().unwrap_or_else(|| std::env::consts::OS.into()),
+            os: sysinfo::System::long_os_version().unwrap_or_else(|_| std::env::consts::OS.into()),
             kernel: sysinfo::System::kernel_version().unwrap_or_default(),
             arch: std::env::consts::ARCH.into(),
         }

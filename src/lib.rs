@@ -16,3 +16,4 @@ pub mod sensors;
 pub mod theme;
 pub mod tui;
 pub mod ui;
+pub mod gguf;

@@ -7,6 +7,7 @@
 //! ([`scripted::ScriptedEngine`]).
 
 pub mod llama;
+pub mod utf8;
 pub mod scripted;
 
 use serde::{Deserialize, Serialize};
