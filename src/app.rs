@@ -211,7 +211,7 @@ pub fn summarize(readings: &[Reading]) -> GaugeSummary {
         readings
             .iter()
             .filter(move |r| r.quantity == Quantity::Power && r.covers == covers)
-            .filter_map(|r| {
+            .filter_map(move |r| {
                 value(r).map(|w| PowerItem {
                     label: match covers {
                         Covers::GpuBoard => "GPU".into(),
@@ -232,7 +232,9 @@ pub fn summarize(readings: &[Reading]) -> GaugeSummary {
     let platform: Vec<PowerItem> = power(Covers::Platform).collect();
     // psys already contains package and DRAM: never add them on top of it.
     let cpu: Vec<PowerItem> = if platform.is_empty() {
-        power(Covers::CpuPackage).chain(power(Covers::Dram)).collect()
+        power(Covers::CpuPackage)
+            .chain(power(Covers::Dram))
+            .collect()
     } else {
         platform
     };
@@ -547,16 +549,9 @@ impl App {
             KeyCode::Right => self.input.right(),
             KeyCode::Home => self.input.home(),
             KeyCode::End => self.input.end(),
-            KeyCode::Up => {
-                if !self.input.up() {
-                    self.history_prev();
-                }
-            }
-            KeyCode::Down => {
-                if !self.input.down() {
-                    self.history_next();
-                }
-            }
+            // Up/Down move between the lines of a multi-line message first, then through history.
+            KeyCode::Up if !self.input.up() => self.history_prev(),
+            KeyCode::Down if !self.input.down() => self.history_next(),
             _ => {}
         }
     }

@@ -154,13 +154,15 @@ fn sample_loop(
 
 /// CPU utilisation from sysinfo: the one reading every machine has.
 struct CpuUtil {
-    sys: sysinfo::System,
+    sys: Option<sysinfo::System>,
 }
 
 impl CpuUtil {
     fn new() -> Self {
-        let mut sys = sysinfo::System::new();
-        sys.refresh_cpu_usage();
+        let mut sys = sysinfo::System::new().ok();
+        if let Some(s) = sys.as_mut() {
+            s.refresh_cpu_usage();
+        }
         Self { sys }
     }
 }
@@ -170,13 +172,16 @@ impl Sensor for CpuUtil {
         "system:cpu".into()
     }
     fn read(&mut self, _now: f64) -> Vec<Reading> {
-        self.sys.refresh_cpu_usage();
+        let value = self.sys.as_mut().map(|s| {
+            s.refresh_cpu_usage();
+            f64::from(s.global_cpu_usage())
+        });
         vec![Reading {
             id: "system:cpu:util".into(),
             device: "CPU".into(),
             label: "CPU".into(),
             quantity: Quantity::Utilization,
-            value: Some(f64::from(self.sys.global_cpu_usage())),
+            value,
             limit: None,
             source: Source::System,
             covers: Covers::CpuPackage,
@@ -236,7 +241,13 @@ pub fn write_snapshot(
         .map(|m| m.name.clone())
         .unwrap_or_else(|| "model".into())
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect::<String>();
     let path = dir.join(format!("llmtop-{unix_secs}-{stem}.json"));
     let bytes = serde_json::to_vec_pretty(&card)?;
@@ -248,8 +259,7 @@ pub fn write_snapshot(
 /// Run the dashboard until the user quits.
 pub fn run(args: &DashboardArgs, cfg: RawConfig) -> anyhow::Result<()> {
     // Everything that can fail on bad input, before the terminal is touched.
-    let keys = KeyMap::from_config(&cfg.keys)
-        .map_err(|(k, e)| anyhow!("config: keys.{k}: {e}"))?;
+    let keys = KeyMap::from_config(&cfg.keys).map_err(|(k, e)| anyhow!("config: keys.{k}: {e}"))?;
     let (themes, theme_index) = load_themes(args, &cfg)?;
     let settings = if args.demo {
         EngineSettings::with_model(PathBuf::from("demo.gguf"))

@@ -15,7 +15,9 @@ const DEFAULT_ALIGNMENT: u64 = 32;
 /// Why a file is not a usable GGUF model.
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
-    #[error("{0}: no such file (pass --model PATH, or run scripts/fetch-model.sh for the default model)")]
+    #[error(
+        "{0}: no such file (pass --model PATH, or run scripts/fetch-model.sh for the default model)"
+    )]
     Missing(PathBuf),
     #[error("{0}: is a directory, not a GGUF file (pass the .gguf file inside it)")]
     IsDirectory(PathBuf),
@@ -86,7 +88,9 @@ impl GgufInfo {
     }
     pub fn context_length(&self) -> Option<u64> {
         let arch = self.architecture()?;
-        self.metadata.get(&format!("{arch}.context_length"))?.as_u64()
+        self.metadata
+            .get(&format!("{arch}.context_length"))?
+            .as_u64()
     }
     pub fn chat_template(&self) -> Option<&str> {
         self.metadata.get("tokenizer.chat_template")?.as_str()
@@ -375,31 +379,31 @@ fn scalar_size(ty: u32) -> Option<u64> {
 /// Bytes of a tensor of `elements` elements of ggml type `ty` (block size, bytes per block).
 fn tensor_bytes(ty: u32, elements: u64) -> Option<u64> {
     let (block, bytes): (u64, u64) = match ty {
-        0 => (1, 4),          // F32
-        1 | 30 => (1, 2),     // F16, BF16
-        2 | 20 => (32, 18),   // Q4_0, IQ4_NL
-        3 => (32, 20),        // Q4_1
-        6 => (32, 22),        // Q5_0
-        7 => (32, 24),        // Q5_1
-        8 => (32, 34),        // Q8_0
-        9 => (32, 36),        // Q8_1
-        10 => (256, 84),      // Q2_K
+        0 => (1, 4),           // F32
+        1 | 30 => (1, 2),      // F16, BF16
+        2 | 20 => (32, 18),    // Q4_0, IQ4_NL
+        3 => (32, 20),         // Q4_1
+        6 => (32, 22),         // Q5_0
+        7 => (32, 24),         // Q5_1
+        8 => (32, 34),         // Q8_0
+        9 => (32, 36),         // Q8_1
+        10 => (256, 84),       // Q2_K
         11 | 21 => (256, 110), // Q3_K, IQ3_S
-        12 => (256, 144),     // Q4_K
-        13 => (256, 176),     // Q5_K
-        14 => (256, 210),     // Q6_K
-        15 => (256, 292),     // Q8_K
-        16 => (256, 66),      // IQ2_XXS
-        17 => (256, 74),      // IQ2_XS
-        18 => (256, 98),      // IQ3_XXS
-        19 => (256, 50),      // IQ1_S
-        22 => (256, 82),      // IQ2_S
-        23 => (256, 136),     // IQ4_XS
-        24 => (1, 1),         // I8
-        25 => (1, 2),         // I16
-        26 => (1, 4),         // I32
-        27 | 28 => (1, 8),    // I64, F64
-        29 => (256, 56),      // IQ1_M
+        12 => (256, 144),      // Q4_K
+        13 => (256, 176),      // Q5_K
+        14 => (256, 210),      // Q6_K
+        15 => (256, 292),      // Q8_K
+        16 => (256, 66),       // IQ2_XXS
+        17 => (256, 74),       // IQ2_XS
+        18 => (256, 98),       // IQ3_XXS
+        19 => (256, 50),       // IQ1_S
+        22 => (256, 82),       // IQ2_S
+        23 => (256, 136),      // IQ4_XS
+        24 => (1, 1),          // I8
+        25 => (1, 2),          // I16
+        26 => (1, 4),          // I32
+        27 | 28 => (1, 8),     // I64, F64
+        29 => (256, 56),       // IQ1_M
         _ => return None,
     };
     Some(elements.div_ceil(block).saturating_mul(bytes))
@@ -566,7 +570,10 @@ mod tests {
         let mut v1 = tiny_gguf(false);
         v1[4] = 1;
         let f = write(&v1);
-        assert!(matches!(read(f.path()), Err(GgufError::Version { version: 1, .. })));
+        assert!(matches!(
+            read(f.path()),
+            Err(GgufError::Version { version: 1, .. })
+        ));
     }
 
     #[test]

@@ -103,7 +103,9 @@ pub struct KeyBinding {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    #[error("unknown action `{0}`; known: send, newline, cancel, snapshot, new_chat, cycle_theme, scroll_up, scroll_down, help, interrupt, quit")]
+    #[error(
+        "unknown action `{0}`; known: send, newline, cancel, snapshot, new_chat, cycle_theme, scroll_up, scroll_down, help, interrupt, quit"
+    )]
     UnknownAction(String),
     #[error("`{0}` is not a key; write e.g. \"ctrl-s\", \"alt-enter\", \"f2\", \"pageup\"")]
     BadKey(String),
@@ -372,10 +374,7 @@ mod tests {
         };
         assert_eq!(
             bad("snapshot", "s"),
-            (
-                "snapshot".into(),
-                KeyError::StealsLetter("s".into())
-            )
+            ("snapshot".into(), KeyError::StealsLetter("s".into()))
         );
         assert_eq!(
             bad("snapshott", "ctrl-s"),

@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 pub const BUILTIN: [(&str, &str); 4] = [
     ("dark", include_str!("../themes/dark.toml")),
     ("light", include_str!("../themes/light.toml")),
-    ("high-contrast", include_str!("../themes/high-contrast.toml")),
+    (
+        "high-contrast",
+        include_str!("../themes/high-contrast.toml"),
+    ),
     ("mono", include_str!("../themes/mono.toml")),
 ];
 
@@ -107,26 +110,28 @@ fn parse_color(s: &str) -> Option<Color> {
         let v = u32::from_str_radix(hex, 16).ok()?;
         return Some(Color::Rgb((v >> 16) as u8, (v >> 8) as u8, v as u8));
     }
-    Some(match s.to_ascii_lowercase().replace(['-', ' '], "_").as_str() {
-        "reset" | "default" => Color::Reset,
-        "black" => Color::Black,
-        "red" => Color::Red,
-        "green" => Color::Green,
-        "yellow" => Color::Yellow,
-        "blue" => Color::Blue,
-        "magenta" => Color::Magenta,
-        "cyan" => Color::Cyan,
-        "gray" | "grey" => Color::Gray,
-        "dark_gray" | "dark_grey" => Color::DarkGray,
-        "light_red" => Color::LightRed,
-        "light_green" => Color::LightGreen,
-        "light_yellow" => Color::LightYellow,
-        "light_blue" => Color::LightBlue,
-        "light_magenta" => Color::LightMagenta,
-        "light_cyan" => Color::LightCyan,
-        "white" => Color::White,
-        _ => return None,
-    })
+    Some(
+        match s.to_ascii_lowercase().replace(['-', ' '], "_").as_str() {
+            "reset" | "default" => Color::Reset,
+            "black" => Color::Black,
+            "red" => Color::Red,
+            "green" => Color::Green,
+            "yellow" => Color::Yellow,
+            "blue" => Color::Blue,
+            "magenta" => Color::Magenta,
+            "cyan" => Color::Cyan,
+            "gray" | "grey" => Color::Gray,
+            "dark_gray" | "dark_grey" => Color::DarkGray,
+            "light_red" => Color::LightRed,
+            "light_green" => Color::LightGreen,
+            "light_yellow" => Color::LightYellow,
+            "light_blue" => Color::LightBlue,
+            "light_magenta" => Color::LightMagenta,
+            "light_cyan" => Color::LightCyan,
+            "white" => Color::White,
+            _ => return None,
+        },
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,28 +169,26 @@ impl Theme {
     /// The default theme; also the base that partial user themes fill their gaps from.
     pub fn dark() -> Theme {
         // The built-in file is checked by a test, so this fallback is never used in practice.
-        Theme::parse(BUILTIN[0].1, Path::new("themes/dark.toml"), None).unwrap_or_else(|_| {
-            Theme {
-                name: "dark".into(),
-                fg: Color::Reset,
-                bg: Color::Reset,
-                dim: Color::DarkGray,
-                border: Color::DarkGray,
-                title: Color::Cyan,
-                accent: Color::Blue,
-                user: Color::Yellow,
-                assistant: Color::Green,
-                good: Color::Green,
-                warn: Color::Yellow,
-                bad: Color::Red,
-                power: Color::LightRed,
-                speed: Color::Cyan,
-                temp: Color::Red,
-                header_fg: Color::White,
-                header_bg: Color::DarkGray,
-                footer_fg: Color::White,
-                footer_bg: Color::DarkGray,
-            }
+        Theme::parse(BUILTIN[0].1, Path::new("themes/dark.toml"), None).unwrap_or_else(|_| Theme {
+            name: "dark".into(),
+            fg: Color::Reset,
+            bg: Color::Reset,
+            dim: Color::DarkGray,
+            border: Color::DarkGray,
+            title: Color::Cyan,
+            accent: Color::Blue,
+            user: Color::Yellow,
+            assistant: Color::Green,
+            good: Color::Green,
+            warn: Color::Yellow,
+            bad: Color::Red,
+            power: Color::LightRed,
+            speed: Color::Cyan,
+            temp: Color::Red,
+            header_fg: Color::White,
+            header_bg: Color::DarkGray,
+            footer_fg: Color::White,
+            footer_bg: Color::DarkGray,
         })
     }
 
@@ -200,7 +203,7 @@ impl Theme {
         let file: ThemeFile = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
                 .unwrap_or(1);
             perr(line, e.message().trim().replace('\n', " "))
         })?;
@@ -243,10 +246,7 @@ impl Theme {
             footer_bg: pick(c.footer_bg, "footer_bg", base.map(|b| b.footer_bg)),
         };
         if !missing.is_empty() {
-            return Err(perr(
-                1,
-                format!("colors: missing {}", missing.join(", ")),
-            ));
+            return Err(perr(1, format!("colors: missing {}", missing.join(", "))));
         }
         Ok(t)
     }
@@ -350,13 +350,45 @@ pub fn rgb_to_256(r: u8, g: u8, b: u8) -> u8 {
     }
 }
 
-/// Nearest of the 16 ANSI colours.
-pub fn rgb_to_16(rgb: (u8, u8, u8)) -> Color {
-    ANSI16
-        .iter()
-        .min_by_key(|(_, c)| dist(rgb, *c))
-        .map(|(c, _)| *c)
-        .unwrap_or(Color::Reset)
+/// The closest of the 16 ANSI colours by meaning: greys by lightness, others by hue, bright
+/// when light. (Plain RGB distance to xterm's palette turns muted reds into grey.)
+pub fn rgb_to_16((r, g, b): (u8, u8, u8)) -> Color {
+    let (r, g, b) = (f64::from(r), f64::from(g), f64::from(b));
+    let max = r.max(g).max(b);
+    let min = r.min(g).min(b);
+    let chroma = max - min;
+    let light = (max + min) / 2.0;
+    if chroma < 40.0 {
+        return match light {
+            l if l < 50.0 => Color::Black,
+            l if l < 140.0 => Color::DarkGray,
+            l if l < 210.0 => Color::Gray,
+            _ => Color::White,
+        };
+    }
+    let hue = if max == r {
+        60.0 * ((g - b) / chroma).rem_euclid(6.0)
+    } else if max == g {
+        60.0 * ((b - r) / chroma + 2.0)
+    } else {
+        60.0 * ((r - g) / chroma + 4.0)
+    };
+    let bright = max >= 230.0 || light >= 150.0;
+    let sector = ((hue + 30.0).rem_euclid(360.0) / 60.0) as u8;
+    match (sector, bright) {
+        (0, false) => Color::Red,
+        (0, true) => Color::LightRed,
+        (1, false) => Color::Yellow,
+        (1, true) => Color::LightYellow,
+        (2, false) => Color::Green,
+        (2, true) => Color::LightGreen,
+        (3, false) => Color::Cyan,
+        (3, true) => Color::LightCyan,
+        (4, false) => Color::Blue,
+        (4, true) => Color::LightBlue,
+        (_, false) => Color::Magenta,
+        (_, true) => Color::LightMagenta,
+    }
 }
 
 fn degrade_color(c: Color, depth: ColorDepth) -> Color {
@@ -391,9 +423,8 @@ pub fn detect_depth(mode: ColorMode, env: impl Fn(&str) -> Option<String>) -> Co
         ColorMode::Always => term_depth(),
         ColorMode::Auto => {
             // no-color.org: set and not empty means no colour.
-            if env("NO_COLOR").is_some_and(|v| !v.is_empty()) {
-                ColorDepth::None
-            } else if env("TERM").as_deref() == Some("dumb") {
+            let no_color = env("NO_COLOR").is_some_and(|v| !v.is_empty());
+            if no_color || env("TERM").as_deref() == Some("dumb") {
                 ColorDepth::None
             } else {
                 term_depth()
@@ -454,8 +485,8 @@ mod tests {
     #[test]
     fn every_builtin_parses_completely() {
         for (name, text) in BUILTIN {
-            let t = Theme::parse(text, Path::new(name), None)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let t =
+                Theme::parse(text, Path::new(name), None).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(t.name, name);
         }
         assert_eq!(Theme::dark().user, Color::Rgb(0xeb, 0xcb, 0x8b));
@@ -486,7 +517,10 @@ mod tests {
         let msg = Theme::parse(text, Path::new("t.toml"), Some(&Theme::dark()))
             .expect_err("unknown slot")
             .to_string();
-        assert!(msg.starts_with("t.toml:3: unknown field `background`"), "{msg}");
+        assert!(
+            msg.starts_with("t.toml:3: unknown field `background`"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -517,13 +551,16 @@ mod tests {
         assert_eq!(rgb_to_256(128, 128, 128), 244);
         assert_eq!(rgb_to_256(255, 0, 0), 196);
         assert_eq!(rgb_to_16((250, 10, 10)), Color::LightRed);
+        assert_eq!(rgb_to_16((0, 0, 140)), Color::Blue);
         let d = Theme::dark();
         let t16 = d.degrade(ColorDepth::Ansi16);
-        assert!(matches!(
-            t16.bad,
-            Color::Red | Color::LightRed | Color::Magenta
-        ));
-        assert!(!matches!(t16.fg, Color::Rgb(..) | Color::Indexed(_)));
+        // Muted Nord colours keep their meaning: red stays red, green green, greys grey.
+        assert_eq!(t16.bad, Color::Red); // #bf616a
+        assert_eq!(t16.assistant, Color::LightGreen); // #a3be8c
+        assert_eq!(t16.user, Color::LightYellow); // #ebcb8b
+        assert_eq!(t16.dim, Color::DarkGray); // #6b7280
+        assert_eq!(t16.fg, Color::Gray); // #c8ccd4
+        assert_eq!(d.degrade(ColorDepth::Ansi256).fg, Color::Indexed(252));
         let none = d.degrade(ColorDepth::None);
         assert_eq!(none.accent, Color::Reset);
         assert!(none.is_colorless());
@@ -541,11 +578,17 @@ mod tests {
             }
         };
         let truecolor = env(&[("COLORTERM", "truecolor"), ("TERM", "xterm-256color")]);
-        assert_eq!(detect_depth(ColorMode::Auto, &truecolor), ColorDepth::TrueColor);
-        assert_eq!(detect_depth(ColorMode::Never, &truecolor), ColorDepth::None);
+        assert_eq!(
+            detect_depth(ColorMode::Auto, truecolor),
+            ColorDepth::TrueColor
+        );
+        assert_eq!(detect_depth(ColorMode::Never, truecolor), ColorDepth::None);
         let nocolor = env(&[("NO_COLOR", "1"), ("TERM", "xterm-256color")]);
-        assert_eq!(detect_depth(ColorMode::Auto, &nocolor), ColorDepth::None);
-        assert_eq!(detect_depth(ColorMode::Always, &nocolor), ColorDepth::Ansi256);
+        assert_eq!(detect_depth(ColorMode::Auto, nocolor), ColorDepth::None);
+        assert_eq!(
+            detect_depth(ColorMode::Always, nocolor),
+            ColorDepth::Ansi256
+        );
         assert_eq!(
             detect_depth(ColorMode::Auto, env(&[("TERM", "screen")])),
             ColorDepth::Ansi16

@@ -110,7 +110,10 @@ impl Tui {
     /// Draw one frame inside a synchronized update, so terminals that support it (and tmux)
     /// show it whole instead of half-drawn.
     pub fn draw(&mut self, f: impl FnOnce(&mut ratatui::Frame)) -> io::Result<()> {
-        crossterm::queue!(self.terminal.backend_mut(), terminal::BeginSynchronizedUpdate)?;
+        crossterm::queue!(
+            self.terminal.backend_mut(),
+            terminal::BeginSynchronizedUpdate
+        )?;
         self.terminal.draw(f)?;
         crossterm::execute!(self.terminal.backend_mut(), terminal::EndSynchronizedUpdate)?;
         Ok(())

@@ -315,7 +315,8 @@ impl Session<'_> {
         // prompt token so there are logits to sample from.
         let mut keep = common_prefix(&self.cached, &tokens).min(tokens.len() - 1);
         if !matches!(
-            self.ctx.clear_kv_cache_seq(Some(0), Some(keep as u32), None),
+            self.ctx
+                .clear_kv_cache_seq(Some(0), Some(keep as u32), None),
             Ok(true)
         ) {
             // Some caches (recurrent models) cannot drop a suffix: start over.

@@ -7,8 +7,8 @@
 //! ([`scripted::ScriptedEngine`]).
 
 pub mod llama;
-pub mod utf8;
 pub mod scripted;
+pub mod utf8;
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

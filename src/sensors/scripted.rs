@@ -210,7 +210,10 @@ mod tests {
             .iter()
             .find(|x| x.id == "cpu:package-0:power")
             .expect("cpu");
-        assert_eq!((cpu.source, cpu.method), (Source::Estimate, Method::Estimated));
+        assert_eq!(
+            (cpu.source, cpu.method),
+            (Source::Estimate, Method::Estimated)
+        );
         let wall = r.iter().find(|x| x.covers == Covers::Wall).expect("wall");
         // load(0) = 0.5: gpu 100 W, cpu 27 W -> 127 * 1.15 + 25 = 171.05 W.
         assert!((wall.value.expect("v") - 171.05).abs() < 1e-9);

@@ -105,7 +105,7 @@ pub fn rows(app: &App, width: u16) -> Vec<Row> {
         let mut text = m.text.trim_start_matches('\n').to_string();
         if streaming {
             if text.is_empty() && matches!(app.engine, EngineState::Prefill) {
-                text.push_str("…");
+                text.push('…');
             }
             text.push(STREAM_CURSOR);
         }
@@ -225,9 +225,7 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, areas: &Areas) {
         .iter()
         .map(|r| {
             let style = match r.kind {
-                RowKind::UserLabel => Style::default()
-                    .fg(theme.user)
-                    .add_modifier(Modifier::BOLD),
+                RowKind::UserLabel => Style::default().fg(theme.user).add_modifier(Modifier::BOLD),
                 RowKind::AssistantLabel => Style::default()
                     .fg(theme.assistant)
                     .add_modifier(Modifier::BOLD),
@@ -331,7 +329,10 @@ mod tests {
 
     #[test]
     fn wrap_breaks_at_spaces_and_hard_breaks_long_words() {
-        assert_eq!(wrap("the quick brown fox", 10), vec!["the quick", "brown fox"]);
+        assert_eq!(
+            wrap("the quick brown fox", 10),
+            vec!["the quick", "brown fox"]
+        );
         assert_eq!(wrap("abcdefghijkl", 5), vec!["abcde", "fghij", "kl"]);
         assert_eq!(wrap("a\n\nb", 5), vec!["a", "", "b"]);
         assert_eq!(wrap("", 5), vec![""]);

@@ -61,7 +61,11 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let show_hints = left_w + middle.chars().count() + hints_w < avail;
     let room = avail.saturating_sub(left_w + if show_hints { hints_w } else { 0 });
     if middle.chars().count() > room {
-        middle = middle.chars().take(room.saturating_sub(1)).collect::<String>() + "…";
+        middle = middle
+            .chars()
+            .take(room.saturating_sub(1))
+            .collect::<String>()
+            + "…";
     }
     let mut spans = left;
     let mid_w = middle.chars().count();

@@ -32,6 +32,15 @@ pub fn watts_text(p: &PowerItem) -> String {
     }
 }
 
+/// The total: its provenance is spelled out beside it, so only the estimate mark goes here.
+pub fn total_text(p: &PowerItem) -> String {
+    if p.estimated {
+        format!("~{:.0} W est.", p.watts)
+    } else {
+        format!("{:.1} W", p.watts)
+    }
+}
+
 fn temp_line<'a>(name: &'a str, t: &TempItem, theme: &Theme) -> Line<'a> {
     let ratio = t.limit.map(|l| t.celsius / l.max(1.0));
     let color = match ratio {
@@ -101,15 +110,27 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
                     .add_modifier(Modifier::BOLD),
             ),
             Span::styled(
-                watts_text(t),
+                total_text(t),
                 Style::default()
                     .fg(theme.power)
                     .add_modifier(Modifier::BOLD),
             ),
-            Span::styled(format!(" {}", t.label.to_lowercase()), dim),
+            Span::styled(
+                match t.label.as_str() {
+                    "Sum" => " sum of parts".to_string(),
+                    "Wall" => format!(" wall {}", source_mark(t.source)),
+                    other => format!(" {}", other.to_lowercase()),
+                },
+                dim,
+            ),
         ])),
         None => power.push(Line::from(vec![
-            section("Power ", theme),
+            Span::styled(
+                "Power ",
+                Style::default()
+                    .fg(theme.title)
+                    .add_modifier(Modifier::BOLD),
+            ),
             Span::styled("n/a (no sensor)", dim),
         ])),
     }
@@ -164,16 +185,20 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         Some(s) => {
             speed.push(Line::from(vec![
                 Span::raw(" last "),
-                Span::styled(format!("{:.1} tok/s", s.gen_tok_s), Style::default().fg(theme.fg)),
+                Span::styled(
+                    format!("{:.1} tok/s", s.gen_tok_s),
+                    Style::default().fg(theme.fg),
+                ),
                 Span::styled(format!(" {} tok", s.generated_tokens), dim),
             ]));
-            speed.push(Line::from(vec![Span::styled(
-                format!(
-                    " prefill {:.0} tok/s TTFT {:.0} ms",
-                    s.prefill_tok_s, s.ttft_ms
-                ),
-                dim,
-            )]));
+            let prefill = format!(" prefill {:.0} tok/s", s.prefill_tok_s);
+            let ttft = format!(" TTFT {:.0} ms", s.ttft_ms);
+            if prefill.len() + ttft.len() <= usize::from(inner.width) {
+                speed.push(Line::styled(prefill + &ttft, dim));
+            } else {
+                speed.push(Line::styled(prefill, dim));
+                speed.push(Line::styled(ttft, dim));
+            }
         }
         None => speed.push(Line::styled(" last –", dim)),
     }
@@ -203,10 +228,13 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let each = (spare / 3).clamp(0, 4);
     let mut y = inner.y;
     let bottom = inner.bottom();
-    let mut put_lines = |lines: Vec<Line>, y: &mut u16, frame: &mut Frame| {
+    let put_lines = |lines: Vec<Line>, y: &mut u16, frame: &mut Frame| {
         let h = (lines.len() as u16).min(bottom.saturating_sub(*y));
         if h > 0 {
-            frame.render_widget(Paragraph::new(lines), Rect::new(inner.x, *y, inner.width, h));
+            frame.render_widget(
+                Paragraph::new(lines),
+                Rect::new(inner.x, *y, inner.width, h),
+            );
         }
         *y += h;
     };

@@ -67,12 +67,7 @@ pub fn layout(app: &App, area: Rect) -> Areas {
         chat_w,
         input_h.min(body_h),
     );
-    let load = Rect::new(
-        chat.x + 1,
-        input.y.saturating_sub(load_h),
-        inner_w,
-        load_h,
-    );
+    let load = Rect::new(chat.x + 1, input.y.saturating_sub(load_h), inner_w, load_h);
     // The scrollback block spans from the body's top to the load row; its border eats 2 rows.
     let msg_block_h = load.y.saturating_sub(chat.y);
     let messages = Rect::new(
@@ -116,10 +111,8 @@ fn draw_too_small(theme: &Theme, frame: &mut Frame, area: Rect) {
         Line::from("llmtop").style(Style::default().add_modifier(Modifier::BOLD)),
         Line::from(""),
         Line::from(format!("Terminal is {}x{}.", area.width, area.height)),
-        Line::from(format!(
-            "Enlarge to at least {MIN_WIDTH}x{MIN_HEIGHT}."
-        ))
-        .style(Style::default().fg(theme.warn)),
+        Line::from(format!("Enlarge to at least {MIN_WIDTH}x{MIN_HEIGHT}."))
+            .style(Style::default().fg(theme.warn)),
         Line::from(""),
         Line::from("Ctrl-Q quits.").style(Style::default().fg(theme.dim)),
     ];
@@ -142,14 +135,9 @@ pub fn messages_size(app: &App) -> (u16, u16) {
 /// Render the dashboard off-screen into a buffer of the given size: the same pixels the
 /// terminal shows, for snapshots (SVG) and screenshots, without keeping a copy of every frame.
 pub fn render_buffer(app: &App, theme: &Theme, width: u16, height: u16) -> ratatui::buffer::Buffer {
-    let area = Rect::new(0, 0, width, height);
-    let mut buffer = ratatui::buffer::Buffer::empty(area);
-    let mut terminal = match ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height)) {
-        Ok(t) => t,
-        Err(_) => return buffer,
-    };
-    if let Ok(frame) = terminal.draw(|f| draw(app, theme, f)) {
-        buffer = frame.buffer.clone();
-    }
-    buffer
+    // TestBackend cannot fail: its error type is uninhabited.
+    let Ok(mut terminal) =
+        ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height));
+    let Ok(frame) = terminal.draw(|f| draw(app, theme, f));
+    frame.buffer.clone()
 }
