@@ -119,14 +119,26 @@ fn real_model_in_a_real_terminal() {
     );
     let tmux = Tmux::new("dash");
     tmux.cmd(&[
-        "new-session", "-d", "-s", "e2e", "-x", "120", "-y", "40", "sh", "-c", &script,
+        "new-session",
+        "-d",
+        "-s",
+        "e2e",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        "sh",
+        "-c",
+        &script,
     ]);
 
     // The first frame comes before the model has loaded; then it reports idle.
     tmux.wait_for("the dashboard", Duration::from_secs(20), |s| {
         s.contains("Gauges") && s.contains("Message")
     });
-    tmux.wait_for("model loaded", Duration::from_secs(120), |s| s.contains("● idle"));
+    tmux.wait_for("model loaded", Duration::from_secs(120), |s| {
+        s.contains("● idle")
+    });
 
     tmux.type_text("Tell me a long story about a lighthouse keeper and his cat.");
     tmux.keys(&["Enter"]);
@@ -172,6 +184,12 @@ fn real_model_in_a_real_terminal() {
         s.contains("LLMTOP-EXIT:0")
     });
     // Terminal restored: no alternate screen, cursor visible.
-    let flags = tmux.cmd(&["display", "-p", "-t", "e2e", "#{alternate_on} #{cursor_flag}"]);
+    let flags = tmux.cmd(&[
+        "display",
+        "-p",
+        "-t",
+        "e2e",
+        "#{alternate_on} #{cursor_flag}",
+    ]);
     assert_eq!(flags.trim(), "0 1");
 }
