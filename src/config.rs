@@ -25,11 +25,12 @@ pub struct RawConfig {
 pub struct ModelSection {
     /// Path to a GGUF file; when unset, llmtop searches (see `llmtop models`).
     pub path: Option<PathBuf>,
-    /// 0 = the model's training context, capped at 4096.
-    pub n_ctx: u32,
-    /// 0 = all physical cores.
-    pub threads: u32,
-    pub gpu_layers: u32,
+    /// Default: the model's training context, capped at 4096.
+    pub n_ctx: Option<u32>,
+    /// Default: all physical cores.
+    pub threads: Option<u32>,
+    /// Default: 0 (CPU only).
+    pub gpu_layers: Option<u32>,
     pub max_tokens: Option<u32>,
     pub system_prompt: Option<String>,
 }

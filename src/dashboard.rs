@@ -5,7 +5,7 @@
 //! before the terminal is taken over, so errors print as one plain line.
 
 use crate::app::{App, Effect};
-use crate::cli::{ColorMode, DashboardArgs, EngineArgs};
+use crate::cli::{ColorMode, DashboardArgs};
 use crate::config::{self, RawConfig};
 use crate::engine::{self, Engine, EngineHandle, EngineSettings, scripted::ScriptedEngine};
 use crate::event::{Event, EventSource, Wake};
@@ -25,53 +25,6 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 const MIN_FRAME: Duration = Duration::from_millis(16);
 /// Events folded into one frame at most, so keys stay responsive during a token burst.
 const MAX_BATCH: usize = 512;
-
-/// Engine settings from CLI and config.
-// lead: replace with models::resolve_settings
-fn resolve_settings(args: &EngineArgs, cfg: &RawConfig) -> anyhow::Result<EngineSettings> {
-    let model = args
-        .model
-        .clone()
-        .or_else(|| cfg.model.path.clone())
-        .or_else(|| std::env::var_os("LLMTOP_MODEL").map(PathBuf::from))
-        .unwrap_or_else(|| config::models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf"));
-    if !model.is_file() {
-        return Err(anyhow!(
-            "model file {} not found: pass --model PATH, set [model] path in the config, or run scripts/fetch-model.sh",
-            model.display()
-        ));
-    }
-    let mut s = EngineSettings::with_model(model);
-    s.n_ctx = args.n_ctx.unwrap_or(cfg.model.n_ctx);
-    s.threads = args.threads.unwrap_or(cfg.model.threads);
-    s.gpu_layers = args.gpu_layers.unwrap_or(cfg.model.gpu_layers);
-    if let Some(v) = args.temperature.or(cfg.sampling.temperature) {
-        s.temperature = v;
-    }
-    if let Some(v) = args.top_k.or(cfg.sampling.top_k) {
-        s.top_k = v;
-    }
-    if let Some(v) = args.top_p.or(cfg.sampling.top_p) {
-        s.top_p = v;
-    }
-    if let Some(v) = args.min_p.or(cfg.sampling.min_p) {
-        s.min_p = v;
-    }
-    if let Some(v) = args.seed.or(cfg.sampling.seed) {
-        s.seed = v;
-    }
-    if let Some(v) = args.max_tokens.or(cfg.model.max_tokens) {
-        s.max_tokens = v;
-    }
-    if let Some(v) = args
-        .system_prompt
-        .clone()
-        .or_else(|| cfg.model.system_prompt.clone())
-    {
-        s.system_prompt = v;
-    }
-    Ok(s)
-}
 
 fn device_text(s: &EngineSettings) -> String {
     let threads = if s.threads == 0 {
@@ -264,7 +217,7 @@ pub fn run(args: &DashboardArgs, cfg: RawConfig) -> anyhow::Result<()> {
     let settings = if args.demo {
         EngineSettings::with_model(PathBuf::from("demo.gguf"))
     } else {
-        resolve_settings(&args.engine, &cfg)?
+        crate::models::resolve_settings(&args.engine, &cfg)?
     };
     let engine: Box<dyn Engine> = if args.demo {
         Box::new(ScriptedEngine::default())

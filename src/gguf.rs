@@ -97,14 +97,13 @@ impl GgufInfo {
     }
     /// "Q4_1", "Q4_K_M", ...: from `general.file_type`, else the dominant tensor type.
     pub fn quantization(&self) -> String {
-        if let Some(ft) = self
+        if let Some(name) = self
             .metadata
             .get("general.file_type")
             .and_then(Value::as_u64)
+            .and_then(file_type_name)
         {
-            if let Some(name) = file_type_name(ft) {
-                return name.to_string();
-            }
+            return name.to_string();
         }
         self.dominant_tensor_type
             .and_then(tensor_type_name)
@@ -229,7 +228,12 @@ fn parse_body(
         .filter(|a| *a > 0)
         .unwrap_or(DEFAULT_ALIGNMENT);
     let data_start = r.pos.div_ceil(alignment) * alignment;
-    let min_file_size = data_start.saturating_add(max_end);
+    // No tensors, no data section (and no padding to it).
+    let min_file_size = if n_tensors == 0 {
+        r.pos
+    } else {
+        data_start.saturating_add(max_end)
+    };
     if file_size < min_file_size {
         return Err(ReadError::Bad(format!(
             "{file_size} bytes on disk, tensors need {min_file_size}"

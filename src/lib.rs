@@ -4,6 +4,7 @@
 //! the UI draws state. See HOUSE_STYLE in the project docs and README.md.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod dashboard;
@@ -13,6 +14,9 @@ pub mod fsutil;
 pub mod gguf;
 pub mod hostinfo;
 pub mod keys;
+pub mod logging;
+pub mod models;
+pub mod models_cmd;
 pub mod sensors;
 pub mod theme;
 pub mod tui;
