@@ -90,16 +90,21 @@ impl Tui {
         terminal::enable_raw_mode()?;
         ACTIVE.store(true, Ordering::SeqCst);
         let mut out = io::stdout();
-        let setup = crossterm::execute!(out, EnterAlternateScreen, event::EnableBracketedPaste);
+        // Clear with crossterm rather than `Terminal::clear`, which asks the terminal for the
+        // cursor position and waits for the answer: one round trip over SSH, 2 s on a pty
+        // that never answers.
+        let setup = crossterm::execute!(
+            out,
+            EnterAlternateScreen,
+            event::EnableBracketedPaste,
+            terminal::Clear(terminal::ClearType::All)
+        );
         if let Err(e) = setup {
             restore();
             return Err(e);
         }
         match Terminal::new(CrosstermBackend::new(io::stdout())) {
-            Ok(mut terminal) => {
-                let _ = terminal.clear();
-                Ok(Tui { terminal })
-            }
+            Ok(terminal) => Ok(Tui { terminal }),
             Err(e) => {
                 restore();
                 Err(e)
