@@ -3,15 +3,19 @@
 
 use crate::cli::BenchArgs;
 use crate::config::RawConfig;
+use crate::energy::{EnergyAccumulator, EnergyReport, IdleBaseline, Window};
 use crate::engine::llama::{LlamaEngine, default_threads};
 use crate::engine::{
     self, Command, EngineEvent, EngineHandle, EngineSettings, ModelInfo, ReplyStats,
 };
 use crate::hostinfo::{BuildInfo, HostInfo};
+use crate::sensors::sampler::{Sampler, SamplerHandle};
+use crate::sensors::{Sample, SourceStatus};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// The prompt of the video this project grew from.
 pub const STORY_PROMPT: &str =
@@ -32,8 +36,20 @@ pub struct BenchResult {
     pub settings: EngineSettings,
     pub prompt: String,
     pub warmup: bool,
-    pub runs: Vec<ReplyStats>,
+    /// Power and temperature sources found, and why others are missing.
+    pub sensors: Vec<SourceStatus>,
+    /// Average system power with the model loaded and nothing generating.
+    pub idle: Option<IdleBaseline>,
+    pub runs: Vec<BenchRun>,
     pub summary: Summary,
+}
+
+/// One measured reply: the engine's figures and the energy over its wall time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchRun {
+    #[serde(flatten)]
+    pub stats: ReplyStats,
+    pub energy: Option<EnergyReport>,
 }
 
 /// Median, min and max of each figure over the measured runs.
@@ -45,6 +61,12 @@ pub struct Summary {
     pub gen_tok_s: Spread,
     pub generated_tokens: Spread,
     pub wall_s: Spread,
+    /// Whole-system energy per run (see each run's `energy.total.basis`).
+    pub energy_wh: Option<Spread>,
+    pub avg_w: Option<Spread>,
+    pub peak_w: Option<Spread>,
+    pub j_per_token: Option<Spread>,
+    pub net_j_per_token: Option<Spread>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -80,8 +102,15 @@ impl Spread {
 }
 
 impl Summary {
-    pub fn of(load_ms: f64, runs: &[ReplyStats]) -> Self {
-        let f = |g: fn(&ReplyStats) -> f64| Spread::of(&runs.iter().map(g).collect::<Vec<_>>());
+    pub fn of(load_ms: f64, runs: &[BenchRun]) -> Self {
+        let f = |g: fn(&ReplyStats) -> f64| {
+            Spread::of(&runs.iter().map(|r| g(&r.stats)).collect::<Vec<_>>())
+        };
+        // An energy figure is summarised only when every run has it.
+        let e = |g: fn(&EnergyReport) -> Option<f64>| {
+            let v: Option<Vec<f64>> = runs.iter().map(|r| r.energy.as_ref().and_then(g)).collect();
+            v.filter(|v| !v.is_empty()).map(|v| Spread::of(&v))
+        };
         Self {
             load_ms,
             ttft_ms: f(|r| r.ttft_ms),
@@ -89,7 +118,81 @@ impl Summary {
             gen_tok_s: f(|r| r.gen_tok_s),
             generated_tokens: f(|r| f64::from(r.generated_tokens)),
             wall_s: f(|r| r.wall_s),
+            energy_wh: e(|r| r.total.as_ref().map(|t| t.wh)),
+            avg_w: e(|r| r.total.as_ref().and_then(|t| t.avg_w)),
+            peak_w: e(|r| r.total.as_ref().and_then(|t| t.peak_w)),
+            j_per_token: e(|r| r.j_per_token),
+            net_j_per_token: e(|r| r.net_j_per_token),
         }
+    }
+}
+
+/// The sampler and everything it has reported, for energy over bench windows.
+struct Meter {
+    handle: SamplerHandle,
+    samples: UnboundedReceiver<Sample>,
+    acc: EnergyAccumulator,
+    /// Every sample, for the run card's time series.
+    kept: Vec<Sample>,
+    period: Duration,
+}
+
+impl Meter {
+    fn start(cfg: &crate::config::SensorsSection) -> (Self, Vec<SourceStatus>) {
+        let found = crate::sensors::discover(cfg);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let rate = if cfg.rate_hz > 0.0 { cfg.rate_hz } else { 4.0 };
+        let handle = Sampler::spawn(found.sensors, rate, tx);
+        let meter = Self {
+            handle,
+            samples: rx,
+            acc: EnergyAccumulator::new(),
+            kept: Vec::new(),
+            period: Duration::from_secs_f64(1.0 / rate),
+        };
+        (meter, found.statuses)
+    }
+
+    fn now(&self) -> f64 {
+        self.handle.now()
+    }
+
+    /// Take in samples until one at or after `t` arrived (so `t` is inside the data), or a
+    /// few sampling periods passed.
+    fn catch_up(&mut self, t: f64) {
+        let deadline = std::time::Instant::now() + self.period * 3 + Duration::from_millis(200);
+        loop {
+            while let Ok(s) = self.samples.try_recv() {
+                self.acc.push(&s);
+                let done = s.t >= t && !s.readings.is_empty();
+                self.kept.push(s);
+                if done {
+                    return;
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn report(
+        &mut self,
+        t0: f64,
+        t1: f64,
+        stats: &ReplyStats,
+        idle: Option<&IdleBaseline>,
+    ) -> Option<EnergyReport> {
+        self.catch_up(t1);
+        let r = self.acc.report(&Window {
+            t0,
+            t1,
+            tokens: Some(u64::from(stats.generated_tokens)),
+            phase_boundary: Some(t0 + stats.prefill_end_s),
+            idle: idle.cloned(),
+        });
+        r.total.is_some().then_some(r)
     }
 }
 
@@ -164,6 +267,9 @@ pub fn run(args: &BenchArgs, cfg: &RawConfig) -> anyhow::Result<()> {
     if let Some(p) = &args.json {
         check_json_path(p)?;
     }
+    // A bad tariff fails now, not after minutes of runs.
+    let tariff = crate::pricing::Tariff::from_config(&cfg.pricing)?;
+    let compare = crate::pricing::Tariff::compare_set(&cfg.pricing, &[])?;
     let mut engine_args = args.engine.clone();
     // The bench is a measurement: repeatable output unless the user asks otherwise.
     engine_args.temperature = engine_args.temperature.or(Some(0.0));
@@ -194,6 +300,11 @@ pub fn run(args: &BenchArgs, cfg: &RawConfig) -> anyhow::Result<()> {
             " after a warm-up"
         }
     );
+    let sensors_cfg = args
+        .sensors
+        .apply(&cfg.sensors)
+        .map_err(anyhow::Error::msg)?;
+    let (mut meter, statuses) = Meter::start(&sensors_cfg);
     let mut handle = engine::spawn(Box::new(LlamaEngine {
         settings: settings.clone(),
     }))?;
@@ -204,8 +315,28 @@ pub fn run(args: &BenchArgs, cfg: &RawConfig) -> anyhow::Result<()> {
         "bench: loaded {} {} in {:.0} ms",
         model.name, model.quantization, model.load_ms
     );
+    let idle = if args.no_idle || sensors_cfg.idle_window_s <= 0.0 {
+        None
+    } else {
+        let _ = writeln!(
+            err,
+            "bench: measuring idle power for {:.0} s (--no-idle skips)",
+            sensors_cfg.idle_window_s
+        );
+        let t0 = meter.now();
+        std::thread::sleep(Duration::from_secs_f64(sensors_cfg.idle_window_s));
+        let t1 = meter.now();
+        meter.catch_up(t1);
+        let idle = meter.acc.idle_baseline(t0, t1);
+        if let Some(i) = &idle {
+            let _ = writeln!(err, "bench: idle {:.1} W ({:?})", i.watts, i.basis);
+        }
+        idle
+    };
+    let mut cold_ttft_ms = None;
     if !args.no_warmup {
         let (_, s) = run_once(&mut handle, &prompt)?;
+        cold_ttft_ms = Some(s.ttft_ms);
         let _ = writeln!(
             err,
             "bench: warm-up: {} tokens, {:.1} tok/s",
@@ -213,30 +344,61 @@ pub fn run(args: &BenchArgs, cfg: &RawConfig) -> anyhow::Result<()> {
         );
     }
     let mut runs = Vec::new();
+    let first_t0 = meter.now();
     for i in 1..=args.reps {
+        let t0 = meter.now();
         let (_, s) = run_once(&mut handle, &prompt)?;
+        let t1 = meter.now();
+        let energy = meter.report(t0, t1, &s, idle.as_ref());
+        let watts = energy
+            .as_ref()
+            .and_then(|e| e.total.as_ref())
+            .map(|t| format!(", {:.2} Wh", t.wh))
+            .unwrap_or_default();
         let _ = writeln!(
             err,
-            "bench: run {i}/{}: {} tokens, prefill {:.0} tok/s, generation {:.1} tok/s ({})",
+            "bench: run {i}/{}: {} tokens, prefill {:.0} tok/s, generation {:.1} tok/s ({}){watts}",
             args.reps, s.generated_tokens, s.prefill_tok_s, s.gen_tok_s, s.stop
         );
-        runs.push(s);
+        runs.push(BenchRun { stats: s, energy });
     }
     handle.shutdown();
+    let last_t1 = meter.now();
+    let tokens: u64 = runs
+        .iter()
+        .map(|r| u64::from(r.stats.generated_tokens))
+        .sum();
+    let session = meter.acc.report(&Window {
+        t0: first_t0,
+        t1: last_t1,
+        tokens: Some(tokens),
+        phase_boundary: None,
+        idle: idle.clone(),
+    });
+    let series: Vec<_> = meter
+        .kept
+        .iter()
+        .filter(|s| s.t >= first_t0 && s.t <= last_t1)
+        .map(|s| crate::runcard::SeriesPoint::from_sample(s, first_t0, None))
+        .collect();
+    meter.handle.stop();
     let summary = Summary::of(model.load_ms, &runs);
     let result = BenchResult {
         schema: SCHEMA.to_string(),
         started_unix,
-        host: HostInfo::detect(Vec::new()),
+        host: HostInfo::detect(crate::sensors::nvml::gpu_names()),
         build: BuildInfo::current(),
         model,
         settings,
         prompt,
         warmup: !args.no_warmup,
+        sensors: statuses,
+        idle,
         runs,
         summary,
     };
     print!("{}", render_table(&result));
+    print!("{}", cost_lines(&result, &tariff, &compare));
     if let Some(path) = &args.json {
         let json = serde_json::to_vec_pretty(&result)?;
         crate::fsutil::write_atomic(path, &json).map_err(|source| BenchError::Write {
@@ -245,7 +407,40 @@ pub fn run(args: &BenchArgs, cfg: &RawConfig) -> anyhow::Result<()> {
         })?;
         let _ = writeln!(err, "bench: wrote {}", path.display());
     }
+    if args.snapshot {
+        let session = session.total.is_some().then_some(&session);
+        let mut card = crate::bench_card::card(&result, cold_ttft_ms, session, series)?;
+        card.price(&tariff, &compare);
+        let dir = crate::snapshot::default_dir(&cfg.snapshot);
+        let paths = crate::snapshot::write(&dir, &card, None)?;
+        let _ = writeln!(err, "bench: run card {}", paths.json.display());
+    }
     Ok(())
+}
+
+/// What the median run cost in each region, and per 1000 runs (sub-cent amounts stay readable).
+fn cost_lines(
+    r: &BenchResult,
+    configured: &crate::pricing::Tariff,
+    compare: &[crate::pricing::Tariff],
+) -> String {
+    let Some(wh) = r.summary.energy_wh.map(|s| s.median) else {
+        return String::new();
+    };
+    let joules = wh * 3600.0;
+    let mut out = String::new();
+    let mut tariffs = vec![configured];
+    tariffs.extend(compare.iter().filter(|t| t.label != configured.label));
+    for t in tariffs {
+        let each = t.cost_flat(joules);
+        out.push_str(&format!(
+            "cost per run, {:<4} {:>12}   per 1000 runs {:>10}\n",
+            t.label,
+            t.format(each),
+            t.format(each * 1000.0)
+        ));
+    }
+    out
 }
 
 /// The human table: one row per figure, median/min/max columns.
@@ -276,12 +471,63 @@ pub fn render_table(r: &BenchResult) -> String {
         ("wall (s)", &s.wall_s, 2),
     ];
     for (name, sp, prec) in rows {
-        out.push_str(&format!(
-            "{name:<22}{:>12.prec$}{:>12.prec$}{:>12.prec$}\n",
-            sp.median, sp.min, sp.max
-        ));
+        push_row(&mut out, name, sp, prec);
     }
+    let energy_rows: [(&str, &Option<Spread>, usize); 5] = [
+        ("energy (Wh)", &s.energy_wh, 4),
+        ("average power (W)", &s.avg_w, 1),
+        ("peak power (W)", &s.peak_w, 1),
+        ("energy/token (J)", &s.j_per_token, 3),
+        ("net of idle (J/token)", &s.net_j_per_token, 3),
+    ];
+    for (name, sp, prec) in energy_rows {
+        if let Some(sp) = sp {
+            push_row(&mut out, name, sp, prec);
+        }
+    }
+    out.push('\n');
+    out.push_str(&power_note(r));
     out
+}
+
+fn push_row(out: &mut String, name: &str, sp: &Spread, prec: usize) {
+    out.push_str(&format!(
+        "{name:<22}{:>12.prec$}{:>12.prec$}{:>12.prec$}\n",
+        sp.median, sp.min, sp.max
+    ));
+}
+
+/// Where the energy figures came from, said plainly (an estimate is never passed off as a
+/// measurement).
+fn power_note(r: &BenchResult) -> String {
+    let total = r
+        .runs
+        .iter()
+        .find_map(|run| run.energy.as_ref().and_then(|e| e.total.as_ref()));
+    let Some(t) = total else {
+        return "power: no readable power source (see `llmtop sensors`)\n".to_string();
+    };
+    let basis = match t.basis {
+        crate::energy::TotalBasis::Wall => "measured at the wall (smart plug)",
+        crate::energy::TotalBasis::Battery => "battery drain",
+        crate::energy::TotalBasis::Platform => "RAPL psys (platform, not the wall)",
+        crate::energy::TotalBasis::Components => {
+            "sum of components (GPU + CPU package + DRAM), not the wall"
+        }
+    };
+    let mut note = format!("power: {basis}: {}", t.sources.join(", "));
+    if t.estimated {
+        note.push_str(" - ESTIMATED from CPU utilisation x TDP, not measured");
+    }
+    match &r.idle {
+        Some(i) => note.push_str(&format!(
+            "; idle baseline {:.1} W over {:.0} s",
+            i.watts, i.window_s
+        )),
+        None => note.push_str("; no idle baseline"),
+    }
+    note.push('\n');
+    note
 }
 
 /// Used by tests and the dashboard: wait for an event with a deadline.

@@ -42,6 +42,9 @@ pub enum Command {
     Compare(CompareArgs),
     /// Serve sensor and energy metrics for Prometheus, without the dashboard.
     Serve(ServeArgs),
+    /// Test helper: write the lifetime tally in a loop (for the kill -9 test).
+    #[command(name = "__tally-writer", hide = true)]
+    TallyWriter(TallyWriterArgs),
 }
 
 /// Model and generation settings shared by the dashboard and bench.
@@ -158,6 +161,12 @@ pub struct SensorsArgs {
     /// Refresh in place until Ctrl-C.
     #[arg(long)]
     pub watch: bool,
+    /// Benchmark: run the sampler for N seconds and print its CPU time (see BENCHMARKS.md).
+    #[arg(long, hide = true, value_name = "N")]
+    pub bench_seconds: Option<f64>,
+    /// Sampling rate for --watch and --bench-seconds, Hz (default: config rate_hz).
+    #[arg(long, hide = true, value_name = "HZ")]
+    pub rate_hz: Option<f64>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -165,7 +174,8 @@ pub struct CompareArgs {
     /// Run card JSON files (from Ctrl-S in the dashboard or `bench --snapshot`).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// Purchase price of a machine, for total cost of ownership: HOST=AMOUNT.
+    /// Purchase price of a machine, for total cost of ownership: HOST=AMOUNT, optionally with a
+    /// currency (mini=1299EUR); without one, the first region's currency. Repeatable.
     #[arg(long, value_name = "HOST=AMOUNT")]
     pub hardware_price: Vec<String>,
     /// Hours of use per day, for total cost of ownership.
@@ -192,4 +202,34 @@ pub struct ServeArgs {
     /// Address to serve /metrics on.
     #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
     pub metrics_addr: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TallyWriterArgs {
+    /// Tally file to write.
+    #[arg(long, value_name = "FILE")]
+    pub path: PathBuf,
+    /// Rounds to write; 0 = until killed.
+    #[arg(long, default_value_t = 0)]
+    pub count: u64,
+}
+
+impl SensorArgs {
+    /// The config's sensors section with `--sysfs-root` applied (checked to be a directory).
+    pub fn apply(
+        &self,
+        section: &crate::config::SensorsSection,
+    ) -> Result<crate::config::SensorsSection, String> {
+        let mut s = section.clone();
+        if let Some(root) = &self.sysfs_root {
+            if !root.is_dir() {
+                return Err(format!(
+                    "--sysfs-root {}: not a directory (give a captured sysfs tree, e.g. tests/fixtures/sysfs/laptop)",
+                    root.display()
+                ));
+            }
+            s.sysfs_root = root.clone();
+        }
+        Ok(s)
+    }
 }

@@ -10,16 +10,15 @@ use crate::config::{self, RawConfig};
 use crate::engine::{self, Engine, EngineHandle, EngineSettings, scripted::ScriptedEngine};
 use crate::event::{Event, EventSource, Wake};
 use crate::keys::KeyMap;
+use crate::sensors::sampler::{Sampler, SamplerHandle};
 use crate::sensors::scripted::ScriptedSensor;
-use crate::sensors::{Covers, Method, Quantity, Reading, Sample, Sensor, Source};
+use crate::sensors::{Sample, Sensor};
 use crate::theme::{self, Theme};
 use crate::tui::Tui;
 use anyhow::{Context, anyhow};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 /// Tokens arrive faster than a terminal over SSH should be repainted: one frame per 16 ms at most.
 const MIN_FRAME: Duration = Duration::from_millis(16);
@@ -66,81 +65,23 @@ fn load_themes(args: &DashboardArgs, cfg: &RawConfig) -> anyhow::Result<(Vec<The
     Ok((themes, index))
 }
 
-/// Sensor samples for the dashboard. Scripted in `--demo`; otherwise CPU utilisation only.
-// lead: replace the non-demo feed with sensors::discover + Sampler::spawn.
+/// Sensor samples for the dashboard: the scripted sensor in `--demo`, else every sensor
+/// discovery finds (NVML, RAPL, hwmon, battery, plugs, the estimate).
 fn spawn_samples(
-    demo: bool,
-    rate_hz: f64,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<UnboundedReceiver<Sample>> {
+    args: &DashboardArgs,
+    cfg: &RawConfig,
+) -> (SamplerHandle, UnboundedReceiver<Sample>) {
     let (tx, rx) = unbounded_channel();
-    let period = Duration::from_secs_f64(1.0 / rate_hz.clamp(0.1, 50.0));
-    std::thread::Builder::new()
-        .name("llmtop-sampler".into())
-        .spawn(move || {
-            if demo {
-                sample_loop(&mut ScriptedSensor::default(), period, &tx, &stop);
-            } else {
-                sample_loop(&mut CpuUtil::new(), period, &tx, &stop);
-            }
-        })
-        .context("cannot start the sampler thread")?;
-    Ok(rx)
-}
-
-fn sample_loop(
-    sensor: &mut dyn Sensor,
-    period: Duration,
-    tx: &UnboundedSender<Sample>,
-    stop: &AtomicBool,
-) {
-    let start = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        let t = start.elapsed().as_secs_f64();
-        let readings = sensor.read(t);
-        if tx.send(Sample { t, readings }).is_err() {
-            break;
+    let sensors: Vec<Box<dyn Sensor>> = if args.demo {
+        vec![Box::new(ScriptedSensor::default())]
+    } else {
+        let mut section = cfg.sensors.clone();
+        if let Some(root) = &args.sensors.sysfs_root {
+            section.sysfs_root = root.clone();
         }
-        std::thread::sleep(period);
-    }
-}
-
-/// CPU utilisation from sysinfo: the one reading every machine has.
-struct CpuUtil {
-    sys: Option<sysinfo::System>,
-}
-
-impl CpuUtil {
-    fn new() -> Self {
-        let mut sys = sysinfo::System::new().ok();
-        if let Some(s) = sys.as_mut() {
-            s.refresh_cpu_usage();
-        }
-        Self { sys }
-    }
-}
-
-impl Sensor for CpuUtil {
-    fn name(&self) -> String {
-        "system:cpu".into()
-    }
-    fn read(&mut self, _now: f64) -> Vec<Reading> {
-        let value = self.sys.as_mut().map(|s| {
-            s.refresh_cpu_usage();
-            f64::from(s.global_cpu_usage())
-        });
-        vec![Reading {
-            id: "system:cpu:util".into(),
-            device: "CPU".into(),
-            label: "CPU".into(),
-            quantity: Quantity::Utilization,
-            value,
-            limit: None,
-            source: Source::System,
-            covers: Covers::CpuPackage,
-            method: Method::Measured,
-        }]
-    }
+        crate::sensors::discover(&section).sensors
+    };
+    (Sampler::spawn(sensors, cfg.sensors.rate_hz, tx), rx)
 }
 
 /// The run card JSON: model, settings, last reply, session energy, host, transcript.
@@ -238,8 +179,7 @@ pub fn run(args: &DashboardArgs, cfg: RawConfig) -> anyhow::Result<()> {
     let start = Instant::now();
     let handle = engine::spawn(engine).context("cannot start the engine thread")?;
     handle.send(engine::Command::Load);
-    let stop = Arc::new(AtomicBool::new(false));
-    let samples = spawn_samples(args.demo, cfg.sensors.rate_hz, stop.clone())?;
+    let (sampler, samples) = spawn_samples(args, &cfg);
 
     let model_label = settings
         .model
@@ -257,8 +197,8 @@ pub fn run(args: &DashboardArgs, cfg: RawConfig) -> anyhow::Result<()> {
     let result = runtime.block_on(event_loop(
         start, &mut app, &themes, handle, samples, &settings, &cfg, &log,
     ));
-    stop.store(true, Ordering::Relaxed);
     crate::tui::restore();
+    sampler.stop();
     result
 }
 

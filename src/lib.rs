@@ -5,9 +5,12 @@
 
 pub mod app;
 pub mod bench;
+pub mod bench_card;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod dashboard;
+pub mod energy;
 pub mod engine;
 pub mod event;
 pub mod fsutil;
@@ -15,9 +18,15 @@ pub mod gguf;
 pub mod hostinfo;
 pub mod keys;
 pub mod logging;
+pub mod metrics;
 pub mod models;
 pub mod models_cmd;
+pub mod pricing;
+pub mod runcard;
 pub mod sensors;
+pub mod sensors_cmd;
+pub mod snapshot;
+pub mod tally;
 pub mod theme;
 pub mod tui;
 pub mod ui;

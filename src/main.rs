@@ -3,7 +3,10 @@ use llmtop::cli::{Cli, Command};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => return usage_error(e),
+    };
     llmtop::logging::init();
     let cfg = match llmtop::config::load(cli.config.as_deref()) {
         Ok(c) => c,
@@ -15,9 +18,12 @@ fn main() -> ExitCode {
     let result: anyhow::Result<()> = match &cli.command {
         Some(Command::Bench(a)) => llmtop::bench::run(a, &cfg),
         Some(Command::Models(a)) => llmtop::models_cmd::run(a),
-        Some(Command::Sensors(_)) => Err(anyhow::anyhow!("sensors: not built yet")),
-        Some(Command::Compare(_)) => Err(anyhow::anyhow!("compare: not built yet")),
-        Some(Command::Serve(_)) => Err(anyhow::anyhow!("serve: not built yet")),
+        Some(Command::Sensors(a)) => llmtop::sensors_cmd::run(a, &cfg),
+        Some(Command::Compare(a)) => llmtop::compare::run(a, &cfg),
+        Some(Command::Serve(a)) => llmtop::metrics::run(a, &cfg),
+        Some(Command::TallyWriter(a)) => {
+            llmtop::tally::writer_loop(&a.path, a.count).map_err(Into::into)
+        }
         None => llmtop::dashboard::run(&cli.dashboard, cfg),
     };
     match result {
@@ -28,4 +34,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Help and version print as clap renders them; a usage error is one line plus where to look.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = e.render().to_string();
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ");
+    eprintln!("llmtop: {first} (see llmtop --help)");
+    ExitCode::from(2)
 }

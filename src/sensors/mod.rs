@@ -8,6 +8,22 @@ pub mod scripted;
 
 use serde::{Deserialize, Serialize};
 
+pub mod battery;
+pub mod discover;
+pub mod estimate;
+pub mod http;
+pub mod hwmon;
+pub mod nvml;
+pub mod plug;
+pub mod powercap;
+pub mod procstat;
+pub mod sampler;
+pub mod sysfs;
+pub mod system;
+
+pub use discover::{DiscoverOptions, Discovery, discover, discover_with};
+pub use sampler::{Sampler, SamplerHandle};
+
 /// Which interface produced a reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -87,6 +103,8 @@ pub struct Reading {
     /// `None` when the sensor exists but could not be read this time ("n/a").
     pub value: Option<f64>,
     /// A relevant limit in the same unit: temperature slowdown/critical point, power limit.
+    /// For an energy counter (`Method::Counter`): the value at which it wraps to zero, if known
+    /// (RAPL `max_energy_range_uj`), which the energy accounting uses to unwrap it.
     pub limit: Option<f64>,
     pub source: Source,
     pub covers: Covers,
@@ -109,4 +127,37 @@ pub trait Sensor: Send {
     /// Read every channel now; `now` is seconds on the sampler's monotonic clock.
     /// A channel that fails this time is returned with `value: None`.
     fn read(&mut self, now: f64) -> Vec<Reading>;
+    /// `Some(hz)` for a slow or remote source (a smart plug) that the sampler polls on its own
+    /// thread at its own rate, so it never delays the local sensors. `None`: the local tick.
+    fn poll_rate_hz(&self) -> Option<f64> {
+        None
+    }
+}
+
+/// Whether a source could be used, as found at discovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceState {
+    /// Readable; its rows are in the sample.
+    Found,
+    /// Not present on this machine (no driver, no such device, not configured).
+    Missing,
+    /// Present but the files are readable by root only.
+    PermissionDenied,
+    /// Present but reading failed or returned garbage (EIO, a symlink loop, non-numbers,
+    /// an unreachable plug).
+    Unreadable,
+}
+
+/// One line of the discovery report: what was looked for, what was found, and the fix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceStatus {
+    pub source: Source,
+    /// Device or path, e.g. "intel-rapl:0", "hwmon3 (nct6775)", "http://192.168.1.50".
+    pub device: String,
+    pub state: SourceState,
+    /// Why, in a few words: "energy_uj is root-only", "no NVIDIA driver", "3 channels".
+    pub detail: String,
+    /// The exact one-line fix, when there is one.
+    pub fix: Option<String>,
 }

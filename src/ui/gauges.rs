@@ -117,6 +117,7 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             ),
             Span::styled(
                 match t.label.as_str() {
+                    "Sum" if g.parts.len() == 1 => format!(" {}", g.parts[0].label),
                     "Sum" => " sum of parts".to_string(),
                     "Wall" => format!(" wall {}", source_mark(t.source)),
                     other => format!(" {}", other.to_lowercase()),

@@ -1,0 +1,229 @@
+//! CPU package, DRAM and platform energy from Linux powercap (RAPL):
+//! `class/powercap/intel-rapl:N[:M]/{name, energy_uj, max_energy_range_uj}`.
+//!
+//! No double counting: a package contains its `core` and `uncore` subzones, and psys contains
+//! the packages. Subzones are reported as [`Covers::Other`] so that no total sums them; `dram`
+//! is separate from the package and counts as [`Covers::Dram`].
+
+use super::sysfs::{Sysfs, SysfsError, list_dir};
+use super::{Covers, Method, Quantity, Reading, Sensor, Source, SourceState, SourceStatus};
+use crate::energy::{CounterStep, counter_delta};
+use std::path::PathBuf;
+
+/// One readable zone.
+#[derive(Debug, Clone)]
+pub struct Zone {
+    /// `intel-rapl:0`, `intel-rapl:0:1`.
+    pub dir: String,
+    /// `package-0`, `core`, `uncore`, `dram`, `psys`.
+    pub name: String,
+    /// Stable key: `package-0`, `package-0/core`, `psys`.
+    pub key: String,
+    pub covers: Covers,
+    energy_path: PathBuf,
+    /// Wrap point, joules.
+    max_j: Option<f64>,
+    last: Option<(f64, f64)>,
+}
+
+/// All readable RAPL zones of the machine, one sensor.
+#[derive(Debug)]
+pub struct RaplSensor {
+    fs: Sysfs,
+    zones: Vec<Zone>,
+}
+
+/// The one-line fix for root-only `energy_uj` (CVE-2020-8694).
+pub fn permission_fix(fs: &Sysfs) -> String {
+    let dir = fs.path("class/powercap");
+    format!(
+        "sudo chmod a+r {}/intel-rapl:*/energy_uj   (until reboot; to keep it: echo 'SUBSYSTEM==\"powercap\", ACTION==\"add\", RUN+=\"/bin/chmod a+r /sys%p/energy_uj\"' | sudo tee /etc/udev/rules.d/70-llmtop-rapl.rules)",
+        dir.display()
+    )
+}
+
+fn covers_for(name: &str, parent: Option<&str>) -> Covers {
+    match (name, parent) {
+        ("psys", _) => Covers::Platform,
+        ("dram", _) => Covers::Dram,
+        (n, None) if n.starts_with("package") => Covers::CpuPackage,
+        // core, uncore (integrated GPU) and anything else inside a package.
+        _ => Covers::Other,
+    }
+}
+
+/// Find zones. Returns the sensor (if any zone is readable) and one status line per problem.
+pub fn discover(fs: &Sysfs) -> (Option<RaplSensor>, Vec<SourceStatus>) {
+    let class = fs.path("class/powercap");
+    let mut statuses = Vec::new();
+    let mut zones = Vec::new();
+    let mut denied = Vec::new();
+    let mut top_names: std::collections::HashMap<String, String> = Default::default();
+    let entries: Vec<_> = list_dir(&class)
+        .into_iter()
+        // intel-rapl-mmio:N duplicates package N through MMIO: counting both would double it.
+        .filter(|(n, _)| n.starts_with("intel-rapl:"))
+        .collect();
+    for (dir, path) in &entries {
+        let parts: Vec<&str> = dir.split(':').collect();
+        let name = match fs.read_str(&path.join("name")) {
+            Ok(n) if !n.is_empty() => n,
+            _ => {
+                statuses.push(SourceStatus {
+                    source: Source::Rapl,
+                    device: dir.clone(),
+                    state: SourceState::Unreadable,
+                    detail: "zone has no readable name; skipped".into(),
+                    fix: None,
+                });
+                continue;
+            }
+        };
+        let parent = (parts.len() == 3).then(|| format!("{}:{}", parts[0], parts[1]));
+        if parent.is_none() {
+            top_names.insert(dir.clone(), name.clone());
+        }
+        let key = match &parent {
+            Some(p) => format!(
+                "{}/{}",
+                top_names.get(p).cloned().unwrap_or_else(|| p.clone()),
+                name
+            ),
+            None => name.clone(),
+        };
+        let energy_path = path.join("energy_uj");
+        let max_j = fs
+            .read_num::<u64>(&path.join("max_energy_range_uj"))
+            .ok()
+            .map(|uj| uj as f64 / 1e6);
+        match fs.read_num::<u64>(&energy_path) {
+            Ok(_) => zones.push(Zone {
+                dir: dir.clone(),
+                covers: covers_for(&name, parent.as_deref()),
+                name,
+                key,
+                energy_path,
+                max_j,
+                last: None,
+            }),
+            Err(SysfsError::PermissionDenied(_)) => denied.push(dir.clone()),
+            Err(e) => statuses.push(SourceStatus {
+                source: Source::Rapl,
+                device: dir.clone(),
+                state: SourceState::Unreadable,
+                detail: format!("{name}: {e}"),
+                fix: None,
+            }),
+        }
+    }
+    if !denied.is_empty() {
+        statuses.push(SourceStatus {
+            source: Source::Rapl,
+            device: denied.join(" "),
+            state: SourceState::PermissionDenied,
+            detail: "energy_uj is readable by root only (since the 2020 PLATYPUS fix)".into(),
+            fix: Some(permission_fix(fs)),
+        });
+    }
+    if entries.is_empty() {
+        statuses.push(SourceStatus {
+            source: Source::Rapl,
+            device: class.display().to_string(),
+            state: SourceState::Missing,
+            detail: "no RAPL powercap zones (VM, non-x86, or intel_rapl module not loaded)".into(),
+            fix: Some("sudo modprobe intel_rapl_common intel_rapl_msr".into()),
+        });
+    }
+    if zones.is_empty() {
+        return (None, statuses);
+    }
+    statuses.push(SourceStatus {
+        source: Source::Rapl,
+        device: zones
+            .iter()
+            .map(|z| z.dir.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        state: SourceState::Found,
+        detail: format!(
+            "{} zone(s): {}",
+            zones.len(),
+            zones
+                .iter()
+                .map(|z| z.key.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        fix: None,
+    });
+    (
+        Some(RaplSensor {
+            fs: fs.clone(),
+            zones,
+        }),
+        statuses,
+    )
+}
+
+impl RaplSensor {
+    /// Whether a CPU power source (a package or psys) is readable: else the estimate is used.
+    pub fn has_cpu_power(&self) -> bool {
+        self.zones
+            .iter()
+            .any(|z| matches!(z.covers, Covers::CpuPackage | Covers::Platform))
+    }
+
+    pub fn zones(&self) -> &[Zone] {
+        &self.zones
+    }
+}
+
+impl Sensor for RaplSensor {
+    fn name(&self) -> String {
+        "rapl".into()
+    }
+
+    fn read(&mut self, now: f64) -> Vec<Reading> {
+        let mut out = Vec::with_capacity(self.zones.len() * 2);
+        for z in &mut self.zones {
+            let joules = self
+                .fs
+                .read_num::<u64>(&z.energy_path)
+                .ok()
+                .map(|uj| uj as f64 / 1e6);
+            // Power over the last interval, from two counter reads (wrap-safe).
+            let watts = match (z.last, joules) {
+                (Some((t0, e0)), Some(e1)) if now > t0 => match counter_delta(e0, e1, z.max_j) {
+                    CounterStep::Reset => None,
+                    step => Some(step.energy() / (now - t0)),
+                },
+                _ => None,
+            };
+            z.last = joules.map(|j| (now, j)).or(z.last);
+            let base = Reading {
+                id: String::new(),
+                device: z.dir.clone(),
+                label: z.key.clone(),
+                quantity: Quantity::Energy,
+                value: joules,
+                limit: z.max_j,
+                source: Source::Rapl,
+                covers: z.covers,
+                method: Method::Counter,
+            };
+            out.push(Reading {
+                id: format!("rapl:{}:power", z.key),
+                quantity: Quantity::Power,
+                value: watts,
+                limit: None,
+                method: Method::Measured,
+                ..base.clone()
+            });
+            out.push(Reading {
+                id: format!("rapl:{}:energy", z.key),
+                ..base
+            });
+        }
+        out
+    }
+}

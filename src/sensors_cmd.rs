@@ -1,0 +1,349 @@
+//! `llmtop sensors`: every power, temperature and fan source this machine has, with where each
+//! figure comes from, and for what is missing, why and the fix. The first thing to run on a
+//! new box.
+
+use crate::cli::SensorsArgs;
+use crate::config::{RawConfig, SensorsSection};
+use crate::sensors::sampler::read_all;
+use crate::sensors::{
+    Covers, Discovery, Method, Quantity, Reading, Sample, Sampler, Source, SourceState,
+    SourceStatus, discover,
+};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+/// Counters need two reads to give watts: this far apart.
+const RATE_GAP: Duration = Duration::from_millis(250);
+
+pub fn run(args: &SensorsArgs, cfg: &RawConfig) -> anyhow::Result<()> {
+    let mut section = args
+        .sensors
+        .apply(&cfg.sensors)
+        .map_err(anyhow::Error::msg)?;
+    if let Some(hz) = args.rate_hz {
+        if !(hz.is_finite() && hz > 0.0 && hz <= 1000.0) {
+            anyhow::bail!("--rate-hz {hz}: must be between 0 and 1000");
+        }
+        section.rate_hz = hz;
+    }
+    if let Some(secs) = args.bench_seconds {
+        return bench(&section, secs);
+    }
+    if args.watch {
+        return watch(&section);
+    }
+    let mut d = discover(&section);
+    let sample = two_reads(&mut d);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let report = JsonReport {
+            sysfs_root: section.sysfs_root.display().to_string(),
+            readings: &sample.readings,
+            statuses: &d.statuses,
+        };
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(render(&section, &sample.readings, &d.statuses).as_bytes())?;
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    sysfs_root: String,
+    readings: &'a [Reading],
+    statuses: &'a [SourceStatus],
+}
+
+/// Read twice, `RATE_GAP` apart, so counter-derived watts have a value.
+fn two_reads(d: &mut Discovery) -> Sample {
+    let start = Instant::now();
+    let _ = read_all(&mut d.sensors, 0.0);
+    std::thread::sleep(RATE_GAP);
+    read_all(&mut d.sensors, start.elapsed().as_secs_f64())
+}
+
+fn source_name(s: Source) -> &'static str {
+    match s {
+        Source::Nvml => "nvml",
+        Source::Rapl => "rapl",
+        Source::Hwmon => "hwmon",
+        Source::Battery => "battery",
+        Source::Plug => "plug",
+        Source::Estimate => "estimate",
+        Source::System => "system",
+    }
+}
+
+fn covers_name(c: Covers) -> &'static str {
+    match c {
+        Covers::GpuBoard => "GPU board",
+        Covers::CpuPackage => "CPU package",
+        Covers::Dram => "DRAM",
+        Covers::Wall => "whole system at the wall",
+        Covers::Battery => "whole system (battery)",
+        Covers::Platform => "platform (psys)",
+        Covers::Other => "",
+    }
+}
+
+/// Value with its unit; "n/a" when unread.
+pub fn format_value(r: &Reading) -> String {
+    let Some(v) = r.value else {
+        return "n/a".into();
+    };
+    match r.quantity {
+        Quantity::Power => format!("{v:.1} W"),
+        Quantity::Energy => {
+            if v >= 1e5 {
+                format!("{:.1} kJ", v / 1e3)
+            } else {
+                format!("{v:.1} J")
+            }
+        }
+        Quantity::Temperature => format!("{v:.1} °C"),
+        Quantity::FanRpm => format!("{v:.0} RPM"),
+        Quantity::FanPercent => format!("{v:.0} % (fan)"),
+        Quantity::Utilization => format!("{v:.1} %"),
+        Quantity::MemoryUsed | Quantity::MemoryTotal => {
+            format!("{:.2} GiB", v / (1024.0 * 1024.0 * 1024.0))
+        }
+        Quantity::Clock => format!("{v:.0} MHz"),
+    }
+}
+
+/// Watts computed from two reads of an energy counter (RAPL, hwmon energy*_input).
+fn is_counter_rate(r: &Reading) -> bool {
+    r.id.ends_with(":power")
+        && (r.source == Source::Rapl || (r.source == Source::Hwmon && r.id.contains(":energy")))
+}
+
+fn provenance(r: &Reading) -> String {
+    let how = match (r.method, r.quantity) {
+        (Method::Counter, _) => "cumulative counter",
+        (Method::Estimated, _) => "ESTIMATED from utilisation",
+        (Method::Measured, Quantity::Power) if is_counter_rate(r) => "rate of the counter",
+        (Method::Measured, _) => "measured",
+    };
+    let covers = covers_name(r.covers);
+    let mut s = how.to_string();
+    if !covers.is_empty() {
+        s = format!("{covers}, {s}");
+    }
+    let limit = match (r.limit, r.quantity) {
+        (Some(l), Quantity::Temperature) => format!("; limit {l:.0} °C"),
+        (Some(l), Quantity::Power) => format!("; limit {l:.0} W"),
+        _ => String::new(),
+    };
+    s + &limit
+}
+
+/// The plain-text listing.
+pub fn render(cfg: &SensorsSection, readings: &[Reading], statuses: &[SourceStatus]) -> String {
+    let mut out = String::new();
+    let root = cfg.sysfs_root.display();
+    let _ = writeln!(out, "llmtop sensors (sysfs root {root})\n");
+    let rows: Vec<[String; 5]> = readings
+        .iter()
+        .map(|r| {
+            [
+                source_name(r.source).to_string(),
+                r.device.clone(),
+                r.label.clone(),
+                format_value(r),
+                provenance(r),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        let _ = writeln!(out, "No readable sources.");
+    } else {
+        let head = ["SOURCE", "DEVICE", "LABEL", "VALUE", "PROVENANCE"];
+        let mut width = head.map(|h| h.chars().count());
+        for r in &rows {
+            for (w, c) in width.iter_mut().zip(r.iter()) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let line = |cells: [&str; 5]| {
+            let mut l = String::new();
+            for (i, c) in cells.iter().enumerate() {
+                if i == 3 {
+                    let _ = write!(l, "{:>w$}  ", c, w = width[i]);
+                } else if i == 4 {
+                    l.push_str(c);
+                } else {
+                    let _ = write!(l, "{:<w$}  ", c, w = width[i]);
+                }
+            }
+            l.trim_end().to_string()
+        };
+        let _ = writeln!(out, "{}", line(head));
+        for r in &rows {
+            let _ = writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+        }
+    }
+    let found: Vec<&SourceStatus> = statuses
+        .iter()
+        .filter(|s| s.state == SourceState::Found)
+        .collect();
+    if !found.is_empty() {
+        let _ = writeln!(out, "\nFound:");
+        for s in found {
+            let _ = writeln!(
+                out,
+                "  {:<8} {}: {}",
+                source_name(s.source),
+                s.device,
+                s.detail
+            );
+            if let Some(fix) = &s.fix {
+                let _ = writeln!(out, "           tip: {fix}");
+            }
+        }
+    }
+    let problems: Vec<&SourceStatus> = statuses
+        .iter()
+        .filter(|s| s.state != SourceState::Found)
+        .collect();
+    if !problems.is_empty() {
+        let _ = writeln!(out, "\nNot available:");
+        for s in problems {
+            let state = match s.state {
+                SourceState::Missing => "missing",
+                SourceState::PermissionDenied => "permission denied",
+                SourceState::Unreadable => "unreadable",
+                SourceState::Found => "found",
+            };
+            let _ = writeln!(
+                out,
+                "  {:<8} {} ({state}): {}",
+                source_name(s.source),
+                s.device,
+                s.detail
+            );
+            if let Some(fix) = &s.fix {
+                let _ = writeln!(out, "           fix: {fix}");
+            }
+        }
+    }
+    out
+}
+
+/// Refresh in place like `watch sensors`, until Ctrl-C; the cursor is hidden meanwhile and
+/// shown again on the way out.
+fn watch(cfg: &SensorsSection) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut d = discover(cfg);
+    let statuses = d.statuses.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let handle = Sampler::spawn(std::mem::take(&mut d.sensors), cfg.rate_hz.min(4.0), tx);
+    let mut stdout = std::io::stdout();
+    let result: anyhow::Result<()> = rt.block_on(async {
+        write!(stdout, "\x1b[?25l")?;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                s = rx.recv() => {
+                    let Some(s) = s else { break };
+                    // Only the local tick (plugs arrive as their own samples) repaints.
+                    if s.readings.iter().all(|r| r.source == Source::Plug) { continue; }
+                    let text = render(cfg, &s.readings, &statuses);
+                    write!(stdout, "\x1b[H\x1b[2J{text}")?;
+                    writeln!(stdout, "\n(every {:.2} s; Ctrl-C to quit)", 1.0 / cfg.rate_hz.min(4.0))?;
+                    stdout.flush()?;
+                }
+            }
+        }
+        Ok(())
+    });
+    let _ = writeln!(stdout, "\x1b[?25h");
+    let _ = stdout.flush();
+    handle.stop();
+    result
+}
+
+/// CPU seconds (user + system) of this process's threads named `thread_name` (or all
+/// threads when `None`), from /proc/self/task/*/stat.
+pub fn thread_cpu_seconds(thread_name: Option<&str>) -> Option<f64> {
+    // USER_HZ: 100 on every Linux ABI in use.
+    const TICKS: f64 = 100.0;
+    let mut total = 0u64;
+    for e in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        if thread_name.is_some_and(|n| n != comm) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // After the comm: state(0) ... utime(11) stime(12).
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        total += utime + stime;
+    }
+    Some(total as f64 / TICKS)
+}
+
+/// `--bench-seconds N`: discovery time, then the sampler's CPU time over N seconds.
+fn bench(cfg: &SensorsSection, secs: f64) -> anyhow::Result<()> {
+    if !(secs.is_finite() && secs >= 0.0) {
+        anyhow::bail!("--bench-seconds {secs}: must be a number of seconds >= 0");
+    }
+    let t = Instant::now();
+    let d = discover(cfg);
+    let discovery_s = t.elapsed().as_secs_f64();
+    let names: Vec<String> = d.sensors.iter().map(|s| s.name()).collect();
+    println!(
+        "discovery: {:.1} ms, {} sensor(s): {}",
+        discovery_s * 1e3,
+        names.len(),
+        names.join(" ")
+    );
+    if secs == 0.0 {
+        return Ok(());
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let cpu0 = thread_cpu_seconds(None).unwrap_or(0.0);
+    let wall = Instant::now();
+    let handle = Sampler::spawn(d.sensors, cfg.rate_hz, tx);
+    let mut samples = 0u64;
+    let mut readings = 0u64;
+    let deadline = wall + Duration::from_secs_f64(secs);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    rt.block_on(async {
+        while let Ok(Some(s)) = tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+            samples += 1;
+            readings += s.readings.len() as u64;
+        }
+    });
+    // The sampler thread's own CPU time, read while it still exists.
+    let sampler_cpu = thread_cpu_seconds(Some("llmtop-sensors")).unwrap_or(f64::NAN);
+    let process_cpu = thread_cpu_seconds(None).unwrap_or(f64::NAN) - cpu0;
+    let elapsed = wall.elapsed().as_secs_f64();
+    handle.stop();
+    println!(
+        "sampled {samples} ticks ({readings} readings) at {} Hz over {elapsed:.1} s",
+        cfg.rate_hz
+    );
+    println!(
+        "sampler thread CPU: {sampler_cpu:.2} s = {:.3} % of one core",
+        100.0 * sampler_cpu / elapsed
+    );
+    println!(
+        "whole process CPU (sampler + receiver + runtime): {process_cpu:.2} s = {:.3} % of one core",
+        100.0 * process_cpu / elapsed
+    );
+    Ok(())
+}

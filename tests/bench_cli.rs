@@ -1,0 +1,146 @@
+//! `llmtop bench` end to end: real binary, real model, JSON through its schema.
+
+mod common;
+
+use llmtop::bench::{BenchResult, SCHEMA};
+use llmtop::engine::StopReason;
+use std::process::Command;
+
+#[test]
+fn bench_json_round_trips_through_its_schema() {
+    let dir = tempfile::tempdir().expect("dir");
+    let json = dir.path().join("bench.json");
+    let model = common::model_path();
+    // A short idle window and a fast sampler keep the test quick.
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, "[sensors]\nidle_window_s = 1.0\nrate_hz = 20.0\n").expect("cfg");
+    let out = Command::new(env!("CARGO_BIN_EXE_llmtop"))
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "bench",
+            "--reps",
+            "2",
+            "--no-warmup",
+            "--snapshot",
+            "--max-tokens",
+            "48",
+            "--threads",
+            "2",
+        ])
+        .arg("--model")
+        .arg(&model)
+        .arg("--json")
+        .arg(&json)
+        .env("LLMTOP_DATA_DIR", dir.path())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for row in [
+        "cold load (ms)",
+        "TTFT (ms)",
+        "prefill (tok/s)",
+        "generation (tok/s)",
+        "tokens generated",
+    ] {
+        assert!(stdout.contains(row), "table lacks {row}:\n{stdout}");
+    }
+    assert!(stderr.contains("run 2/2: 48 tokens"), "{stderr}");
+
+    let text = std::fs::read_to_string(&json).expect("json written");
+    let r: BenchResult = serde_json::from_str(&text).expect("matches the schema");
+    // Nothing is lost or invented going through the typed schema: byte-identical re-render.
+    assert_eq!(serde_json::to_string_pretty(&r).expect("ser"), text);
+    assert_eq!(r.schema, SCHEMA);
+    assert_eq!(r.runs.len(), 2);
+    assert!(!r.warmup);
+    for run in &r.runs {
+        assert_eq!(run.stats.generated_tokens, 48);
+        assert_eq!(run.stats.stop, StopReason::MaxTokens);
+        assert!(run.stats.gen_tok_s > 0.0);
+        // Every machine has at least the utilisation estimate, so every run has energy, and
+        // its figures agree with each other.
+        let e = run.energy.as_ref().expect("energy for each run");
+        let total = e.total.as_ref().expect("a system total");
+        assert!(total.energy_j > 0.0);
+        assert_eq!(e.tokens, Some(48));
+        let jpt = e.j_per_token.expect("J/token");
+        assert!((jpt * 48.0 - total.energy_j).abs() < 1e-9 * total.energy_j.max(1.0));
+        assert!(
+            (e.duration_s - run.stats.wall_s).abs() < 0.05,
+            "{} vs {}",
+            e.duration_s,
+            run.stats.wall_s
+        );
+        let (pre, dec) = (
+            e.prefill_j.expect("prefill J"),
+            e.decode_j.expect("decode J"),
+        );
+        assert!((pre + dec - total.energy_j).abs() < 1e-6 * total.energy_j.max(1.0));
+        assert_eq!(stdout.contains("ESTIMATED"), total.estimated, "{stdout}");
+        // Net of idle only when the idle baseline was measured on the same basis.
+        if let (Some(idle), Some(net)) = (&r.idle, e.net_j) {
+            assert!((total.energy_j - idle.watts * e.duration_s - net).abs() < 1e-6);
+        }
+    }
+    let idle = r.idle.as_ref().expect("idle baseline measured");
+    assert!(
+        idle.watts > 0.0 && (idle.window_s - 1.0).abs() < 0.2,
+        "{idle:?}"
+    );
+    assert!(!r.sensors.is_empty(), "sensor statuses recorded");
+    assert_eq!(r.summary.generated_tokens.median, 48.0);
+    assert!(r.summary.energy_wh.is_some() && r.summary.j_per_token.is_some());
+    let g: Vec<f64> = r.runs.iter().map(|x| x.stats.gen_tok_s).collect();
+    assert!(r.summary.gen_tok_s.min <= r.summary.gen_tok_s.median);
+    assert_eq!(
+        r.summary.gen_tok_s.max,
+        g.iter().copied().fold(f64::MIN, f64::max)
+    );
+    assert_eq!(r.model.quantization, "Q4_1");
+    assert_eq!(r.settings.threads, 2);
+    assert_eq!(r.settings.temperature, 0.0, "bench defaults to greedy");
+    assert!(r.host.logical_cores >= 1);
+    assert_eq!(r.build.llmtop_version, env!("CARGO_PKG_VERSION"));
+
+    // --snapshot: a run card of the same figures, which compare reads.
+    let snaps: Vec<_> = std::fs::read_dir(dir.path().join("snapshots"))
+        .expect("snapshots dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    let card = llmtop::runcard::RunCard::load(&snaps[0]).expect("valid card");
+    assert_eq!(card.session.gen_tok_s, Some(r.summary.gen_tok_s.median));
+    assert_eq!(card.session.generated_tokens, 96);
+    let last = card.last_reply.as_ref().expect("last reply");
+    let last_run = r.runs.last().expect("run");
+    assert_eq!(last.generated_tokens, last_run.stats.generated_tokens);
+    let card_j = last.energy.as_ref().expect("energy").total_j;
+    let run_j = last_run
+        .energy
+        .as_ref()
+        .and_then(|e| e.total.as_ref())
+        .expect("t")
+        .energy_j;
+    assert_eq!(card_j, run_j);
+    let regions: Vec<_> = card.cost.iter().map(|c| c.region.as_str()).collect();
+    assert_eq!(regions, ["US", "DE", "DK"]);
+    let us = &card.cost[0];
+    assert!((us.last_reply.expect("cost") - card_j / 3.6e6 * 0.175).abs() < 1e-12);
+    let cmp = Command::new(env!("CARGO_BIN_EXE_llmtop"))
+        .args(["compare", "--csv"])
+        .arg(&snaps[0])
+        .env("LLMTOP_DATA_DIR", dir.path())
+        .output()
+        .expect("compare");
+    assert!(
+        cmp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cmp.stderr)
+    );
+    let csv = String::from_utf8_lossy(&cmp.stdout);
+    assert!(csv.contains(&card.host.hostname), "{csv}");
+}

@@ -1,0 +1,457 @@
+//! Energy accounting against hand-computed figures: constant and linear power (exact under
+//! the trapezoid), counters with wraparound and resets, total selection without double
+//! counting, idle baseline, J/token, prefill/decode split.
+
+use llmtop::energy::{
+    CounterStep, EnergyAccumulator, EnergyReport, IdleBaseline, TotalBasis, Window, counter_delta,
+};
+use llmtop::sensors::{Covers, Method, Quantity, Reading, Sample, Source};
+
+fn reading(id: &str, q: Quantity, m: Method, covers: Covers, value: Option<f64>) -> Reading {
+    let source = match id.split(':').next() {
+        Some("rapl") => Source::Rapl,
+        Some("nvml") => Source::Nvml,
+        Some("plug") => Source::Plug,
+        Some("battery") => Source::Battery,
+        Some("estimate") => Source::Estimate,
+        _ => Source::Hwmon,
+    };
+    Reading {
+        id: id.into(),
+        device: id.split(':').nth(1).unwrap_or("dev").into(),
+        label: id.into(),
+        quantity: q,
+        value,
+        limit: None,
+        source,
+        covers,
+        method: m,
+    }
+}
+
+fn power(id: &str, covers: Covers, w: f64) -> Reading {
+    reading(id, Quantity::Power, Method::Measured, covers, Some(w))
+}
+
+fn counter(id: &str, covers: Covers, j: f64, wrap: Option<f64>) -> Reading {
+    Reading {
+        limit: wrap,
+        ..reading(id, Quantity::Energy, Method::Counter, covers, Some(j))
+    }
+}
+
+fn feed(acc: &mut EnergyAccumulator, t: f64, readings: Vec<Reading>) {
+    acc.push(&Sample { t, readings });
+}
+
+fn window(t0: f64, t1: f64) -> Window {
+    Window {
+        t0,
+        t1,
+        ..Default::default()
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9 * b.abs().max(1.0)
+}
+
+#[test]
+fn constant_power_integrates_exactly() {
+    let mut acc = EnergyAccumulator::new();
+    for i in 0..=40 {
+        let t = i as f64 * 0.25;
+        feed(
+            &mut acc,
+            t,
+            vec![power("rapl:package-0:power", Covers::CpuPackage, 50.0)],
+        );
+    }
+    let r = acc.report(&window(0.0, 10.0));
+    let total = r.total.expect("total");
+    assert!(close(total.energy_j, 500.0), "{}", total.energy_j);
+    assert!(close(total.wh, 500.0 / 3600.0));
+    assert_eq!(total.avg_w, Some(50.0));
+    assert_eq!(total.peak_w, Some(50.0));
+    assert_eq!(total.basis, TotalBasis::Components);
+    assert!(total.components_only);
+    assert!(!total.estimated);
+}
+
+#[test]
+fn linear_ramp_is_exact_even_on_an_off_grid_window() {
+    // P(t) = 10 + 2t W, sampled every 0.25 s from 0 to 10 s.
+    let mut acc = EnergyAccumulator::new();
+    for i in 0..=40 {
+        let t = i as f64 * 0.25;
+        feed(
+            &mut acc,
+            t,
+            vec![power("nvml:0:power", Covers::GpuBoard, 10.0 + 2.0 * t)],
+        );
+    }
+    // Whole run: 10*10 + 10^2 = 200 J.
+    let r = acc.report(&window(0.0, 10.0));
+    assert!(close(r.total.as_ref().expect("total").energy_j, 200.0));
+    // [1.1, 7.3]: 10*6.2 + (7.3^2 - 1.1^2) = 62 + 52.08 = 114.08 J.
+    let r = acc.report(&window(1.1, 7.3));
+    let s = &r.sources[0];
+    assert!(close(s.energy_j, 114.08), "{}", s.energy_j);
+    assert!(close(s.covered_s, 6.2));
+    assert!(close(s.peak_w.expect("peak"), 10.0 + 2.0 * 7.3));
+    assert_eq!(s.method, Method::Measured);
+}
+
+#[test]
+fn counter_unwraps_and_beats_a_power_reading_on_the_same_channel() {
+    let max = 262_143.328_85; // max_energy_range_uj / 1e6
+    let mut acc = EnergyAccumulator::new();
+    for i in 0..=10 {
+        let t = i as f64;
+        let e_true = 262_100.0 + 10.0 * t; // 10 W, wraps between t=4 and t=5
+        feed(
+            &mut acc,
+            t,
+            vec![
+                counter(
+                    "rapl:package-0:energy",
+                    Covers::CpuPackage,
+                    e_true % max,
+                    Some(max),
+                ),
+                // A nonsense rate on the same channel must not be integrated too.
+                power("rapl:package-0:power", Covers::CpuPackage, 999.0),
+            ],
+        );
+    }
+    let r = acc.report(&window(0.0, 10.0));
+    assert_eq!(r.sources.len(), 1, "{:?}", r.sources);
+    let s = &r.sources[0];
+    assert_eq!(s.method, Method::Counter);
+    assert!(close(s.energy_j, 100.0), "{}", s.energy_j);
+    assert!(close(s.peak_w.expect("peak"), 10.0));
+    assert_eq!(s.resets, 0);
+    // Half a second inside each end: linear interpolation of the counter.
+    let r = acc.report(&window(0.5, 9.5));
+    assert!(close(r.sources[0].energy_j, 90.0));
+}
+
+#[test]
+fn counter_reset_counts_that_interval_as_zero() {
+    let mut acc = EnergyAccumulator::new();
+    for (t, j) in [
+        (0.0, 1000.0),
+        (1.0, 1100.0),
+        (2.0, 1200.0),
+        (3.0, 50.0),
+        (4.0, 150.0),
+        (5.0, 250.0),
+    ] {
+        feed(
+            &mut acc,
+            t,
+            vec![counter("nvml:0:energy", Covers::GpuBoard, j, None)],
+        );
+    }
+    let r = acc.report(&window(0.0, 5.0));
+    let s = &r.sources[0];
+    assert!(close(s.energy_j, 400.0), "{}", s.energy_j);
+    assert_eq!(s.resets, 1);
+    assert_eq!(counter_delta(1200.0, 50.0, None), CounterStep::Reset);
+}
+
+/// Plug, RAPL package + subzones + dram, NVML at fixed powers.
+fn machine(acc: &mut EnergyAccumulator, with_plug: bool, with_psys: bool) {
+    for i in 0..=10 {
+        let t = i as f64;
+        let mut rs = vec![
+            counter(
+                "rapl:package-0:energy",
+                Covers::CpuPackage,
+                1000.0 + 40.0 * t,
+                None,
+            ),
+            counter(
+                "rapl:package-0/core:energy",
+                Covers::Other,
+                500.0 + 30.0 * t,
+                None,
+            ),
+            counter(
+                "rapl:package-0/uncore:energy",
+                Covers::Other,
+                100.0 + 5.0 * t,
+                None,
+            ),
+            counter(
+                "rapl:package-0/dram:energy",
+                Covers::Dram,
+                10.0 + 3.0 * t,
+                None,
+            ),
+            counter("nvml:0:energy", Covers::GpuBoard, 7.0 + 200.0 * t, None),
+            power("nvml:0:power", Covers::GpuBoard, 200.0),
+            reading(
+                "hwmon:nct:temp1",
+                Quantity::Temperature,
+                Method::Measured,
+                Covers::Other,
+                Some(40.0 + t),
+            ),
+        ];
+        if with_plug {
+            rs.push(power("plug:10.0.0.5:power", Covers::Wall, 300.0));
+        }
+        if with_psys {
+            rs.push(counter(
+                "rapl:psys:energy",
+                Covers::Platform,
+                5.0 + 60.0 * t,
+                None,
+            ));
+        }
+        feed(acc, t, rs);
+    }
+}
+
+#[test]
+fn total_is_components_without_double_counting_subzones() {
+    let mut acc = EnergyAccumulator::new();
+    machine(&mut acc, false, false);
+    let r = acc.report(&window(0.0, 10.0));
+    let total = r.total.expect("total");
+    // package 400 + dram 30 + GPU 2000; core (300) and uncore (50) are inside the package.
+    assert!(close(total.energy_j, 2430.0), "{}", total.energy_j);
+    assert_eq!(total.basis, TotalBasis::Components);
+    assert!(total.components_only);
+    assert!(close(total.peak_w.expect("peak"), 243.0));
+    let in_total: Vec<&str> = r
+        .sources
+        .iter()
+        .filter(|s| s.in_total)
+        .map(|s| s.id.as_str())
+        .collect();
+    assert_eq!(
+        in_total,
+        [
+            "nvml:0:energy",
+            "rapl:package-0/dram:energy",
+            "rapl:package-0:energy"
+        ]
+    );
+    assert_eq!(r.peak_temp_c, Some(50.0));
+}
+
+#[test]
+fn wall_plug_wins_then_psys() {
+    let mut acc = EnergyAccumulator::new();
+    machine(&mut acc, true, true);
+    let total = acc.report(&window(0.0, 10.0)).total.expect("total");
+    assert_eq!(total.basis, TotalBasis::Wall);
+    assert!(!total.components_only);
+    assert!(close(total.energy_j, 3000.0));
+    assert_eq!(total.sources, ["plug:10.0.0.5:power"]);
+
+    let mut acc = EnergyAccumulator::new();
+    machine(&mut acc, false, true);
+    let total = acc.report(&window(0.0, 10.0)).total.expect("total");
+    assert_eq!(total.basis, TotalBasis::Platform);
+    assert!(total.components_only);
+    assert!(close(total.energy_j, 600.0));
+}
+
+#[test]
+fn battery_counts_only_while_discharging_and_beats_components() {
+    let mut acc = EnergyAccumulator::new();
+    for i in 0..=4 {
+        let t = i as f64;
+        let bat = if i < 2 { None } else { Some(12.0) }; // plugged in, then unplugged at t=2
+        feed(
+            &mut acc,
+            t,
+            vec![
+                reading(
+                    "battery:BAT0:power",
+                    Quantity::Power,
+                    Method::Measured,
+                    Covers::Battery,
+                    bat,
+                ),
+                power("rapl:package-0:power", Covers::CpuPackage, 5.0),
+            ],
+        );
+    }
+    let total = acc.report(&window(0.0, 4.0)).total.expect("total");
+    assert_eq!(total.basis, TotalBasis::Battery);
+    assert!(close(total.energy_j, 24.0)); // 12 W over the 2 s discharging
+    assert_eq!(total.avg_w, Some(12.0));
+}
+
+#[test]
+fn idle_baseline_net_energy_per_token_and_phases() {
+    let mut acc = EnergyAccumulator::new();
+    for i in 0..=20 {
+        let t = i as f64;
+        let w = if i <= 10 { 30.0 } else { 80.0 };
+        feed(&mut acc, t, vec![power("plug:p:power", Covers::Wall, w)]);
+    }
+    let idle = acc.idle_baseline(0.0, 10.0).expect("idle");
+    assert_eq!(
+        idle,
+        IdleBaseline {
+            watts: 30.0,
+            basis: TotalBasis::Wall,
+            window_s: 10.0
+        }
+    );
+    let r = acc.report(&Window {
+        t0: 11.0,
+        t1: 20.0,
+        tokens: Some(90),
+        phase_boundary: Some(14.0),
+        idle: Some(idle.clone()),
+    });
+    let total = r.total.as_ref().expect("total");
+    assert!(close(total.energy_j, 720.0));
+    assert_eq!(r.idle_w, Some(30.0));
+    assert!(close(r.net_j.expect("net"), 720.0 - 30.0 * 9.0));
+    assert!(close(r.j_per_token.expect("j/tok"), 8.0));
+    assert!(close(r.net_j_per_token.expect("net j/tok"), 5.0));
+    assert!(close(r.prefill_j.expect("prefill"), 240.0));
+    assert!(close(r.decode_j.expect("decode"), 480.0));
+    assert!(close(
+        r.decode_j_per_token.expect("decode j/tok"),
+        480.0 / 90.0
+    ));
+
+    // A baseline taken on another basis (say the plug was not there then) is not subtracted.
+    let r = acc.report(&Window {
+        t0: 11.0,
+        t1: 20.0,
+        idle: Some(IdleBaseline {
+            basis: TotalBasis::Components,
+            ..idle
+        }),
+        ..Default::default()
+    });
+    assert_eq!(r.net_j, None);
+}
+
+#[test]
+fn gaps_are_not_integrated_and_estimates_are_flagged() {
+    let mut acc = EnergyAccumulator::new();
+    let vals = [Some(20.0), Some(20.0), None, Some(20.0), Some(20.0)];
+    for (i, v) in vals.into_iter().enumerate() {
+        feed(
+            &mut acc,
+            i as f64,
+            vec![reading(
+                "estimate:cpu:power",
+                Quantity::Power,
+                Method::Estimated,
+                Covers::CpuPackage,
+                v,
+            )],
+        );
+    }
+    let r = acc.report(&window(0.0, 4.0));
+    let s = &r.sources[0];
+    // Intervals [0,1] and [3,4] only.
+    assert!(close(s.energy_j, 40.0));
+    assert!(close(s.covered_s, 2.0));
+    let total = r.total.expect("total");
+    assert!(total.estimated);
+    assert_eq!(total.avg_w, Some(20.0));
+}
+
+#[test]
+fn peak_temperature_and_fan_inside_the_window_only() {
+    let mut acc = EnergyAccumulator::new();
+    for (t, temp, fan) in [
+        (0.0, 40.0, 900.0),
+        (3.0, 85.0, 1500.0),
+        (6.0, 60.0, 1200.0),
+        (15.0, 99.0, 3000.0),
+    ] {
+        feed(
+            &mut acc,
+            t,
+            vec![
+                reading(
+                    "hwmon:coretemp:temp1",
+                    Quantity::Temperature,
+                    Method::Measured,
+                    Covers::CpuPackage,
+                    Some(temp),
+                ),
+                reading(
+                    "hwmon:nct6798:fan1",
+                    Quantity::FanRpm,
+                    Method::Measured,
+                    Covers::Other,
+                    Some(fan),
+                ),
+            ],
+        );
+    }
+    let r = acc.report(&window(0.0, 10.0));
+    assert_eq!(r.peak_temp_c, Some(85.0));
+    assert_eq!(
+        r.peak_temp_sensor.as_deref(),
+        Some("coretemp hwmon:coretemp:temp1")
+    );
+    assert_eq!(r.max_fan_rpm, Some(1500.0));
+    assert!(r.total.is_none(), "no power source, no total");
+}
+
+#[test]
+fn report_round_trips_through_json() {
+    let mut acc = EnergyAccumulator::new();
+    machine(&mut acc, true, false);
+    let r = acc.report(&Window {
+        t0: 0.0,
+        t1: 10.0,
+        tokens: Some(100),
+        ..Default::default()
+    });
+    let json = serde_json::to_string(&r).expect("to json");
+    assert!(json.contains("\"basis\":\"wall\""), "{json}");
+    let back: EnergyReport = serde_json::from_str(&json).expect("from json");
+    assert_eq!(back, r);
+}
+
+#[test]
+fn prune_keeps_windows_after_the_cut_intact() {
+    let mut acc = EnergyAccumulator::new();
+    for i in 0..=100 {
+        feed(
+            &mut acc,
+            i as f64,
+            vec![power("nvml:0:power", Covers::GpuBoard, i as f64)],
+        );
+    }
+    let before = acc.report(&window(50.5, 80.0));
+    acc.prune_before(50.5);
+    let after = acc.report(&window(50.5, 80.0));
+    assert_eq!(before, after);
+}
+
+#[test]
+fn a_single_sample_or_an_empty_window_gives_no_energy_and_no_panic() {
+    let mut acc = EnergyAccumulator::new();
+    assert!(acc.report(&window(0.0, 1.0)).total.is_none());
+    feed(
+        &mut acc,
+        1.0,
+        vec![
+            counter("rapl:package-0:energy", Covers::CpuPackage, 5.0, None),
+            power("plug:p:power", Covers::Wall, 80.0),
+        ],
+    );
+    let r = acc.report(&window(0.0, 2.0));
+    assert!(r.total.is_none(), "{r:?}");
+    assert!(acc.idle_baseline(0.0, 2.0).is_none());
+    // Reversed window: empty, not negative.
+    let r = acc.report(&window(2.0, 1.0));
+    assert_eq!(r.duration_s, 0.0);
+}

@@ -1,0 +1,409 @@
+//! Prometheus endpoint: start the real server on loopback, scrape it over TCP, parse the text
+//! format and check the values against hand-computed ones.
+
+use jiff::tz::TimeZone;
+use llmtop::metrics::{MetricsServer, MetricsState};
+use llmtop::pricing::Tariff;
+use llmtop::sensors::{Covers, Method, Quantity, Reading, Sample, Source};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+
+fn reading(
+    id: &str,
+    device: &str,
+    quantity: Quantity,
+    value: f64,
+    source: Source,
+    covers: Covers,
+    method: Method,
+) -> Reading {
+    Reading {
+        id: id.into(),
+        device: device.into(),
+        label: id.rsplit(':').next().unwrap_or(id).into(),
+        quantity,
+        value: Some(value),
+        limit: None,
+        source,
+        covers,
+        method,
+    }
+}
+
+/// GPU power (no counter), CPU energy counter, a temperature, fans.
+fn sample(t: f64, gpu_w: f64, cpu_j: f64, temp: f64) -> Sample {
+    Sample {
+        t,
+        readings: vec![
+            reading(
+                "nvml:0:power",
+                "RTX \"4090\"\nx\\y",
+                Quantity::Power,
+                gpu_w,
+                Source::Nvml,
+                Covers::GpuBoard,
+                Method::Measured,
+            ),
+            reading(
+                "rapl:package-0:energy",
+                "rapl",
+                Quantity::Energy,
+                cpu_j,
+                Source::Rapl,
+                Covers::CpuPackage,
+                Method::Counter,
+            ),
+            reading(
+                "hwmon:coretemp:temp1",
+                "coretemp",
+                Quantity::Temperature,
+                temp,
+                Source::Hwmon,
+                Covers::CpuPackage,
+                Method::Measured,
+            ),
+            reading(
+                "hwmon:nct6775:fan2",
+                "nct6775",
+                Quantity::FanRpm,
+                1200.0 + t * 100.0,
+                Source::Hwmon,
+                Covers::Other,
+                Method::Measured,
+            ),
+            reading(
+                "nvml:0:fan0",
+                "RTX",
+                Quantity::FanPercent,
+                45.0,
+                Source::Nvml,
+                Covers::GpuBoard,
+                Method::Measured,
+            ),
+            Reading {
+                value: None,
+                ..reading(
+                    "hwmon:broken:temp9",
+                    "broken",
+                    Quantity::Temperature,
+                    0.0,
+                    Source::Hwmon,
+                    Covers::Other,
+                    Method::Measured,
+                )
+            },
+        ],
+    }
+}
+
+type Series = BTreeMap<(String, BTreeMap<String, String>), f64>;
+
+fn valid_name(n: &str) -> bool {
+    let mut chars = n.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Parse the Prometheus text format strictly enough to catch mistakes.
+fn parse(text: &str) -> Series {
+    let mut types: HashMap<String, String> = HashMap::new();
+    let mut helps: HashMap<String, String> = HashMap::new();
+    let mut out = Series::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').expect("HELP has text");
+            assert!(valid_name(name), "bad name {name}");
+            helps.insert(name.into(), help.into());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE has a kind");
+            assert!(["counter", "gauge"].contains(&kind), "{line}");
+            if kind == "counter" {
+                assert!(
+                    name.ends_with("_total"),
+                    "counter {name} must end in _total"
+                );
+            }
+            assert!(helps.contains_key(name), "HELP before TYPE for {name}");
+            assert!(
+                types.insert(name.into(), kind.into()).is_none(),
+                "TYPE twice: {name}"
+            );
+        } else if line.is_empty() || line.starts_with('#') {
+            continue;
+        } else {
+            let (name_labels, value) = line.rsplit_once(' ').expect("sample has a value");
+            let (name, labels) = match name_labels.find('{') {
+                Some(i) => (&name_labels[..i], parse_labels(&name_labels[i..])),
+                None => (name_labels, BTreeMap::new()),
+            };
+            assert!(valid_name(name), "bad metric name {name:?}");
+            assert!(types.contains_key(name), "sample before TYPE: {name}");
+            let v: f64 = match value {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v
+                    .parse()
+                    .unwrap_or_else(|_| panic!("value {v:?} in {line}")),
+            };
+            assert!(
+                out.insert((name.into(), labels), v).is_none(),
+                "duplicate series {line}"
+            );
+        }
+    }
+    out
+}
+
+fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    let inner = s
+        .strip_prefix('{')
+        .and_then(|s| s.strip_suffix('}'))
+        .expect("braces");
+    let mut map = BTreeMap::new();
+    let mut chars = inner.chars().peekable();
+    loop {
+        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if name.is_empty() {
+            break;
+        }
+        assert!(
+            valid_name(&name) && !name.contains(':'),
+            "label name {name}"
+        );
+        assert_eq!(chars.next(), Some('"'));
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some('\\') => value.push('\\'),
+                    Some('"') => value.push('"'),
+                    other => panic!("bad escape {other:?}"),
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        map.insert(name, value);
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+    map
+}
+
+fn get(s: &Series, name: &str, want: &[(&str, &str)]) -> f64 {
+    let hits: Vec<f64> = s
+        .iter()
+        .filter(|((n, l), _)| {
+            n == name
+                && want
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, v)| *v)
+        .collect();
+    assert_eq!(hits.len(), 1, "{name} {want:?}: {hits:?}");
+    hits[0]
+}
+
+fn scrape(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: test\r\n\r\n"
+    )
+    .expect("send");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("head and body");
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .expect("content length")
+        .parse()
+        .expect("number");
+    assert_eq!(len, body.len());
+    (head.to_string(), body.to_string())
+}
+
+#[test]
+fn scrape_the_real_endpoint() {
+    let tariff = Tariff::preset("DE")
+        .expect("DE")
+        .with_time_zone(TimeZone::UTC);
+    let state = Arc::new(Mutex::new(MetricsState::new(Some(tariff))));
+    let server = MetricsServer::start("127.0.0.1:0", state.clone()).expect("bind");
+    let now = jiff::Timestamp::from_second(1_750_000_000).expect("time");
+    {
+        let mut st = state.lock().expect("lock");
+        st.apply_sample(&sample(0.0, 100.0, 1000.0, 55.5), now);
+        st.apply_sample(&sample(1.0, 200.0, 1030.0, 60.0), now);
+        // The counter drops (wrap or reset): that interval is skipped, never negative.
+        st.apply_sample(&sample(2.0, 200.0, 5.0, 61.0), now);
+        st.apply_sample(&sample(3.0, 100.0, 25.0, 58.25), now);
+        st.record_reply(42, 12.5);
+        st.record_reply(8, 20.0);
+    }
+    let (head, body) = scrape(server.local_addr(), "/metrics");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    let s = parse(&body);
+
+    // GPU power integrated: (100+200)/2 + 200 + (200+100)/2 = 500 J.
+    let gpu = [("id", "nvml:0:power"), ("method", "integrated")];
+    assert_eq!(get(&s, "llmtop_energy_joules_total", &gpu), 500.0);
+    // The device name came through the escaping intact.
+    let gpu_labels = s
+        .keys()
+        .find(|(n, l)| n == "llmtop_power_watts" && l["id"] == "nvml:0:power")
+        .map(|(_, l)| l.clone())
+        .expect("gpu power");
+    assert_eq!(gpu_labels["device"], "RTX \"4090\"\nx\\y");
+    assert_eq!(gpu_labels["covers"], "gpu_board");
+    assert_eq!(
+        get(&s, "llmtop_power_watts", &[("id", "nvml:0:power")]),
+        100.0
+    );
+    // CPU counter: +30, skip the drop, +20 = 50 J.
+    let cpu = [("id", "rapl:package-0:energy"), ("method", "counter")];
+    assert_eq!(get(&s, "llmtop_energy_joules_total", &cpu), 50.0);
+    // System = components (no wall plug): 500 + 50 J.
+    assert_eq!(get(&s, "llmtop_system_energy_joules_total", &[]), 550.0);
+    let cost = get(
+        &s,
+        "llmtop_electricity_cost_total",
+        &[("region", "DE"), ("currency", "EUR")],
+    );
+    assert!((cost - 550.0 / 3.6e6 * 0.38).abs() < 1e-15, "{cost}");
+    let co2 = get(&s, "llmtop_co2e_grams_total", &[("region", "DE")]);
+    assert!((co2 - 550.0 / 3.6e6 * 381.0).abs() < 1e-12, "{co2}");
+    assert_eq!(
+        get(&s, "llmtop_electricity_price_per_kwh", &[("region", "DE")]),
+        0.38
+    );
+    assert_eq!(
+        get(
+            &s,
+            "llmtop_temperature_celsius",
+            &[("id", "hwmon:coretemp:temp1")]
+        ),
+        58.25
+    );
+    assert_eq!(
+        get(&s, "llmtop_fan_rpm", &[("id", "hwmon:nct6775:fan2")]),
+        1500.0
+    );
+    assert_eq!(
+        get(&s, "llmtop_fan_speed_ratio", &[("id", "nvml:0:fan0")]),
+        0.45
+    );
+    assert_eq!(get(&s, "llmtop_tokens_generated_total", &[]), 50.0);
+    assert_eq!(get(&s, "llmtop_generation_tokens_per_second", &[]), 20.0);
+    assert_eq!(get(&s, "llmtop_samples_total", &[]), 4.0);
+    // An unreadable sensor is absent, not zero.
+    assert!(!body.contains("hwmon:broken:temp9"), "{body}");
+
+    let (head, _) = scrape(server.local_addr(), "/nope");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    drop(server);
+}
+
+#[test]
+fn wall_plug_wins_over_components() {
+    let tariff = Tariff::preset("US").expect("US");
+    let mut st = MetricsState::new(Some(tariff));
+    let now = jiff::Timestamp::from_second(1_750_000_000).expect("time");
+    let tick = |t: f64, wall_j: f64, cpu_j: f64| Sample {
+        t,
+        readings: vec![
+            reading(
+                "plug:shelly:energy",
+                "shelly",
+                Quantity::Energy,
+                wall_j,
+                Source::Plug,
+                Covers::Wall,
+                Method::Counter,
+            ),
+            reading(
+                "rapl:package-0:energy",
+                "rapl",
+                Quantity::Energy,
+                cpu_j,
+                Source::Rapl,
+                Covers::CpuPackage,
+                Method::Counter,
+            ),
+        ],
+    };
+    st.apply_sample(&tick(0.0, 7200.0, 100.0), now);
+    st.apply_sample(&tick(1.0, 7290.0, 130.0), now);
+    let s = parse(&st.render());
+    // The wall saw 90 J (which includes the CPU's 30 J): system energy is 90, not 120.
+    assert_eq!(get(&s, "llmtop_system_energy_joules_total", &[]), 90.0);
+    let cost = get(&s, "llmtop_electricity_cost_total", &[("currency", "USD")]);
+    assert!((cost - 90.0 / 3.6e6 * 0.175).abs() < 1e-15);
+}
+
+#[test]
+fn busy_address_is_one_clear_error() {
+    let state = Arc::new(Mutex::new(MetricsState::new(None)));
+    let first = MetricsServer::start("127.0.0.1:0", state.clone()).expect("bind");
+    let addr = first.local_addr().to_string();
+    let e = MetricsServer::start(&addr, state)
+        .err()
+        .expect("address in use");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with(&format!("cannot serve metrics on {addr}: ")),
+        "{msg}"
+    );
+    assert!(msg.ends_with("pick a free address with --metrics-addr, e.g. 127.0.0.1:9464"));
+}
+
+#[test]
+fn serve_subcommand_answers_on_its_address() {
+    // The real binary: `llmtop serve` on a free port, scraped once, then killed.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
+        l.local_addr().expect("addr").port()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, "[pricing]\nregion = \"FR\"\n").expect("config");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_llmtop"))
+        .args(["--config"])
+        .arg(&cfg)
+        .args(["serve", "--metrics-addr", &format!("127.0.0.1:{port}")])
+        .env("LLMTOP_DATA_DIR", dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let mut body = None;
+    for _ in 0..100 {
+        if TcpStream::connect(addr).is_ok() {
+            body = Some(scrape(addr, "/metrics").1);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let s = parse(&body.expect("server came up"));
+    assert_eq!(
+        get(
+            &s,
+            "llmtop_electricity_price_per_kwh",
+            &[("region", "FR"), ("currency", "EUR")]
+        ),
+        0.24
+    );
+    assert_eq!(get(&s, "llmtop_tokens_generated_total", &[]), 0.0);
+}

@@ -1,0 +1,304 @@
+//! Cost, CO2 and money formatting against hand-computed values.
+
+use jiff::Timestamp;
+use jiff::civil::date;
+use jiff::tz::{TimeZone, offset};
+use llmtop::config::{PricingSection, TariffBand, parse};
+use llmtop::pricing::{
+    Currency, PricingError, Tariff, format_co2, format_money, format_per_1000, format_unit_price,
+    region,
+};
+use std::path::Path;
+
+const KWH: f64 = 3.6e6;
+
+fn close(a: f64, b: f64) {
+    assert!((a - b).abs() < 1e-9 * b.abs().max(1.0), "{a} != {b}");
+}
+
+fn cur(code: &str) -> Currency {
+    Currency::new(code).expect("currency")
+}
+
+fn band(from_hour: u8, to_hour: u8, price_per_kwh: f64) -> TariffBand {
+    TariffBand {
+        from_hour,
+        to_hour,
+        price_per_kwh,
+    }
+}
+
+fn own(bands: Vec<TariffBand>) -> PricingSection {
+    PricingSection {
+        region: String::new(),
+        currency: Some("EUR".into()),
+        bands,
+        ..PricingSection::default()
+    }
+}
+
+/// Local wall-clock time in a UTC+1 zone (no DST), as an instant.
+fn at_plus1(day: i8, hour: i8, minute: i8) -> Timestamp {
+    TimeZone::fixed(offset(1))
+        .to_timestamp(date(2025, 1, day).at(hour, minute, 0, 0))
+        .expect("timestamp")
+}
+
+#[test]
+fn presets_match_the_table() {
+    let de = region("de").expect("DE");
+    assert_eq!((de.currency, de.price_per_kwh), ("EUR", 0.38));
+    assert_eq!(de.co2_g_per_kwh, Some(381.0));
+    assert_eq!(region("US").map(|r| r.price_per_kwh), Some(0.175));
+    assert_eq!(region("JP").map(|r| r.currency), Some("JPY"));
+    assert_eq!(region("EU").and_then(|r| r.co2_g_per_kwh), None);
+    let t = Tariff::preset("DK").expect("DK");
+    assert_eq!(t.source, "Eurostat nrg_pc_204, H1 2025");
+}
+
+#[test]
+fn flat_cost_and_co2() {
+    let de = Tariff::preset("DE").expect("DE");
+    // 0.1 kWh x 0.38 EUR = 0.038 EUR; x 381 g = 38.1 g.
+    close(de.cost_flat(0.1 * KWH), 0.038);
+    close(de.co2_g(0.1 * KWH).expect("co2"), 38.1);
+    // 1000 J = 1/3600 kWh; x 0.175 USD = 4.8611e-5 USD.
+    let us = Tariff::preset("US").expect("US");
+    close(us.cost_flat(1000.0), 0.175 / 3600.0);
+    assert_eq!(us.format(us.cost_flat(1000.0)), "$0.000049");
+    assert_eq!(Tariff::preset("EU").expect("EU").co2_g(KWH), None);
+}
+
+#[test]
+fn own_price_overrides_preset_but_keeps_its_grid() {
+    let p = PricingSection {
+        region: "DE".into(),
+        price_per_kwh: Some(0.30),
+        ..PricingSection::default()
+    };
+    let t = Tariff::from_config(&p).expect("tariff");
+    assert_eq!(t.label, "own");
+    assert_eq!(t.currency.code(), "EUR");
+    close(t.cost_flat(2.0 * KWH), 0.60);
+    close(t.co2_g(2.0 * KWH).expect("co2"), 762.0);
+}
+
+#[test]
+fn run_from_23_to_01_is_split_across_two_bands() {
+    // Evening 21-24 at 0.30, night 0-7 at 0.10, day 7-21 at 0.25.
+    let t = Tariff::from_config(&own(vec![
+        band(7, 21, 0.25),
+        band(21, 24, 0.30),
+        band(0, 7, 0.10),
+    ]))
+    .expect("tariff")
+    .with_time_zone(TimeZone::fixed(offset(1)));
+    // 2 kWh evenly over 2 h: 1 kWh x 0.30 + 1 kWh x 0.10 = 0.40 EUR.
+    close(
+        t.cost_over(2.0 * KWH, at_plus1(1, 23, 0), at_plus1(2, 1, 0)),
+        0.40,
+    );
+    // Not hour-aligned: 22:30-00:30, 1.5 h at 0.30 and 0.5 h at 0.10 of 2 kWh over 2 h:
+    // 1.5 kWh x 0.30 + 0.5 kWh x 0.10 = 0.50.
+    close(
+        t.cost_over(2.0 * KWH, at_plus1(1, 22, 30), at_plus1(2, 0, 30)),
+        0.50,
+    );
+    // Instant prices follow local time, not UTC: 23:00 local is 22:00 UTC.
+    close(t.price_at(at_plus1(1, 23, 0)), 0.30);
+    close(t.price_at(at_plus1(2, 0, 59)), 0.10);
+    close(t.cost(KWH, at_plus1(1, 12, 0)), 0.25);
+}
+
+#[test]
+fn band_crossing_midnight() {
+    // Night 22-06 at 0.12 (one band across midnight), day 06-22 at 0.32.
+    let t = Tariff::from_config(&own(vec![band(22, 6, 0.12), band(6, 22, 0.32)]))
+        .expect("tariff")
+        .with_time_zone(TimeZone::fixed(offset(1)));
+    // 21:00-23:00: 1 kWh x 0.32 + 1 kWh x 0.12 = 0.44.
+    close(
+        t.cost_over(2.0 * KWH, at_plus1(1, 21, 0), at_plus1(1, 23, 0)),
+        0.44,
+    );
+    // 23:30-00:30 lies wholly inside the night band.
+    close(
+        t.cost_over(KWH, at_plus1(1, 23, 30), at_plus1(2, 0, 30)),
+        0.12,
+    );
+    // 05:00-07:00: 0.12 then 0.32.
+    close(
+        t.cost_over(2.0 * KWH, at_plus1(2, 5, 0), at_plus1(2, 7, 0)),
+        0.44,
+    );
+    // Mean over the day: (8 x 0.12 + 16 x 0.32) / 24 = 6.08 / 24.
+    close(t.mean_price_per_kwh(), 6.08 / 24.0);
+    assert!(t.is_time_of_use());
+}
+
+#[test]
+fn bands_follow_dst_when_the_clock_goes_back() {
+    if !Path::new("/usr/share/zoneinfo/Europe/Berlin").exists() {
+        eprintln!("skipped: no tz database at /usr/share/zoneinfo on this machine");
+        return;
+    }
+    let berlin = TimeZone::get("Europe/Berlin").expect("Europe/Berlin");
+    // 2025-10-26: 03:00 CEST becomes 02:00 CET, so local 02:00-03:00 happens twice.
+    // 23:30 UTC (01:30 CEST) to 02:30 UTC (03:30 CET) is 3 h: 0.5 h in hour 1, 2 h in hour 2,
+    // 0.5 h in hour 3. Bands: 0-2 at 0.10, 2-3 at 0.50, 3-0 at 0.20 (across midnight).
+    let t = Tariff::from_config(&own(vec![
+        band(0, 2, 0.10),
+        band(2, 3, 0.50),
+        band(3, 0, 0.20),
+    ]))
+    .expect("tariff")
+    .with_time_zone(berlin);
+    let start: Timestamp = "2025-10-25T23:30:00Z".parse().expect("start");
+    let end: Timestamp = "2025-10-26T02:30:00Z".parse().expect("end");
+    // 3 kWh over 3 h: 0.5 x 0.10 + 2 x 0.50 + 0.5 x 0.20 = 1.15.
+    close(t.cost_over(3.0 * KWH, start, end), 1.15);
+}
+
+#[test]
+fn zero_length_span_is_priced_at_its_instant() {
+    let t = Tariff::from_config(&own(vec![band(22, 6, 0.12), band(6, 22, 0.32)]))
+        .expect("tariff")
+        .with_time_zone(TimeZone::fixed(offset(1)));
+    let t0 = at_plus1(1, 23, 0);
+    close(t.cost_over(KWH, t0, t0), 0.12);
+}
+
+#[test]
+fn money_formatting() {
+    assert_eq!(format_money(1234.5, &cur("USD")), "$1,234.50");
+    assert_eq!(format_money(0.38, &cur("eur")), "€0.38");
+    assert_eq!(format_money(0.00042, &cur("USD")), "$0.00042");
+    assert_eq!(format_money(0.015, &cur("USD")), "$0.015");
+    assert_eq!(format_money(0.0, &cur("USD")), "$0.00");
+    assert_eq!(format_money(-1.5, &cur("GBP")), "-£1.50");
+    assert_eq!(format_money(31.0, &cur("JPY")), "¥31");
+    assert_eq!(format_money(1234.4, &cur("JPY")), "¥1,234");
+    assert_eq!(format_money(0.31, &cur("JPY")), "¥0.31");
+    assert_eq!(format_money(2.6, &cur("DKK")), "2.60 kr");
+    assert_eq!(format_money(5.0, &cur("CHF")), "5.00 CHF");
+    assert_eq!(format_money(1e-12, &cur("USD")), "$0.00000000");
+    assert_eq!(
+        format_per_1000(0.00042, &cur("USD"), "replies"),
+        "$0.42 / 1000 replies"
+    );
+    assert_eq!(format_unit_price(0.175, &cur("USD")), "$0.175");
+    assert_eq!(format_unit_price(0.2635, &cur("GBP")), "£0.2635");
+    assert_eq!(format_unit_price(0.38, &cur("EUR")), "€0.38");
+    assert_eq!(format_unit_price(0.3, &cur("EUR")), "€0.30");
+    assert_eq!(format_unit_price(31.0, &cur("JPY")), "¥31");
+    assert_eq!(format_co2(38.1), "38.1 g CO2e");
+    assert_eq!(format_co2(4560.0), "4.56 kg CO2e");
+    assert_eq!(format_co2(0.5), "0.50 g CO2e");
+}
+
+fn err(p: &PricingSection) -> String {
+    let e = Tariff::from_config(p).expect_err("must be rejected");
+    let msg = e.to_string();
+    assert!(!msg.contains('\n'), "one line: {msg}");
+    msg
+}
+
+#[test]
+fn unknown_region_lists_the_valid_ones() {
+    let msg = err(&PricingSection {
+        region: "XX".into(),
+        ..PricingSection::default()
+    });
+    assert_eq!(
+        msg,
+        "[pricing] region: unknown region \"XX\"; valid regions: US, DE, DK, FR, UK, JP, EU (or set price_per_kwh and currency for your own tariff)"
+    );
+    let bad = Tariff::compare_set(&PricingSection::default(), &["US".into(), "MARS".into()])
+        .expect_err("MARS");
+    assert!(matches!(bad, PricingError::UnknownRegion { ref code, .. } if code == "MARS"));
+    assert!(bad.to_string().starts_with("[pricing] compare_regions:"));
+    let ok = Tariff::compare_set(&PricingSection::default(), &[]).expect("defaults");
+    let labels: Vec<_> = ok.iter().map(|t| t.label.as_str()).collect();
+    assert_eq!(labels, ["US", "DE", "DK"]);
+}
+
+#[test]
+fn negative_or_nan_price_is_rejected() {
+    let msg = err(&PricingSection {
+        price_per_kwh: Some(-0.1),
+        ..PricingSection::default()
+    });
+    assert_eq!(
+        msg,
+        "[pricing] price_per_kwh: price -0.1 is not allowed; use a price of 0 or more per kWh"
+    );
+    let msg = err(&own(vec![band(0, 12, 0.1), band(12, 0, -0.2)]));
+    assert!(
+        msg.starts_with("[pricing] bands[1].price_per_kwh: price -0.2"),
+        "{msg}"
+    );
+    err(&PricingSection {
+        price_per_kwh: Some(f64::NAN),
+        ..PricingSection::default()
+    });
+    let msg = err(&PricingSection {
+        co2_g_per_kwh: Some(-5.0),
+        ..PricingSection::default()
+    });
+    assert!(msg.contains("co2_g_per_kwh"), "{msg}");
+}
+
+#[test]
+fn malformed_bands_are_rejected() {
+    let msg = err(&own(vec![band(0, 12, 0.1), band(11, 0, 0.2)]));
+    assert_eq!(
+        msg,
+        "[pricing] bands[0] and bands[1] overlap at hour 11; each hour of the day must belong to exactly one band"
+    );
+    let msg = err(&own(vec![band(0, 12, 0.1), band(13, 23, 0.2)]));
+    assert!(msg.contains("hours 12, 23 without a price"), "{msg}");
+    let msg = err(&own(vec![band(25, 3, 0.1)]));
+    assert!(
+        msg.starts_with("[pricing] bands[0]: from_hour = 25"),
+        "{msg}"
+    );
+    let msg = err(&own(vec![band(0, 30, 0.1)]));
+    assert!(msg.contains("to_hour = 30"), "{msg}");
+    let msg = err(&own(vec![band(5, 5, 0.1)]));
+    assert!(msg.contains("empty"), "{msg}");
+    let mut p = own(vec![]);
+    p.price_per_kwh = Some(0.2);
+    p.currency = Some("EURO".into());
+    assert!(err(&p).contains("\"EURO\" is not a currency code"));
+    let msg = err(&PricingSection {
+        region: String::new(),
+        price_per_kwh: Some(0.2),
+        ..PricingSection::default()
+    });
+    assert!(msg.contains("set both price_per_kwh and currency"), "{msg}");
+}
+
+#[test]
+fn tariff_from_config_file_text() {
+    let text = r#"
+[pricing]
+region = ""
+currency = "GBP"
+co2_g_per_kwh = 200
+bands = [
+  { from_hour = 0, to_hour = 7, price_per_kwh = 0.08 },
+  { from_hour = 7, to_hour = 0, price_per_kwh = 0.28 },
+]
+"#;
+    let cfg = parse(text, Path::new("test.toml")).expect("parses");
+    let t = Tariff::from_config(&cfg.pricing)
+        .expect("tariff")
+        .with_time_zone(TimeZone::UTC);
+    assert_eq!(t.currency.code(), "GBP");
+    let start: Timestamp = "2025-03-01T06:00:00Z".parse().expect("t");
+    let end: Timestamp = "2025-03-01T08:00:00Z".parse().expect("t");
+    // 1 kWh at 0.08 + 1 kWh at 0.28 = 0.36; CO2 2 kWh x 200 g = 400 g.
+    close(t.cost_over(2.0 * KWH, start, end), 0.36);
+    close(t.co2_g(2.0 * KWH).expect("co2"), 400.0);
+    assert_eq!(t.format(0.36), "£0.36");
+}
