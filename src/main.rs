@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         Some(Command::TallyWriter(a)) => {
             llmtop::tally::writer_loop(&a.path, a.count).map_err(Into::into)
         }
-        None => Err(anyhow::anyhow!("dashboard: not built yet")),
+        None => llmtop::dashboard::run(&cli.dashboard, cfg),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,6 +4,8 @@
 //! the [`Method`] (cumulative counter, measured/averaged power, or estimate). A sensor that
 //! cannot be read yields `value: None` ("n/a") rather than failing the whole sample.
 
+pub mod scripted;
+
 use serde::{Deserialize, Serialize};
 
 pub mod battery;

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Screenshots of the real dashboard for the README: drives the real binary in tmux and converts
+# the captured screen (with colours) to SVG. Produces:
+#   screenshots/dashboard-generating.svg  real model mid-reply, this machine's real sensors
+#   screenshots/dashboard-demo.svg        --demo (scripted model and sensors: every gauge shown)
+#   screenshots/help.svg                  the F1 help overlay
+# Usage: scripts/screenshots.sh [path/to/llmtop] (default: target/debug/llmtop, built first)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${1:-}
+if [[ -z "$BIN" ]]; then
+  cargo build --quiet
+  BIN="${CARGO_TARGET_DIR:-target}/debug/llmtop"
+fi
+MODEL=${LLMTOP_MODEL:-$HOME/.local/share/llmtop/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+COLS=120 ROWS=36
+SOCK="llmtop-shots-$$"
+DATA=$(mktemp -d)
+trap 'tmux -L "$SOCK" kill-server 2>/dev/null || true; rm -rf "$DATA"' EXIT
+mkdir -p screenshots
+
+shot() { # name
+  tmux -L "$SOCK" capture-pane -e -p -t s | python3 scripts/ansi2svg.py "$COLS" "$ROWS" > "screenshots/$1.svg"
+  echo "wrote screenshots/$1.svg"
+}
+wait_for() { # text timeout_s
+  for _ in $(seq 1 $(( $2 * 5 ))); do
+    tmux -L "$SOCK" capture-pane -p -t s | grep -qF -- "$1" && return 0
+    sleep 0.2
+  done
+  echo "timed out waiting for: $1" >&2; tmux -L "$SOCK" capture-pane -p -t s >&2; return 1
+}
+start() { # args...
+  tmux -L "$SOCK" kill-server 2>/dev/null || true
+  tmux -L "$SOCK" new-session -d -s s -x "$COLS" -y "$ROWS" \
+    "env COLORTERM=truecolor LLMTOP_DATA_DIR='$DATA' '$BIN' $*; sleep 30"
+}
+
+# 1. The real model, mid-generation.
+start --model "'$MODEL'" --seed 3 --max-tokens 600
+wait_for "● idle" 120
+tmux -L "$SOCK" send-keys -t s -l "Write a short story about a lighthouse keeper who counts every watt."
+tmux -L "$SOCK" send-keys -t s Enter
+wait_for "● generating" 60
+sleep 4
+shot dashboard-generating
+
+# 2. Demo mode (scripted sensors fill every gauge), mid-generation, after a first reply.
+start --demo
+wait_for "● idle" 20
+sleep 6
+tmux -L "$SOCK" send-keys -t s -l "How much does one answer cost?"
+tmux -L "$SOCK" send-keys -t s Enter
+wait_for "tok/s · TTFT" 20
+tmux -L "$SOCK" send-keys -t s -l "And a longer one?"
+tmux -L "$SOCK" send-keys -t s Enter
+sleep 0.3
+shot dashboard-demo
+
+# 3. The help overlay.
+tmux -L "$SOCK" send-keys -t s F1
+sleep 0.5
+shot help

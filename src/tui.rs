@@ -1,0 +1,132 @@
+//! The terminal guard: raw mode, alternate screen, bracketed paste, and a restore that runs on
+//! every exit path (drop, error, panic) and is safe to run twice.
+
+use crossterm::{
+    cursor, event,
+    terminal::{self, EnterAlternateScreen, LeaveAlternateScreen},
+};
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use std::io::{self, Stdout, Write};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// The real stderr, saved while fd 2 points at the log file; -1 when not redirected.
+static SAVED_STDERR: AtomicI32 = AtomicI32::new(-1);
+
+/// Point fd 2 at `log` while the TUI is up, so nothing (llama.cpp, a stray eprintln!) can
+/// scribble over the screen. `restore` puts the real stderr back.
+pub fn redirect_stderr(log: &std::path::Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    // SAFETY: dup/dup2 on valid descriptors; `file` stays open until after dup2 copied it.
+    unsafe {
+        let saved = libc::dup(2);
+        if saved < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::dup2(file.as_raw_fd(), 2) < 0 {
+            let e = io::Error::last_os_error();
+            libc::close(saved);
+            return Err(e);
+        }
+        SAVED_STDERR.store(saved, Ordering::SeqCst);
+    }
+    Ok(())
+}
+
+fn restore_stderr() {
+    let saved = SAVED_STDERR.swap(-1, Ordering::SeqCst);
+    if saved >= 0 {
+        // SAFETY: `saved` is the descriptor dup'ed in `redirect_stderr`, closed only here.
+        unsafe {
+            libc::dup2(saved, 2);
+            libc::close(saved);
+        }
+    }
+}
+
+pub type Term = Terminal<CrosstermBackend<Stdout>>;
+
+/// Owns the terminal while the dashboard runs; restores it when dropped.
+pub struct Tui {
+    pub terminal: Term,
+}
+
+/// Put the terminal back: real stderr, leave the alternate screen, show the cursor, cooked mode.
+/// Idempotent: does nothing when the terminal is not (or no longer) taken over.
+pub fn restore() {
+    restore_stderr();
+    if ACTIVE.swap(false, Ordering::SeqCst) {
+        let mut out = io::stdout();
+        let _ = crossterm::execute!(
+            out,
+            terminal::EndSynchronizedUpdate,
+            event::DisableBracketedPaste,
+            LeaveAlternateScreen,
+            cursor::Show
+        );
+        let _ = terminal::disable_raw_mode();
+        let _ = out.flush();
+    }
+}
+
+/// Chain a panic hook that restores the terminal before the panic message is printed,
+/// so the message lands on a usable screen.
+pub fn install_panic_hook() {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore();
+        prev(info);
+    }));
+}
+
+impl Tui {
+    pub fn enter() -> io::Result<Tui> {
+        install_panic_hook();
+        terminal::enable_raw_mode()?;
+        ACTIVE.store(true, Ordering::SeqCst);
+        let mut out = io::stdout();
+        // Clear with crossterm rather than `Terminal::clear`, which asks the terminal for the
+        // cursor position and waits for the answer: one round trip over SSH, 2 s on a pty
+        // that never answers.
+        let setup = crossterm::execute!(
+            out,
+            EnterAlternateScreen,
+            event::EnableBracketedPaste,
+            terminal::Clear(terminal::ClearType::All)
+        );
+        if let Err(e) = setup {
+            restore();
+            return Err(e);
+        }
+        match Terminal::new(CrosstermBackend::new(io::stdout())) {
+            Ok(terminal) => Ok(Tui { terminal }),
+            Err(e) => {
+                restore();
+                Err(e)
+            }
+        }
+    }
+
+    /// Draw one frame inside a synchronized update, so terminals that support it (and tmux)
+    /// show it whole instead of half-drawn.
+    pub fn draw(&mut self, f: impl FnOnce(&mut ratatui::Frame)) -> io::Result<()> {
+        crossterm::queue!(
+            self.terminal.backend_mut(),
+            terminal::BeginSynchronizedUpdate
+        )?;
+        self.terminal.draw(f)?;
+        crossterm::execute!(self.terminal.backend_mut(), terminal::EndSynchronizedUpdate)?;
+        Ok(())
+    }
+}
+
+impl Drop for Tui {
+    fn drop(&mut self) {
+        restore();
+    }
+}

@@ -1,0 +1,301 @@
+//! The app as a function: events in, state and effects out. No terminal, no runtime.
+
+mod support;
+
+use crossterm::event::{KeyCode, KeyModifiers};
+use llmtop::app::{Effect, EngineState, Role};
+use llmtop::engine::{Command, EngineEvent, Phase, StopReason};
+use llmtop::event::Event;
+use support::*;
+
+const NONE: KeyModifiers = KeyModifiers::NONE;
+const CTRL: KeyModifiers = KeyModifiers::CONTROL;
+
+#[test]
+fn enter_sends_the_trimmed_message_and_clears_the_input() {
+    let mut app = new_app(80, 24);
+    loaded(&mut app);
+    typ(&mut app, "  hello  ");
+    let fx = key(&mut app, KeyCode::Enter, NONE);
+    assert_eq!(fx, vec![Effect::Engine(Command::Send("hello".into()))]);
+    assert_eq!(app.input.text, "");
+    assert_eq!(app.messages.len(), 2);
+    assert_eq!(
+        (app.messages[0].role, app.messages[0].text.as_str()),
+        (Role::User, "hello")
+    );
+    assert_eq!(app.messages[1].role, Role::Assistant);
+    assert_eq!(app.engine, EngineState::Prefill);
+    // An empty input sends nothing.
+    assert!(key(&mut app, KeyCode::Enter, NONE).is_empty());
+}
+
+#[test]
+fn typing_while_loading_queues_the_message_until_loaded() {
+    let mut app = new_app(80, 24);
+    engine(&mut app, EngineEvent::LoadProgress(0.3), 0.1);
+    assert_eq!(app.engine, EngineState::Loading(0.3));
+    typ(&mut app, "hi");
+    assert!(key(&mut app, KeyCode::Enter, NONE).is_empty());
+    assert_eq!(app.pending.as_deref(), Some("hi"));
+    let fx = engine(
+        &mut app,
+        EngineEvent::Loaded(llmtop::engine::scripted::ScriptedEngine::model_info()),
+        0.4,
+    );
+    assert_eq!(fx, vec![Effect::Engine(Command::Send("hi".into()))]);
+    assert_eq!(app.pending, None);
+}
+
+#[test]
+fn tokens_stream_into_the_reply_with_a_live_rate() {
+    let mut app = new_app(80, 24);
+    loaded(&mut app);
+    typ(&mut app, "q");
+    key(&mut app, KeyCode::Enter, NONE);
+    engine(&mut app, EngineEvent::Phase(Phase::Generating), 1.0);
+    for i in 0..11 {
+        engine(
+            &mut app,
+            EngineEvent::Token(format!("w{i} ")),
+            1.0 + 0.1 * f64::from(i),
+        );
+    }
+    assert_eq!(app.messages[1].text, "w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 ");
+    // 10 intervals over 1.0 s.
+    let r = app.live.tok_s().expect("rate");
+    assert!((r - 10.0).abs() < 1e-9, "{r}");
+    engine(
+        &mut app,
+        EngineEvent::ReplyDone(stats(11, StopReason::EndOfGeneration)),
+        2.1,
+    );
+    assert_eq!(app.engine, EngineState::Idle);
+    assert_eq!(
+        app.messages[1].stats.as_ref().map(|s| s.generated_tokens),
+        Some(11)
+    );
+}
+
+#[test]
+fn esc_cancels_a_running_reply_and_the_state_says_so() {
+    let mut app = new_app(80, 24);
+    loaded(&mut app);
+    // Esc while idle does nothing.
+    assert!(key(&mut app, KeyCode::Esc, NONE).is_empty());
+    typ(&mut app, "q");
+    key(&mut app, KeyCode::Enter, NONE);
+    engine(&mut app, EngineEvent::Token("a".into()), 1.0);
+    assert_eq!(
+        key(&mut app, KeyCode::Esc, NONE),
+        vec![Effect::Engine(Command::Cancel)]
+    );
+    engine(
+        &mut app,
+        EngineEvent::ReplyDone(stats(1, StopReason::Cancelled)),
+        1.2,
+    );
+    engine(&mut app, EngineEvent::Phase(Phase::Idle), 1.2);
+    assert_eq!(app.engine, EngineState::Cancelled);
+}
+
+#[test]
+fn first_ctrl_c_during_generation_cancels_second_quits() {
+    let mut app = new_app(80, 24);
+    loaded(&mut app);
+    typ(&mut app, "q");
+    key(&mut app, KeyCode::Enter, NONE);
+    engine(&mut app, EngineEvent::Token("a".into()), 1.0);
+    assert_eq!(
+        key(&mut app, KeyCode::Char('c'), CTRL),
+        vec![Effect::Engine(Command::Cancel)]
+    );
+    assert!(!app.quitting);
+    engine(
+        &mut app,
+        EngineEvent::ReplyDone(stats(1, StopReason::Cancelled)),
+        1.1,
+    );
+    assert_eq!(key(&mut app, KeyCode::Char('c'), CTRL), vec![Effect::Quit]);
+    assert!(app.quitting);
+    // Ctrl-Q quits at once, even mid-reply.
+    let mut app = new_app(80, 24);
+    loaded(&mut app);
+    typ(&mut app, "q");
+    key(&mut app, KeyCode::Enter, NONE);
+    assert_eq!(key(&mut app, KeyCode::Char('q'), CTRL), vec![Effect::Quit]);
+}
+
+#[test]
+fn ctrl_s_asks_for_a_snapshot_and_shows_where_it_went() {
+    let mut app = new_app(80, 24);
+    loaded(&mut app);
+    assert_eq!(
+        key(&mut app, KeyCode::Char('s'), CTRL),
+        vec![Effect::Snapshot]
+    );
+    app.update(Event::SnapshotWritten(Ok("/tmp/x/run.json".into())));
+    assert_eq!(
+        app.status.as_ref().map(|s| s.text.as_str()),
+        Some("snapshot: /tmp/x/run.json")
+    );
+    // The status line expires with time carried by ticks.
+    app.update(Event::Tick { now: 100.0 });
+    assert_eq!(app.status, None);
+}
+
+#[test]
+fn letters_go_to_the_input_never_to_commands() {
+    let mut app = new_app(80, 24);
+    loaded(&mut app);
+    for c in ['q', 's', 't', 'l', 'c', '?'] {
+        assert!(key(&mut app, KeyCode::Char(c), NONE).is_empty());
+    }
+    assert_eq!(app.input.text, "qstlc?");
+}
+
+#[test]
+fn editing_keys_work_like_a_line_editor() {
+    let mut app = new_app(80, 24);
+    typ(&mut app, "hello big world");
+    key(&mut app, KeyCode::Char('w'), CTRL);
+    assert_eq!(app.input.text, "hello big ");
+    key(&mut app, KeyCode::Home, NONE);
+    key(&mut app, KeyCode::Delete, NONE);
+    key(&mut app, KeyCode::Right, NONE);
+    typ(&mut app, "X");
+    assert_eq!(app.input.text, "eXllo big ");
+    key(&mut app, KeyCode::End, NONE);
+    key(&mut app, KeyCode::Backspace, NONE);
+    assert_eq!(app.input.text, "eXllo big");
+    // Alt-Enter and Shift-Enter insert newlines; a paste keeps its lines.
+    key(&mut app, KeyCode::Enter, KeyModifiers::ALT);
+    key(&mut app, KeyCode::Enter, KeyModifiers::SHIFT);
+    app.update(Event::Paste("a\r\nb".into()));
+    assert_eq!(app.input.text, "eXllo big\n\na\nb");
+    // Up moves between lines before it reaches history.
+    key(&mut app, KeyCode::Up, NONE);
+    assert_eq!(app.input.cursor, "eXllo big\n\na".len());
+}
+
+#[test]
+fn history_walks_back_and_restores_the_draft() {
+    let mut app = new_app(80, 24);
+    loaded(&mut app);
+    for m in ["one", "two"] {
+        typ(&mut app, m);
+        key(&mut app, KeyCode::Enter, NONE);
+        engine(
+            &mut app,
+            EngineEvent::ReplyDone(stats(1, StopReason::EndOfGeneration)),
+            1.0,
+        );
+    }
+    typ(&mut app, "dra");
+    key(&mut app, KeyCode::Up, NONE);
+    assert_eq!(app.input.text, "two");
+    key(&mut app, KeyCode::Up, NONE);
+    assert_eq!(app.input.text, "one");
+    key(&mut app, KeyCode::Up, NONE);
+    assert_eq!(app.input.text, "one");
+    key(&mut app, KeyCode::Down, NONE);
+    key(&mut app, KeyCode::Down, NONE);
+    assert_eq!(app.input.text, "dra");
+}
+
+#[test]
+fn page_keys_scroll_within_the_conversation_and_resize_clamps() {
+    let mut app = new_app(80, 24);
+    loaded(&mut app);
+    typ(&mut app, "q");
+    key(&mut app, KeyCode::Enter, NONE);
+    let long: String = (0..60).map(|i| format!("line{i}\n")).collect();
+    engine(&mut app, EngineEvent::Token(long), 1.0);
+    engine(
+        &mut app,
+        EngineEvent::ReplyDone(stats(60, StopReason::EndOfGeneration)),
+        2.0,
+    );
+    let (_, h) = llmtop::ui::messages_size(&app);
+    let total = llmtop::ui::chat::rows(&app, 46).len();
+    // You + q + blank + Model + 60 lines + stats line.
+    assert_eq!(total, 65);
+    key(&mut app, KeyCode::PageUp, NONE);
+    assert_eq!(app.scroll, usize::from(h) - 1);
+    for _ in 0..10 {
+        key(&mut app, KeyCode::PageUp, NONE);
+    }
+    assert_eq!(app.scroll, total - usize::from(h), "clamped at the top");
+    key(&mut app, KeyCode::PageDown, NONE);
+    assert_eq!(app.scroll, total - usize::from(h) - (usize::from(h) - 1));
+    // A much taller terminal shows everything: the scroll clamps to the new maximum.
+    app.update(Event::Resize {
+        width: 80,
+        height: 200,
+    });
+    assert_eq!(app.scroll, 0);
+}
+
+#[test]
+fn new_chat_clears_and_resets_the_engine_conversation() {
+    let mut app = new_app(80, 24);
+    loaded(&mut app);
+    typ(&mut app, "q");
+    key(&mut app, KeyCode::Enter, NONE);
+    let fx = key(&mut app, KeyCode::Char('l'), CTRL);
+    assert_eq!(
+        fx,
+        vec![
+            Effect::Engine(Command::Cancel),
+            Effect::Engine(Command::Reset)
+        ]
+    );
+    assert!(app.messages.is_empty());
+}
+
+#[test]
+fn ctrl_t_cycles_themes_and_f1_toggles_help() {
+    let mut app = new_app(80, 24);
+    key(&mut app, KeyCode::Char('t'), CTRL);
+    assert_eq!(app.theme_name(), "light");
+    for _ in 0..3 {
+        key(&mut app, KeyCode::Char('t'), CTRL);
+    }
+    assert_eq!(app.theme_name(), "dark");
+    key(&mut app, KeyCode::F(1), NONE);
+    assert!(app.show_help);
+    key(&mut app, KeyCode::Esc, NONE);
+    assert!(!app.show_help);
+}
+
+#[test]
+fn samples_feed_gauges_history_and_session_energy() {
+    let mut app = new_app(80, 24);
+    // 61 s of samples at 4 Hz: one history point per second.
+    samples(&mut app, 0.0, 60.0);
+    assert_eq!(app.power_hist.points.len(), 61);
+    // Total power is GPU + CPU (no wall): 32 + 190 * load. Mean load over whole periods of the
+    // 20 s sine is 0.5, so 60 s average 127 W: 127 * 60 / 3600 = 2.1167 Wh (trapezoid error
+    // is tiny at 4 Hz).
+    assert!((app.energy.wh - 2.1167).abs() < 0.01, "{}", app.energy.wh);
+    assert!(!app.energy.estimated);
+    let total = app.gauges.total.as_ref().expect("total");
+    assert_eq!(total.label, "Sum");
+    assert_eq!(app.gauges.fan_rpm, Some(1400.0)); // fan1 at load 0.5 (t = 60)
+}
+
+#[test]
+fn a_failed_load_blocks_sending_with_a_reason() {
+    let mut app = new_app(80, 24);
+    engine(&mut app, EngineEvent::Failed("not a GGUF file".into()), 0.1);
+    assert_eq!(app.engine, EngineState::Failed("not a GGUF file".into()));
+    typ(&mut app, "q");
+    assert!(key(&mut app, KeyCode::Enter, NONE).is_empty());
+    assert!(
+        app.status
+            .as_ref()
+            .expect("status")
+            .text
+            .contains("not a GGUF file")
+    );
+}

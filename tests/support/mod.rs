@@ -1,0 +1,124 @@
+//! Shared helpers for the app and UI tests: build `App`s in known states from plain events.
+#![allow(dead_code)]
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use llmtop::app::{App, Effect};
+use llmtop::engine::scripted::ScriptedEngine;
+use llmtop::engine::{EngineEvent, Phase, ReplyStats, StopReason};
+use llmtop::event::Event;
+use llmtop::keys::KeyMap;
+use llmtop::sensors::scripted::ScriptedSensor;
+use llmtop::sensors::{Sample, Sensor};
+
+pub fn new_app(width: u16, height: u16) -> App {
+    let mut app = App::new(
+        KeyMap::default(),
+        vec![
+            "dark".into(),
+            "light".into(),
+            "high-contrast".into(),
+            "mono".into(),
+        ],
+        0,
+        "SmolLM2-135M-Instruct.Q4_1".into(),
+    );
+    app.device = "CPU 4 threads".into();
+    app.update(Event::Resize { width, height });
+    app
+}
+
+pub fn key(app: &mut App, code: KeyCode, mods: KeyModifiers) -> Vec<Effect> {
+    app.update(Event::Key(KeyEvent::new(code, mods)))
+}
+
+pub fn typ(app: &mut App, text: &str) {
+    for c in text.chars() {
+        key(app, KeyCode::Char(c), KeyModifiers::NONE);
+    }
+}
+
+pub fn engine(app: &mut App, event: EngineEvent, now: f64) -> Vec<Effect> {
+    app.update(Event::Engine { event, now })
+}
+
+pub fn loaded(app: &mut App) {
+    engine(app, EngineEvent::Loaded(ScriptedEngine::model_info()), 0.5);
+    engine(app, EngineEvent::Phase(Phase::Idle), 0.5);
+}
+
+/// Feed scripted-sensor samples at 4 Hz from `from` to `to` seconds.
+pub fn samples(app: &mut App, from: f64, to: f64) {
+    let mut s = ScriptedSensor::default();
+    let mut t = from;
+    while t <= to + 1e-9 {
+        let readings = s.read(t);
+        app.update(Event::Sample(Sample { t, readings }));
+        t += 0.25;
+    }
+}
+
+pub fn stats(generated: u32, stop: StopReason) -> ReplyStats {
+    ReplyStats {
+        prompt_tokens: 12,
+        conversation_tokens: 12,
+        generated_tokens: generated,
+        ttft_ms: 84.0,
+        prefill_ms: 40.0,
+        prefill_tok_s: 300.0,
+        gen_ms: 1000.0,
+        gen_tok_s: 52.5,
+        gen_wall_tok_s: 51.9,
+        wall_s: 1.1,
+        stop,
+        prefill_end_s: 0.04,
+    }
+}
+
+/// Idle with one finished exchange and a minute of sensor history.
+pub fn idle_app(width: u16, height: u16) -> App {
+    let mut app = new_app(width, height);
+    engine(&mut app, EngineEvent::LoadProgress(0.5), 0.2);
+    loaded(&mut app);
+    samples(&mut app, 0.0, 60.0);
+    typ(&mut app, "Write one sentence about a mini PC.");
+    key(&mut app, KeyCode::Enter, KeyModifiers::NONE);
+    engine(&mut app, EngineEvent::Phase(Phase::Generating), 61.0);
+    for (i, w) in "A tiny mini PC hums on the desk, sipping watts while it writes."
+        .split_inclusive(' ')
+        .enumerate()
+    {
+        engine(
+            &mut app,
+            EngineEvent::Token(w.into()),
+            61.1 + 0.02 * i as f64,
+        );
+    }
+    engine(
+        &mut app,
+        EngineEvent::ReplyDone(stats(13, StopReason::EndOfGeneration)),
+        61.5,
+    );
+    engine(&mut app, EngineEvent::Phase(Phase::Idle), 61.5);
+    samples(&mut app, 60.25, 70.0);
+    app.update(Event::Tick { now: 80.0 }); // status messages expired
+    app
+}
+
+/// Mid-reply: the second answer is streaming at a known rate.
+pub fn generating_app(width: u16, height: u16) -> App {
+    let mut app = idle_app(width, height);
+    typ(&mut app, "Now tell me a longer story about energy.");
+    key(&mut app, KeyCode::Enter, KeyModifiers::NONE);
+    engine(&mut app, EngineEvent::Phase(Phase::Generating), 81.0);
+    // 21 tokens over 0.5 s: 40 tok/s live.
+    let words = "Once upon a time a small model ran on a quiet machine and counted every joule it spent while the fans";
+    for (i, w) in words.split_inclusive(' ').take(21).enumerate() {
+        engine(
+            &mut app,
+            EngineEvent::Token(w.into()),
+            81.0 + 0.025 * i as f64,
+        );
+    }
+    samples(&mut app, 70.25, 82.0);
+    app
+}

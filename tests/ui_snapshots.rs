@@ -1,0 +1,124 @@
+//! Whole-screen snapshots of the dashboard in `TestBackend`, at 80x24 and 120x40.
+//!
+//! Every input (time, tokens, sensor readings) is fed as plain events, so no number on these
+//! screens depends on the machine or the clock; the one filter below only guards the
+//! scripted model's load time.
+
+mod support;
+
+use crossterm::event::{KeyCode, KeyModifiers};
+use llmtop::app::App;
+use llmtop::engine::EngineEvent;
+use llmtop::theme::Theme;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use support::*;
+
+fn render(app: &App) -> String {
+    let backend = TestBackend::new(app.width, app.height);
+    let mut terminal = Terminal::new(backend).expect("terminal");
+    terminal
+        .draw(|f| llmtop::ui::draw(app, &Theme::dark(), f))
+        .expect("draw");
+    terminal.backend().to_string()
+}
+
+macro_rules! snap {
+    ($name:expr, $app:expr) => {{
+        let screen = render(&$app);
+        insta::with_settings!({filters => vec![(r"loaded in \d+ ms", "loaded in [N] ms")]}, {
+            insta::assert_snapshot!($name, screen);
+        });
+    }};
+}
+
+fn loading_app(w: u16, h: u16) -> App {
+    let mut app = new_app(w, h);
+    engine(&mut app, EngineEvent::LoadProgress(0.42), 0.3);
+    typ(&mut app, "Typing while it loads");
+    app
+}
+
+#[test]
+fn idle_80x24() {
+    snap!("idle_80x24", idle_app(80, 24));
+}
+
+#[test]
+fn idle_120x40() {
+    snap!("idle_120x40", idle_app(120, 40));
+}
+
+#[test]
+fn loading_80x24() {
+    snap!("loading_80x24", loading_app(80, 24));
+}
+
+#[test]
+fn loading_120x40() {
+    snap!("loading_120x40", loading_app(120, 40));
+}
+
+#[test]
+fn generating_80x24() {
+    snap!("generating_80x24", generating_app(80, 24));
+}
+
+#[test]
+fn generating_120x40() {
+    snap!("generating_120x40", generating_app(120, 40));
+}
+
+#[test]
+fn help_80x24() {
+    let mut app = idle_app(80, 24);
+    key(&mut app, KeyCode::F(1), KeyModifiers::NONE);
+    snap!("help_80x24", app);
+}
+
+#[test]
+fn help_120x40() {
+    let mut app = idle_app(120, 40);
+    key(&mut app, KeyCode::F(1), KeyModifiers::NONE);
+    snap!("help_120x40", app);
+}
+
+#[test]
+fn too_small_50x12() {
+    snap!("too_small_50x12", idle_app(50, 12));
+}
+
+#[test]
+fn generating_screen_shows_the_live_figures() {
+    // Independent of the stored snapshots: the facts a user must see mid-reply.
+    let screen = render(&generating_app(80, 24));
+    assert!(screen.contains("● generating"), "{screen}");
+    assert!(screen.contains("40.0 tok/s"), "live rate: {screen}");
+    assert!(screen.contains("last 52.5 tok/s"), "{screen}");
+    assert!(screen.contains("▍"), "stream cursor: {screen}");
+    assert!(screen.contains("Power "), "{screen}");
+}
+
+#[test]
+fn estimated_power_is_marked_on_screen() {
+    use llmtop::event::Event;
+    use llmtop::sensors::scripted::ScriptedSensor;
+    use llmtop::sensors::{Sample, Sensor};
+    let mut app = new_app(80, 24);
+    let mut s = ScriptedSensor {
+        with_wall: false,
+        cpu_estimated: true,
+    };
+    for i in 0..4 {
+        let t = 5.0 + f64::from(i) * 0.25;
+        app.update(Event::Sample(Sample {
+            t,
+            readings: s.read(t),
+        }));
+    }
+    let screen = render(&app);
+    // CPU at the peak is 42 W, estimated: shown as an estimate, and the total too.
+    assert!(screen.contains("~42 W est."), "{screen}");
+    assert!(screen.contains("est."), "{screen}");
+    assert!(screen.contains("Wh est."), "footer energy marked: {screen}");
+}
