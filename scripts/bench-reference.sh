@@ -11,6 +11,7 @@
 #   scripts/bench-reference.sh              # default model, 2 threads, 128 generated tokens
 #   THREADS=4 GEN=256 REPS=5 scripts/bench-reference.sh
 #   PORTABLE=1 scripts/bench-reference.sh   # also a build without target-cpu=native
+#   LLAMA_BENCH=/path/to/llama-bench scripts/bench-reference.sh   # use an existing llama-bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,13 +19,15 @@ MODEL="${MODEL:-${LLMTOP_DATA_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/llmtop}/
 THREADS="${THREADS:-$(nproc)}"
 GEN="${GEN:-128}"
 REPS="${REPS:-5}"
-OUT="${OUT:-target/bench-reference}"
+TARGET="${CARGO_TARGET_DIR:-target}"
+OUT="${OUT:-$TARGET/bench-reference}"
 mkdir -p "$OUT"
 
 SYS_DIR=$(cargo metadata --format-version 1 | python3 -c '
 import json, os, sys
 m = json.load(sys.stdin)
 print(next(os.path.dirname(p["manifest_path"]) for p in m["packages"] if p["name"] == "llama-cpp-sys-2"))')
+if [ -z "${LLAMA_BENCH:-}" ]; then
 TREE="$OUT/llama.cpp-src"
 LCP_VERSION="0.3.36"
 if [ ! -f "$TREE/tools/llama-bench/llama-bench.cpp" ]; then
@@ -42,24 +45,26 @@ cmake -S "$TREE" -B "$OUT/llama.cpp" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON
     -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_APP=OFF -DBUILD_SHARED_LIBS=OFF >"$OUT/cmake.log"
 cmake --build "$OUT/llama.cpp" --target llama-bench -j "$(nproc)" >>"$OUT/cmake.log"
 LLAMA_BENCH="$OUT/llama.cpp/bin/llama-bench"
+fi
 
 cargo build --release --quiet
-BINS=("target/release/llmtop")
+BINS=("$TARGET/release/llmtop")
 if [ "${PORTABLE:-0}" = 1 ]; then
     # RUSTFLAGS replaces .cargo/config.toml's target-cpu=native: baseline x86-64 (SSE2 only
     # for llama.cpp's kernels, as llama-cpp-sys-2 maps Rust target features to GGML flags).
-    RUSTFLAGS="-C target-cpu=x86-64" cargo build --release --quiet --target-dir target/portable
-    BINS+=("target/portable/release/llmtop")
+    RUSTFLAGS="-C target-cpu=x86-64" cargo build --release --quiet --target-dir "$TARGET/portable"
+    BINS+=("$TARGET/portable/release/llmtop")
 fi
 
 # A prompt long enough for a stable prefill figure (about 500 tokens with the chat template).
 PROMPT="$(python3 -c 'print("Summarise the following notes in one sentence. " + "The lighthouse keeper climbed the stairs at dusk, trimmed the wick and watched the ships pass. " * 28)')"
 
-for BIN in "${BINS[@]}"; do
-    $BIN bench --model "$MODEL" --threads "$THREADS" --reps "$REPS" --max-tokens "$GEN" \
-        --prompt "$PROMPT" --json "$OUT/$(basename "$(dirname "$(dirname "$BIN")")").json" >/dev/null
+NAMES=(native portable)
+for i in "${!BINS[@]}"; do
+    "${BINS[$i]}" bench --model "$MODEL" --threads "$THREADS" --reps "$REPS" --max-tokens "$GEN" \
+        --prompt "$PROMPT" --json "$OUT/llmtop-${NAMES[$i]}.json" --no-idle >/dev/null
 done
-LLMTOP_JSON="$OUT/target.json"
+LLMTOP_JSON="$OUT/llmtop-native.json"
 P=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["runs"][0]["prompt_tokens"])' "$LLMTOP_JSON")
 
 "$LLAMA_BENCH" -m "$MODEL" -t "$THREADS" -p "$P" -n 0 -r "$REPS" -o json >"$OUT/llama-bench-pp.json" 2>"$OUT/llama-bench.log"
@@ -69,7 +74,7 @@ python3 - "$OUT" "$P" "$GEN" "$THREADS" "${PORTABLE:-0}" <<'PY'
 import json, statistics, sys
 out, p, gen, threads, portable = sys.argv[1:]
 def llmtop(name):
-    d = json.load(open(f"{out}/{name}.json"))
+    d = json.load(open(f"{out}/llmtop-{name}.json"))
     runs = d["runs"]
     return (statistics.median(r["prefill_tok_s"] for r in runs),
             statistics.median(r["gen_tok_s"] for r in runs),
@@ -78,7 +83,7 @@ def llmtop(name):
 pp = json.load(open(f"{out}/llama-bench-pp.json"))[0]
 tg = json.load(open(f"{out}/llama-bench-tg.json"))[0]
 ref_pp, ref_tg = pp["avg_ts"], tg["avg_ts"]
-l_pp, l_tg, l_wall, l_min = llmtop("target")
+l_pp, l_tg, l_wall, l_min = llmtop("native")
 print(f"model {pp['model_type']}, {threads} threads, prompt {p} tokens, {gen} generated (min {l_min}), build {pp['build_commit']}")
 print(f"{'':34}{'tok/s':>10}{'ratio':>9}")
 print(f"{'llama-bench pp'+p:34}{ref_pp:>10.1f}{1:>9.3f}")
