@@ -302,7 +302,9 @@ impl EnergyAccumulator {
         let counters: std::collections::HashSet<&str> = self
             .series
             .iter()
-            .filter(|(_, s)| s.kind == Kind::Counter)
+            // A counter that never produced a value (unsupported on this device) must not
+            // hide the power reading of the same channel.
+            .filter(|(_, s)| s.kind == Kind::Counter && s.points.iter().any(|p| p.1.is_some()))
             .map(|(id, _)| channel_key(id))
             .collect();
         self.series.iter().filter(move |(id, s)| match s.kind {

@@ -455,3 +455,28 @@ fn a_single_sample_or_an_empty_window_gives_no_energy_and_no_panic() {
     let r = acc.report(&window(2.0, 1.0));
     assert_eq!(r.duration_s, 0.0);
 }
+
+#[test]
+fn a_counter_that_never_reads_does_not_hide_the_power_of_its_channel() {
+    // Pre-Volta NVIDIA boards: the energy counter is NotSupported (always n/a), power works.
+    let mut acc = EnergyAccumulator::new();
+    for i in 0..=10 {
+        let t = f64::from(i);
+        let dead = reading(
+            "nvml:0:energy",
+            Quantity::Energy,
+            Method::Counter,
+            Covers::GpuBoard,
+            None,
+        );
+        feed(
+            &mut acc,
+            t,
+            vec![dead, power("nvml:0:power", Covers::GpuBoard, 150.0)],
+        );
+    }
+    let r = acc.report(&window(0.0, 10.0));
+    let total = r.total.expect("total from the power reading");
+    assert!(close(total.energy_j, 1500.0), "{}", total.energy_j);
+    assert_eq!(total.sources, vec!["nvml:0:power".to_string()]);
+}

@@ -48,6 +48,9 @@ struct Gpu {
     fan_rpm: Vec<bool>,
     slowdown_c: Option<f64>,
     power_limit_w: Option<f64>,
+    /// Volta and newer: the total-energy counter exists. Without it, energy comes from
+    /// integrating board power (a counter row that is always n/a would hide the power).
+    energy_counter: bool,
 }
 
 /// All NVIDIA GPUs.
@@ -96,6 +99,7 @@ pub fn discover() -> (Option<NvmlSensor>, Vec<SourceStatus>) {
                 .ok()
                 .map(f64::from),
             power_limit_w: d.enforced_power_limit().ok().map(|mw| mw as f64 / 1e3),
+            energy_counter: d.total_energy_consumption().is_ok(),
         });
     }
     let statuses = if gpus.is_empty() {
@@ -156,14 +160,16 @@ impl Sensor for NvmlSensor {
                         .map(|mw| mw as f64 / 1e3),
                 )
             });
-            out.push(row(
-                "energy",
-                "board energy",
-                Quantity::Energy,
-                Method::Counter,
-                d.and_then(|d| d.total_energy_consumption().ok())
-                    .map(|mj| mj as f64 / 1e3),
-            ));
+            if g.energy_counter {
+                out.push(row(
+                    "energy",
+                    "board energy",
+                    Quantity::Energy,
+                    Method::Counter,
+                    d.and_then(|d| d.total_energy_consumption().ok())
+                        .map(|mj| mj as f64 / 1e3),
+                ));
+            }
             out.push(Reading {
                 limit: g.slowdown_c,
                 ..row(
