@@ -330,38 +330,30 @@ impl History {
     }
 }
 
-/// Energy of this session, integrated from the samples' total power (trapezoid over the
-/// sampler's monotonic timestamps).
-// lead: switch to energy.rs (counters first, trapezoid only without a counter).
+/// Energy of this session as the footer shows it; the shell's energy accounting
+/// (`session::SessionRecorder`: counters first, trapezoid only without a counter) fills it in.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SessionEnergy {
     pub wh: f64,
+    /// Some part of the total is an estimate (utilisation x TDP), not a measurement.
     pub estimated: bool,
-    last: Option<(f64, f64)>,
 }
 
-impl SessionEnergy {
-    pub fn add(&mut self, t: f64, watts: Option<f64>, estimated: bool) {
-        match (self.last, watts) {
-            (Some((t0, w0)), Some(w)) if t > t0 => {
-                self.wh += (w0 + w) / 2.0 * (t - t0) / 3600.0;
-            }
-            _ => {}
-        }
-        self.estimated |= estimated && watts.is_some();
-        self.last = watts.map(|w| (t, w));
-    }
-}
-
-/// The footer's money line; the pricing module fills it in.
+/// The footer's money line, formatted by the pricing module.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CostLine {
-    /// Session cost, already formatted with its currency, e.g. "$0.0012".
+    /// Session cost with its currency, e.g. "$0.0012".
     pub session: Option<String>,
-    /// Region code of the tariff, e.g. "US".
+    /// Region code of the tariff, e.g. "US", or "own".
     pub region: Option<String>,
+    /// Session CO2, e.g. "0.41 g CO2e", when the grid intensity is known.
+    pub co2: Option<String>,
+    /// Joules per generated token of the last reply.
+    pub j_per_token: Option<f64>,
     /// Energy over all sessions on this machine, Wh.
     pub lifetime_wh: Option<f64>,
+    /// Money over all sessions in the tariff's currency, e.g. "$1.20".
+    pub lifetime_cost: Option<String>,
 }
 
 /// Live generation rate of the reply being streamed.
@@ -513,6 +505,22 @@ impl App {
             Event::Sample(s) => {
                 self.dirty = true;
                 self.on_sample(&s);
+            }
+            Event::Footer { energy, cost } => {
+                if self.energy != energy || self.cost != cost {
+                    self.energy = energy;
+                    self.cost = cost;
+                    self.dirty = true;
+                }
+            }
+            Event::Status(text) => {
+                self.dirty = true;
+                self.set_status(text);
+            }
+            Event::Terminate(signal) => {
+                // The terminal may already be gone (SSH drop): quit without asking.
+                self.set_status(format!("{signal}: quitting"));
+                self.quit(&mut fx);
             }
             Event::SnapshotWritten(r) => {
                 self.dirty = true;
@@ -783,11 +791,6 @@ impl App {
     fn on_sample(&mut self, s: &Sample) {
         self.gauges = summarize(&s.readings);
         let total = self.gauges.total.as_ref();
-        self.energy.add(
-            s.t,
-            total.map(|p| p.watts),
-            total.is_some_and(|p| p.estimated),
-        );
         let second = s.t.floor() as i64;
         if self.last_hist_second != Some(second) {
             self.last_hist_second = Some(second);

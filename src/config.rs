@@ -56,7 +56,7 @@ pub struct SensorsSection {
     pub tdp_watts: f64,
     /// CPU idle power for the same estimate, W.
     pub idle_watts: f64,
-    /// Idle-baseline window measured before bench runs, seconds.
+    /// Idle-baseline window, seconds: before bench runs, and after the dashboard's model loads.
     pub idle_window_s: f64,
     pub plugs: Vec<PlugConfig>,
 }

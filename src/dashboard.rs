@@ -7,16 +7,25 @@
 use crate::app::{App, Effect};
 use crate::cli::{ColorMode, DashboardArgs};
 use crate::config::{self, RawConfig};
-use crate::engine::{self, Engine, EngineHandle, EngineSettings, scripted::ScriptedEngine};
+use crate::engine::{
+    self, Engine, EngineEvent, EngineHandle, EngineSettings, scripted::ScriptedEngine,
+};
 use crate::event::{Event, EventSource, Wake};
+use crate::hostinfo::HostInfo;
 use crate::keys::KeyMap;
+use crate::metrics::{MetricsServer, MetricsState};
+use crate::pricing::Tariff;
 use crate::sensors::sampler::{Sampler, SamplerHandle};
 use crate::sensors::scripted::ScriptedSensor;
 use crate::sensors::{Sample, Sensor};
+use crate::session::SessionRecorder;
+use crate::session_card::{self, CardContext};
+use crate::tally::{self, TallyStore};
 use crate::theme::{self, Theme};
 use crate::tui::Tui;
 use anyhow::{Context, anyhow};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
@@ -84,70 +93,109 @@ fn spawn_samples(
     (Sampler::spawn(sensors, cfg.sensors.rate_hz, tx), rx)
 }
 
-/// The run card JSON: model, settings, last reply, session energy, host, transcript.
-// lead: replace with the snapshot module (run card + Markdown + SVG of `ui::render_buffer`).
-pub fn write_snapshot(
-    app: &App,
-    settings: &EngineSettings,
-    cfg: &RawConfig,
-    unix_secs: u64,
-) -> anyhow::Result<PathBuf> {
-    let dir = cfg
-        .snapshot
-        .dir
-        .clone()
-        .unwrap_or_else(|| config::data_dir().join("snapshots"));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let transcript: Vec<serde_json::Value> = if cfg.snapshot.transcript {
-        app.messages
-            .iter()
-            .map(|m| {
-                serde_json::json!({
-                    "role": match m.role {
-                        crate::app::Role::User => "user",
-                        crate::app::Role::Assistant => "assistant",
-                        crate::app::Role::Notice => "notice",
-                    },
-                    "text": m.text,
-                    "stats": m.stats,
-                })
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let card = serde_json::json!({
-        "kind": "llmtop-run-card",
-        "version": 1,
-        "created_unix": unix_secs,
-        "model": app.model,
-        "settings": settings,
-        "last_reply": app.last_stats,
-        "session_energy_wh": app.energy.wh,
-        "session_energy_estimated": app.energy.estimated,
-        "host": crate::hostinfo::HostInfo::detect(Vec::new()),
-        "build": crate::hostinfo::BuildInfo::current(),
-        "transcript": transcript,
-    });
-    let stem = app
-        .model
-        .as_ref()
-        .map(|m| m.name.clone())
-        .unwrap_or_else(|| "model".into())
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
+/// What the event loop owns besides the app: the engine's command side, the session's
+/// accounting, the lifetime tally, the metrics endpoint and what snapshots need.
+struct Shell<'a> {
+    handle: EngineHandle,
+    session: SessionRecorder,
+    tally: Option<&'a mut TallyStore>,
+    metrics: Option<Arc<Mutex<MetricsState>>>,
+    settings: &'a EngineSettings,
+    cfg: &'a RawConfig,
+    tariff: &'a Tariff,
+    compare: &'a [Tariff],
+}
+
+fn with_metrics(m: &Option<Arc<Mutex<MetricsState>>>, f: impl FnOnce(&mut MetricsState)) {
+    if let Some(m) = m {
+        match m.lock() {
+            Ok(mut s) => f(&mut s),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+}
+
+impl Shell<'_> {
+    /// Account for an event before the app sees it. Returns whether the footer's figures
+    /// may have changed.
+    fn observe(&mut self, app: &mut App, ev: &Event) -> bool {
+        let wall = jiff::Timestamp::now();
+        match ev {
+            Event::Sample(s) => {
+                let live = app.live.tok_s().filter(|_| app.engine.busy());
+                let delta = self.session.push_sample(s, live, wall);
+                if let Some(t) = self.tally.as_deref_mut() {
+                    t.add(&delta);
+                }
+                with_metrics(&self.metrics, |m| {
+                    m.apply_sample(s, wall);
+                    m.set_tok_s(live.unwrap_or(0.0));
+                });
+                true
             }
-        })
-        .collect::<String>();
-    let path = dir.join(format!("llmtop-{unix_secs}-{stem}.json"));
-    let bytes = serde_json::to_vec_pretty(&card)?;
-    crate::fsutil::write_atomic(&path, &bytes)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(path)
+            Event::Tick { now } => {
+                if let Some(t) = self.tally.as_deref_mut()
+                    && let Err(e) = t.tick(*now, wall)
+                {
+                    app.update(Event::Status(e.to_string()));
+                }
+                false
+            }
+            Event::Engine { event, .. } => {
+                let Some(delta) = self.session.observe(ev) else {
+                    return false;
+                };
+                if let Some(t) = self.tally.as_deref_mut() {
+                    t.add(&delta);
+                }
+                if let EngineEvent::ReplyDone(stats) = event {
+                    with_metrics(&self.metrics, |m| {
+                        m.record_reply(u64::from(stats.generated_tokens), stats.gen_tok_s);
+                    });
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn footer(&self) -> Event {
+        let (energy, cost) = self
+            .session
+            .footer(self.tally.as_deref().map(TallyStore::tally));
+        Event::Footer { energy, cost }
+    }
+
+    /// Ctrl-S: the run card, its Markdown and the screen as SVG. Ok: the JSON path.
+    fn snapshot(&self, app: &App, theme: &Theme) -> Result<String, String> {
+        let ctx = CardContext {
+            host: HostInfo::detect(crate::sensors::nvml::gpu_names()),
+            settings: self.settings,
+            tariff: self.tariff,
+            compare: self.compare,
+            snapshot: &self.cfg.snapshot,
+            now: jiff::Timestamp::now(),
+        };
+        let screen = crate::ui::render_buffer(app, theme, app.width, app.height);
+        let dir = crate::snapshot::default_dir(&self.cfg.snapshot);
+        session_card::write(&dir, app, &self.session, ctx, &screen)
+            .map(|p| p.json.display().to_string())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// `--metrics-addr` or `[metrics] addr`: the Prometheus endpoint beside the dashboard.
+fn start_metrics(
+    args: &DashboardArgs,
+    cfg: &RawConfig,
+    tariff: &Tariff,
+) -> anyhow::Result<Option<(MetricsServer, Arc<Mutex<MetricsState>>)>> {
+    let Some(addr) = args.metrics_addr.as_ref().or(cfg.metrics.addr.as_ref()) else {
+        return Ok(None);
+    };
+    let state = Arc::new(Mutex::new(MetricsState::new(Some(tariff.clone()))));
+    let server = MetricsServer::start(addr, state.clone())?;
+    Ok(Some((server, state)))
 }
 
 /// Run the dashboard until the user quits.
@@ -160,6 +208,9 @@ pub fn run(args: &DashboardArgs, cfg: RawConfig) -> anyhow::Result<()> {
     } else {
         crate::models::resolve_settings(&args.engine, &cfg)?
     };
+    let tariff = Tariff::from_config(&cfg.pricing)?;
+    let compare = Tariff::compare_set(&cfg.pricing, &[])?;
+    let metrics = start_metrics(args, &cfg, &tariff)?;
     let engine: Box<dyn Engine> = if args.demo {
         Box::new(ScriptedEngine::default())
     } else {
@@ -171,12 +222,18 @@ pub fn run(args: &DashboardArgs, cfg: RawConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let log = data_dir.join("llmtop.log");
+    // A tally that cannot be read is reported in the status line; the dashboard still runs.
+    let (mut tally, tally_note) =
+        match TallyStore::open(&tally::default_path(), jiff::Timestamp::now()) {
+            Ok((t, warning)) => (Some(t), warning),
+            Err(e) => (None, Some(e.to_string())),
+        };
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
+        .enable_io()
         .build()
         .context("cannot start the async runtime")?;
-    let start = Instant::now();
     let handle = engine::spawn(engine).context("cannot start the engine thread")?;
     handle.send(engine::Command::Load);
     let (sampler, samples) = spawn_samples(args, &cfg);
@@ -193,24 +250,46 @@ pub fn run(args: &DashboardArgs, cfg: RawConfig) -> anyhow::Result<()> {
         model_label,
     );
     app.device = device_text(&settings);
+    if let Some(note) = tally_note {
+        app.update(Event::Status(note));
+    }
 
+    let shell = Shell {
+        handle,
+        session: SessionRecorder::new(tariff.clone(), cfg.sensors.idle_window_s),
+        tally: tally.as_mut(),
+        metrics: metrics.as_ref().map(|(_, state)| state.clone()),
+        settings: &settings,
+        cfg: &cfg,
+        tariff: &tariff,
+        compare: &compare,
+    };
+    // One clock for events and samples: reply spans line up with the sensor readings.
     let result = runtime.block_on(event_loop(
-        start, &mut app, &themes, handle, samples, &settings, &cfg, &log,
+        sampler.start(),
+        &mut app,
+        &themes,
+        shell,
+        samples,
+        &log,
     ));
     crate::tui::restore();
     sampler.stop();
-    result
+    drop(metrics);
+    // Whatever ended the loop (quit, signal, lost terminal, error), keep the energy counted.
+    let flushed = match tally.as_mut() {
+        Some(t) => t.flush(jiff::Timestamp::now()).map_err(anyhow::Error::from),
+        None => Ok(()),
+    };
+    result.and(flushed)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn event_loop(
     start: Instant,
     app: &mut App,
     themes: &[Theme],
-    mut handle: EngineHandle,
+    mut shell: Shell<'_>,
     samples: UnboundedReceiver<Sample>,
-    settings: &EngineSettings,
-    cfg: &RawConfig,
     log: &Path,
 ) -> anyhow::Result<()> {
     let mut tui = Tui::enter().context("cannot set up the terminal")?;
@@ -229,8 +308,11 @@ async fn event_loop(
     let mut frame_due: Option<tokio::time::Instant> = None;
 
     // The engine's events come through the event source; keep its command side here.
-    let events_rx = std::mem::replace(&mut handle.events, unbounded_channel().1);
-    let mut events = EventSource::new(start, cfg.ui.refresh_hz, events_rx, samples);
+    let events_rx = std::mem::replace(&mut shell.handle.events, unbounded_channel().1);
+    let mut events = EventSource::new(start, shell.cfg.ui.refresh_hz, events_rx, samples);
+    if let Err(e) = events.listen_for_signals() {
+        app.update(Event::Status(format!("cannot catch SIGTERM/SIGHUP: {e}")));
+    }
     let mut quit = false;
     while !quit {
         let mut batch = Vec::new();
@@ -245,23 +327,22 @@ async fn event_loop(
                 None => break,
             }
         }
+        let mut figures_changed = false;
         for ev in batch {
+            figures_changed |= shell.observe(app, &ev);
             for effect in app.update(ev) {
                 match effect {
-                    Effect::Engine(cmd) => handle.send(cmd),
+                    Effect::Engine(cmd) => shell.handle.send(cmd),
                     Effect::Quit => quit = true,
                     Effect::Snapshot => {
-                        let unix = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map(|d| d.as_secs())
-                            .unwrap_or(0);
-                        let r = write_snapshot(app, settings, cfg, unix)
-                            .map(|p| p.display().to_string())
-                            .map_err(|e| format!("{e:#}"));
+                        let r = shell.snapshot(app, theme_of(app));
                         app.update(Event::SnapshotWritten(r));
                     }
                 }
             }
+        }
+        if figures_changed {
+            app.update(shell.footer());
         }
         if quit {
             break;
@@ -280,6 +361,6 @@ async fn event_loop(
     }
     drop(tui);
     crate::tui::restore();
-    handle.shutdown();
+    shell.handle.shutdown();
     Ok(())
 }

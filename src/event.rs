@@ -9,6 +9,7 @@ use crate::sensors::Sample;
 use crossterm::event::{Event as TermEvent, EventStream, KeyEvent, KeyEventKind};
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +33,15 @@ pub enum Event {
     Sample(Sample),
     /// The shell finished writing a snapshot (Ok: where it went).
     SnapshotWritten(Result<String, String>),
+    /// The session's energy and money figures changed (from the shell's accounting).
+    Footer {
+        energy: crate::app::SessionEnergy,
+        cost: crate::app::CostLine,
+    },
+    /// A one-line message from the shell for the status line (a tally warning, an error).
+    Status(String),
+    /// SIGTERM or SIGHUP: flush and quit (the name of the signal).
+    Terminate(&'static str),
 }
 
 /// What woke the loop: an event for the app, or the moment a deferred frame is due.
@@ -50,6 +60,21 @@ pub struct EventSource {
     tick: tokio::time::Interval,
     engine: Option<UnboundedReceiver<EngineEvent>>,
     samples: Option<UnboundedReceiver<Sample>>,
+    /// SIGHUP and SIGTERM, once [`EventSource::listen_for_signals`] was called.
+    hangup: Option<Signal>,
+    terminate: Option<Signal>,
+}
+
+/// Wait for a signal, or forever when not listening.
+async fn signalled(s: Option<&mut Signal>) {
+    match s {
+        Some(s) => {
+            if s.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
 }
 
 impl EventSource {
@@ -68,7 +93,18 @@ impl EventSource {
             tick,
             engine: Some(engine),
             samples: Some(samples),
+            hangup: None,
+            terminate: None,
         }
+    }
+
+    /// Turn SIGHUP (terminal closed, SSH dropped) and SIGTERM into [`Event::Terminate`], so
+    /// the shell flushes the tally and restores the terminal instead of dying mid-write.
+    /// Must be called inside the runtime.
+    pub fn listen_for_signals(&mut self) -> std::io::Result<()> {
+        self.hangup = Some(signal(SignalKind::hangup())?);
+        self.terminate = Some(signal(SignalKind::terminate())?);
+        Ok(())
     }
 
     /// Seconds since the dashboard started.
@@ -121,6 +157,12 @@ impl EventSource {
                     Some(s) => return Wake::Event(Event::Sample(s)),
                     None => self.samples = None,
                 },
+                _ = signalled(self.terminate.as_mut()) => {
+                    return Wake::Event(Event::Terminate("SIGTERM"));
+                }
+                _ = signalled(self.hangup.as_mut()) => {
+                    return Wake::Event(Event::Terminate("SIGHUP"));
+                }
                 _ = self.tick.tick() => return Wake::Event(Event::Tick { now: self.now() }),
                 _ = frame => return Wake::Frame,
             }

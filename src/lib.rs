@@ -25,6 +25,8 @@ pub mod pricing;
 pub mod runcard;
 pub mod sensors;
 pub mod sensors_cmd;
+pub mod session;
+pub mod session_card;
 pub mod snapshot;
 pub mod tally;
 pub mod theme;

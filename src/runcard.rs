@@ -504,6 +504,15 @@ impl CardModel {
     /// From the engine's model facts; hashes the first MiB of the file.
     pub fn from_model_info(m: &ModelInfo) -> std::io::Result<Self> {
         Ok(Self {
+            sha256_first_mib: fingerprint(&m.path)?,
+            ..Self::unhashed(m)
+        })
+    }
+
+    /// From the engine's model facts without reading the file (empty fingerprint): for a
+    /// model file that is gone, or the scripted demo model that has none.
+    pub fn unhashed(m: &ModelInfo) -> Self {
+        Self {
             name: m.name.clone(),
             file: m
                 .path
@@ -514,12 +523,22 @@ impl CardModel {
             quantization: m.quantization.clone(),
             architecture: m.architecture.clone(),
             n_params: m.n_params,
-            sha256_first_mib: fingerprint(&m.path)?,
-        })
+            sha256_first_mib: String::new(),
+        }
     }
 }
 
 impl ReplyMetrics {
+    /// Timing from the engine's stats, energy and thermal from the report over the reply's span.
+    pub fn measured(s: &ReplyStats, energy: Option<&crate::energy::EnergyReport>) -> Self {
+        let mut m = Self::from_stats(s);
+        if let Some(e) = energy {
+            m.energy = EnergyMetrics::from_report(e);
+            m.thermal = Thermal::from_report(e);
+        }
+        m
+    }
+
     /// Timing fields from the engine's stats; energy and thermal are filled by the caller.
     pub fn from_stats(s: &ReplyStats) -> Self {
         Self {
@@ -532,6 +551,29 @@ impl ReplyMetrics {
             energy: None,
             thermal: Thermal::default(),
         }
+    }
+}
+
+impl SessionMetrics {
+    /// Sums over `replies` (count, tokens, wall time) plus the session's energy and thermal
+    /// from its report; load time, TTFT and rates are left for the caller, whose statistics
+    /// differ (bench: medians of measured runs; dashboard: cold first reply, warm median).
+    pub fn from_replies<'a>(
+        replies: impl IntoIterator<Item = &'a ReplyStats>,
+        session: Option<&crate::energy::EnergyReport>,
+    ) -> Self {
+        let mut m = Self {
+            energy: session.and_then(EnergyMetrics::from_report),
+            thermal: session.map(Thermal::from_report).unwrap_or_default(),
+            ..Self::default()
+        };
+        for r in replies {
+            m.replies += 1;
+            m.prompt_tokens += u64::from(r.prompt_tokens);
+            m.generated_tokens += u64::from(r.generated_tokens);
+            m.wall_s += r.wall_s;
+        }
+        m
     }
 }
 

@@ -269,19 +269,54 @@ fn ctrl_t_cycles_themes_and_f1_toggles_help() {
 }
 
 #[test]
-fn samples_feed_gauges_history_and_session_energy() {
+fn samples_feed_gauges_and_history() {
     let mut app = new_app(80, 24);
     // 61 s of samples at 4 Hz: one history point per second.
     samples(&mut app, 0.0, 60.0);
     assert_eq!(app.power_hist.points.len(), 61);
-    // Total power is GPU + CPU (no wall): 32 + 190 * load. Mean load over whole periods of the
-    // 20 s sine is 0.5, so 60 s average 127 W: 127 * 60 / 3600 = 2.1167 Wh (trapezoid error
-    // is tiny at 4 Hz).
-    assert!((app.energy.wh - 2.1167).abs() < 0.01, "{}", app.energy.wh);
-    assert!(!app.energy.estimated);
+    // Total power is GPU + CPU (no wall): 32 + 190 * load, load 0.5 at t = 60.
     let total = app.gauges.total.as_ref().expect("total");
     assert_eq!(total.label, "Sum");
+    assert!((total.watts - 127.0).abs() < 1e-9, "{}", total.watts);
     assert_eq!(app.gauges.fan_rpm, Some(1400.0)); // fan1 at load 0.5 (t = 60)
+}
+
+#[test]
+fn footer_figures_come_from_the_shell_and_redraw_only_on_change() {
+    use llmtop::app::{CostLine, SessionEnergy};
+    let mut app = new_app(80, 24);
+    app.dirty = false;
+    let footer = Event::Footer {
+        energy: SessionEnergy {
+            wh: 1.5,
+            estimated: true,
+        },
+        cost: CostLine {
+            session: Some("$0.00042".into()),
+            region: Some("US".into()),
+            ..CostLine::default()
+        },
+    };
+    assert!(app.update(footer.clone()).is_empty());
+    assert!(app.dirty);
+    assert_eq!(app.energy.wh, 1.5);
+    assert_eq!(app.cost.session.as_deref(), Some("$0.00042"));
+    app.dirty = false;
+    app.update(footer);
+    assert!(!app.dirty, "same figures: no frame");
+}
+
+#[test]
+fn sigterm_and_sighup_quit_even_while_generating() {
+    for signal in ["SIGTERM", "SIGHUP"] {
+        let mut app = new_app(80, 24);
+        loaded(&mut app);
+        typ(&mut app, "hello");
+        key(&mut app, KeyCode::Enter, NONE);
+        assert!(app.engine.busy());
+        assert_eq!(app.update(Event::Terminate(signal)), vec![Effect::Quit]);
+        assert!(app.quitting);
+    }
 }
 
 #[test]

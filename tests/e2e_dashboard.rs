@@ -5,71 +5,11 @@
 //! Needs tmux and the model from scripts/fetch-model.sh (or LLMTOP_E2E_MODEL); fails with a
 //! clear message when either is missing rather than passing without testing anything.
 
+mod tmux;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
-
-/// One tmux server on its own socket, killed on drop whatever happens.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn new(name: &str) -> Tmux {
-        Tmux {
-            socket: format!("llmtop-e2e-{name}-{}", std::process::id()),
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run tmux");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn screen(&self) -> String {
-        self.cmd(&["capture-pane", "-p", "-t", "e2e"])
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "e2e"];
-        args.extend_from_slice(keys);
-        self.cmd(&args);
-    }
-
-    fn type_text(&self, text: &str) {
-        self.cmd(&["send-keys", "-t", "e2e", "-l", text]);
-    }
-
-    /// Poll the screen until `pred` holds; panic with the last screen after `timeout`.
-    fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let s = self.screen();
-            if pred(&s) {
-                return s;
-            }
-            if start.elapsed() > timeout {
-                panic!("timed out after {timeout:?} waiting for {what}; screen:\n{s}");
-            }
-            std::thread::sleep(Duration::from_millis(150));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .arg("kill-server")
-            .output();
-    }
-}
+use std::time::Duration;
+use tmux::Tmux;
 
 fn model_path() -> PathBuf {
     if let Some(p) = std::env::var_os("LLMTOP_E2E_MODEL") {
@@ -98,10 +38,6 @@ fn live_rate(screen: &str) -> Option<f64> {
 
 #[test]
 fn real_model_in_a_real_terminal() {
-    assert!(
-        Command::new("tmux").arg("-V").output().is_ok(),
-        "tmux is not installed (apt-get install tmux)"
-    );
     let model = model_path();
     assert!(
         model.is_file(),
@@ -117,20 +53,7 @@ fn real_model_in_a_real_terminal() {
         bin,
         model.display()
     );
-    let tmux = Tmux::new("dash");
-    tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "e2e",
-        "-x",
-        "120",
-        "-y",
-        "40",
-        "sh",
-        "-c",
-        &script,
-    ]);
+    let tmux = Tmux::start("dash", 120, 40, &script);
 
     // The first frame comes before the model has loaded; then it reports idle.
     tmux.wait_for("the dashboard", Duration::from_secs(20), |s| {
@@ -161,35 +84,55 @@ fn real_model_in_a_real_terminal() {
     tmux.wait_for("the snapshot path", Duration::from_secs(20), |s| {
         s.contains("snapshot: ")
     });
+    // JSON, Markdown and the SVG of the screen, named by time and host.
     let dir = data.path().join("snapshots");
-    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("snapshots dir")
         .map(|e| e.expect("entry").path())
         .collect();
-    assert_eq!(files.len(), 1, "{files:?}");
+    files.sort();
+    let ext = |p: &PathBuf| p.extension().map(|e| e.to_string_lossy().into_owned());
+    let exts: Vec<_> = files.iter().filter_map(ext).collect();
+    assert_eq!(exts, ["json", "md", "svg"], "{files:?}");
     let card: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&files[0]).expect("read card")).expect("JSON");
-    assert_eq!(card["kind"], "llmtop-run-card");
+    assert_eq!(card["schema"], "llmtop.runcard/1");
     assert_eq!(card["model"]["quantization"], "Q4_1");
-    assert_eq!(card["last_reply"]["stop"], "cancelled");
+    assert_eq!(
+        card["model"]["sha256_first_mib"].as_str().map(str::len),
+        Some(64)
+    );
+    assert_eq!(
+        card["prompt"],
+        "Tell me a long story about a lighthouse keeper and his cat."
+    );
     assert!(card["last_reply"]["generated_tokens"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(card["session"]["replies"], 1);
+    assert!(card["session"]["load_ms"].as_f64().unwrap_or(0.0) > 0.0);
+    assert!(!card["series"].as_array().expect("series").is_empty());
+    assert!(!card["cost"].as_array().expect("cost").is_empty());
     assert_eq!(
         card["transcript"][0]["text"],
         "Tell me a long story about a lighthouse keeper and his cat."
     );
     assert_eq!(card["transcript"][1]["role"], "assistant");
+    // The card is readable by `llmtop compare`.
+    llmtop::runcard::RunCard::load(&files[0]).expect("valid run card");
+    let svg = std::fs::read_to_string(&files[2]).expect("svg");
+    assert!(
+        svg.contains("<svg") && svg.contains("Gauges"),
+        "screen in the SVG"
+    );
 
     tmux.keys(&["C-q"]);
     tmux.wait_for("llmtop to exit", Duration::from_secs(30), |s| {
         s.contains("LLMTOP-EXIT:0")
     });
     // Terminal restored: no alternate screen, cursor visible.
-    let flags = tmux.cmd(&[
-        "display",
-        "-p",
-        "-t",
-        "e2e",
-        "#{alternate_on} #{cursor_flag}",
-    ]);
-    assert_eq!(flags.trim(), "0 1");
+    assert_eq!(tmux.terminal_flags(), "0 1");
+    // The lifetime tally was written on the way out.
+    let tally: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.path().join("tally.json")).expect("tally"))
+            .expect("tally JSON");
+    assert_eq!(tally["replies"], 1);
 }

@@ -116,6 +116,7 @@ fn estimated_power_is_marked_on_screen() {
             readings: s.read(t),
         }));
     }
+    support::shell_footer(&mut app, s.clone(), 5.0, 5.75, None);
     let screen = render(&app);
     // CPU at the peak is 42 W, estimated: shown as an estimate, and the total too.
     assert!(screen.contains("~42 W est."), "{screen}");

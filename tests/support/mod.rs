@@ -74,6 +74,38 @@ pub fn stats(generated: u32, stop: StopReason) -> ReplyStats {
     }
 }
 
+/// What the shell does with samples: account them in a `SessionRecorder` (US tariff, with
+/// `lifetime` as the tally) and hand the app the footer figures.
+pub fn shell_footer(
+    app: &mut App,
+    mut sensor: ScriptedSensor,
+    from: f64,
+    to: f64,
+    lifetime: Option<&llmtop::tally::Tally>,
+) {
+    let tariff = llmtop::pricing::Tariff::preset("US").expect("US preset");
+    let mut rec = llmtop::session::SessionRecorder::new(tariff, 0.0);
+    let wall: jiff::Timestamp = "2025-06-01T12:00:00Z".parse().expect("time");
+    let mut t = from;
+    while t <= to + 1e-9 {
+        let readings = sensor.read(t);
+        rec.push_sample(&Sample { t, readings }, None, wall);
+        t += 0.25;
+    }
+    let (energy, cost) = rec.footer(lifetime);
+    app.update(Event::Footer { energy, cost });
+}
+
+/// A lifetime tally of 1234.5 Wh and $0.21.
+pub fn lifetime() -> llmtop::tally::Tally {
+    serde_json::from_str(
+        r#"{"schema":"llmtop.tally/1","energy_j":4444200,"generated_tokens":90000,
+            "prompt_tokens":1000,"replies":300,"cost":{"USD":0.21},"co2_g":1500,
+            "since":"2025-05-01T00:00:00Z","updated":"2025-06-01T00:00:00Z"}"#,
+    )
+    .expect("tally JSON")
+}
+
 /// Idle with one finished exchange and a minute of sensor history.
 pub fn idle_app(width: u16, height: u16) -> App {
     let mut app = new_app(width, height);
@@ -100,6 +132,13 @@ pub fn idle_app(width: u16, height: u16) -> App {
     );
     engine(&mut app, EngineEvent::Phase(Phase::Idle), 61.5);
     samples(&mut app, 60.25, 70.0);
+    shell_footer(
+        &mut app,
+        ScriptedSensor::default(),
+        0.0,
+        70.0,
+        Some(&lifetime()),
+    );
     app.update(Event::Tick { now: 80.0 }); // status messages expired
     app
 }
@@ -120,5 +159,12 @@ pub fn generating_app(width: u16, height: u16) -> App {
         );
     }
     samples(&mut app, 70.25, 82.0);
+    shell_footer(
+        &mut app,
+        ScriptedSensor::default(),
+        0.0,
+        82.0,
+        Some(&lifetime()),
+    );
     app
 }

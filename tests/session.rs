@@ -1,0 +1,268 @@
+//! The dashboard's session accounting and its run card, on scripted samples with hand-computed
+//! energies. The scripted sensor draws GPU 20 + 160 L and CPU 12 + 30 L watts with
+//! L(t) = 0.5 + 0.5 sin(2 pi t / 20), so the system total (no wall plug) is 32 + 190 L.
+
+mod support;
+
+use llmtop::config::{PricingSection, SnapshotSection};
+use llmtop::engine::scripted::ScriptedEngine;
+use llmtop::engine::{EngineEvent, Phase, StopReason};
+use llmtop::event::Event;
+use llmtop::hostinfo::HostInfo;
+use llmtop::pricing::Tariff;
+use llmtop::runcard::RunCard;
+use llmtop::sensors::scripted::ScriptedSensor;
+use llmtop::sensors::{Sample, Sensor};
+use llmtop::session::SessionRecorder;
+use llmtop::session_card::{self, CardContext};
+use llmtop::tally::TallyDelta;
+use std::f64::consts::PI;
+use support::stats;
+
+/// EUR 0.30 per kWh, 400 g CO2 per kWh.
+fn tariff() -> Tariff {
+    Tariff::from_config(&PricingSection {
+        region: String::new(),
+        price_per_kwh: Some(0.30),
+        currency: Some("EUR".into()),
+        co2_g_per_kwh: Some(400.0),
+        ..PricingSection::default()
+    })
+    .expect("tariff")
+}
+
+/// Exact energy of the scripted total over [a, b], J.
+fn exact_j(a: f64, b: f64) -> f64 {
+    let k = 2.0 * PI / 20.0;
+    // integral of 32 + 190 (0.5 + 0.5 sin(k t)) = 127 (b - a) + 95 (cos(k a) - cos(k b)) / k
+    127.0 * (b - a) + 95.0 * ((k * a).cos() - (k * b).cos()) / k
+}
+
+fn feed(rec: &mut SessionRecorder, from: f64, to: f64) -> TallyDelta {
+    let mut sensor = ScriptedSensor::default();
+    let mut sum = TallyDelta::default();
+    let wall: jiff::Timestamp = "2025-06-01T12:00:00Z".parse().expect("time");
+    let mut i = 0;
+    loop {
+        let t = from + 0.25 * f64::from(i);
+        if t > to + 1e-9 {
+            return sum;
+        }
+        let d = rec.push_sample(
+            &Sample {
+                t,
+                readings: sensor.read(t),
+            },
+            None,
+            wall,
+        );
+        sum.energy_j += d.energy_j;
+        sum.co2_g += d.co2_g;
+        for (c, v) in d.cost {
+            *sum.cost.entry(c).or_default() += v;
+        }
+        i += 1;
+    }
+}
+
+fn engine(rec: &mut SessionRecorder, event: EngineEvent, now: f64) -> Option<TallyDelta> {
+    rec.observe(&Event::Engine { event, now })
+}
+
+#[test]
+fn session_energy_cost_and_co2_add_up_per_sample() {
+    let mut rec = SessionRecorder::new(tariff(), 10.0);
+    let sum = feed(&mut rec, 0.0, 60.0);
+    // Three whole periods: 127 W x 60 s = 7620 J (trapezoid is exact for a sampled sine
+    // over whole periods).
+    assert!((rec.energy_j() - 7620.0).abs() < 1e-6, "{}", rec.energy_j());
+    assert!((sum.energy_j - 7620.0).abs() < 1e-6);
+    // 7620 J = 0.00211667 kWh: EUR 0.000635 and 0.8467 g.
+    assert!((sum.cost["EUR"] - 0.000_635).abs() < 1e-9, "{:?}", sum.cost);
+    assert!((sum.co2_g - 0.846_667).abs() < 1e-5, "{}", sum.co2_g);
+    // The per-sample sum agrees with the report over the whole session.
+    let session = rec.session_report().expect("session report");
+    let total = session.total.expect("total");
+    assert!((total.energy_j - 7620.0).abs() < 1e-6);
+    assert!(total.components_only);
+    // One series point per second.
+    assert_eq!(rec.series().len(), 61);
+    assert_eq!(rec.series()[60].t_s, 60.0);
+
+    let (energy, cost) = rec.footer(None);
+    assert!((energy.wh - 2.116_667).abs() < 1e-5);
+    assert!(!energy.estimated);
+    assert_eq!(cost.session.as_deref(), Some("€0.00064"));
+    assert_eq!(cost.region.as_deref(), Some("own"));
+    assert_eq!(cost.co2.as_deref(), Some("0.85 g CO2e"));
+    assert_eq!(cost.lifetime_wh, None);
+}
+
+#[test]
+fn idle_baseline_is_the_mean_power_after_load_and_feeds_net_energy() {
+    let mut rec = SessionRecorder::new(tariff(), 10.0);
+    feed(&mut rec, 0.0, 1.75);
+    engine(
+        &mut rec,
+        EngineEvent::Loaded(ScriptedEngine::model_info()),
+        2.0,
+    );
+    feed(&mut rec, 2.0, 11.75);
+    assert!(rec.idle_baseline().is_none(), "window not over yet");
+    feed(&mut rec, 12.0, 26.0);
+    let idle = rec.idle_baseline().expect("baseline").watts;
+    // Mean of the total over [2, 12]: 175.93 W.
+    let want = exact_j(2.0, 12.0) / 10.0;
+    assert!((want - 175.93).abs() < 0.01, "{want}");
+    assert!((idle - want).abs() < 0.05, "{idle} vs {want}");
+
+    // A reply of 40 tokens that took 4 s and ended at t = 30.
+    engine(&mut rec, EngineEvent::Phase(Phase::Prefill), 26.0);
+    let mut s = stats(40, StopReason::EndOfGeneration);
+    s.wall_s = 4.0;
+    let d = engine(&mut rec, EngineEvent::ReplyDone(s), 30.0).expect("tally delta");
+    assert_eq!(
+        (d.generated_tokens, d.prompt_tokens, d.replies),
+        (40, 12, 1)
+    );
+    feed(&mut rec, 26.25, 29.75);
+    assert_eq!(
+        rec.footer(None).1.j_per_token,
+        None,
+        "reply not covered yet"
+    );
+    feed(&mut rec, 30.0, 31.0);
+    let reply_j = exact_j(26.0, 30.0);
+    let jpt = rec.footer(None).1.j_per_token.expect("J/token");
+    assert!(
+        (jpt - reply_j / 40.0).abs() < 0.05,
+        "{jpt} vs {}",
+        reply_j / 40.0
+    );
+    let r = rec.last_reply_report().expect("reply report");
+    let net = r.net_j.expect("net of idle");
+    assert!((net - (reply_j - idle * 4.0)).abs() < 1.0, "{net}");
+}
+
+#[test]
+fn generating_before_the_idle_window_ends_skips_the_baseline() {
+    let mut rec = SessionRecorder::new(tariff(), 10.0);
+    engine(
+        &mut rec,
+        EngineEvent::Loaded(ScriptedEngine::model_info()),
+        0.0,
+    );
+    feed(&mut rec, 0.0, 3.0);
+    engine(&mut rec, EngineEvent::Phase(Phase::Prefill), 3.1);
+    feed(&mut rec, 3.25, 20.0);
+    assert!(rec.idle_baseline().is_none());
+    assert_eq!(rec.session_report().expect("report").net_j, None);
+}
+
+#[test]
+fn session_card_has_cold_and_warm_ttft_sums_energy_and_transcript() {
+    let mut app = support::new_app(80, 24);
+    let mut rec = SessionRecorder::new(tariff(), 0.0);
+    support::loaded(&mut app);
+    engine(
+        &mut rec,
+        EngineEvent::Loaded(ScriptedEngine::model_info()),
+        0.5,
+    );
+    support::typ(&mut app, "first question");
+    support::key(
+        &mut app,
+        crossterm::event::KeyCode::Enter,
+        crossterm::event::KeyModifiers::NONE,
+    );
+    feed(&mut rec, 0.0, 20.0);
+    for (i, ttft) in [(0, 900.0), (1, 80.0), (2, 120.0), (3, 100.0)] {
+        let mut s = stats(50, StopReason::EndOfGeneration);
+        s.ttft_ms = ttft;
+        s.gen_tok_s = 40.0 + 10.0 * f64::from(i);
+        s.wall_s = 2.0;
+        let ev = EngineEvent::ReplyDone(s);
+        let now = 4.0 + 4.0 * f64::from(i);
+        engine(&mut rec, ev.clone(), now);
+        app.update(Event::Engine { event: ev, now });
+    }
+    let m = session_card::session_metrics(&rec);
+    assert_eq!(m.replies, 4);
+    assert_eq!(m.ttft_cold_ms, Some(900.0));
+    assert_eq!(m.ttft_warm_ms, Some(100.0)); // median of 80, 120, 100
+    assert_eq!(m.gen_tok_s, Some(55.0)); // mean of 40, 50, 60, 70
+    assert_eq!((m.prompt_tokens, m.generated_tokens), (48, 200));
+    assert_eq!(m.wall_s, 8.0);
+    let e = m.energy.expect("session energy");
+    assert!((e.total_j - exact_j(0.0, 20.0)).abs() < 1e-6);
+    assert!((e.j_per_token.expect("J/token") - exact_j(0.0, 20.0) / 200.0).abs() < 1e-6);
+
+    let host = HostInfo::detect(Vec::new());
+    let settings = llmtop::engine::EngineSettings::with_model("demo.gguf".into());
+    let compare = vec![Tariff::preset("DE").expect("DE")];
+    let make = |section: &SnapshotSection| {
+        session_card::card(
+            &app,
+            &rec,
+            CardContext {
+                host: host.clone(),
+                settings: &settings,
+                tariff: &tariff(),
+                compare: &compare,
+                snapshot: section,
+                now: "2025-06-01T12:00:00Z".parse().expect("time"),
+            },
+        )
+        .expect("card")
+    };
+    let card = make(&SnapshotSection::default());
+    assert_eq!(card.prompt.as_deref(), Some("first question"));
+    assert_eq!(card.model.quantization, "Q4_1");
+    // The demo model has no file: no fingerprint, but a card all the same.
+    assert_eq!(card.model.sha256_first_mib, "");
+    assert!(card.settings.threads > 0, "0 threads resolved");
+    let last = card.last_reply.as_ref().expect("last reply");
+    assert_eq!(last.ttft_ms, 100.0);
+    let le = last.energy.as_ref().expect("reply energy");
+    assert!(
+        (le.total_j - exact_j(14.0, 16.0)).abs() < 0.5,
+        "{}",
+        le.total_j
+    );
+    assert_eq!(card.cost.len(), 2);
+    assert_eq!(card.cost[0].region, "own");
+    assert_eq!(card.cost[1].region, "DE");
+    let transcript = card.transcript.as_ref().expect("transcript");
+    assert_eq!(transcript[0].role, "user");
+    assert_eq!(transcript[0].text, "first question");
+    assert_eq!(card.series.len(), 21);
+    let back = RunCard::from_json(&card.to_json(), "card.json".as_ref()).expect("round trip");
+    assert_eq!(back.session.replies, 4);
+
+    let private = make(&SnapshotSection {
+        transcript: false,
+        ..SnapshotSection::default()
+    });
+    assert_eq!(private.transcript, None);
+}
+
+#[test]
+fn no_card_before_the_model_loaded() {
+    let app = support::new_app(80, 24);
+    let rec = SessionRecorder::new(tariff(), 0.0);
+    let settings = llmtop::engine::EngineSettings::with_model("demo.gguf".into());
+    let err = session_card::card(
+        &app,
+        &rec,
+        CardContext {
+            host: HostInfo::detect(Vec::new()),
+            settings: &settings,
+            tariff: &tariff(),
+            compare: &[],
+            snapshot: &SnapshotSection::default(),
+            now: jiff::Timestamp::now(),
+        },
+    )
+    .expect_err("not loaded");
+    assert!(err.to_string().contains("not loaded yet"), "{err}");
+}
