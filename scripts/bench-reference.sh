@@ -10,7 +10,7 @@
 #
 #   scripts/bench-reference.sh              # default model, 2 threads, 128 generated tokens
 #   THREADS=4 GEN=256 REPS=5 scripts/bench-reference.sh
-#   PORTABLE=1 scripts/bench-reference.sh   # also a build without target-cpu=native
+#   PORTABLE=1 scripts/bench-reference.sh   # also a build without target-cpu=native (ggml defaults)
 #   LLAMA_BENCH=/path/to/llama-bench scripts/bench-reference.sh   # use an existing llama-bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,8 +50,8 @@ fi
 cargo build --release --quiet
 BINS=("$TARGET/release/llmtop")
 if [ "${PORTABLE:-0}" = 1 ]; then
-    # RUSTFLAGS replaces .cargo/config.toml's target-cpu=native: baseline x86-64 (SSE2 only
-    # for llama.cpp's kernels, as llama-cpp-sys-2 maps Rust target features to GGML flags).
+    # RUSTFLAGS replaces .cargo/config.toml's target-cpu=native; llama-cpp-sys-2 then sets
+    # GGML_NATIVE=OFF and ggml falls back to its defaults (AVX, AVX2, FMA, F16C, BMI2).
     RUSTFLAGS="-C target-cpu=x86-64" cargo build --release --quiet --target-dir "$TARGET/portable"
     BINS+=("$TARGET/portable/release/llmtop")
 fi
@@ -93,6 +93,6 @@ print(f"{'llmtop generation (llama.cpp perf)':34}{l_tg:>10.1f}{l_tg/ref_tg:>9.3f
 print(f"{'llmtop generation (wall clock)':34}{l_wall:>10.1f}{l_wall/ref_tg:>9.3f}")
 if portable == "1":
     q_pp, q_tg, q_wall, _ = llmtop("portable")
-    print(f"{'llmtop prefill, portable build':34}{q_pp:>10.1f}{q_pp/ref_pp:>9.3f}")
-    print(f"{'llmtop generation, portable build':34}{q_tg:>10.1f}{q_tg/ref_tg:>9.3f}")
+    print(f"{'llmtop prefill, default flags':34}{q_pp:>10.1f}{q_pp/ref_pp:>9.3f}")
+    print(f"{'llmtop generation, default flags':34}{q_tg:>10.1f}{q_tg/ref_tg:>9.3f}")
 PY

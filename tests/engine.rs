@@ -200,3 +200,29 @@ fn max_tokens_stops_exactly() {
     assert!(r.stats().ttft_ms > 0.0 && r.stats().ttft_ms <= r.stats().wall_s * 1000.0);
     e.handle.shutdown();
 }
+
+#[test]
+fn shutdown_during_generation_ends_the_engine_thread() {
+    // A Shutdown that arrives mid-reply is seen by the cancel check; the thread must still end,
+    // or the program hangs on exit (Ctrl-Q or SIGTERM while a reply streams).
+    let mut s = settings();
+    s.max_tokens = 2000;
+    let mut e = start(s);
+    e.handle.send(Command::Send(
+        "Write a very long story about the sea.".into(),
+    ));
+    loop {
+        match common::next(&mut e.handle) {
+            EngineEvent::Token(_) => break,
+            EngineEvent::Failed(f) => panic!("{f}"),
+            _ => {}
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        e.handle.shutdown();
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("engine thread ended after Shutdown mid-reply");
+}

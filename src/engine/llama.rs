@@ -174,12 +174,18 @@ impl Engine for LlamaEngine {
             messages: Vec::new(),
             cached: Vec::new(),
             events: &events,
+            shutdown: false,
         };
         while let Some(cmd) = commands.blocking_recv() {
             match cmd {
                 Command::Send(text) => {
                     session.reply(text, &mut commands);
                     let _ = events.send(EngineEvent::Phase(Phase::Idle));
+                    // A Shutdown consumed mid-reply must still end the thread, or whoever
+                    // joins it waits forever.
+                    if session.shutdown {
+                        break;
+                    }
                 }
                 Command::Reset => session.reset(),
                 Command::Cancel | Command::Load => {}
@@ -221,6 +227,8 @@ struct Session<'m> {
     /// Tokens whose keys/values are in the KV cache, in position order.
     cached: Vec<LlamaToken>,
     events: &'m UnboundedSender<EngineEvent>,
+    /// Shutdown arrived (or the program went away) during a reply: stop after it.
+    shutdown: bool,
 }
 
 enum Interrupt {
@@ -332,6 +340,7 @@ impl Session<'_> {
         let mut interrupted = None;
         for (ci, chunk) in new.chunks(PREFILL_CHUNK).enumerate() {
             if let Some(i) = poll_interrupt(commands) {
+                self.shutdown |= matches!(i, Interrupt::Shutdown);
                 interrupted = Some(i);
                 break;
             }
@@ -364,16 +373,13 @@ impl Session<'_> {
         let mut first_token_at = None;
         let mut stop = StopReason::EndOfGeneration;
         let mut logits_idx = batch.n_tokens() - 1;
-        if let Some(i) = interrupted {
+        if interrupted.is_some() {
             stop = StopReason::Cancelled;
-            if matches!(i, Interrupt::Shutdown) {
-                // Let the main loop see it.
-                self.send(EngineEvent::Failed("shutting down".into()));
-            }
         } else {
             self.send(EngineEvent::Phase(Phase::Generating));
             loop {
-                if let Some(_i) = poll_interrupt(commands) {
+                if let Some(i) = poll_interrupt(commands) {
+                    self.shutdown |= matches!(i, Interrupt::Shutdown);
                     stop = StopReason::Cancelled;
                     break;
                 }
