@@ -65,10 +65,13 @@ pub struct EngineArgs {
     /// Sampling temperature; 0 = greedy (repeatable).
     #[arg(long, value_name = "T")]
     pub temperature: Option<f32>,
+    /// Sample only from the K most likely tokens (default 40; 0 = off).
     #[arg(long, value_name = "K")]
     pub top_k: Option<i32>,
+    /// Nucleus sampling: the smallest set of tokens with probability mass P (default 0.95).
     #[arg(long, value_name = "P")]
     pub top_p: Option<f32>,
+    /// Drop tokens less likely than P times the top token (default 0.05).
     #[arg(long, value_name = "P")]
     pub min_p: Option<f32>,
     /// Sampler seed; a fixed seed gives repeatable output.
