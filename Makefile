@@ -1,22 +1,8 @@
-# The README's two commands: `make run` and `make test`. Both install what is missing first.
-SHELL := /bin/bash
-export PATH := $(HOME)/.cargo/bin:$(PATH)
+# Shortcuts for the README's two commands (scripts/run.sh, scripts/test.sh).
+.PHONY: run test
 
-.PHONY: run test bootstrap build screenshots bench-reference
+run:
+	scripts/run.sh $(ARGS)
 
-bootstrap:
-	scripts/bootstrap.sh
-
-## Build (release, tuned for this CPU) and run llmtop's main job.
-run: bootstrap
-	cargo build --release
-	./target/release/llmtop $(ARGS)
-
-## The whole test suite: format, lints, unit + integration + end-to-end tests.
-test: bootstrap
-	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
-	cargo test
-
-build:
-	cargo build --release
+test:
+	scripts/test.sh
