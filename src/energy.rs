@@ -283,6 +283,55 @@ impl EnergyAccumulator {
         }
     }
 
+    /// Bound memory in long sessions: points before `t` are thinned to one per `gap_s`
+    /// seconds (the first of each interval). Counters stay exact (their points hold unwrapped
+    /// joules, so any two retained points still differ by the energy between them); power is
+    /// afterwards integrated over the coarser points; temperature and fan series keep each
+    /// interval's highest value, so peaks survive.
+    pub fn thin_before(&mut self, t: f64, gap_s: f64) {
+        if !(gap_s > 0.0 && t.is_finite()) {
+            return;
+        }
+        for s in self.series.values_mut() {
+            let split = s.points.partition_point(|&(pt, _)| pt < t);
+            if split < 2 {
+                continue;
+            }
+            let peaks = matches!(s.kind, Kind::Temperature | Kind::Fan);
+            let mut kept: Vec<(f64, Option<f64>)> = Vec::with_capacity(split / 2 + 1);
+            let mut bucket = f64::NAN;
+            for &(pt, v) in &s.points[..split] {
+                let b = (pt / gap_s).floor();
+                let replace = match kept.last() {
+                    Some(&(_, last)) if b == bucket => {
+                        if peaks {
+                            v.is_some_and(|v| last.is_none_or(|l| v >= l))
+                        } else {
+                            // The first reading of the interval (so a series keeps its start),
+                            // a reading preferred over n/a.
+                            last.is_none() && v.is_some()
+                        }
+                    }
+                    _ => {
+                        kept.push((pt, v));
+                        bucket = b;
+                        continue;
+                    }
+                };
+                if replace && let Some(k) = kept.last_mut() {
+                    *k = (pt, v);
+                }
+            }
+            kept.extend_from_slice(&s.points[split..]);
+            s.points = kept;
+        }
+    }
+
+    /// Points held, over all series (for tests and memory checks).
+    pub fn point_count(&self) -> usize {
+        self.series.values().map(|s| s.points.len()).sum()
+    }
+
     /// Average system power over `[t0, t1]`, e.g. model loaded and nothing generating.
     pub fn idle_baseline(&self, t0: f64, t1: f64) -> Option<IdleBaseline> {
         let total = self.total_over(t0, t1)?;

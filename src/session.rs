@@ -15,6 +15,12 @@ use crate::runcard::SeriesPoint;
 use crate::sensors::Sample;
 use crate::tally::{Tally, TallyDelta};
 
+/// The last ten minutes stay at full resolution; older samples and series points are thinned
+/// to one per ten seconds, every minute, so a dashboard left running for days stays small.
+const FULL_RESOLUTION_S: f64 = 600.0;
+const THINNED_GAP_S: f64 = 10.0;
+const THIN_EVERY_S: f64 = 60.0;
+
 /// One finished reply and when it ran, sampler clock seconds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplySpan {
@@ -57,6 +63,7 @@ pub struct SessionRecorder {
     j_per_token_pending: bool,
     series: Vec<SeriesPoint>,
     last_series_second: Option<i64>,
+    last_thin_t: f64,
 }
 
 impl SessionRecorder {
@@ -85,6 +92,7 @@ impl SessionRecorder {
             j_per_token_pending: false,
             series: Vec::new(),
             last_series_second: None,
+            last_thin_t: f64::NEG_INFINITY,
         }
     }
 
@@ -177,6 +185,15 @@ impl SessionRecorder {
         }
         if self.last_t.is_none_or(|p| s.t > p) {
             self.last_t = Some(s.t);
+        }
+        if s.t - self.last_thin_t >= THIN_EVERY_S {
+            self.last_thin_t = s.t;
+            let cutoff = s.t - FULL_RESOLUTION_S;
+            self.full.thin_before(cutoff, THINNED_GAP_S);
+            let series_cutoff = cutoff - first;
+            let gap = THINNED_GAP_S as i64;
+            self.series
+                .retain(|p| p.t_s >= series_cutoff || (p.t_s.floor() as i64) % gap == 0);
         }
         if let Idle::Measuring { from } = self.idle
             && s.t >= from + self.idle_window_s

@@ -480,3 +480,60 @@ fn a_counter_that_never_reads_does_not_hide_the_power_of_its_channel() {
     assert!(close(total.energy_j, 1500.0), "{}", total.energy_j);
     assert_eq!(total.sources, vec!["nvml:0:power".to_string()]);
 }
+
+#[test]
+fn thinning_old_points_bounds_memory_keeps_counters_exact_and_peaks() {
+    // One hour at 4 Hz: a RAPL counter at 20 W that wraps, a temperature with one spike.
+    let mut full = EnergyAccumulator::new();
+    let mut thinned = EnergyAccumulator::new();
+    let wrap = 262_143.328_850; // J: max_energy_range_uj / 1e6
+    for i in 0..=14_400 {
+        let t = f64::from(i) * 0.25;
+        let e = (t * 20.0) % wrap;
+        let temp = if i == 5_001 { 97.0 } else { 50.0 };
+        let readings = vec![
+            counter("rapl:package-0:energy", Covers::CpuPackage, e, Some(wrap)),
+            reading(
+                "hwmon:coretemp:temp1",
+                Quantity::Temperature,
+                Method::Measured,
+                Covers::CpuPackage,
+                Some(temp),
+            ),
+        ];
+        feed(&mut full, t, readings.clone());
+        feed(&mut thinned, t, readings);
+    }
+    thinned.thin_before(3_000.0, 10.0);
+    assert!(
+        thinned.point_count() * 5 < full.point_count(),
+        "{} of {} points left",
+        thinned.point_count(),
+        full.point_count()
+    );
+    // Whole-hour energy is exact: 20 W x 3600 s, across a counter wrap.
+    let a = full
+        .report(&window(0.0, 3_600.0))
+        .total
+        .expect("total")
+        .energy_j;
+    let b = thinned
+        .report(&window(0.0, 3_600.0))
+        .total
+        .expect("total")
+        .energy_j;
+    assert!(close(a, 72_000.0), "{a}");
+    assert!(close(b, 72_000.0), "{b}");
+    // Spans that start and end on retained points are exact too; the recent part is untouched.
+    let r = thinned
+        .report(&window(3_100.0, 3_350.0))
+        .total
+        .expect("t")
+        .energy_j;
+    assert!(close(r, 5_000.0), "{r}");
+    // The 97 °C spike at t = 1250.25 s survives thinning.
+    assert_eq!(
+        thinned.report(&window(0.0, 3_600.0)).peak_temp_c,
+        Some(97.0)
+    );
+}
