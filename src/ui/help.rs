@@ -1,4 +1,5 @@
-//! The F1 help overlay: every action with its (possibly reconfigured) keys, and the editing keys.
+//! The F1 help overlay: every action with its (possibly reconfigured) keys, the editing keys,
+//! and, where the terminal is tall enough, how to read the gauges.
 
 use crate::app::App;
 use crate::keys::Action;
@@ -15,6 +16,21 @@ const EDITING: [(&str, &str); 5] = [
     ("Ctrl-W", "delete the word before the cursor"),
     ("Up/Down", "earlier messages (history)"),
     ("paste", "multi-line paste goes in as is"),
+];
+
+/// How to read the gauges: shown only when it fits, so 80x24 keeps every key visible.
+const GAUGES: [(&str, &str); 5] = [
+    ("~45 W est.", "estimated from CPU use x TDP, not measured"),
+    (
+        "sum of parts",
+        "GPU + CPU + DRAM sensors: the wall reads more",
+    ),
+    ("77°C / 100°C", "hottest sensor and where it throttles"),
+    (
+        "now / last",
+        "live tok/s; the last reply's rate, prefill, TTFT",
+    ),
+    ("Session Wh", "energy since start, its cost, and all-time"),
 ];
 
 pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
@@ -41,6 +57,16 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             Span::styled(format!(" {k:<key_w$}  "), key_style),
             Span::styled(d, desc),
         ]));
+    }
+    // Keys first; the legend only when it fits in full (borders and a margin included).
+    if usize::from(area.height) >= lines.len() + GAUGES.len() + 1 + 4 {
+        lines.push(Line::from(""));
+        for (k, d) in GAUGES {
+            lines.push(Line::from(vec![
+                Span::styled(format!(" {k:<key_w$}  "), key_style),
+                Span::styled(d, desc),
+            ]));
+        }
     }
     let want_w = lines.iter().map(Line::width).max().unwrap_or(40) as u16 + 3;
     let w = want_w.min(area.width.saturating_sub(2));
