@@ -310,6 +310,13 @@ impl Session<'_> {
                 dropped_messages: dropped,
             });
         }
+        if tokens.is_empty() {
+            self.messages.pop();
+            self.send(EngineEvent::Failed(
+                "the chat template rendered an empty prompt; try another model".into(),
+            ));
+            return;
+        }
         if tokens.len() + 1 > n_ctx {
             self.messages.pop();
             self.send(EngineEvent::Failed(format!(
