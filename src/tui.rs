@@ -76,10 +76,17 @@ pub fn restore() {
 
 /// Chain a panic hook that restores the terminal before the panic message is printed,
 /// so the message lands on a usable screen.
+///
+/// Only a panic on the thread that owns the terminal restores it: a background thread's panic
+/// (a sensor the sampler catches, a metrics request) must not drop the screen out of raw mode
+/// while the dashboard keeps drawing. Its message goes to the log through the redirected stderr.
 pub fn install_panic_hook() {
+    let ui_thread = std::thread::current().id();
     let prev = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        restore();
+        if std::thread::current().id() == ui_thread {
+            restore();
+        }
         prev(info);
     }));
 }
@@ -128,5 +135,25 @@ impl Tui {
 impl Drop for Tui {
     fn drop(&mut self) {
         restore();
+    }
+}
+
+#[cfg(test)]
+mod panic_hook_tests {
+    use super::ACTIVE;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn a_background_thread_panic_does_not_restore_the_terminal() {
+        ACTIVE.store(true, Ordering::SeqCst);
+        super::install_panic_hook();
+        let joined = std::thread::spawn(|| panic!("a sensor blew up")).join();
+        assert!(joined.is_err());
+        let still_active = ACTIVE.load(Ordering::SeqCst);
+        ACTIVE.store(false, Ordering::SeqCst);
+        assert!(
+            still_active,
+            "a background panic took the terminal out of the TUI"
+        );
     }
 }

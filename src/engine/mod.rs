@@ -174,17 +174,27 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
-    /// Ask the engine to stop and wait for its thread (frees the model).
-    pub fn shutdown(mut self) {
-        let _ = self.commands.send(Command::Shutdown);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    /// Ask the engine to stop and wait for its thread (frees the model). Dropping the handle
+    /// does the same, so an early return or an error path never leaves the engine running
+    /// while the process exits.
+    pub fn shutdown(self) {
+        drop(self);
     }
 
     /// Send a command; a stopped engine is reported as an event by the caller's next recv.
     pub fn send(&self, cmd: Command) {
         let _ = self.commands.send(cmd);
+    }
+}
+
+impl Drop for EngineHandle {
+    fn drop(&mut self) {
+        // The engine checks for this between tokens, so the join waits at most one token
+        // (or one prompt chunk).
+        let _ = self.commands.send(Command::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

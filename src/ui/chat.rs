@@ -187,10 +187,12 @@ pub fn input_layout(input: &Input, width: u16) -> InputLayout {
             lines.push(String::new());
         }
     }
+    // A pasted text can be longer than a terminal can ever show: clamp, never wrap around.
+    let clamp = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
     InputLayout {
-        rows: lines.len() as u16,
+        rows: clamp(lines.len()),
         lines,
-        cursor: (cursor.0 as u16, cursor.1 as u16),
+        cursor: (clamp(cursor.0), clamp(cursor.1)),
     }
 }
 
@@ -317,8 +319,8 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, areas: &Areas) {
     if !app.show_help {
         let (cx, cy) = lay.cursor;
         frame.set_cursor_position(Position::new(
-            inner.x + cx.min(inner_w.saturating_sub(1)),
-            inner.y + cy.saturating_sub(first),
+            inner.x.saturating_add(cx.min(inner_w.saturating_sub(1))),
+            inner.y.saturating_add(cy.saturating_sub(first)),
         ));
     }
 }
