@@ -236,10 +236,17 @@ pub fn summarize(readings: &[Reading]) -> GaugeSummary {
             .chain(power(Covers::Dram))
             .collect()
     } else {
-        platform
+        platform.clone()
     };
     let mut parts = gpu;
     parts.extend(cpu);
+    // The total follows the energy accounting's order (energy::select_total): psys is the
+    // whole platform, so the watts shown agree with the Wh and cost in the footer.
+    let components = if platform.is_empty() {
+        &parts
+    } else {
+        &platform
+    };
     let sum = |items: &[PowerItem], label: &str| -> Option<PowerItem> {
         if items.is_empty() {
             return None;
@@ -261,7 +268,7 @@ pub fn summarize(readings: &[Reading]) -> GaugeSummary {
     let battery: Vec<PowerItem> = power(Covers::Battery).collect();
     let total = sum(&wall, "Wall")
         .or_else(|| sum(&battery, "Battery"))
-        .or_else(|| sum(&parts, "Sum"));
+        .or_else(|| sum(components, "Sum"));
 
     let hottest = |covers: Covers| {
         readings

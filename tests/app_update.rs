@@ -334,3 +334,88 @@ fn a_failed_load_blocks_sending_with_a_reason() {
             .contains("not a GGUF file")
     );
 }
+
+mod gauge_totals {
+    use llmtop::app::summarize;
+    use llmtop::sensors::{Covers, Method, Quantity, Reading, Source};
+
+    fn watts(id: &str, source: Source, covers: Covers, w: f64, method: Method) -> Reading {
+        Reading {
+            id: id.into(),
+            device: id.into(),
+            label: id.into(),
+            quantity: Quantity::Power,
+            value: Some(w),
+            limit: None,
+            source,
+            covers,
+            method,
+        }
+    }
+
+    #[test]
+    fn total_follows_the_energy_accounting_order() {
+        let gpu = watts(
+            "nvml:0:power",
+            Source::Nvml,
+            Covers::GpuBoard,
+            100.0,
+            Method::Measured,
+        );
+        let pkg = watts(
+            "rapl:package-0:power",
+            Source::Rapl,
+            Covers::CpuPackage,
+            20.0,
+            Method::Measured,
+        );
+        let dram = watts(
+            "rapl:dram:power",
+            Source::Rapl,
+            Covers::Dram,
+            3.0,
+            Method::Measured,
+        );
+        let psys = watts(
+            "rapl:psys:power",
+            Source::Rapl,
+            Covers::Platform,
+            45.0,
+            Method::Measured,
+        );
+        let wall = watts(
+            "plug:shelly:power",
+            Source::Plug,
+            Covers::Wall,
+            160.0,
+            Method::Measured,
+        );
+
+        // Components only: GPU + package + DRAM.
+        let g = summarize(&[gpu.clone(), pkg.clone(), dram.clone()]);
+        assert_eq!(g.total.as_ref().map(|t| t.watts), Some(123.0));
+        // psys is the whole platform: the total is psys alone (as energy::select_total does),
+        // while the breakdown still lists the GPU; package and DRAM are inside psys.
+        let g = summarize(&[gpu.clone(), pkg.clone(), dram.clone(), psys.clone()]);
+        assert_eq!(g.total.as_ref().map(|t| t.watts), Some(45.0));
+        let parts: Vec<f64> = g.parts.iter().map(|p| p.watts).collect();
+        assert_eq!(parts, vec![100.0, 45.0]);
+        // A wall plug wins over everything.
+        let g = summarize(&[gpu, pkg, dram, psys, wall]);
+        assert_eq!(g.total.as_ref().map(|t| t.watts), Some(160.0));
+        // An estimate stays marked as one.
+        let est = watts(
+            "estimate:cpu:power",
+            Source::Estimate,
+            Covers::CpuPackage,
+            40.0,
+            Method::Estimated,
+        );
+        let g = summarize(&[est]);
+        assert!(
+            g.total
+                .as_ref()
+                .is_some_and(|t| t.estimated && t.watts == 40.0)
+        );
+    }
+}
