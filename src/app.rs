@@ -430,6 +430,11 @@ pub struct App {
 }
 
 impl App {
+    /// The live generation rate while a reply is being produced; `None` when idle.
+    pub fn live_tok_s(&self) -> Option<f64> {
+        self.live.tok_s().filter(|_| self.engine.busy())
+    }
+
     pub fn new(keys: KeyMap, theme_names: Vec<String>, theme: usize, model_label: String) -> App {
         App {
             keys,
@@ -802,12 +807,7 @@ impl App {
         if self.last_hist_second != Some(second) {
             self.last_hist_second = Some(second);
             self.power_hist.push(total.map_or(0.0, |p| p.watts));
-            let rate = if self.engine.busy() {
-                self.live.tok_s().unwrap_or(0.0)
-            } else {
-                0.0
-            };
-            self.speed_hist.push(rate);
+            self.speed_hist.push(self.live_tok_s().unwrap_or(0.0));
             let hottest = [&self.gauges.cpu_temp, &self.gauges.gpu_temp]
                 .into_iter()
                 .flatten()

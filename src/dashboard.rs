@@ -122,7 +122,7 @@ impl Shell<'_> {
         let wall = jiff::Timestamp::now();
         match ev {
             Event::Sample(s) => {
-                let live = app.live.tok_s().filter(|_| app.engine.busy());
+                let live = app.live_tok_s();
                 let delta = self.session.push_sample(s, live, wall);
                 if let Some(t) = self.tally.as_deref_mut() {
                     t.add(&delta);

@@ -79,6 +79,18 @@ impl TallyDelta {
     fn is_empty(&self) -> bool {
         *self == Self::default()
     }
+
+    /// Add another delta to this one (increments not yet written, or a sum in tests).
+    pub fn merge(&mut self, d: &TallyDelta) {
+        self.energy_j += d.energy_j;
+        self.generated_tokens += d.generated_tokens;
+        self.prompt_tokens += d.prompt_tokens;
+        self.replies += d.replies;
+        for (cur, amount) in &d.cost {
+            *self.cost.entry(cur.clone()).or_default() += amount;
+        }
+        self.co2_g += d.co2_g;
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,15 +175,7 @@ impl TallyStore {
 
     pub fn add(&mut self, d: &TallyDelta) {
         self.current.add(d);
-        let p = &mut self.pending;
-        p.energy_j += d.energy_j;
-        p.generated_tokens += d.generated_tokens;
-        p.prompt_tokens += d.prompt_tokens;
-        p.replies += d.replies;
-        for (cur, amount) in &d.cost {
-            *p.cost.entry(cur.clone()).or_default() += amount;
-        }
-        p.co2_g += d.co2_g;
+        self.pending.merge(d);
     }
 
     /// Call on every tick with a monotonic clock (`now_s`) and the wall clock: writes when

@@ -56,11 +56,7 @@ fn feed(rec: &mut SessionRecorder, from: f64, to: f64) -> TallyDelta {
             None,
             wall,
         );
-        sum.energy_j += d.energy_j;
-        sum.co2_g += d.co2_g;
-        for (c, v) in d.cost {
-            *sum.cost.entry(c).or_default() += v;
-        }
+        sum.merge(&d);
         i += 1;
     }
 }

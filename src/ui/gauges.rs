@@ -168,11 +168,7 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
 
     // Speed block.
     let mut speed: Vec<Line> = vec![section("Speed", theme)];
-    let live = if app.engine.busy() {
-        app.live.tok_s()
-    } else {
-        None
-    };
+    let live = app.live_tok_s();
     speed.push(Line::from(vec![
         Span::raw(" now  "),
         Span::styled(
