@@ -221,8 +221,8 @@ impl SensorArgs {
     /// The config's sensors section with `--sysfs-root` applied (checked to be a directory).
     pub fn apply(
         &self,
-        section: &crate::config::SensorsSection,
-    ) -> Result<crate::config::SensorsSection, String> {
+        section: &crate::sensors::settings::SensorsSection,
+    ) -> Result<crate::sensors::settings::SensorsSection, String> {
         let mut s = section.clone();
         if let Some(root) = &self.sysfs_root {
             if !root.is_dir() {

@@ -1,34 +1,25 @@
 //! llmtop: what a local LLM answer really costs, live.
 //!
-//! Data flows one way: sensors and the engine produce events, the app folds them into state,
-//! the UI draws state. See HOUSE_STYLE in the project docs and README.md.
+//! The folders are the layers, and dependencies run one way (checked by tests/architecture.rs):
+//!
+//! ```text
+//! util ─▶ sensors ─┐
+//!         engine ──┴─▶ accounting ─▶ report ─▶ export ─▶ cli ─▶ config ─┬─▶ dashboard
+//!                                                                       └─▶ commands
+//! ```
+//!
+//! A layer uses only the layers left of it; nothing imports `dashboard` or `commands`, and no
+//! two modules use each other. Each section of the config file is defined by the layer that
+//! uses it; `config` gathers them, validates the file once and resolves the settings.
 
-pub mod app;
-pub mod bench;
-pub mod bench_card;
+pub mod accounting;
 pub mod cli;
-pub mod compare;
+pub mod commands;
 pub mod config;
 pub mod dashboard;
-pub mod energy;
 pub mod engine;
-pub mod event;
-pub mod fsutil;
-pub mod gguf;
-pub mod hostinfo;
-pub mod keys;
+pub mod export;
 pub mod logging;
-pub mod metrics;
-pub mod models;
-pub mod models_cmd;
-pub mod pricing;
-pub mod runcard;
+pub mod report;
 pub mod sensors;
-pub mod sensors_cmd;
-pub mod session;
-pub mod session_card;
-pub mod snapshot;
-pub mod tally;
-pub mod theme;
-pub mod tui;
-pub mod ui;
+pub mod util;

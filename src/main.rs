@@ -16,13 +16,13 @@ fn main() -> ExitCode {
         }
     };
     let result: anyhow::Result<()> = match &cli.command {
-        Some(Command::Bench(a)) => llmtop::bench::run(a, &cfg),
-        Some(Command::Models(a)) => llmtop::models_cmd::run(a),
-        Some(Command::Sensors(a)) => llmtop::sensors_cmd::run(a, &cfg),
-        Some(Command::Compare(a)) => llmtop::compare::run(a, &cfg),
-        Some(Command::Serve(a)) => llmtop::metrics::run(a, &cfg),
+        Some(Command::Bench(a)) => llmtop::commands::bench::run(a, &cfg),
+        Some(Command::Models(a)) => llmtop::commands::models::run(a),
+        Some(Command::Sensors(a)) => llmtop::commands::sensors::run(a, &cfg),
+        Some(Command::Compare(a)) => llmtop::commands::compare::run(a, &cfg),
+        Some(Command::Serve(a)) => llmtop::commands::serve::run(a, &cfg),
         Some(Command::TallyWriter(a)) => {
-            llmtop::tally::writer_loop(&a.path, a.count).map_err(Into::into)
+            llmtop::accounting::tally::writer_loop(&a.path, a.count).map_err(Into::into)
         }
         None => llmtop::dashboard::run(&cli.dashboard, cfg),
     };

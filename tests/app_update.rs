@@ -3,9 +3,9 @@
 mod support;
 
 use crossterm::event::{KeyCode, KeyModifiers};
-use llmtop::app::{Effect, EngineState, Role};
+use llmtop::dashboard::event::Event;
+use llmtop::dashboard::state::{Effect, EngineState, Role};
 use llmtop::engine::{Command, EngineEvent, Phase, StopReason};
-use llmtop::event::Event;
 use support::*;
 
 const NONE: KeyModifiers = KeyModifiers::NONE;
@@ -216,8 +216,8 @@ fn page_keys_scroll_within_the_conversation_and_resize_clamps() {
         EngineEvent::ReplyDone(stats(60, StopReason::EndOfGeneration)),
         2.0,
     );
-    let (_, h) = llmtop::ui::messages_size(&app);
-    let total = llmtop::ui::chat::rows(&app, 46).len();
+    let (_, h) = llmtop::dashboard::ui::messages_size(&app);
+    let total = llmtop::dashboard::ui::chat::rows(&app, 46).len();
     // You + q + blank + Model + 60 lines + stats line.
     assert_eq!(total, 65);
     key(&mut app, KeyCode::PageUp, NONE);
@@ -283,13 +283,14 @@ fn samples_feed_gauges_and_history() {
 
 #[test]
 fn footer_figures_come_from_the_shell_and_redraw_only_on_change() {
-    use llmtop::app::{CostLine, SessionEnergy};
+    use llmtop::accounting::session::{CostLine, SessionEnergy};
     let mut app = new_app(80, 24);
     app.dirty = false;
     let footer = Event::Footer {
         energy: SessionEnergy {
             wh: 1.5,
             estimated: true,
+            ..SessionEnergy::default()
         },
         cost: CostLine {
             session: Some("$0.00042".into()),
@@ -336,8 +337,27 @@ fn a_failed_load_blocks_sending_with_a_reason() {
 }
 
 mod gauge_totals {
-    use llmtop::app::summarize;
-    use llmtop::sensors::{Covers, Method, Quantity, Reading, Source};
+    use llmtop::accounting::ledger::Ledger;
+    use llmtop::dashboard::state::{GaugeSummary, power_items};
+    use llmtop::sensors::{Covers, Method, Quantity, Reading, Sample, Source};
+
+    /// The gauges' power as the dashboard gets it: the readings through the ledger (two
+    /// samples, so each source can carry a total).
+    fn summarize(readings: &[Reading]) -> GaugeSummary {
+        let mut l = Ledger::new();
+        for t in [0.0, 0.25] {
+            l.push(&Sample {
+                t,
+                readings: readings.to_vec(),
+            });
+        }
+        let (total, parts) = power_items(&l.power_view());
+        GaugeSummary {
+            total,
+            parts,
+            ..GaugeSummary::default()
+        }
+    }
 
     fn watts(id: &str, source: Source, covers: Covers, w: f64, method: Method) -> Reading {
         Reading {
@@ -394,7 +414,7 @@ mod gauge_totals {
         // Components only: GPU + package + DRAM.
         let g = summarize(&[gpu.clone(), pkg.clone(), dram.clone()]);
         assert_eq!(g.total.as_ref().map(|t| t.watts), Some(123.0));
-        // psys is the whole platform: the total is psys alone (as energy::select_total does),
+        // psys is the whole platform: the total is psys alone (the ledger's basis order),
         // while the breakdown still lists the GPU; package and DRAM are inside psys.
         let g = summarize(&[gpu.clone(), pkg.clone(), dram.clone(), psys.clone()]);
         assert_eq!(g.total.as_ref().map(|t| t.watts), Some(45.0));

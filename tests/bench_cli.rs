@@ -2,8 +2,8 @@
 
 mod common;
 
-use llmtop::bench::{BenchResult, SCHEMA};
 use llmtop::engine::StopReason;
+use llmtop::report::bench::{BenchResult, SCHEMA};
 use std::process::Command;
 
 #[test]
@@ -112,7 +112,7 @@ fn bench_json_round_trips_through_its_schema() {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     assert_eq!(snaps.len(), 1, "{snaps:?}");
-    let card = llmtop::runcard::RunCard::load(&snaps[0]).expect("valid card");
+    let card = llmtop::report::runcard::RunCard::load(&snaps[0]).expect("valid card");
     assert_eq!(card.session.gen_tok_s, Some(r.summary.gen_tok_s.median));
     assert_eq!(card.session.generated_tokens, 96);
     let last = card.last_reply.as_ref().expect("last reply");

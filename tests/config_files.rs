@@ -1,8 +1,8 @@
 //! config.example.toml documents every key with its default, and bad configs give one line
 //! with file, line and key.
 
+use llmtop::config::keys::KeyMap;
 use llmtop::config::{self, RawConfig};
-use llmtop::keys::KeyMap;
 use std::path::Path;
 
 fn example() -> String {
@@ -21,7 +21,7 @@ fn example_parses_to_exactly_the_defaults() {
     );
     assert_eq!(
         cfg.keys.len(),
-        llmtop::keys::Action::ALL.len(),
+        llmtop::config::keys::Action::ALL.len(),
         "every action listed"
     );
     cfg.keys.clear();

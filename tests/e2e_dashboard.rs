@@ -117,7 +117,7 @@ fn real_model_in_a_real_terminal() {
     );
     assert_eq!(card["transcript"][1]["role"], "assistant");
     // The card is readable by `llmtop compare`.
-    llmtop::runcard::RunCard::load(&files[0]).expect("valid run card");
+    llmtop::report::runcard::RunCard::load(&files[0]).expect("valid run card");
     let svg = std::fs::read_to_string(&files[2]).expect("svg");
     assert!(
         svg.contains("<svg") && svg.contains("Gauges"),

@@ -2,9 +2,10 @@
 //! the trapezoid), counters with wraparound and resets, total selection without double
 //! counting, idle baseline, J/token, prefill/decode split.
 
-use llmtop::energy::{
-    CounterStep, EnergyAccumulator, EnergyReport, IdleBaseline, TotalBasis, Window, counter_delta,
+use llmtop::accounting::energy::{
+    CounterStep, EnergyReport, IdleBaseline, TotalBasis, Window, counter_delta,
 };
+use llmtop::accounting::ledger::Ledger;
 use llmtop::sensors::{Covers, Method, Quantity, Reading, Sample, Source};
 
 fn reading(id: &str, q: Quantity, m: Method, covers: Covers, value: Option<f64>) -> Reading {
@@ -40,7 +41,7 @@ fn counter(id: &str, covers: Covers, j: f64, wrap: Option<f64>) -> Reading {
     }
 }
 
-fn feed(acc: &mut EnergyAccumulator, t: f64, readings: Vec<Reading>) {
+fn feed(acc: &mut Ledger, t: f64, readings: Vec<Reading>) {
     acc.push(&Sample { t, readings });
 }
 
@@ -58,7 +59,7 @@ fn close(a: f64, b: f64) -> bool {
 
 #[test]
 fn constant_power_integrates_exactly() {
-    let mut acc = EnergyAccumulator::new();
+    let mut acc = Ledger::new();
     for i in 0..=40 {
         let t = i as f64 * 0.25;
         feed(
@@ -81,7 +82,7 @@ fn constant_power_integrates_exactly() {
 #[test]
 fn linear_ramp_is_exact_even_on_an_off_grid_window() {
     // P(t) = 10 + 2t W, sampled every 0.25 s from 0 to 10 s.
-    let mut acc = EnergyAccumulator::new();
+    let mut acc = Ledger::new();
     for i in 0..=40 {
         let t = i as f64 * 0.25;
         feed(
@@ -105,7 +106,7 @@ fn linear_ramp_is_exact_even_on_an_off_grid_window() {
 #[test]
 fn counter_unwraps_and_beats_a_power_reading_on_the_same_channel() {
     let max = 262_143.328_85; // max_energy_range_uj / 1e6
-    let mut acc = EnergyAccumulator::new();
+    let mut acc = Ledger::new();
     for i in 0..=10 {
         let t = i as f64;
         let e_true = 262_100.0 + 10.0 * t; // 10 W, wraps between t=4 and t=5
@@ -138,7 +139,7 @@ fn counter_unwraps_and_beats_a_power_reading_on_the_same_channel() {
 
 #[test]
 fn counter_reset_counts_that_interval_as_zero() {
-    let mut acc = EnergyAccumulator::new();
+    let mut acc = Ledger::new();
     for (t, j) in [
         (0.0, 1000.0),
         (1.0, 1100.0),
@@ -161,7 +162,7 @@ fn counter_reset_counts_that_interval_as_zero() {
 }
 
 /// Plug, RAPL package + subzones + dram, NVML at fixed powers.
-fn machine(acc: &mut EnergyAccumulator, with_plug: bool, with_psys: bool) {
+fn machine(acc: &mut Ledger, with_plug: bool, with_psys: bool) {
     for i in 0..=10 {
         let t = i as f64;
         let mut rs = vec![
@@ -216,7 +217,7 @@ fn machine(acc: &mut EnergyAccumulator, with_plug: bool, with_psys: bool) {
 
 #[test]
 fn total_is_components_without_double_counting_subzones() {
-    let mut acc = EnergyAccumulator::new();
+    let mut acc = Ledger::new();
     machine(&mut acc, false, false);
     let r = acc.report(&window(0.0, 10.0));
     let total = r.total.expect("total");
@@ -244,7 +245,7 @@ fn total_is_components_without_double_counting_subzones() {
 
 #[test]
 fn wall_plug_wins_then_psys() {
-    let mut acc = EnergyAccumulator::new();
+    let mut acc = Ledger::new();
     machine(&mut acc, true, true);
     let total = acc.report(&window(0.0, 10.0)).total.expect("total");
     assert_eq!(total.basis, TotalBasis::Wall);
@@ -252,7 +253,7 @@ fn wall_plug_wins_then_psys() {
     assert!(close(total.energy_j, 3000.0));
     assert_eq!(total.sources, ["plug:10.0.0.5:power"]);
 
-    let mut acc = EnergyAccumulator::new();
+    let mut acc = Ledger::new();
     machine(&mut acc, false, true);
     let total = acc.report(&window(0.0, 10.0)).total.expect("total");
     assert_eq!(total.basis, TotalBasis::Platform);
@@ -262,7 +263,7 @@ fn wall_plug_wins_then_psys() {
 
 #[test]
 fn battery_counts_only_while_discharging_and_beats_components() {
-    let mut acc = EnergyAccumulator::new();
+    let mut acc = Ledger::new();
     for i in 0..=4 {
         let t = i as f64;
         let bat = if i < 2 { None } else { Some(12.0) }; // plugged in, then unplugged at t=2
@@ -282,14 +283,34 @@ fn battery_counts_only_while_discharging_and_beats_components() {
         );
     }
     let total = acc.report(&window(0.0, 4.0)).total.expect("total");
+    // The components until the battery discharges at t=2, then the battery: a visible,
+    // timestamped change of basis, not a silent flip.
     assert_eq!(total.basis, TotalBasis::Battery);
-    assert!(close(total.energy_j, 24.0)); // 12 W over the 2 s discharging
-    assert_eq!(total.avg_w, Some(12.0));
+    assert!(
+        close(total.energy_j, 5.0 * 2.0 + 12.0 * 2.0),
+        "{}",
+        total.energy_j
+    );
+    assert_eq!(total.changes.len(), 1, "{:?}", total.changes);
+    let c = &total.changes[0];
+    assert_eq!(
+        (c.t, c.from, c.to),
+        (2.0, Some(TotalBasis::Components), Some(TotalBasis::Battery))
+    );
+    assert!(
+        c.reason.contains("battery:BAT0:power reporting"),
+        "{}",
+        c.reason
+    );
+    // From the change on, the battery alone.
+    let after = acc.report(&window(2.0, 4.0)).total.expect("total");
+    assert!(close(after.energy_j, 24.0));
+    assert_eq!(after.avg_w, Some(12.0));
 }
 
 #[test]
 fn idle_baseline_net_energy_per_token_and_phases() {
-    let mut acc = EnergyAccumulator::new();
+    let mut acc = Ledger::new();
     for i in 0..=20 {
         let t = i as f64;
         let w = if i <= 10 { 30.0 } else { 80.0 };
@@ -338,8 +359,9 @@ fn idle_baseline_net_energy_per_token_and_phases() {
 }
 
 #[test]
-fn gaps_are_not_integrated_and_estimates_are_flagged() {
-    let mut acc = EnergyAccumulator::new();
+fn a_short_gap_is_bridged_a_long_one_is_a_change_and_estimates_are_flagged() {
+    // One n/a reading at 1 Hz is shorter than three periods: the line is bridged.
+    let mut acc = Ledger::new();
     let vals = [Some(20.0), Some(20.0), None, Some(20.0), Some(20.0)];
     for (i, v) in vals.into_iter().enumerate() {
         feed(
@@ -354,19 +376,49 @@ fn gaps_are_not_integrated_and_estimates_are_flagged() {
             )],
         );
     }
-    let r = acc.report(&window(0.0, 4.0));
-    let s = &r.sources[0];
-    // Intervals [0,1] and [3,4] only.
-    assert!(close(s.energy_j, 40.0));
-    assert!(close(s.covered_s, 2.0));
-    let total = r.total.expect("total");
+    let total = acc.report(&window(0.0, 4.0)).total.expect("total");
+    assert!(close(total.energy_j, 80.0), "{}", total.energy_j);
+    assert!(total.changes.is_empty());
+    // Silent for 5 s: the total stops where the source did and restarts with it, each a
+    // change; the silent stretch counts nothing.
+    let mut acc = Ledger::new();
+    let vals = [
+        Some(20.0),
+        Some(20.0),
+        None,
+        None,
+        None,
+        None,
+        Some(20.0),
+        Some(20.0),
+    ];
+    for (i, v) in vals.into_iter().enumerate() {
+        feed(
+            &mut acc,
+            i as f64,
+            vec![reading(
+                "estimate:cpu:power",
+                Quantity::Power,
+                Method::Estimated,
+                Covers::CpuPackage,
+                v,
+            )],
+        );
+    }
+    let total = acc.report(&window(0.0, 7.0)).total.expect("total");
+    // [0, 1] and [6, 7] only.
+    assert!(close(total.energy_j, 40.0), "{}", total.energy_j);
     assert!(total.estimated);
-    assert_eq!(total.avg_w, Some(20.0));
+    let kinds: Vec<_> = total.changes.iter().map(|c| (c.t, c.to)).collect();
+    assert_eq!(
+        kinds,
+        vec![(1.0, None), (6.0, Some(TotalBasis::Components))]
+    );
 }
 
 #[test]
 fn peak_temperature_and_fan_inside_the_window_only() {
-    let mut acc = EnergyAccumulator::new();
+    let mut acc = Ledger::new();
     for (t, temp, fan) in [
         (0.0, 40.0, 900.0),
         (3.0, 85.0, 1500.0),
@@ -406,7 +458,7 @@ fn peak_temperature_and_fan_inside_the_window_only() {
 
 #[test]
 fn report_round_trips_through_json() {
-    let mut acc = EnergyAccumulator::new();
+    let mut acc = Ledger::new();
     machine(&mut acc, true, false);
     let r = acc.report(&Window {
         t0: 0.0,
@@ -421,24 +473,8 @@ fn report_round_trips_through_json() {
 }
 
 #[test]
-fn prune_keeps_windows_after_the_cut_intact() {
-    let mut acc = EnergyAccumulator::new();
-    for i in 0..=100 {
-        feed(
-            &mut acc,
-            i as f64,
-            vec![power("nvml:0:power", Covers::GpuBoard, i as f64)],
-        );
-    }
-    let before = acc.report(&window(50.5, 80.0));
-    acc.prune_before(50.5);
-    let after = acc.report(&window(50.5, 80.0));
-    assert_eq!(before, after);
-}
-
-#[test]
 fn a_single_sample_or_an_empty_window_gives_no_energy_and_no_panic() {
-    let mut acc = EnergyAccumulator::new();
+    let mut acc = Ledger::new();
     assert!(acc.report(&window(0.0, 1.0)).total.is_none());
     feed(
         &mut acc,
@@ -459,7 +495,7 @@ fn a_single_sample_or_an_empty_window_gives_no_energy_and_no_panic() {
 #[test]
 fn a_counter_that_never_reads_does_not_hide_the_power_of_its_channel() {
     // Pre-Volta NVIDIA boards: the energy counter is NotSupported (always n/a), power works.
-    let mut acc = EnergyAccumulator::new();
+    let mut acc = Ledger::new();
     for i in 0..=10 {
         let t = f64::from(i);
         let dead = reading(
@@ -484,8 +520,8 @@ fn a_counter_that_never_reads_does_not_hide_the_power_of_its_channel() {
 #[test]
 fn thinning_old_points_bounds_memory_keeps_counters_exact_and_peaks() {
     // One hour at 4 Hz: a RAPL counter at 20 W that wraps, a temperature with one spike.
-    let mut full = EnergyAccumulator::new();
-    let mut thinned = EnergyAccumulator::new();
+    let mut full = Ledger::new();
+    let mut thinned = Ledger::new();
     let wrap = 262_143.328_850; // J: max_energy_range_uj / 1e6
     for i in 0..=14_400 {
         let t = f64::from(i) * 0.25;

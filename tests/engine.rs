@@ -16,7 +16,7 @@ fn model_facts_come_from_the_gguf() {
     assert_eq!(info.n_ctx, 2048);
     assert_eq!(info.file_size, 98_362_432);
     // Our header reader and llama.cpp agree on the parameter count (about 135 M).
-    let g = llmtop::gguf::read(&model_path()).expect("header");
+    let g = llmtop::engine::gguf::read(&model_path()).expect("header");
     assert_eq!(g.n_params, info.n_params);
     assert!(
         (130_000_000..140_000_000).contains(&info.n_params),

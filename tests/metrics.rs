@@ -2,8 +2,9 @@
 //! format and check the values against hand-computed ones.
 
 use jiff::tz::TimeZone;
-use llmtop::metrics::{MetricsServer, MetricsState};
-use llmtop::pricing::Tariff;
+use llmtop::accounting::ledger::Ledger;
+use llmtop::accounting::pricing::Tariff;
+use llmtop::export::prometheus::{MetricsServer, MetricsState};
 use llmtop::sensors::{Covers, Method, Quantity, Reading, Sample, Source};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -229,21 +230,33 @@ fn scrape(addr: std::net::SocketAddr, path: &str) -> (String, String) {
     (head.to_string(), body.to_string())
 }
 
+/// What the shell does with each sample: the ledger first, then the exporter reads it.
+fn feed(st: &mut MetricsState, ledger: &mut Ledger, s: &Sample) {
+    ledger.push(s);
+    st.apply_sample(s);
+    st.apply_ledger(ledger);
+}
+
+fn st_tariff() -> Tariff {
+    Tariff::preset("DE")
+        .expect("DE")
+        .with_time_zone(TimeZone::UTC)
+}
+
 #[test]
 fn scrape_the_real_endpoint() {
-    let tariff = Tariff::preset("DE")
-        .expect("DE")
-        .with_time_zone(TimeZone::UTC);
+    let tariff = st_tariff();
     let state = Arc::new(Mutex::new(MetricsState::new(Some(tariff))));
     let server = MetricsServer::start("127.0.0.1:0", state.clone()).expect("bind");
     let now = jiff::Timestamp::from_second(1_750_000_000).expect("time");
     {
         let mut st = state.lock().expect("lock");
-        st.apply_sample(&sample(0.0, 100.0, 1000.0, 55.5), now);
-        st.apply_sample(&sample(1.0, 200.0, 1030.0, 60.0), now);
+        let mut ledger = Ledger::new().priced(st_tariff(), now);
+        feed(&mut st, &mut ledger, &sample(0.0, 100.0, 1000.0, 55.5));
+        feed(&mut st, &mut ledger, &sample(1.0, 200.0, 1030.0, 60.0));
         // The counter drops (wrap or reset): that interval is skipped, never negative.
-        st.apply_sample(&sample(2.0, 200.0, 5.0, 61.0), now);
-        st.apply_sample(&sample(3.0, 100.0, 25.0, 58.25), now);
+        feed(&mut st, &mut ledger, &sample(2.0, 200.0, 5.0, 61.0));
+        feed(&mut st, &mut ledger, &sample(3.0, 100.0, 25.0, 58.25));
         st.record_reply(42, 12.5);
         st.record_reply(8, 20.0);
     }
@@ -317,8 +330,9 @@ fn scrape_the_real_endpoint() {
 #[test]
 fn wall_plug_wins_over_components() {
     let tariff = Tariff::preset("US").expect("US");
-    let mut st = MetricsState::new(Some(tariff));
+    let mut st = MetricsState::new(Some(tariff.clone()));
     let now = jiff::Timestamp::from_second(1_750_000_000).expect("time");
+    let mut ledger = Ledger::new().priced(tariff, now);
     let tick = |t: f64, wall_j: f64, cpu_j: f64| Sample {
         t,
         readings: vec![
@@ -342,8 +356,8 @@ fn wall_plug_wins_over_components() {
             ),
         ],
     };
-    st.apply_sample(&tick(0.0, 7200.0, 100.0), now);
-    st.apply_sample(&tick(1.0, 7290.0, 130.0), now);
+    feed(&mut st, &mut ledger, &tick(0.0, 7200.0, 100.0));
+    feed(&mut st, &mut ledger, &tick(1.0, 7290.0, 130.0));
     let s = parse(&st.render());
     // The wall saw 90 J (which includes the CPU's 30 J): system energy is 90, not 120.
     assert_eq!(get(&s, "llmtop_system_energy_joules_total", &[]), 90.0);

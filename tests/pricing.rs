@@ -3,11 +3,11 @@
 use jiff::Timestamp;
 use jiff::civil::date;
 use jiff::tz::{TimeZone, offset};
-use llmtop::config::{PricingSection, TariffBand, parse};
-use llmtop::pricing::{
+use llmtop::accounting::pricing::{
     Currency, PricingError, Tariff, format_co2, format_money, format_per_1000, format_unit_price,
     region,
 };
+use llmtop::config::{PricingSection, TariffBand, parse};
 use std::path::Path;
 
 const KWH: f64 = 3.6e6;

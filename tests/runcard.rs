@@ -1,8 +1,11 @@
 //! Run cards: round trip, schema validation, fingerprints, and snapshots on disk.
 
-use llmtop::pricing::Tariff;
-use llmtop::runcard::{RunCard, RunCardError, SCHEMA, fingerprint};
-use llmtop::snapshot::{self, SnapshotError, buffer_to_svg, markdown_summary};
+use llmtop::accounting::ledger::Ledger;
+use llmtop::accounting::pricing::Tariff;
+use llmtop::report::runcard::CardSpans;
+use llmtop::report::runcard::{RunCard, RunCardError, SCHEMA, fingerprint};
+use llmtop::report::snapshot::{self, SnapshotError, buffer_to_svg, markdown_summary};
+use llmtop::sensors::{Covers, Method, Quantity, Reading, Sample, Source};
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
@@ -44,7 +47,31 @@ fn pricing_the_card_uses_hand_computed_costs() {
     let mut c = mac();
     let de = Tariff::preset("DE").expect("DE");
     let compare = Tariff::compare_set(&Default::default(), &[]).expect("US, DE, DK");
-    c.price(&de, &compare);
+    // A ledger with a 100 W wall plug: the reply (0 to 24 s) drew 2400 J, the session (0 to
+    // 73 s) 7300 J, as the fixture card says.
+    let mut ledger = Ledger::new().priced(de.clone(), "2025-06-01T12:00:00Z".parse().expect("t"));
+    for i in 0..=80 {
+        let t = f64::from(i);
+        ledger.push(&Sample {
+            t,
+            readings: vec![Reading {
+                id: "plug:p:energy".into(),
+                device: "plug".into(),
+                label: "wall".into(),
+                quantity: Quantity::Energy,
+                value: Some(100.0 * t),
+                limit: None,
+                source: Source::Plug,
+                covers: Covers::Wall,
+                method: Method::Counter,
+            }],
+        });
+    }
+    let spans = CardSpans {
+        reply: Some((0.0, 24.0)),
+        session: Some((0.0, 73.0)),
+    };
+    c.price(&de, &compare, &ledger, spans);
     let labels: Vec<_> = c.cost.iter().map(|x| x.region.as_str()).collect();
     assert_eq!(labels, ["DE", "US", "DK"], "configured first, no duplicate");
     let de_cost = &c.cost[0];
@@ -227,28 +254,22 @@ fn unwritable_snapshot_dir_is_one_clear_error() {
 
 #[test]
 fn transcript_follows_the_config_switch() {
-    use llmtop::config::SnapshotSection;
-    use llmtop::runcard::TranscriptTurn;
+    use llmtop::report::runcard::TranscriptTurn;
     let turns = vec![TranscriptTurn {
         role: "user".into(),
         text: "hi".into(),
     }];
     let mut c = mac();
-    c.set_transcript(turns.clone(), &SnapshotSection::default());
+    c.set_transcript(turns.clone(), true);
     assert_eq!(c.transcript.as_deref(), Some(&turns[..]));
-    let off = SnapshotSection {
-        transcript: false,
-        ..SnapshotSection::default()
-    };
-    c.set_transcript(turns, &off);
+    c.set_transcript(turns, false);
     assert_eq!(c.transcript, None);
     assert!(!c.to_json().contains("\"hi\""));
 }
 
 #[test]
-fn series_point_from_a_sample_does_not_double_count() {
-    use llmtop::runcard::SeriesPoint;
-    use llmtop::sensors::{Covers, Method, Quantity, Reading, Sample, Source};
+fn series_points_take_the_ledgers_power_and_keep_the_last_temperatures() {
+    use llmtop::accounting::session::SessionRecorder;
     let r = |id: &str, q: Quantity, v: Option<f64>, covers: Covers| Reading {
         id: id.into(),
         device: "dev".into(),
@@ -267,28 +288,37 @@ fn series_point_from_a_sample_does_not_double_count() {
         r("f", Quantity::FanRpm, Some(1800.0), Covers::Other),
         r("gone", Quantity::Temperature, None, Covers::Other),
     ];
-    let s = Sample {
-        t: 12.5,
-        readings: components.clone(),
-    };
-    let p = SeriesPoint::from_sample(&s, 10.0, Some(33.0));
+    let mut rec = SessionRecorder::new(Ledger::new(), 0.0);
+    for t in [10.0, 10.5, 11.0, 12.5] {
+        rec.push_sample(
+            &Sample {
+                t,
+                readings: components.clone(),
+            },
+            Some(33.0),
+        );
+    }
+    let p = rec.series().last().expect("point").clone();
     assert_eq!(p.t_s, 2.5);
-    assert_eq!(p.power_w, Some(295.5));
+    assert_eq!(p.power_w, Some(295.5), "GPU + CPU, the components basis");
     assert_eq!(p.tok_s, Some(33.0));
     assert_eq!(p.temps_c.get("dev t"), Some(&71.0));
     assert_eq!(p.fans_rpm.get("dev f"), Some(&1800.0));
     assert_eq!(p.temps_c.len(), 1, "unreadable sensor left out");
-    // With a wall plug, the plug alone is the machine's power.
-    let mut with_wall = components;
-    with_wall.push(r("plug", Quantity::Power, Some(320.0), Covers::Wall));
-    let s = Sample {
-        t: 12.5,
-        readings: with_wall,
-    };
-    assert_eq!(
-        SeriesPoint::from_sample(&s, 10.0, None).power_w,
-        Some(320.0)
-    );
+    // A wall plug, in samples of its own: the plug alone is the machine's power, and the
+    // points keep the local sensors' temperatures.
+    for t in [13.0, 13.5, 14.0] {
+        rec.push_sample(
+            &Sample {
+                t,
+                readings: vec![r("plug", Quantity::Power, Some(320.0), Covers::Wall)],
+            },
+            None,
+        );
+    }
+    let p = rec.series().last().expect("point");
+    assert_eq!(p.power_w, Some(320.0));
+    assert_eq!(p.temps_c.get("dev t"), Some(&71.0));
 }
 
 #[test]

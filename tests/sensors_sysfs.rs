@@ -2,8 +2,9 @@
 //! dirs. Host-dependent parts (NVML, /proc memory) are switched off so results depend only on
 //! the tree.
 
+use llmtop::accounting::energy::{TotalBasis, Window};
+use llmtop::accounting::ledger::Ledger;
 use llmtop::config::SensorsSection;
-use llmtop::energy::{EnergyAccumulator, TotalBasis, Window};
 use llmtop::sensors::sysfs::{ReadFile, Sysfs};
 use llmtop::sensors::{
     Covers, DiscoverOptions, Discovery, Method, Quantity, Reading, Sample, Source, SourceState,
@@ -166,7 +167,7 @@ fn amd_box_k10temp_and_amdgpu() {
 fn rapl_subzones_are_not_double_counted() {
     let tree = copy_tree(&fixture("desktop-intel"));
     let (mut d, _tmp) = discover_at(tree.path());
-    let mut acc = EnergyAccumulator::new();
+    let mut acc = Ledger::new();
     acc.push(&read(&mut d, 0.0));
     let zones = tree.path().join("class/powercap");
     for (zone, before, plus_uj) in [
@@ -212,7 +213,7 @@ fn rapl_counter_wraps_at_max_energy_range() {
     let e = tree.path().join("class/powercap/intel-rapl:0/energy_uj");
     std::fs::write(&e, "262143000000\n").expect("write");
     let (mut d, _tmp) = discover_at(tree.path());
-    let mut acc = EnergyAccumulator::new();
+    let mut acc = Ledger::new();
     acc.push(&read(&mut d, 0.0));
     std::fs::write(&e, "1000000\n").expect("write");
     let s = read(&mut d, 0.5);
@@ -248,7 +249,7 @@ fn laptop_battery_psys_and_mouse_ignored() {
     assert_eq!(get(&s, "rapl:psys:energy").covers, Covers::Platform);
     assert_eq!(get(&s, "hwmon:thinkpad:fan1").value, Some(2900.0));
 
-    let mut acc = EnergyAccumulator::new();
+    let mut acc = Ledger::new();
     acc.push(&s);
     let psys = tree.path().join("class/powercap/intel-rapl:1/energy_uj");
     std::fs::write(&psys, "60129456789\n").expect("write"); // +6 J
@@ -272,7 +273,7 @@ fn laptop_battery_psys_and_mouse_ignored() {
     .expect("w");
     let s = read(&mut d, 2.0);
     assert_eq!(get(&s, "battery:BAT0:power").value, None);
-    let mut acc = EnergyAccumulator::new();
+    let mut acc = Ledger::new();
     acc.push(&s);
     std::fs::write(&psys, "60137456789\n").expect("write"); // +8 J
     acc.push(&read(&mut d, 3.0));

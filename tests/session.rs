@@ -4,18 +4,19 @@
 
 mod support;
 
+use llmtop::accounting::ledger::Ledger;
+use llmtop::accounting::pricing::Tariff;
+use llmtop::accounting::session::SessionRecorder;
+use llmtop::accounting::tally::TallyDelta;
 use llmtop::config::{PricingSection, SnapshotSection};
+use llmtop::dashboard::card::{self, CardContext};
+use llmtop::dashboard::event::Event;
 use llmtop::engine::scripted::ScriptedEngine;
 use llmtop::engine::{EngineEvent, Phase, StopReason};
-use llmtop::event::Event;
-use llmtop::hostinfo::HostInfo;
-use llmtop::pricing::Tariff;
-use llmtop::runcard::RunCard;
+use llmtop::report::runcard::RunCard;
+use llmtop::sensors::host::HostInfo;
 use llmtop::sensors::scripted::ScriptedSensor;
 use llmtop::sensors::{Sample, Sensor};
-use llmtop::session::SessionRecorder;
-use llmtop::session_card::{self, CardContext};
-use llmtop::tally::TallyDelta;
 use std::f64::consts::PI;
 use support::stats;
 
@@ -31,6 +32,12 @@ fn tariff() -> Tariff {
     .expect("tariff")
 }
 
+/// The session's ledger, priced in [`tariff`] from noon UTC.
+fn ledger() -> Ledger {
+    let wall: jiff::Timestamp = "2025-06-01T12:00:00Z".parse().expect("time");
+    Ledger::new().priced(tariff(), wall)
+}
+
 /// Exact energy of the scripted total over [a, b], J.
 fn exact_j(a: f64, b: f64) -> f64 {
     let k = 2.0 * PI / 20.0;
@@ -41,7 +48,6 @@ fn exact_j(a: f64, b: f64) -> f64 {
 fn feed(rec: &mut SessionRecorder, from: f64, to: f64) -> TallyDelta {
     let mut sensor = ScriptedSensor::default();
     let mut sum = TallyDelta::default();
-    let wall: jiff::Timestamp = "2025-06-01T12:00:00Z".parse().expect("time");
     let mut i = 0;
     loop {
         let t = from + 0.25 * f64::from(i);
@@ -54,7 +60,6 @@ fn feed(rec: &mut SessionRecorder, from: f64, to: f64) -> TallyDelta {
                 readings: sensor.read(t),
             },
             None,
-            wall,
         );
         sum.merge(&d);
         i += 1;
@@ -62,12 +67,12 @@ fn feed(rec: &mut SessionRecorder, from: f64, to: f64) -> TallyDelta {
 }
 
 fn engine(rec: &mut SessionRecorder, event: EngineEvent, now: f64) -> Option<TallyDelta> {
-    rec.observe(&Event::Engine { event, now })
+    rec.observe(&event, now)
 }
 
 #[test]
 fn session_energy_cost_and_co2_add_up_per_sample() {
-    let mut rec = SessionRecorder::new(tariff(), 10.0);
+    let mut rec = SessionRecorder::new(ledger(), 10.0);
     let sum = feed(&mut rec, 0.0, 60.0);
     // Three whole periods: 127 W x 60 s = 7620 J (trapezoid is exact for a sampled sine
     // over whole periods).
@@ -96,7 +101,7 @@ fn session_energy_cost_and_co2_add_up_per_sample() {
 
 #[test]
 fn idle_baseline_is_the_mean_power_after_load_and_feeds_net_energy() {
-    let mut rec = SessionRecorder::new(tariff(), 10.0);
+    let mut rec = SessionRecorder::new(ledger(), 10.0);
     feed(&mut rec, 0.0, 1.75);
     engine(
         &mut rec,
@@ -142,7 +147,7 @@ fn idle_baseline_is_the_mean_power_after_load_and_feeds_net_energy() {
 
 #[test]
 fn generating_before_the_idle_window_ends_skips_the_baseline() {
-    let mut rec = SessionRecorder::new(tariff(), 10.0);
+    let mut rec = SessionRecorder::new(ledger(), 10.0);
     engine(
         &mut rec,
         EngineEvent::Loaded(ScriptedEngine::model_info()),
@@ -158,7 +163,7 @@ fn generating_before_the_idle_window_ends_skips_the_baseline() {
 #[test]
 fn session_card_has_cold_and_warm_ttft_sums_energy_and_transcript() {
     let mut app = support::new_app(80, 24);
-    let mut rec = SessionRecorder::new(tariff(), 0.0);
+    let mut rec = SessionRecorder::new(ledger(), 0.0);
     support::loaded(&mut app);
     engine(
         &mut rec,
@@ -182,7 +187,7 @@ fn session_card_has_cold_and_warm_ttft_sums_energy_and_transcript() {
         engine(&mut rec, ev.clone(), now);
         app.update(Event::Engine { event: ev, now });
     }
-    let m = session_card::session_metrics(&rec);
+    let m = card::session_metrics(&rec);
     assert_eq!(m.replies, 4);
     assert_eq!(m.ttft_cold_ms, Some(900.0));
     assert_eq!(m.ttft_warm_ms, Some(100.0)); // median of 80, 120, 100
@@ -197,7 +202,7 @@ fn session_card_has_cold_and_warm_ttft_sums_energy_and_transcript() {
     let settings = llmtop::engine::EngineSettings::with_model("demo.gguf".into());
     let compare = vec![Tariff::preset("DE").expect("DE")];
     let make = |section: &SnapshotSection| {
-        session_card::card(
+        card::card(
             &app,
             &rec,
             CardContext {
@@ -245,9 +250,9 @@ fn session_card_has_cold_and_warm_ttft_sums_energy_and_transcript() {
 #[test]
 fn no_card_before_the_model_loaded() {
     let app = support::new_app(80, 24);
-    let rec = SessionRecorder::new(tariff(), 0.0);
+    let rec = SessionRecorder::new(ledger(), 0.0);
     let settings = llmtop::engine::EngineSettings::with_model("demo.gguf".into());
-    let err = session_card::card(
+    let err = card::card(
         &app,
         &rec,
         CardContext {
@@ -265,7 +270,7 @@ fn no_card_before_the_model_loaded() {
 
 #[test]
 fn a_two_hour_session_is_thinned_but_its_energy_stays_right() {
-    let mut rec = SessionRecorder::new(tariff(), 0.0);
+    let mut rec = SessionRecorder::new(ledger(), 0.0);
     let sum = feed(&mut rec, 0.0, 7_200.0);
     // Per-sample accounting is untouched by thinning: within the trapezoid's error of the
     // exact integral of the scripted curve (0.25 s steps on a 20 s period).

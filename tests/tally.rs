@@ -1,7 +1,7 @@
 //! The lifetime tally: write interval, merging writers, corrupt files kept aside, a real
 //! `kill -9` mid-write, and a full disk (file-size limit) leaving the old file intact.
 
-use llmtop::tally::{SCHEMA, Tally, TallyDelta, TallyStore};
+use llmtop::accounting::tally::{SCHEMA, Tally, TallyDelta, TallyStore};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

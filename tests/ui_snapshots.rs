@@ -7,9 +7,9 @@
 mod support;
 
 use crossterm::event::{KeyCode, KeyModifiers};
-use llmtop::app::App;
+use llmtop::dashboard::state::App;
+use llmtop::dashboard::theme::Theme;
 use llmtop::engine::EngineEvent;
-use llmtop::theme::Theme;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use support::*;
@@ -18,7 +18,7 @@ fn render(app: &App) -> String {
     let backend = TestBackend::new(app.width, app.height);
     let mut terminal = Terminal::new(backend).expect("terminal");
     terminal
-        .draw(|f| llmtop::ui::draw(app, &Theme::dark(), f))
+        .draw(|f| llmtop::dashboard::ui::draw(app, &Theme::dark(), f))
         .expect("draw");
     terminal.backend().to_string()
 }
@@ -101,21 +101,13 @@ fn generating_screen_shows_the_live_figures() {
 
 #[test]
 fn estimated_power_is_marked_on_screen() {
-    use llmtop::event::Event;
     use llmtop::sensors::scripted::ScriptedSensor;
-    use llmtop::sensors::{Sample, Sensor};
     let mut app = new_app(80, 24);
-    let mut s = ScriptedSensor {
+    let s = ScriptedSensor {
         with_wall: false,
         cpu_estimated: true,
     };
-    for i in 0..4 {
-        let t = 5.0 + f64::from(i) * 0.25;
-        app.update(Event::Sample(Sample {
-            t,
-            readings: s.read(t),
-        }));
-    }
+    support::samples_of(&mut app, s.clone(), 5.0, 5.75);
     support::shell_footer(&mut app, s.clone(), 5.0, 5.75, None);
     let screen = render(&app);
     // CPU at the peak is 42 W, estimated: shown as an estimate, and the total too.

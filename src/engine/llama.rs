@@ -8,7 +8,7 @@ use super::utf8::Utf8Stream;
 use super::{
     Command, Engine, EngineEvent, EngineSettings, ModelInfo, Phase, ReplyStats, StopReason,
 };
-use crate::gguf;
+use crate::engine::gguf;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;

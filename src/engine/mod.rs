@@ -6,8 +6,11 @@
 //! engine ([`llama::LlamaEngine`]) and a scripted one for UI tests and `--demo`
 //! ([`scripted::ScriptedEngine`]).
 
+pub mod gguf;
 pub mod llama;
+pub mod models;
 pub mod scripted;
+pub mod settings;
 pub mod utf8;
 
 use serde::{Deserialize, Serialize};

@@ -8,10 +8,10 @@ use super::nvml;
 use super::plug::PlugSensor;
 use super::powercap;
 use super::procstat::CpuUtil;
+use super::settings::SensorsSection;
 use super::sysfs::Sysfs;
 use super::system::SystemSensor;
 use super::{Sensor, Source, SourceState, SourceStatus};
-use crate::config::SensorsSection;
 use std::path::PathBuf;
 
 /// What discovery found: sensors to hand to the sampler, and the report.

@@ -5,9 +5,9 @@
 //! `device/`) are read: nothing is walked recursively, so symlink loops cannot trap us; a loop
 //! at the top (`hwmon0 -> hwmon0`) fails to open and is reported and skipped.
 
+use super::counter::{CounterStep, counter_delta};
 use super::sysfs::{Sysfs, SysfsError, list_dir};
 use super::{Covers, Method, Quantity, Reading, Sensor, Source, SourceState, SourceStatus};
-use crate::energy::{CounterStep, counter_delta};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -5,14 +5,18 @@
 //! cannot be read yields `value: None` ("n/a") rather than failing the whole sample.
 
 pub mod scripted;
+pub mod settings;
 
 use serde::{Deserialize, Serialize};
 
 pub mod battery;
+pub mod counter;
 pub mod discover;
 pub mod estimate;
+pub mod host;
 pub mod http;
 pub mod hwmon;
+pub mod meter;
 pub mod nvml;
 pub mod plug;
 pub mod powercap;
@@ -22,6 +26,7 @@ pub mod sysfs;
 pub mod system;
 
 pub use discover::{DiscoverOptions, Discovery, discover, discover_with};
+pub use meter::Meter;
 pub use sampler::{Sampler, SamplerHandle};
 
 /// Which interface produced a reading.

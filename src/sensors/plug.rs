@@ -13,8 +13,8 @@
 //! entities are usually just as coarse: prefer a power entity there.
 
 use super::http::{self, HttpError};
+use super::settings::PlugConfig;
 use super::{Covers, Method, Quantity, Reading, Sensor, Source};
-use crate::config::PlugConfig;
 use serde_json::Value;
 use std::time::Duration;
 

@@ -5,9 +5,9 @@
 //! the packages. Subzones are reported as [`Covers::Other`] so that no total sums them; `dram`
 //! is separate from the package and counts as [`Covers::Dram`].
 
+use super::counter::{CounterStep, counter_delta};
 use super::sysfs::{Sysfs, SysfsError, list_dir};
 use super::{Covers, Method, Quantity, Reading, Sensor, Source, SourceState, SourceStatus};
-use crate::energy::{CounterStep, counter_delta};
 use std::path::PathBuf;
 
 /// One readable zone.

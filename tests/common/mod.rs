@@ -13,7 +13,7 @@ pub fn model_path() -> PathBuf {
     if let Some(p) = std::env::var_os("LLMTOP_TEST_MODEL") {
         return PathBuf::from(p);
     }
-    let p = llmtop::config::models_dir().join(llmtop::models::DEFAULT_MODEL_FILE);
+    let p = llmtop::config::models_dir().join(llmtop::engine::models::DEFAULT_MODEL_FILE);
     assert!(
         p.is_file(),
         "{} missing: run scripts/fetch-model.sh first (the test command does)",
@@ -40,7 +40,7 @@ pub struct Running {
 pub const TIMEOUT: Duration = Duration::from_secs(300);
 
 pub fn next(handle: &mut EngineHandle) -> EngineEvent {
-    llmtop::bench::recv_timeout(handle, TIMEOUT).expect("engine event within the timeout")
+    llmtop::commands::bench::recv_timeout(handle, TIMEOUT).expect("engine event within the timeout")
 }
 
 pub fn start(settings: EngineSettings) -> Running {

@@ -2,11 +2,11 @@
 #![allow(dead_code)]
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use llmtop::app::{App, Effect};
+use llmtop::config::keys::KeyMap;
+use llmtop::dashboard::event::Event;
+use llmtop::dashboard::state::{App, Effect};
 use llmtop::engine::scripted::ScriptedEngine;
 use llmtop::engine::{EngineEvent, Phase, ReplyStats, StopReason};
-use llmtop::event::Event;
-use llmtop::keys::KeyMap;
 use llmtop::sensors::scripted::ScriptedSensor;
 use llmtop::sensors::{Sample, Sensor};
 
@@ -46,13 +46,24 @@ pub fn loaded(app: &mut App) {
     engine(app, EngineEvent::Phase(Phase::Idle), 0.5);
 }
 
-/// Feed scripted-sensor samples at 4 Hz from `from` to `to` seconds.
+/// Feed scripted-sensor samples at 4 Hz from `from` to `to` seconds, as the shell does: each
+/// through a ledger, whose power view reaches the app before the sample.
 pub fn samples(app: &mut App, from: f64, to: f64) {
-    let mut s = ScriptedSensor::default();
+    samples_of(app, ScriptedSensor::default(), from, to);
+}
+
+/// [`samples`] from a given scripted sensor.
+pub fn samples_of(app: &mut App, mut s: ScriptedSensor, from: f64, to: f64) {
+    let mut ledger = llmtop::accounting::ledger::Ledger::new();
     let mut t = from;
     while t <= to + 1e-9 {
-        let readings = s.read(t);
-        app.update(Event::Sample(Sample { t, readings }));
+        let sample = Sample {
+            t,
+            readings: s.read(t),
+        };
+        ledger.push(&sample);
+        app.update(Event::Power(ledger.power_view()));
+        app.update(Event::Sample(sample));
         t += 0.25;
     }
 }
@@ -81,15 +92,16 @@ pub fn shell_footer(
     mut sensor: ScriptedSensor,
     from: f64,
     to: f64,
-    lifetime: Option<&llmtop::tally::Tally>,
+    lifetime: Option<&llmtop::accounting::tally::Tally>,
 ) {
-    let tariff = llmtop::pricing::Tariff::preset("US").expect("US preset");
-    let mut rec = llmtop::session::SessionRecorder::new(tariff, 0.0);
+    let tariff = llmtop::accounting::pricing::Tariff::preset("US").expect("US preset");
     let wall: jiff::Timestamp = "2025-06-01T12:00:00Z".parse().expect("time");
+    let ledger = llmtop::accounting::ledger::Ledger::new().priced(tariff, wall);
+    let mut rec = llmtop::accounting::session::SessionRecorder::new(ledger, 0.0);
     let mut t = from;
     while t <= to + 1e-9 {
         let readings = sensor.read(t);
-        rec.push_sample(&Sample { t, readings }, None, wall);
+        rec.push_sample(&Sample { t, readings }, None);
         t += 0.25;
     }
     let (energy, cost) = rec.footer(lifetime);
@@ -97,7 +109,7 @@ pub fn shell_footer(
 }
 
 /// A lifetime tally of 1234.5 Wh and $0.21.
-pub fn lifetime() -> llmtop::tally::Tally {
+pub fn lifetime() -> llmtop::accounting::tally::Tally {
     serde_json::from_str(
         r#"{"schema":"llmtop.tally/1","energy_j":4444200,"generated_tokens":90000,
             "prompt_tokens":1000,"replies":300,"cost":{"USD":0.21},"co2_g":1500,

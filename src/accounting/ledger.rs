@@ -1,0 +1,1078 @@
+//! The ledger: the one place that turns readings into energy, picks what the whole-system total
+//! is measured from, and prices it. Every surface (gauge, footer, per-reply line, bench, run
+//! card, exporter, lifetime tally) reads its figures from here.
+//!
+//! - **Channels.** Each energy reading id is a channel. A counter is unwrapped once (wrap and
+//!   reset, [`counter_delta`]); a power reading is integrated once (trapezoid). Either way the
+//!   channel keeps cumulative joules at its own sample times, so the energy between any two
+//!   instants is a difference of two interpolations: a slow source (a plug at 1 Hz) is
+//!   interpolated across a window's edges instead of being cut off at them.
+//! - **Basis.** The total is the wall plug, else the battery while discharging, else RAPL psys,
+//!   else the sum of non-overlapping components; per channel a counter beats a power reading.
+//!   The basis stays put while its sources keep reporting. A source silent for
+//!   [`SILENT_PERIODS`] of its own periods, or one that starts reporting, is a timestamped
+//!   [`BasisChange`], never a silent flip.
+//! - **Total.** The total advances only as far as every source of the basis has reported (the
+//!   settled time), one knot of cumulative joules, money and CO2 per step. Each step is priced
+//!   at the wall-clock time it was drawn.
+//!
+//! Pure: times are the sampler's monotonic seconds; the wall clock enters as the instant that
+//! sampler time zero corresponds to.
+
+use super::energy::{
+    BasisChange, EnergyReport, IdleBaseline, SourceEnergy, TotalBasis, TotalEnergy, Window,
+    joules_to_wh,
+};
+use super::pricing::Tariff;
+use crate::sensors::counter::{CounterStep, counter_delta};
+use crate::sensors::{Covers, Method, Quantity, Reading, Sample, Source};
+use jiff::Timestamp;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A source is silent after this many of its own sampling periods without a reading.
+pub const SILENT_PERIODS: f64 = 3.0;
+/// ... and never sooner than this, so a slow local tick is not a change of basis.
+pub const MIN_SILENCE_S: f64 = 1.0;
+/// How long the ledger waits at start for a source that discovery found (a plug) before it
+/// settles for a lesser basis.
+pub const START_GRACE_S: f64 = 5.0;
+/// Peak power is taken over intervals at least this long (shorter ones are jitter).
+const MIN_PEAK_INTERVAL_S: f64 = 0.1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Power,
+}
+
+/// One point of a channel: cumulative joules at `t`, and the power then (the sampled watts,
+/// or a counter's rate over the interval that ends at `t`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Point {
+    t: f64,
+    j: f64,
+    w: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+struct Channel {
+    device: String,
+    label: String,
+    source: Source,
+    covers: Covers,
+    method: Method,
+    kind: Kind,
+    points: Vec<Point>,
+    last_raw: Option<f64>,
+    resets: Vec<f64>,
+    /// Smoothed interval between readings, seconds.
+    period: Option<f64>,
+}
+
+impl Channel {
+    fn first_t(&self) -> Option<f64> {
+        self.points.first().map(|p| p.t)
+    }
+
+    fn last_t(&self) -> Option<f64> {
+        self.points.last().map(|p| p.t)
+    }
+
+    /// Cumulative joules at `t`, clamped to the first/last point outside them. Inside an
+    /// interval a counter is linear; sampled power is linear too, so its energy is the exact
+    /// integral of that line (the same trapezoid the points hold).
+    fn j_at(&self, t: f64) -> Option<f64> {
+        let pts = &self.points;
+        let first = pts.first()?;
+        let last = pts.last()?;
+        if t <= first.t {
+            return Some(first.j);
+        }
+        if t >= last.t {
+            return Some(last.j);
+        }
+        let i = pts.partition_point(|p| p.t < t);
+        let (a, b) = (pts[i - 1], pts[i]);
+        let f = (t - a.t) / (b.t - a.t);
+        // The share of the interval's energy drawn by `t`: under a line of power that is the
+        // trapezoid up to `t` over the whole one.
+        let share = match (self.kind, a.w, b.w) {
+            (Kind::Power, Some(wa), Some(wb)) if wa + wb > 0.0 => {
+                let wt = wa + (wb - wa) * f;
+                f * (wa + wt) / (wa + wb)
+            }
+            _ => f,
+        };
+        Some(a.j + (b.j - a.j) * share)
+    }
+
+    fn silence_s(&self) -> f64 {
+        (SILENT_PERIODS * self.period.unwrap_or(1.0)).max(MIN_SILENCE_S)
+    }
+
+    fn alive(&self, now: f64) -> bool {
+        self.last_t().is_some_and(|t| now - t <= self.silence_s())
+    }
+
+    /// A recent reading: it can carry a total from its first point on.
+    fn usable(&self, now: f64) -> bool {
+        self.alive(now)
+    }
+
+    /// Sampled power at `t` on the line between readings (power channels).
+    fn w_at(&self, t: f64) -> Option<f64> {
+        let i = self.points.partition_point(|p| p.t < t);
+        let b = self.points.get(i)?;
+        if b.t == t || i == 0 {
+            return b.w.filter(|_| b.t == t);
+        }
+        let a = self.points[i - 1];
+        let f = (t - a.t) / (b.t - a.t);
+        Some(a.w? + (b.w? - a.w?) * f)
+    }
+
+    /// Where the current unbroken run of readings began (after the last silence).
+    fn resumed_at(&self) -> Option<f64> {
+        let silence = self.silence_s();
+        let i = self
+            .points
+            .windows(2)
+            .rposition(|w| w[1].t - w[0].t > silence)
+            .map_or(0, |i| i + 1);
+        self.points.get(i).map(|p| p.t)
+    }
+
+    fn power_now(&self) -> Option<f64> {
+        self.points.last().and_then(|p| p.w)
+    }
+}
+
+/// `rapl:package-0:energy` -> `rapl:package-0`: a counter and a power reading of one channel
+/// share this key, and the counter wins.
+fn channel_key(id: &str) -> &str {
+    id.rsplit_once(':').map(|(k, _)| k).unwrap_or(id)
+}
+
+/// A stretch of time with one basis and one set of sources.
+#[derive(Debug, Clone, PartialEq)]
+struct Segment {
+    t0: f64,
+    basis: Option<TotalBasis>,
+    ids: Vec<String>,
+}
+
+/// Cumulative whole-system figures at a settled time.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct Knot {
+    t: f64,
+    j: f64,
+    cost: f64,
+    co2_g: f64,
+}
+
+/// A temperature or fan channel, kept for the peaks of a window.
+#[derive(Debug, Clone)]
+struct Extreme {
+    name: String,
+    fan: bool,
+    points: Vec<(f64, f64)>,
+}
+
+/// The whole-system power right now, as the gauge shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TotalPower {
+    pub watts: f64,
+    pub basis: TotalBasis,
+    /// Some part is an estimate (utilisation x TDP).
+    pub estimated: bool,
+    /// The sources summed: one source means its provenance can be named.
+    pub sources: Vec<String>,
+    /// Their [`Source`], when all share one.
+    pub source: Option<Source>,
+}
+
+/// One energy channel right now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelNow {
+    pub id: String,
+    pub device: String,
+    pub label: String,
+    pub source: Source,
+    pub covers: Covers,
+    pub method: Method,
+    /// Latest power, W.
+    pub watts: Option<f64>,
+    /// Joules since the ledger started (unwrapped counter, or integrated power).
+    pub energy_j: f64,
+    pub in_total: bool,
+}
+
+/// What the power gauges show: the total now and every energy channel.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PowerView {
+    pub total: Option<TotalPower>,
+    pub channels: Vec<ChannelNow>,
+}
+
+/// Figures since the ledger started.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Totals {
+    /// Sampler time up to which every source of the basis has reported.
+    pub settled_t: f64,
+    pub energy_j: f64,
+    /// In the ledger's tariff's currency (0 without a tariff).
+    pub cost: f64,
+    pub co2_g: f64,
+    /// Some part of the total was an estimate.
+    pub estimated: bool,
+}
+
+/// See the module docs.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    channels: BTreeMap<String, Channel>,
+    extremes: BTreeMap<String, Extreme>,
+    segments: Vec<Segment>,
+    knots: Vec<Knot>,
+    changes: Vec<BasisChange>,
+    tariff: Option<Tariff>,
+    wall_origin: Option<Timestamp>,
+    expected: Option<TotalBasis>,
+    t_first: Option<f64>,
+    t_now: f64,
+    estimated: bool,
+}
+
+impl Ledger {
+    /// A ledger without prices (bench and tests price windows on demand).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Price each joule with `tariff` at the wall-clock time it was drawn: sampler time 0 is
+    /// the instant `origin`.
+    pub fn priced(mut self, tariff: Tariff, origin: Timestamp) -> Self {
+        self.tariff = Some(tariff);
+        self.wall_origin = Some(origin);
+        self
+    }
+
+    /// A basis discovery found (a plug that answered): wait up to [`START_GRACE_S`] for it
+    /// before starting on a lesser one, so the total does not begin with a change.
+    pub fn expecting(mut self, basis: Option<TotalBasis>) -> Self {
+        self.expected = basis;
+        self
+    }
+
+    pub fn tariff(&self) -> Option<&Tariff> {
+        self.tariff.as_ref()
+    }
+
+    /// The wall-clock instant of sampler time `t`.
+    pub fn wall_at(&self, t: f64) -> Option<Timestamp> {
+        let origin = self.wall_origin?;
+        let ns = (t * 1e9).round() as i128;
+        Timestamp::from_nanosecond(origin.as_nanosecond() + ns).ok()
+    }
+
+    /// Take in one sampler tick (local sensors, or one plug's poll).
+    pub fn push(&mut self, sample: &Sample) {
+        if !sample.t.is_finite() {
+            return;
+        }
+        self.t_first.get_or_insert(sample.t);
+        self.t_now = self.t_now.max(sample.t);
+        for r in &sample.readings {
+            self.fold(sample.t, r);
+        }
+        self.advance();
+    }
+
+    fn fold(&mut self, t: f64, r: &Reading) {
+        let kind = match (r.quantity, r.method) {
+            (Quantity::Energy, Method::Counter) => Kind::Counter,
+            (Quantity::Power, _) => Kind::Power,
+            (Quantity::Temperature | Quantity::FanRpm, _) => {
+                if let Some(v) = r.value.filter(|v| v.is_finite()) {
+                    let e = self
+                        .extremes
+                        .entry(r.id.clone())
+                        .or_insert_with(|| Extreme {
+                            name: format!("{} {}", r.device, r.label),
+                            fan: r.quantity == Quantity::FanRpm,
+                            points: Vec::new(),
+                        });
+                    if e.points.last().is_none_or(|&(lt, _)| t > lt) {
+                        e.points.push((t, v));
+                    }
+                }
+                return;
+            }
+            _ => return,
+        };
+        // Energy and power are never negative: such a value is not a reading.
+        let Some(value) = r.value.filter(|v| v.is_finite() && *v >= 0.0) else {
+            return;
+        };
+        let c = self
+            .channels
+            .entry(r.id.clone())
+            .or_insert_with(|| Channel {
+                device: r.device.clone(),
+                label: r.label.clone(),
+                source: r.source,
+                covers: r.covers,
+                method: r.method,
+                kind,
+                points: Vec::new(),
+                last_raw: None,
+                resets: Vec::new(),
+                period: None,
+            });
+        let Some(&last) = c.points.last() else {
+            c.points.push(Point {
+                t,
+                j: 0.0,
+                w: (kind == Kind::Power).then_some(value),
+            });
+            c.last_raw = Some(value);
+            return;
+        };
+        if t <= last.t {
+            return; // timestamps are monotonic per channel
+        }
+        let dt = t - last.t;
+        let silence = c.silence_s();
+        if dt <= silence {
+            c.period = Some(match c.period {
+                Some(p) => 0.8 * p + 0.2 * dt,
+                None => dt,
+            });
+        }
+        let point = match kind {
+            Kind::Counter => {
+                let step = counter_delta(c.last_raw.unwrap_or(value), value, r.limit);
+                if step == CounterStep::Reset {
+                    c.resets.push(t);
+                }
+                let d = step.energy();
+                Point {
+                    t,
+                    j: last.j + d,
+                    w: Some(d / dt),
+                }
+            }
+            Kind::Power => {
+                let prev_w = last.w.unwrap_or(value);
+                // A short gap (a missed reading) is bridged; across a silence nothing is
+                // known, so nothing is integrated.
+                let bridged = dt <= silence;
+                Point {
+                    t,
+                    j: last.j
+                        + if bridged {
+                            dt * (prev_w + value) / 2.0
+                        } else {
+                            0.0
+                        },
+                    w: Some(value),
+                }
+            }
+        };
+        c.last_raw = Some(value);
+        c.points.push(point);
+    }
+
+    /// The basis and sources the total should use now: per basis in priority order, per
+    /// channel key the counter if usable, else the power reading.
+    fn target(&self) -> Option<(TotalBasis, Vec<String>)> {
+        let now = self.t_now;
+        for basis in TotalBasis::ORDER {
+            let mut by_key: BTreeMap<&str, (&String, Kind)> = BTreeMap::new();
+            for (id, c) in &self.channels {
+                if !basis.covers().contains(&c.covers) || !c.usable(now) {
+                    continue;
+                }
+                let key = channel_key(id);
+                match by_key.get(key) {
+                    Some((_, Kind::Counter)) => {}
+                    _ => {
+                        by_key.insert(key, (id, c.kind));
+                    }
+                }
+            }
+            if !by_key.is_empty() {
+                return Some((
+                    basis,
+                    by_key.into_values().map(|(id, _)| id.clone()).collect(),
+                ));
+            }
+        }
+        None
+    }
+
+    fn advance(&mut self) {
+        let target = self.target();
+        let current = self.segments.last().cloned();
+        let Some(current) = current else {
+            let Some((basis, ids)) = target else { return };
+            let waiting = self.expected.is_some_and(|e| rank(e) < rank(basis))
+                && self.t_now - self.t_first.unwrap_or(self.t_now) < START_GRACE_S;
+            if waiting {
+                return;
+            }
+            let t0 = self.start_time(&ids);
+            self.begin(t0, Some(basis), ids, "first reading".into(), None);
+            self.settle();
+            return;
+        };
+        let same = match &target {
+            Some((b, ids)) => current.basis == Some(*b) && current.ids == *ids,
+            None => current.basis.is_none(),
+        };
+        if same {
+            self.settle();
+            return;
+        }
+        // Count the old basis as far as its sources reported, then change there.
+        self.settle();
+        let reason = self.why(&current.ids, target.as_ref().map(|(_, ids)| ids.as_slice()));
+        let settled = self.knots.last().map_or(self.t_now, |k| k.t);
+        match target {
+            Some((basis, ids)) => {
+                // After a stretch with no source, start where the new ones resumed.
+                let t0 = if current.basis.is_none() {
+                    settled.max(self.start_time(&ids))
+                } else {
+                    settled
+                };
+                self.begin(t0, Some(basis), ids, reason, current.basis);
+                self.settle();
+            }
+            None => self.begin(settled, None, Vec::new(), reason, current.basis),
+        }
+    }
+
+    /// Where all of `ids` have data without a silence since.
+    fn start_time(&self, ids: &[String]) -> f64 {
+        ids.iter()
+            .filter_map(|id| self.channels.get(id).and_then(Channel::resumed_at))
+            .fold(f64::NEG_INFINITY, f64::max)
+    }
+
+    fn begin(
+        &mut self,
+        t0: f64,
+        basis: Option<TotalBasis>,
+        ids: Vec<String>,
+        reason: String,
+        from: Option<TotalBasis>,
+    ) {
+        match self.knots.last().copied() {
+            None => self.knots.push(Knot {
+                t: t0,
+                ..Knot::default()
+            }),
+            // Nothing is known between the last settled time and `t0`: the total stays.
+            Some(k) if t0 > k.t => self.knots.push(Knot { t: t0, ..k }),
+            Some(_) => {}
+        }
+        self.changes.push(BasisChange {
+            t: t0,
+            from,
+            to: basis,
+            sources: ids.clone(),
+            reason,
+        });
+        self.segments.push(Segment { t0, basis, ids });
+    }
+
+    /// Why the sources changed from `old` to `new`, in a few words.
+    fn why(&self, old: &[String], new: Option<&[String]>) -> String {
+        let new = new.unwrap_or(&[]);
+        let silent: Vec<String> = old
+            .iter()
+            .filter(|id| !new.contains(id))
+            .map(|id| match self.channels.get(id).and_then(Channel::last_t) {
+                Some(t) => format!("{id} silent {:.1} s", self.t_now - t),
+                None => format!("{id} silent"),
+            })
+            .collect();
+        let back: Vec<String> = new
+            .iter()
+            .filter(|id| !old.contains(id))
+            .map(|id| format!("{id} reporting"))
+            .collect();
+        let mut all = silent;
+        all.extend(back);
+        if all.is_empty() {
+            "sources changed".into()
+        } else {
+            all.join(", ")
+        }
+    }
+
+    /// Move the total forward to where every source of the current basis has reported.
+    fn settle(&mut self) {
+        let Some(seg) = self.segments.last() else {
+            return;
+        };
+        if seg.basis.is_none() {
+            return;
+        }
+        let parts: Vec<&Channel> = seg
+            .ids
+            .iter()
+            .filter_map(|id| self.channels.get(id))
+            .collect();
+        let Some(frontier) = parts.iter().filter_map(|c| c.last_t()).reduce(f64::min) else {
+            return;
+        };
+        let Some(&last) = self.knots.last() else {
+            return;
+        };
+        if frontier <= last.t {
+            return;
+        }
+        let inc: f64 = parts
+            .iter()
+            .filter_map(|c| Some(c.j_at(frontier)? - c.j_at(last.t)?))
+            .sum::<f64>()
+            .max(0.0);
+        self.estimated |= parts.iter().any(|c| c.method == Method::Estimated);
+        let (cost, co2) = self.price(inc, last.t, frontier);
+        self.knots.push(Knot {
+            t: frontier,
+            j: last.j + inc,
+            cost: last.cost + cost,
+            co2_g: last.co2_g + co2,
+        });
+    }
+
+    fn price(&self, j: f64, t0: f64, t1: f64) -> (f64, f64) {
+        match (&self.tariff, self.wall_at(t0), self.wall_at(t1)) {
+            (Some(tariff), Some(a), Some(b)) => {
+                (tariff.cost_over(j, a, b), tariff.co2_g(j).unwrap_or(0.0))
+            }
+            _ => (0.0, 0.0),
+        }
+    }
+
+    /// Whole-system joules between `t0` and `t1` and the seconds of that span the total
+    /// covers (`None`: no overlap).
+    pub fn energy_between(&self, t0: f64, t1: f64) -> Option<(f64, f64)> {
+        let (a, b) = self.clamp(t0, t1)?;
+        Some((self.knot_at(b).j - self.knot_at(a).j, b - a))
+    }
+
+    /// The cost of the energy between `t0` and `t1` in `tariff`, each step priced at the time
+    /// it was drawn; `None` without a wall clock or an overlap.
+    pub fn cost_between(&self, tariff: &Tariff, t0: f64, t1: f64) -> Option<f64> {
+        let (a, b) = self.clamp(t0, t1)?;
+        if self.tariff.as_ref() == Some(tariff) {
+            return Some(self.knot_at(b).cost - self.knot_at(a).cost);
+        }
+        let mut cost = 0.0;
+        for w in self.knots.windows(2) {
+            let (lo, hi) = (w[0].t.max(a), w[1].t.min(b));
+            if hi <= lo {
+                continue;
+            }
+            let j = self.knot_at(hi).j - self.knot_at(lo).j;
+            cost += tariff.cost_over(j, self.wall_at(lo)?, self.wall_at(hi)?);
+        }
+        Some(cost)
+    }
+
+    fn clamp(&self, t0: f64, t1: f64) -> Option<(f64, f64)> {
+        let first = self.knots.first()?.t;
+        let last = self.knots.last()?.t;
+        let (a, b) = (t0.max(first), t1.min(last));
+        (b > a).then_some((a, b))
+    }
+
+    /// Cumulative figures at `t`, interpolated between knots (clamped to their range).
+    fn knot_at(&self, t: f64) -> Knot {
+        let k = &self.knots;
+        let Some(first) = k.first() else {
+            return Knot::default();
+        };
+        if t <= first.t {
+            return *first;
+        }
+        let i = k.partition_point(|p| p.t < t);
+        if i >= k.len() {
+            return k[k.len() - 1];
+        }
+        let (a, b) = (k[i - 1], k[i]);
+        let f = if b.t > a.t {
+            (t - a.t) / (b.t - a.t)
+        } else {
+            1.0
+        };
+        Knot {
+            t,
+            j: a.j + (b.j - a.j) * f,
+            cost: a.cost + (b.cost - a.cost) * f,
+            co2_g: a.co2_g + (b.co2_g - a.co2_g) * f,
+        }
+    }
+
+    /// Everything since the ledger started.
+    pub fn totals(&self) -> Totals {
+        let first = self.knots.first().copied().unwrap_or_default();
+        let last = self.knots.last().copied().unwrap_or_default();
+        Totals {
+            settled_t: last.t,
+            energy_j: last.j - first.j,
+            cost: last.cost - first.cost,
+            co2_g: last.co2_g - first.co2_g,
+            estimated: self.estimated,
+        }
+    }
+
+    /// Sampler time up to which the total is known (`None`: no total yet).
+    pub fn settled_until(&self) -> Option<f64> {
+        self.knots.last().map(|k| k.t)
+    }
+
+    /// The basis in force now (`None`: no source reporting, or not started).
+    pub fn basis(&self) -> Option<TotalBasis> {
+        self.segments.last().and_then(|s| s.basis)
+    }
+
+    /// Every change of basis, the first one included, oldest first.
+    pub fn changes(&self) -> &[BasisChange] {
+        &self.changes
+    }
+
+    /// The whole-system power now: the sum of the latest power of the basis's sources.
+    pub fn total_power(&self) -> Option<TotalPower> {
+        let seg = self.segments.last()?;
+        let basis = seg.basis?;
+        let parts: Vec<&Channel> = seg
+            .ids
+            .iter()
+            .filter_map(|id| self.channels.get(id))
+            .collect();
+        let watts: Vec<f64> = parts.iter().filter_map(|c| c.power_now()).collect();
+        if watts.is_empty() {
+            return None;
+        }
+        let first = parts.first().map(|c| c.source);
+        Some(TotalPower {
+            watts: watts.iter().sum(),
+            basis,
+            estimated: parts.iter().any(|c| c.method == Method::Estimated),
+            sources: seg.ids.clone(),
+            source: first.filter(|s| parts.iter().all(|c| c.source == *s)),
+        })
+    }
+
+    /// A power reading of a channel that also has a counter (reporting now, with `live`):
+    /// the counter is its energy.
+    fn shadowed(&self, id: &str, c: &Channel, live: bool) -> bool {
+        c.kind == Kind::Power
+            && self.channels.iter().any(|(other, o)| {
+                o.kind == Kind::Counter
+                    && !o.points.is_empty()
+                    && (!live || o.alive(self.t_now))
+                    && channel_key(other) == channel_key(id)
+            })
+    }
+
+    /// The total and the channels, for the gauges.
+    pub fn power_view(&self) -> PowerView {
+        PowerView {
+            total: self.total_power(),
+            channels: self.channels(),
+        }
+    }
+
+    /// Every energy channel (a counter hides the power reading of its channel while it
+    /// reports), with its power now and its energy since start.
+    pub fn channels(&self) -> Vec<ChannelNow> {
+        let in_total: BTreeSet<&String> = self
+            .segments
+            .last()
+            .map(|s| s.ids.iter().collect())
+            .unwrap_or_default();
+        self.channels
+            .iter()
+            .filter(|(id, c)| !self.shadowed(id, c, true))
+            .map(|(id, c)| ChannelNow {
+                id: id.clone(),
+                device: c.device.clone(),
+                label: c.label.clone(),
+                source: c.source,
+                covers: c.covers,
+                method: c.method,
+                watts: c.power_now(),
+                energy_j: c.points.last().map_or(0.0, |p| p.j),
+                in_total: in_total.contains(id),
+            })
+            .collect()
+    }
+
+    /// Average whole-system power over `[t0, t1]`: the machine loaded and doing nothing.
+    pub fn idle_baseline(&self, t0: f64, t1: f64) -> Option<IdleBaseline> {
+        let (j, covered) = self.energy_between(t0, t1)?;
+        // The baseline must be on one basis, measured over most of the window.
+        let basis = self.single_basis(t0, t1)?;
+        (covered >= 0.5 * (t1 - t0)).then_some(IdleBaseline {
+            watts: j / covered,
+            basis,
+            window_s: covered,
+        })
+    }
+
+    /// The basis over `[t0, t1]` when it did not change inside.
+    fn single_basis(&self, t0: f64, t1: f64) -> Option<TotalBasis> {
+        let inside: Vec<&Segment> = self
+            .segments
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| {
+                let end = self.segments.get(i + 1).map_or(f64::INFINITY, |n| n.t0);
+                s.t0 < t1 && end > t0
+            })
+            .map(|(_, s)| s)
+            .collect();
+        match inside.as_slice() {
+            [one] => one.basis,
+            _ => None,
+        }
+    }
+
+    /// The basis at `t`, and the sources summed then.
+    fn segment_at(&self, t: f64) -> Option<&Segment> {
+        let i = self.segments.partition_point(|s| s.t0 <= t);
+        self.segments.get(i.checked_sub(1)?)
+    }
+
+    /// Everything about `[w.t0, w.t1]`.
+    pub fn report(&self, w: &Window) -> EnergyReport {
+        let (t0, t1) = (w.t0, w.t1.max(w.t0));
+        let duration_s = t1 - t0;
+        let total = self.total_over(t0, t1);
+        let in_total: BTreeSet<&str> = self
+            .segments
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| {
+                let end = self.segments.get(i + 1).map_or(f64::INFINITY, |n| n.t0);
+                s.t0 < t1 && end > t0
+            })
+            .flat_map(|(_, s)| s.ids.iter().map(String::as_str))
+            .collect();
+        let sources: Vec<SourceEnergy> = self
+            .channels
+            .iter()
+            .filter(|(id, c)| !self.shadowed(id, c, false))
+            .filter_map(|(id, c)| self.source_over(id, c, t0, t1, in_total.contains(id.as_str())))
+            .collect();
+        let idle = w
+            .idle
+            .as_ref()
+            .filter(|i| total.as_ref().is_some_and(|t| t.basis == i.basis));
+        let idle_w = idle.map(|i| i.watts);
+        let covered = total
+            .as_ref()
+            .and_then(|t| t.avg_w.map(|w| if w > 0.0 { t.energy_j / w } else { 0.0 }));
+        let net_j = match (&total, idle_w) {
+            (Some(t), Some(iw)) => Some(t.energy_j - iw * covered.unwrap_or(duration_s)),
+            _ => None,
+        };
+        let per_token = |j: Option<f64>| match (j, w.tokens) {
+            (Some(j), Some(n)) if n > 0 => Some(j / n as f64),
+            _ => None,
+        };
+        let total_j = total.as_ref().map(|t| t.energy_j);
+        let (prefill_j, decode_j) = match w.phase_boundary {
+            Some(b) if b >= t0 && b <= t1 => (
+                self.energy_between(t0, b).map(|(j, _)| j),
+                self.energy_between(b, t1).map(|(j, _)| j),
+            ),
+            _ => (None, None),
+        };
+        let (peak_temp_c, peak_temp_sensor) = self.peak_of(false, t0, t1);
+        let (max_fan_rpm, _) = self.peak_of(true, t0, t1);
+        EnergyReport {
+            t0,
+            t1,
+            duration_s,
+            sources,
+            idle_w,
+            net_wh: net_j.map(joules_to_wh),
+            net_j,
+            tokens: w.tokens,
+            j_per_token: per_token(total_j),
+            net_j_per_token: per_token(net_j),
+            decode_j_per_token: per_token(decode_j),
+            prefill_j,
+            decode_j,
+            peak_temp_c,
+            peak_temp_sensor,
+            max_fan_rpm,
+            total,
+        }
+    }
+
+    fn total_over(&self, t0: f64, t1: f64) -> Option<TotalEnergy> {
+        let (energy_j, covered) = self.energy_between(t0, t1)?;
+        let seg = self.segment_at(t1.min(self.settled_until()?))?;
+        let basis = seg.basis?;
+        let changes: Vec<BasisChange> = self
+            .changes
+            .iter()
+            .filter(|c| c.t > t0 && c.t < t1)
+            .cloned()
+            .collect();
+        let ids: BTreeSet<&String> = self
+            .segments
+            .iter()
+            .filter(|s| s.t0 < t1)
+            .skip_while(|s| self.segment_end(s) <= t0)
+            .flat_map(|s| s.ids.iter())
+            .collect();
+        let estimated = ids
+            .iter()
+            .filter_map(|id| self.channels.get(*id))
+            .any(|c| c.method == Method::Estimated);
+        Some(TotalEnergy {
+            energy_j,
+            wh: joules_to_wh(energy_j),
+            avg_w: (covered > 0.0).then(|| energy_j / covered),
+            peak_w: self.peak_total(t0, t1),
+            basis,
+            components_only: matches!(basis, TotalBasis::Platform | TotalBasis::Components),
+            estimated,
+            sources: seg.ids.clone(),
+            changes,
+        })
+    }
+
+    fn segment_end(&self, s: &Segment) -> f64 {
+        let i = self.segments.partition_point(|x| x.t0 <= s.t0);
+        self.segments.get(i).map_or(f64::INFINITY, |n| n.t0)
+    }
+
+    /// Highest whole-system power over the knot steps inside the window.
+    fn peak_total(&self, t0: f64, t1: f64) -> Option<f64> {
+        let rate = |a: &Knot, b: &Knot| (b.j - a.j) / (b.t - a.t);
+        let steps = || {
+            self.knots
+                .windows(2)
+                .filter(move |w| w[1].t > t0 && w[0].t < t1 && w[1].t > w[0].t)
+        };
+        steps()
+            .filter(|w| w[1].t - w[0].t >= MIN_PEAK_INTERVAL_S)
+            .map(|w| rate(&w[0], &w[1]))
+            .reduce(f64::max)
+            .or_else(|| steps().map(|w| rate(&w[0], &w[1])).reduce(f64::max))
+    }
+
+    fn source_over(
+        &self,
+        id: &str,
+        c: &Channel,
+        t0: f64,
+        t1: f64,
+        in_total: bool,
+    ) -> Option<SourceEnergy> {
+        let (a, b) = (t0.max(c.first_t()?), t1.min(c.last_t()?));
+        if b <= a {
+            return None;
+        }
+        let energy_j = c.j_at(b)? - c.j_at(a)?;
+        let covered_s = b - a;
+        let peak_w = match c.kind {
+            // The rate of every interval that overlaps the window.
+            Kind::Counter => c
+                .points
+                .windows(2)
+                .filter(|w| w[1].t > t0 && w[0].t < t1)
+                .filter_map(|w| w[1].w)
+                .reduce(f64::max),
+            // The readings inside, and the line's value at each edge.
+            Kind::Power => c
+                .points
+                .iter()
+                .filter(|p| p.t >= a && p.t <= b)
+                .filter_map(|p| p.w)
+                .chain([c.w_at(a), c.w_at(b)].into_iter().flatten())
+                .reduce(f64::max),
+        };
+        Some(SourceEnergy {
+            id: id.to_string(),
+            device: c.device.clone(),
+            label: c.label.clone(),
+            source: c.source,
+            covers: c.covers,
+            method: c.method,
+            energy_j,
+            wh: joules_to_wh(energy_j),
+            avg_w: Some(energy_j / covered_s),
+            peak_w,
+            covered_s,
+            resets: c.resets.iter().filter(|&&r| r > t0 && r <= t1).count() as u32,
+            in_total,
+        })
+    }
+
+    fn peak_of(&self, fan: bool, t0: f64, t1: f64) -> (Option<f64>, Option<String>) {
+        let mut best: Option<(f64, &str)> = None;
+        for e in self.extremes.values().filter(|e| e.fan == fan) {
+            for &(t, v) in &e.points {
+                if t >= t0 && t <= t1 && best.is_none_or(|(b, _)| v > b) {
+                    best = Some((v, &e.name));
+                }
+            }
+        }
+        match best {
+            Some((v, name)) => (Some(v), Some(name.to_string())),
+            None => (None, None),
+        }
+    }
+
+    /// Bound memory in long sessions: points before `t` are thinned to one per `gap_s`
+    /// seconds. Channel and total points hold cumulative joules, so any two retained points
+    /// still differ by exactly the energy between them; temperature and fan series keep each
+    /// interval's highest value, so peaks survive.
+    pub fn thin_before(&mut self, t: f64, gap_s: f64) {
+        if !(gap_s > 0.0 && t.is_finite()) {
+            return;
+        }
+        let bucket = |x: f64| (x / gap_s).floor();
+        for c in self.channels.values_mut() {
+            thin(&mut c.points, t, |p| p.t, bucket, |_, _| false);
+        }
+        thin(&mut self.knots, t, |k| k.t, bucket, |_, _| false);
+        for e in self.extremes.values_mut() {
+            thin(
+                &mut e.points,
+                t,
+                |p| p.0,
+                bucket,
+                |new, kept| new.1 > kept.1,
+            );
+        }
+    }
+
+    /// Points held, over all series (for tests and memory checks).
+    pub fn point_count(&self) -> usize {
+        self.channels
+            .values()
+            .map(|c| c.points.len())
+            .sum::<usize>()
+            + self.knots.len()
+            + self
+                .extremes
+                .values()
+                .map(|e| e.points.len())
+                .sum::<usize>()
+    }
+}
+
+/// Rank of a basis: lower is better.
+fn rank(b: TotalBasis) -> usize {
+    TotalBasis::ORDER
+        .iter()
+        .position(|x| *x == b)
+        .unwrap_or(usize::MAX)
+}
+
+/// Keep, of the points before `cut`, the first of each bucket (or the one `better` prefers);
+/// the points from `cut` on stay as they are.
+fn thin<P: Copy>(
+    points: &mut Vec<P>,
+    cut: f64,
+    t: impl Fn(&P) -> f64,
+    bucket: impl Fn(f64) -> f64,
+    better: impl Fn(&P, &P) -> bool,
+) {
+    let split = points.partition_point(|p| t(p) < cut);
+    if split < 2 {
+        return;
+    }
+    let mut kept: Vec<P> = Vec::with_capacity(split / 2 + 1);
+    let mut current = f64::NAN;
+    for p in &points[..split] {
+        let b = bucket(t(p));
+        match kept.last_mut() {
+            Some(k) if b == current => {
+                if better(p, k) {
+                    *k = *p;
+                }
+            }
+            _ => {
+                kept.push(*p);
+                current = b;
+            }
+        }
+    }
+    kept.extend_from_slice(&points[split..]);
+    *points = kept;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(id: &str, q: Quantity, covers: Covers, v: f64) -> Reading {
+        Reading {
+            id: id.into(),
+            device: "d".into(),
+            label: "l".into(),
+            quantity: q,
+            value: Some(v),
+            limit: None,
+            source: Source::System,
+            covers,
+            method: if q == Quantity::Energy {
+                Method::Counter
+            } else {
+                Method::Measured
+            },
+        }
+    }
+
+    #[test]
+    fn a_slow_wall_plug_is_interpolated_across_window_edges() {
+        // Plug: 100 W at 1 Hz with a Wh-style counter; components at 4 Hz (ignored: the wall
+        // wins). A window from 0.3 to 3.7 s holds 340 J.
+        let mut l = Ledger::new().expecting(Some(TotalBasis::Wall));
+        for i in 0..=20 {
+            let t = f64::from(i) * 0.25;
+            let mut r = vec![reading(
+                "rapl:pkg:energy",
+                Quantity::Energy,
+                Covers::CpuPackage,
+                40.0 * t,
+            )];
+            if i % 4 == 0 {
+                r.push(reading(
+                    "plug:p:energy",
+                    Quantity::Energy,
+                    Covers::Wall,
+                    100.0 * t,
+                ));
+            }
+            l.push(&Sample { t, readings: r });
+        }
+        assert_eq!(l.basis(), Some(TotalBasis::Wall));
+        let (j, covered) = l.energy_between(0.3, 3.7).expect("energy");
+        assert!((j - 340.0).abs() < 1e-9, "{j}");
+        assert!((covered - 3.4).abs() < 1e-9);
+    }
+
+    #[test]
+    fn thin_keeps_first_of_bucket_and_the_tail() {
+        let mut v: Vec<(f64, f64)> = (0..10).map(|i| (f64::from(i), f64::from(i))).collect();
+        thin(&mut v, 6.0, |p| p.0, |x| (x / 3.0).floor(), |_, _| false);
+        assert_eq!(
+            v.iter().map(|p| p.0).collect::<Vec<_>>(),
+            vec![0.0, 3.0, 6.0, 7.0, 8.0, 9.0]
+        );
+    }
+}

@@ -1,0 +1,373 @@
+//! `llmtop bench`: the video's test, headless. One warm-up, then N runs of a long story prompt
+//! on a fresh conversation each, measured by the real engine.
+
+use crate::accounting::energy::Window;
+use crate::accounting::ledger::Ledger;
+use crate::accounting::pricing::Tariff;
+use crate::accounting::session::SessionRecorder;
+use crate::cli::BenchArgs;
+use crate::config::RawConfig;
+use crate::engine::llama::{LlamaEngine, default_threads};
+use crate::engine::{self, Command, EngineEvent, EngineHandle, ModelInfo, ReplyStats};
+use crate::report::bench::*;
+use crate::report::runcard::{CardSpans, SeriesPoint};
+use crate::sensors::host::{BuildInfo, HostInfo};
+use crate::sensors::sampler::SamplerHandle;
+use crate::sensors::{Meter, Sample, SourceStatus};
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// The sensors and the session's accounting: every joule of a run comes from its ledger.
+struct Books {
+    sampler: SamplerHandle,
+    samples: UnboundedReceiver<Sample>,
+    session: SessionRecorder,
+    period: Duration,
+}
+
+impl Books {
+    fn start(cfg: &crate::config::SensorsSection, tariff: &Tariff) -> (Self, Vec<SourceStatus>) {
+        let meter = Meter::start(cfg);
+        let ledger = crate::accounting::ledger_for(&meter, tariff.clone());
+        let period = Duration::from_secs_f64(1.0 / meter.rate_hz);
+        let statuses = meter.statuses.clone();
+        let (sampler, samples) = meter.into_parts();
+        let books = Self {
+            sampler,
+            samples,
+            session: SessionRecorder::new(ledger, cfg.idle_window_s),
+            period,
+        };
+        (books, statuses)
+    }
+
+    fn now(&self) -> f64 {
+        self.sampler.now()
+    }
+
+    /// Take in samples until the ledger has settled past `t` (a 1 Hz plug included), or the
+    /// sources stayed silent for a few of their periods.
+    fn catch_up(&mut self, t: f64) {
+        let started = std::time::Instant::now();
+        // A plug polled at 1 Hz settles up to a second after the local sensors.
+        let patience = (self.period * 3).max(Duration::from_millis(2500));
+        loop {
+            while let Ok(s) = self.samples.try_recv() {
+                self.session.push_sample(&s, None);
+            }
+            let settled = self.session.ledger().settled_until();
+            if settled.is_some_and(|s| s >= t) {
+                return;
+            }
+            let waited = started.elapsed();
+            // Nothing to wait for: no source gives a total.
+            if settled.is_none() && waited >= self.period * 3 + Duration::from_millis(200) {
+                return;
+            }
+            if waited >= patience {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Energy and cost of the reply that just ended at `t1`.
+    fn reply(&mut self, stats: &ReplyStats, t1: f64, tariffs: &[&Tariff]) -> BenchRun {
+        self.session
+            .observe(&EngineEvent::ReplyDone(stats.clone()), t1);
+        self.catch_up(t1);
+        let span = self.session.replies().last().cloned();
+        let energy = span.as_ref().and_then(|s| self.session.reply_report(s));
+        let costs = span
+            .map(|s| run_costs(self.session.ledger(), tariffs, s.t0, s.t1))
+            .unwrap_or_default();
+        BenchRun {
+            stats: stats.clone(),
+            energy,
+            costs,
+        }
+    }
+}
+
+/// What a span cost in each tariff, from the ledger.
+fn run_costs(ledger: &Ledger, tariffs: &[&Tariff], t0: f64, t1: f64) -> Vec<RunCost> {
+    tariffs
+        .iter()
+        .filter_map(|t| {
+            Some(RunCost {
+                region: t.label.clone(),
+                currency: t.currency.code().to_string(),
+                amount: ledger.cost_between(t, t0, t1)?,
+            })
+        })
+        .collect()
+}
+
+/// Errors of the bench command: one line each.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("--json {0}: directory {1} does not exist (create it first)")]
+    JsonDir(String, String),
+    #[error("--reps 0: need at least one measured run")]
+    NoReps,
+    #[error("{0}")]
+    Engine(String),
+    #[error("the engine stopped unexpectedly")]
+    EngineGone,
+    #[error("--json {path}: cannot write: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Check the output path before spending minutes on runs.
+pub fn check_json_path(path: &Path) -> Result<(), BenchError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => return Ok(()),
+    };
+    if !dir.is_dir() {
+        return Err(BenchError::JsonDir(
+            path.display().to_string(),
+            dir.display().to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// Wait for the model to load; returns its info.
+pub fn wait_loaded(handle: &mut EngineHandle) -> Result<ModelInfo, BenchError> {
+    loop {
+        match handle.events.blocking_recv() {
+            Some(EngineEvent::Loaded(info)) => return Ok(info),
+            Some(EngineEvent::Failed(e)) => return Err(BenchError::Engine(e)),
+            Some(_) => {}
+            None => return Err(BenchError::EngineGone),
+        }
+    }
+}
+
+/// Send one prompt on a fresh conversation and wait for the reply; returns text and stats.
+pub fn run_once(
+    handle: &mut EngineHandle,
+    prompt: &str,
+) -> Result<(String, ReplyStats), BenchError> {
+    handle.send(Command::Reset);
+    handle.send(Command::Send(prompt.to_string()));
+    let mut text = String::new();
+    loop {
+        match handle.events.blocking_recv() {
+            Some(EngineEvent::Token(t)) => text.push_str(&t),
+            Some(EngineEvent::ReplyDone(stats)) => return Ok((text, stats)),
+            Some(EngineEvent::Failed(e)) => return Err(BenchError::Engine(e)),
+            Some(_) => {}
+            None => return Err(BenchError::EngineGone),
+        }
+    }
+}
+
+pub fn run(args: &BenchArgs, cfg: &RawConfig) -> anyhow::Result<()> {
+    if args.reps == 0 {
+        return Err(BenchError::NoReps.into());
+    }
+    if let Some(p) = &args.json {
+        check_json_path(p)?;
+    }
+    // A bad tariff fails now, not after minutes of runs.
+    let tariff = crate::accounting::pricing::Tariff::from_config(&cfg.pricing)?;
+    let compare = crate::accounting::pricing::Tariff::compare_set(&cfg.pricing, &[])?;
+    let mut engine_args = args.engine.clone();
+    // The bench is a measurement: repeatable output unless the user asks otherwise.
+    engine_args.temperature = engine_args.temperature.or(Some(0.0));
+    engine_args.max_tokens = engine_args.max_tokens.or(Some(STORY_MAX_TOKENS));
+    let mut settings = crate::config::engine::resolve_settings(&engine_args, cfg)?;
+    if settings.threads == 0 {
+        settings.threads = default_threads();
+    }
+    let prompt = args
+        .prompt
+        .clone()
+        .unwrap_or_else(|| STORY_PROMPT.to_string());
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+
+    let mut err = std::io::stderr();
+    let _ = writeln!(
+        err,
+        "bench: {} ({} threads), {} run(s){}",
+        settings.model.display(),
+        settings.threads,
+        args.reps,
+        if args.no_warmup {
+            ""
+        } else {
+            " after a warm-up"
+        }
+    );
+    let sensors_cfg = args
+        .sensors
+        .apply(&cfg.sensors)
+        .map_err(anyhow::Error::msg)?;
+    let mut tariffs = vec![&tariff];
+    tariffs.extend(compare.iter().filter(|t| t.label != tariff.label));
+    let (mut books, statuses) = Books::start(&sensors_cfg, &tariff);
+    let mut handle = engine::spawn(Box::new(LlamaEngine {
+        settings: settings.clone(),
+    }))?;
+    handle.send(Command::Load);
+    let model = wait_loaded(&mut handle)?;
+    let _ = writeln!(
+        err,
+        "bench: loaded {} {} in {:.0} ms",
+        model.name, model.quantization, model.load_ms
+    );
+    if !args.no_idle && sensors_cfg.idle_window_s > 0.0 {
+        let _ = writeln!(
+            err,
+            "bench: measuring idle power for {:.0} s (--no-idle skips)",
+            sensors_cfg.idle_window_s
+        );
+        books
+            .session
+            .observe(&EngineEvent::Loaded(model.clone()), books.now());
+        std::thread::sleep(Duration::from_secs_f64(sensors_cfg.idle_window_s));
+        let t1 = books.now();
+        books.catch_up(t1);
+        if let Some(i) = books.session.idle_baseline() {
+            let _ = writeln!(err, "bench: idle {:.1} W ({})", i.watts, i.basis.describe());
+        }
+    }
+    let idle = books.session.idle_baseline().cloned();
+    let mut cold_ttft_ms = None;
+    if !args.no_warmup {
+        let (_, s) = run_once(&mut handle, &prompt)?;
+        cold_ttft_ms = Some(s.ttft_ms);
+        let _ = writeln!(
+            err,
+            "bench: warm-up: {} tokens, {:.1} tok/s",
+            s.generated_tokens, s.gen_tok_s
+        );
+    }
+    let mut runs = Vec::new();
+    let first_t0 = books.now();
+    for i in 1..=args.reps {
+        let (_, s) = run_once(&mut handle, &prompt)?;
+        let run = books.reply(&s, books.now(), &tariffs);
+        let watts = run
+            .energy
+            .as_ref()
+            .and_then(|e| e.total.as_ref())
+            .map(|t| format!(", {:.2} Wh", t.wh))
+            .unwrap_or_default();
+        let _ = writeln!(
+            err,
+            "bench: run {i}/{}: {} tokens, prefill {:.0} tok/s, generation {:.1} tok/s ({}){watts}",
+            args.reps, s.generated_tokens, s.prefill_tok_s, s.gen_tok_s, s.stop
+        );
+        runs.push(run);
+    }
+    handle.shutdown();
+    let last_t1 = books.now();
+    books.catch_up(last_t1);
+    let tokens: u64 = runs
+        .iter()
+        .map(|r| u64::from(r.stats.generated_tokens))
+        .sum();
+    let ledger = books.session.ledger();
+    let session = ledger.report(&Window {
+        t0: first_t0,
+        t1: last_t1,
+        tokens: Some(tokens),
+        phase_boundary: None,
+        idle: idle.clone(),
+    });
+    // The card's series starts at the first measured run.
+    let origin = books.session.session_span().map_or(0.0, |s| s.0);
+    let series: Vec<SeriesPoint> = books
+        .session
+        .series()
+        .iter()
+        .filter_map(|p| {
+            let t = p.t_s + origin;
+            (t >= first_t0 && t <= last_t1).then(|| SeriesPoint {
+                t_s: t - first_t0,
+                ..p.clone()
+            })
+        })
+        .collect();
+    let summary = Summary::of(model.load_ms, &runs);
+    let result = BenchResult {
+        schema: SCHEMA.to_string(),
+        started_unix,
+        host: HostInfo::detect(crate::sensors::nvml::gpu_names()),
+        build: BuildInfo::current(),
+        model,
+        settings,
+        prompt,
+        warmup: !args.no_warmup,
+        sensors: statuses,
+        idle,
+        runs,
+        summary,
+    };
+    print!("{}", render_table(&result));
+    print!("{}", cost_lines(&result));
+    if let Some(path) = &args.json {
+        let json = serde_json::to_vec_pretty(&result)?;
+        crate::util::fs::write_atomic(path, &json).map_err(|source| BenchError::Write {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let _ = writeln!(err, "bench: wrote {}", path.display());
+    }
+    if args.snapshot {
+        let session = session.total.is_some().then_some(&session);
+        let mut card = crate::report::bench_card::card(&result, cold_ttft_ms, session, series)?;
+        let spans = CardSpans {
+            reply: books.session.replies().last().map(|r| (r.t0, r.t1)),
+            session: Some((first_t0, last_t1)),
+        };
+        card.price(&tariff, &compare, books.session.ledger(), spans);
+        let dir = crate::report::snapshot::default_dir(&cfg.snapshot);
+        let paths = crate::report::snapshot::write(&dir, &card, None)?;
+        let _ = writeln!(err, "bench: run card {}", paths.json.display());
+    }
+    Ok(())
+}
+
+/// Used by tests and the dashboard: wait for an event with a deadline.
+pub fn recv_timeout(handle: &mut EngineHandle, timeout: Duration) -> Option<EngineEvent> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match handle.events.try_recv() {
+            Ok(ev) => return Some(ev),
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                if std::time::Instant::now() >= deadline {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_into_missing_directory_is_refused_up_front() {
+        let dir = tempfile::tempdir().expect("dir");
+        let p = dir.path().join("no/such/dir/out.json");
+        let e = check_json_path(&p).expect_err("missing dir");
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        assert!(check_json_path(&dir.path().join("ok.json")).is_ok());
+        assert!(check_json_path(Path::new("relative.json")).is_ok());
+    }
+}

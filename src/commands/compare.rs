@@ -1,0 +1,96 @@
+//! `llmtop compare`: run cards from several machines side by side.
+
+use crate::accounting::pricing::{Currency, Tariff};
+use crate::cli::CompareArgs;
+use crate::config::RawConfig;
+use crate::report::compare::{
+    CompareError, TcoOptions, compare, parse_hardware_price, render_csv, render_json,
+    render_markdown, render_table,
+};
+use crate::report::runcard::CardMoney;
+use crate::report::runcard::RunCard;
+use std::collections::BTreeMap;
+
+/// The `compare` subcommand: load every file (a bad one is one line on stderr and the rest
+/// still compare), print in the chosen format; fails when any file was bad or none was good.
+pub fn run(args: &CompareArgs, cfg: &RawConfig) -> anyhow::Result<()> {
+    for (flag, value) in [("hours-per-day", args.hours_per_day), ("years", args.years)] {
+        if !value.is_finite() || value <= 0.0 || (flag == "hours-per-day" && value > 24.0) {
+            return Err(CompareError::BadNumber { flag, value }.into());
+        }
+    }
+    let tariffs = Tariff::compare_set(&cfg.pricing, &args.regions)?;
+    let default_currency = tariffs
+        .first()
+        .map(|t| t.currency.clone())
+        .unwrap_or(Currency::new("USD")?);
+    let mut cards = Vec::new();
+    let mut errors = Vec::new();
+    for f in &args.files {
+        match RunCard::load(f) {
+            Ok(card) => cards.push((f.clone(), card)),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    let mut hardware: BTreeMap<String, Vec<CardMoney>> = BTreeMap::new();
+    for arg in &args.hardware_price {
+        let (host, price) = parse_hardware_price(arg, &default_currency)?;
+        if !cards
+            .iter()
+            .any(|(_, c)| c.host.hostname.to_lowercase() == host)
+        {
+            let hosts: Vec<&str> = cards
+                .iter()
+                .map(|(_, c)| c.host.hostname.as_str())
+                .collect();
+            return Err(CompareError::UnknownHost {
+                host,
+                hosts: hosts.join(", "),
+            }
+            .into());
+        }
+        let list = hardware.entry(host).or_default();
+        list.retain(|m| m.currency != price.currency);
+        list.push(price);
+    }
+    for e in &errors {
+        eprintln!("llmtop compare: {e}");
+    }
+    if cards.is_empty() {
+        anyhow::bail!("no run card could be read; nothing to compare");
+    }
+    let n_bad = errors.len();
+    let total = args.files.len();
+    let c = compare(
+        &cards,
+        &tariffs,
+        TcoOptions {
+            hours_per_day: args.hours_per_day,
+            years: args.years,
+            hardware,
+        },
+        errors,
+    );
+    let out = if args.json {
+        render_json(&c)
+    } else if args.csv {
+        for w in &c.warnings {
+            eprintln!("llmtop compare: warning: {w}");
+        }
+        render_csv(&c)
+    } else if args.markdown {
+        render_markdown(&c)
+    } else {
+        render_table(&c)
+    };
+    print!("{out}");
+    if !out.ends_with('\n') {
+        println!();
+    }
+    if n_bad > 0 {
+        anyhow::bail!(
+            "{n_bad} of {total} run cards could not be read (see above); the others were compared"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! One file per subcommand.
+
+pub mod bench;
+pub mod compare;
+pub mod models;
+pub mod sensors;
+pub mod serve;

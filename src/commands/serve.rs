@@ -1,0 +1,48 @@
+//! `llmtop serve`: Prometheus metrics of this machine's sensors, without the dashboard.
+
+use crate::accounting::ledger::Ledger;
+use crate::cli::ServeArgs;
+use crate::config::RawConfig;
+use crate::export::prometheus::{MetricsServer, MetricsState};
+use crate::sensors::{Meter, Sample};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// Serve metrics of `samples`, every energy figure through `ledger`, until the stream ends.
+pub fn serve(
+    args: &ServeArgs,
+    mut ledger: Ledger,
+    mut samples: UnboundedReceiver<Sample>,
+) -> anyhow::Result<()> {
+    let state = Arc::new(Mutex::new(MetricsState::new(ledger.tariff().cloned())));
+    let server = MetricsServer::start(&args.metrics_addr, state.clone())?;
+    eprintln!(
+        "llmtop: serving Prometheus metrics on http://{}/metrics (Ctrl-C to stop)",
+        server.local_addr()
+    );
+    while let Some(sample) = samples.blocking_recv() {
+        ledger.push(&sample);
+        let mut s = match state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        s.apply_sample(&sample);
+        s.apply_ledger(&ledger);
+    }
+    drop(server);
+    Ok(())
+}
+
+/// The `serve` dispatch: discover this machine's sensors and serve what they read.
+pub fn run(args: &ServeArgs, cfg: &RawConfig) -> anyhow::Result<()> {
+    let section = args
+        .sensors
+        .apply(&cfg.sensors)
+        .map_err(anyhow::Error::msg)?;
+    let tariff = crate::accounting::pricing::Tariff::from_config(&cfg.pricing)?;
+    let meter = Meter::start(&section);
+    let ledger = crate::accounting::ledger_for(&meter, tariff);
+    // The sampler's threads run for the life of the process.
+    let (_handle, samples) = meter.into_parts();
+    serve(args, ledger, samples)
+}

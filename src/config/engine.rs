@@ -1,0 +1,218 @@
+//! Engine settings resolved once: the model (CLI, config, `$LLMTOP_MODEL`, then discovery) and
+//! every generation setting, CLI over config over defaults, checked before anything loads.
+
+use crate::cli::EngineArgs;
+use crate::config::RawConfig;
+use crate::engine::EngineSettings;
+use crate::engine::models::{FoundModel, HOW_TO_GET_A_MODEL, SearchRoots, discover};
+use std::path::PathBuf;
+
+/// Why no settings could be made: one line for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{0}")]
+    NoModel(&'static str),
+    #[error("{flag} {value}: {why}")]
+    Bad {
+        flag: &'static str,
+        value: String,
+        why: String,
+    },
+    #[error("{0}")]
+    Model(String),
+}
+
+/// Pick the model (`--model`, config `model.path`, `$LLMTOP_MODEL`, then discovery) and merge
+/// settings: CLI over config over defaults. Checks the model file and the numbers.
+pub fn resolve_settings(
+    args: &EngineArgs,
+    cfg: &RawConfig,
+) -> Result<EngineSettings, SettingsError> {
+    resolve_with(
+        args,
+        cfg,
+        std::env::var_os("LLMTOP_MODEL").map(PathBuf::from),
+        || discover(&SearchRoots::from_env()),
+    )
+}
+
+fn resolve_with(
+    args: &EngineArgs,
+    cfg: &RawConfig,
+    env_model: Option<PathBuf>,
+    discover: impl FnOnce() -> Vec<FoundModel>,
+) -> Result<EngineSettings, SettingsError> {
+    let model = match args
+        .model
+        .clone()
+        .or_else(|| cfg.model.path.clone())
+        .or(env_model)
+    {
+        Some(p) => p,
+        None => discover()
+            .into_iter()
+            .find(|m| !m.quantization.starts_with("invalid"))
+            .map(|m| m.path)
+            .ok_or(SettingsError::NoModel(HOW_TO_GET_A_MODEL))?,
+    };
+    let mut s = EngineSettings::with_model(model);
+    let m = &cfg.model;
+    let sp = &cfg.sampling;
+    s.n_ctx = args.n_ctx.or(m.n_ctx).unwrap_or(0);
+    s.threads = args.threads.or(m.threads).unwrap_or(0);
+    s.gpu_layers = args.gpu_layers.or(m.gpu_layers).unwrap_or(0);
+    s.max_tokens = args.max_tokens.or(m.max_tokens).unwrap_or(s.max_tokens);
+    if let Some(p) = args
+        .system_prompt
+        .clone()
+        .or_else(|| m.system_prompt.clone())
+    {
+        s.system_prompt = p;
+    }
+    s.temperature = args.temperature.or(sp.temperature).unwrap_or(s.temperature);
+    s.top_k = args.top_k.or(sp.top_k).unwrap_or(s.top_k);
+    s.top_p = args.top_p.or(sp.top_p).unwrap_or(s.top_p);
+    s.min_p = args.min_p.or(sp.min_p).unwrap_or(s.min_p);
+    s.seed = args.seed.or(sp.seed).unwrap_or(s.seed);
+
+    let bad = |flag, value: String, why: &str| SettingsError::Bad {
+        flag,
+        value,
+        why: why.to_string(),
+    };
+    if args.n_ctx.or(m.n_ctx) == Some(0) {
+        return Err(bad(
+            "--n-ctx",
+            "0".into(),
+            "must be at least 1; leave it out to use the model's context (up to 4096)",
+        ));
+    }
+    if args.threads.or(m.threads) == Some(0) {
+        return Err(bad(
+            "--threads",
+            "0".into(),
+            "must be at least 1; leave it out to use all physical cores",
+        ));
+    }
+    if s.max_tokens == 0 {
+        return Err(bad("--max-tokens", "0".into(), "must be at least 1"));
+    }
+    if !(0.0..=5.0).contains(&s.temperature) {
+        return Err(bad(
+            "--temperature",
+            s.temperature.to_string(),
+            "must be between 0 (greedy) and 5",
+        ));
+    }
+    if !(0.0..=1.0).contains(&s.top_p) || !(0.0..=1.0).contains(&s.min_p) {
+        return Err(bad(
+            "--top-p/--min-p",
+            format!("{}/{}", s.top_p, s.min_p),
+            "must be between 0 and 1",
+        ));
+    }
+    crate::engine::llama::validate(&s).map_err(SettingsError::Model)?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::models::{Origin, describe};
+    use std::io::Write;
+    use std::path::Path;
+
+    /// Smallest file the GGUF reader accepts: header, one metadata key, no tensors.
+    fn write_gguf(path: &Path, file_type: u32) {
+        let mut v = Vec::new();
+        v.extend_from_slice(b"GGUF");
+        v.extend_from_slice(&3u32.to_le_bytes());
+        v.extend_from_slice(&0u64.to_le_bytes());
+        v.extend_from_slice(&1u64.to_le_bytes());
+        let key = "general.file_type";
+        v.extend_from_slice(&(key.len() as u64).to_le_bytes());
+        v.extend_from_slice(key.as_bytes());
+        v.extend_from_slice(&4u32.to_le_bytes());
+        v.extend_from_slice(&file_type.to_le_bytes());
+        std::fs::File::create(path)
+            .and_then(|mut f| f.write_all(&v))
+            .expect("write gguf");
+    }
+
+    #[test]
+    fn resolution_order_is_cli_config_env_then_discovery() {
+        let dir = tempfile::tempdir().expect("dir");
+        let a = dir.path().join("a.gguf");
+        let b = dir.path().join("b.gguf");
+        let c = dir.path().join("c.gguf");
+        let d = dir.path().join("d.gguf");
+        for p in [&a, &b, &c, &d] {
+            write_gguf(p, 3);
+        }
+        let found = |p: &Path| {
+            let p = p.to_path_buf();
+            move || vec![describe(p, None, Origin::Llmtop)]
+        };
+        let mut args = EngineArgs::default();
+        let mut cfg = RawConfig::default();
+        let pick = |args: &EngineArgs, cfg: &RawConfig, env: Option<PathBuf>| {
+            resolve_with(args, cfg, env, found(&d))
+                .expect("resolves")
+                .model
+        };
+        assert_eq!(pick(&args, &cfg, None), d);
+        assert_eq!(pick(&args, &cfg, Some(c.clone())), c);
+        cfg.model.path = Some(b.clone());
+        assert_eq!(pick(&args, &cfg, Some(c.clone())), b);
+        args.model = Some(a.clone());
+        assert_eq!(pick(&args, &cfg, Some(c.clone())), a);
+    }
+
+    #[test]
+    fn no_model_anywhere_says_how_to_get_one() {
+        let err = resolve_with(
+            &EngineArgs::default(),
+            &RawConfig::default(),
+            None,
+            Vec::new,
+        )
+        .expect_err("nothing found");
+        assert!(err.to_string().contains("scripts/fetch-model.sh"), "{err}");
+    }
+
+    #[test]
+    fn cli_overrides_config_and_zeroes_are_rejected() {
+        let dir = tempfile::tempdir().expect("dir");
+        let m = dir.path().join("m.gguf");
+        write_gguf(&m, 3);
+        let mut cfg = RawConfig::default();
+        cfg.sampling.temperature = Some(0.2);
+        cfg.model.threads = Some(3);
+        let args = EngineArgs {
+            model: Some(m.clone()),
+            threads: Some(5),
+            ..Default::default()
+        };
+        let s = resolve_with(&args, &cfg, None, Vec::new).expect("ok");
+        assert_eq!((s.threads, s.temperature), (5, 0.2));
+
+        let zero_threads = EngineArgs {
+            threads: Some(0),
+            ..args.clone()
+        };
+        let e = resolve_with(&zero_threads, &cfg, None, Vec::new).expect_err("threads 0");
+        assert_eq!(
+            e.to_string(),
+            "--threads 0: must be at least 1; leave it out to use all physical cores"
+        );
+        let zero_ctx = EngineArgs {
+            n_ctx: Some(0),
+            ..args
+        };
+        let e = resolve_with(&zero_ctx, &cfg, None, Vec::new).expect_err("ctx 0");
+        assert!(
+            e.to_string().starts_with("--n-ctx 0: must be at least 1"),
+            "{e}"
+        );
+    }
+}

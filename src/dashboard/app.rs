@@ -1,0 +1,434 @@
+//! The dashboard's update: events in, state changed, effects out. No I/O, no clock reads.
+
+use super::state::*;
+use crate::accounting::session::{CostLine, SessionEnergy};
+use crate::config::keys::{Action, KeyMap};
+use crate::dashboard::event::Event;
+use crate::engine::{Command, EngineEvent, Phase, StopReason};
+use crate::sensors::Sample;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+impl App {
+    /// The live generation rate while a reply is being produced; `None` when idle.
+    pub fn live_tok_s(&self) -> Option<f64> {
+        self.live.tok_s().filter(|_| self.engine.busy())
+    }
+
+    pub fn new(keys: KeyMap, theme_names: Vec<String>, theme: usize, model_label: String) -> App {
+        App {
+            keys,
+            theme: theme.min(theme_names.len().saturating_sub(1)),
+            theme_names,
+            model_label,
+            model: None,
+            device: String::new(),
+            engine: EngineState::Loading(0.0),
+            messages: Vec::new(),
+            pending: None,
+            input: Input::default(),
+            history: Vec::new(),
+            history_pos: None,
+            draft: String::new(),
+            scroll: 0,
+            show_help: false,
+            gauges: GaugeSummary::default(),
+            latest: std::collections::BTreeMap::new(),
+            power_hist: History::default(),
+            speed_hist: History::default(),
+            temp_hist: History::default(),
+            last_hist_second: None,
+            live: LiveRate::default(),
+            last_stats: None,
+            energy: SessionEnergy::default(),
+            cost: CostLine::default(),
+            status: None,
+            width: 80,
+            height: 24,
+            now: 0.0,
+            dirty: true,
+            quitting: false,
+        }
+    }
+
+    pub fn theme_name(&self) -> &str {
+        self.theme_names
+            .get(self.theme)
+            .map_or("dark", String::as_str)
+    }
+
+    fn set_status(&mut self, text: impl Into<String>) {
+        self.status = Some(Status {
+            text: text.into(),
+            until: self.now + STATUS_SECONDS,
+        });
+    }
+
+    pub fn update(&mut self, event: Event) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        match event {
+            Event::Key(k) => {
+                self.dirty = true;
+                self.on_key(k, &mut fx);
+            }
+            Event::Paste(text) => {
+                self.dirty = true;
+                // Terminals send CR for newlines inside pastes.
+                let text = text.replace("\r\n", "\n").replace('\r', "\n");
+                self.input.insert(&text);
+            }
+            Event::Resize { width, height } => {
+                self.width = width;
+                self.height = height;
+                self.scroll = self.scroll.min(self.max_scroll());
+                self.dirty = true;
+            }
+            Event::Tick { now } => {
+                self.now = now;
+                if self.status.as_ref().is_some_and(|s| s.until <= now) {
+                    self.status = None;
+                    self.dirty = true;
+                }
+            }
+            Event::Engine { event, now } => {
+                self.now = now;
+                self.dirty = true;
+                self.on_engine(event, now, &mut fx);
+            }
+            Event::Sample(s) => {
+                self.dirty = true;
+                self.on_sample(&s);
+            }
+            Event::Power(view) => {
+                let (total, parts) = power_items(&view);
+                if self.gauges.total != total || self.gauges.parts != parts {
+                    self.gauges.total = total;
+                    self.gauges.parts = parts;
+                    self.dirty = true;
+                }
+            }
+            Event::Footer { energy, cost } => {
+                if self.energy != energy || self.cost != cost {
+                    if energy.last_change != self.energy.last_change
+                        && let Some(c) = &energy.last_change
+                    {
+                        self.set_status(basis_change_text(c));
+                    }
+                    self.energy = energy;
+                    self.cost = cost;
+                    self.dirty = true;
+                }
+            }
+            Event::Status(text) => {
+                self.dirty = true;
+                self.set_status(text);
+            }
+            Event::Terminate(signal) => {
+                // The terminal may already be gone (SSH drop): quit without asking.
+                self.set_status(format!("{signal}: quitting"));
+                self.quit(&mut fx);
+            }
+            Event::SnapshotWritten(r) => {
+                self.dirty = true;
+                match r {
+                    Ok(path) => self.set_status(format!("snapshot: {path}")),
+                    Err(e) => self.set_status(format!("snapshot failed: {e}")),
+                }
+            }
+        }
+        fx
+    }
+
+    fn on_key(&mut self, k: KeyEvent, fx: &mut Vec<Effect>) {
+        if let Some(action) = self.keys.action(&k) {
+            self.on_action(action, fx);
+            return;
+        }
+        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+        let alt = k.modifiers.contains(KeyModifiers::ALT);
+        match k.code {
+            KeyCode::Char('w') if ctrl => self.input.delete_word(),
+            KeyCode::Backspace if ctrl || alt => self.input.delete_word(),
+            KeyCode::Char('a') if ctrl => self.input.home(),
+            KeyCode::Char('e') if ctrl => self.input.end(),
+            KeyCode::Char('u') if ctrl => self.input.set(String::new()),
+            KeyCode::Char(c) if !ctrl && !alt => {
+                let mut b = [0u8; 4];
+                self.input.insert(c.encode_utf8(&mut b));
+            }
+            KeyCode::Tab => self.input.insert("    "),
+            KeyCode::Backspace => self.input.backspace(),
+            KeyCode::Delete => self.input.delete(),
+            KeyCode::Left => self.input.left(),
+            KeyCode::Right => self.input.right(),
+            KeyCode::Home => self.input.home(),
+            KeyCode::End => self.input.end(),
+            // Up/Down move between the lines of a multi-line message first, then through history.
+            KeyCode::Up if !self.input.up() => self.history_prev(),
+            KeyCode::Down if !self.input.down() => self.history_next(),
+            _ => {}
+        }
+    }
+
+    fn history_prev(&mut self) {
+        if self.history.is_empty() {
+            return;
+        }
+        let pos = match self.history_pos {
+            None => {
+                self.draft = self.input.text.clone();
+                self.history.len() - 1
+            }
+            Some(p) => p.saturating_sub(1),
+        };
+        self.history_pos = Some(pos);
+        self.input.set(self.history[pos].clone());
+    }
+
+    fn history_next(&mut self) {
+        let Some(p) = self.history_pos else { return };
+        if p + 1 < self.history.len() {
+            self.history_pos = Some(p + 1);
+            self.input.set(self.history[p + 1].clone());
+        } else {
+            self.history_pos = None;
+            self.input.set(std::mem::take(&mut self.draft));
+        }
+    }
+
+    fn on_action(&mut self, action: Action, fx: &mut Vec<Effect>) {
+        match action {
+            Action::Send => self.send(fx),
+            Action::Newline => self.input.insert("\n"),
+            Action::Cancel => {
+                if self.show_help {
+                    self.show_help = false;
+                } else if self.engine.busy() {
+                    fx.push(Effect::Engine(Command::Cancel));
+                    self.set_status("cancelling");
+                }
+            }
+            Action::Interrupt => {
+                if self.engine.busy() {
+                    fx.push(Effect::Engine(Command::Cancel));
+                    self.set_status("cancelling (Ctrl-C again to quit)");
+                } else {
+                    self.quit(fx);
+                }
+            }
+            Action::Quit => self.quit(fx),
+            Action::Snapshot => {
+                fx.push(Effect::Snapshot);
+                self.set_status("writing snapshot");
+            }
+            Action::NewChat => {
+                if self.engine.busy() {
+                    fx.push(Effect::Engine(Command::Cancel));
+                }
+                fx.push(Effect::Engine(Command::Reset));
+                self.messages.clear();
+                self.pending = None;
+                self.scroll = 0;
+                self.live = LiveRate::default();
+                self.set_status("new conversation");
+            }
+            Action::CycleTheme => {
+                if !self.theme_names.is_empty() {
+                    self.theme = (self.theme + 1) % self.theme_names.len();
+                }
+                self.set_status(format!("theme: {}", self.theme_name()));
+            }
+            Action::ScrollUp => {
+                self.scroll = (self.scroll + self.page()).min(self.max_scroll());
+            }
+            Action::ScrollDown => self.scroll = self.scroll.saturating_sub(self.page()),
+            Action::Help => self.show_help = !self.show_help,
+        }
+    }
+
+    fn quit(&mut self, fx: &mut Vec<Effect>) {
+        self.quitting = true;
+        fx.push(Effect::Quit);
+    }
+
+    /// One page: the visible scrollback less one line of overlap.
+    fn page(&self) -> usize {
+        let (_, h) = super::layout::messages_size(self);
+        usize::from(h.saturating_sub(1)).max(1)
+    }
+
+    fn max_scroll(&self) -> usize {
+        let (w, h) = super::layout::messages_size(self);
+        super::layout::rows(self, w)
+            .len()
+            .saturating_sub(usize::from(h))
+    }
+
+    fn send(&mut self, fx: &mut Vec<Effect>) {
+        let text = self.input.text.trim().to_string();
+        if text.is_empty() {
+            return;
+        }
+        match &self.engine {
+            EngineState::Failed(e) => {
+                self.set_status(format!("cannot send: the model failed to load ({e})"));
+                return;
+            }
+            s if s.busy() => {
+                self.set_status("still replying: Esc cancels");
+                return;
+            }
+            EngineState::Loading(_) if self.pending.is_some() => {
+                self.set_status("one message is already waiting for the model");
+                return;
+            }
+            _ => {}
+        }
+        self.history.push(text.clone());
+        self.history_pos = None;
+        self.draft.clear();
+        self.input.set(String::new());
+        self.scroll = 0;
+        self.messages.push(Message {
+            role: Role::User,
+            text: text.clone(),
+            stats: None,
+        });
+        if matches!(self.engine, EngineState::Loading(_)) {
+            self.pending = Some(text);
+            self.set_status("sent when the model has loaded");
+        } else {
+            self.start_reply(text, fx);
+        }
+    }
+
+    fn start_reply(&mut self, text: String, fx: &mut Vec<Effect>) {
+        self.messages.push(Message {
+            role: Role::Assistant,
+            text: String::new(),
+            stats: None,
+        });
+        self.live = LiveRate::default();
+        self.engine = EngineState::Prefill;
+        fx.push(Effect::Engine(Command::Send(text)));
+    }
+
+    fn notice(&mut self, text: String) {
+        self.messages.push(Message {
+            role: Role::Notice,
+            text,
+            stats: None,
+        });
+    }
+
+    fn on_engine(&mut self, event: EngineEvent, now: f64, fx: &mut Vec<Effect>) {
+        match event {
+            EngineEvent::LoadProgress(p) => self.engine = EngineState::Loading(p.clamp(0.0, 1.0)),
+            EngineEvent::Loaded(info) => {
+                self.set_status(format!("model loaded in {:.0} ms", info.load_ms));
+                self.model = Some(info);
+                self.engine = EngineState::Idle;
+                if let Some(text) = self.pending.take() {
+                    self.start_reply(text, fx);
+                }
+            }
+            EngineEvent::Phase(p) => {
+                self.engine = match (p, &self.engine) {
+                    (Phase::Loading, _) => EngineState::Loading(0.0),
+                    (Phase::Idle, EngineState::Cancelled) => EngineState::Cancelled,
+                    (Phase::Idle, EngineState::Loading(_)) if self.model.is_none() => {
+                        self.engine.clone()
+                    }
+                    (Phase::Idle, _) => EngineState::Idle,
+                    (Phase::Prefill, _) => EngineState::Prefill,
+                    (Phase::Generating, _) => EngineState::Generating,
+                };
+            }
+            EngineEvent::ContextTrimmed { dropped_messages } => self.notice(format!(
+                "context full: the {dropped_messages} oldest messages were dropped from the model's memory"
+            )),
+            EngineEvent::Token(piece) => {
+                if self.messages.last().map(|m| m.role) != Some(Role::Assistant) {
+                    self.messages.push(Message {
+                        role: Role::Assistant,
+                        text: String::new(),
+                        stats: None,
+                    });
+                }
+                if let Some(m) = self.messages.last_mut() {
+                    m.text.push_str(&piece);
+                }
+                if !matches!(self.engine, EngineState::Generating) {
+                    self.engine = EngineState::Generating;
+                }
+                self.live.tokens += 1;
+                self.live.first_at.get_or_insert(now);
+                self.live.last_at = Some(now);
+            }
+            EngineEvent::ReplyDone(stats) => {
+                if let Some(m) = self
+                    .messages
+                    .iter_mut()
+                    .rev()
+                    .find(|m| m.role == Role::Assistant)
+                {
+                    m.stats = Some(stats.clone());
+                }
+                self.engine = if stats.stop == StopReason::Cancelled {
+                    self.set_status("reply cancelled");
+                    EngineState::Cancelled
+                } else {
+                    EngineState::Idle
+                };
+                self.last_stats = Some(stats);
+            }
+            EngineEvent::Failed(msg) => {
+                if self.model.is_none() {
+                    self.engine = EngineState::Failed(msg.clone());
+                    self.pending = None;
+                } else if self.engine.busy() {
+                    self.engine = EngineState::Idle;
+                }
+                self.notice(format!("error: {msg}"));
+            }
+        }
+    }
+
+    fn on_sample(&mut self, s: &Sample) {
+        for r in &s.readings {
+            self.latest.insert(r.id.clone(), r.clone());
+        }
+        let (total, parts) = (
+            self.gauges.total.take(),
+            std::mem::take(&mut self.gauges.parts),
+        );
+        self.gauges = GaugeSummary {
+            total,
+            parts,
+            ..summarize(self.latest.values())
+        };
+        let total = self.gauges.total.as_ref();
+        let second = s.t.floor() as i64;
+        if self.last_hist_second != Some(second) {
+            self.last_hist_second = Some(second);
+            self.power_hist.push(total.map_or(0.0, |p| p.watts));
+            self.speed_hist.push(self.live_tok_s().unwrap_or(0.0));
+            let hottest = [&self.gauges.cpu_temp, &self.gauges.gpu_temp]
+                .into_iter()
+                .flatten()
+                .map(|t| t.celsius)
+                .max_by(f64::total_cmp);
+            self.temp_hist.push(hottest.unwrap_or(0.0));
+        }
+    }
+}
+
+/// "power now from sum of parts (was wall plug): plug:shelly silent 3.2 s".
+pub fn basis_change_text(c: &crate::accounting::energy::BasisChange) -> String {
+    let name =
+        |b: Option<crate::accounting::energy::TotalBasis>| b.map_or("no source", |b| b.describe());
+    format!(
+        "power now from {} (was {}): {}",
+        name(c.to),
+        name(c.from),
+        c.reason
+    )
+}

@@ -1,0 +1,190 @@
+//! The one event type the dashboard reacts to, and the one `select!` that produces it from the
+//! terminal (key presses, pastes, resizes), the gauge tick, the engine and the sensor sampler.
+//!
+//! Time enters here and nowhere else: events carry `now`, seconds since the dashboard started,
+//! so `App::update` never reads a clock.
+
+use crate::engine::EngineEvent;
+use crate::sensors::Sample;
+use crossterm::event::{Event as TermEvent, EventStream, KeyEvent, KeyEventKind};
+use futures_util::StreamExt;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A key press (releases and repeats-as-release are dropped).
+    Key(KeyEvent),
+    /// Bracketed paste: the whole pasted text at once, newlines included.
+    Paste(String),
+    Resize {
+        width: u16,
+        height: u16,
+    },
+    /// The gauge-rate tick.
+    Tick {
+        now: f64,
+    },
+    Engine {
+        event: EngineEvent,
+        now: f64,
+    },
+    Sample(Sample),
+    /// The ledger's power figures after a sample (the shell sends it before the sample).
+    Power(crate::accounting::ledger::PowerView),
+    /// The shell finished writing a snapshot (Ok: where it went).
+    SnapshotWritten(Result<String, String>),
+    /// The session's energy and money figures changed (from the shell's accounting).
+    Footer {
+        energy: crate::accounting::session::SessionEnergy,
+        cost: crate::accounting::session::CostLine,
+    },
+    /// A one-line message from the shell for the status line (a tally warning, an error).
+    Status(String),
+    /// SIGTERM or SIGHUP: flush and quit (the name of the signal).
+    Terminate(&'static str),
+}
+
+/// What woke the loop: an event for the app, or the moment a deferred frame is due.
+#[derive(Debug)]
+pub enum Wake {
+    Event(Event),
+    Frame,
+    /// The terminal input stream ended or failed: nothing more can be read from the user.
+    InputClosed,
+}
+
+/// The sources the dashboard listens to.
+pub struct EventSource {
+    start: Instant,
+    terminal: EventStream,
+    tick: tokio::time::Interval,
+    engine: Option<UnboundedReceiver<EngineEvent>>,
+    samples: Option<UnboundedReceiver<Sample>>,
+    /// SIGHUP and SIGTERM, once [`EventSource::listen_for_signals`] was called.
+    hangup: Option<Signal>,
+    terminate: Option<Signal>,
+}
+
+/// Wait for a signal, or forever when not listening.
+async fn signalled(s: Option<&mut Signal>) {
+    match s {
+        Some(s) => {
+            if s.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl EventSource {
+    pub fn new(
+        start: Instant,
+        tick_hz: f64,
+        engine: UnboundedReceiver<EngineEvent>,
+        samples: UnboundedReceiver<Sample>,
+    ) -> Self {
+        let period = Duration::from_secs_f64(1.0 / tick_hz.clamp(0.1, 60.0));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        Self {
+            start,
+            terminal: EventStream::new(),
+            tick,
+            engine: Some(engine),
+            samples: Some(samples),
+            hangup: None,
+            terminate: None,
+        }
+    }
+
+    /// Turn SIGHUP (terminal closed, SSH dropped) and SIGTERM into [`Event::Terminate`], so
+    /// the shell flushes the tally and restores the terminal instead of dying mid-write.
+    /// Must be called inside the runtime.
+    pub fn listen_for_signals(&mut self) -> std::io::Result<()> {
+        self.hangup = Some(signal(SignalKind::hangup())?);
+        self.terminate = Some(signal(SignalKind::terminate())?);
+        Ok(())
+    }
+
+    /// Seconds since the dashboard started.
+    pub fn now(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    /// Wait for the next event, or for `frame_at` (a deferred redraw), whichever comes first.
+    pub async fn next(&mut self, frame_at: Option<tokio::time::Instant>) -> Wake {
+        loop {
+            let frame = async {
+                match frame_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let engine = async {
+                match self.engine.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let samples = async {
+                match self.samples.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                // Input first: keys must never starve behind a fast token stream.
+                biased;
+                term = self.terminal.next() => match term {
+                    Some(Ok(TermEvent::Key(k))) if k.kind == KeyEventKind::Press => {
+                        return Wake::Event(Event::Key(k));
+                    }
+                    Some(Ok(TermEvent::Paste(s))) => return Wake::Event(Event::Paste(s)),
+                    Some(Ok(TermEvent::Resize(width, height))) => {
+                        return Wake::Event(Event::Resize { width, height });
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => return Wake::InputClosed,
+                },
+                ev = engine => match ev {
+                    Some(event) => return Wake::Event(Event::Engine { event, now: self.now() }),
+                    // The engine thread ended: stop listening, the app already knows or will
+                    // see the Failed event that preceded it.
+                    None => self.engine = None,
+                },
+                s = samples => match s {
+                    Some(s) => return Wake::Event(Event::Sample(s)),
+                    None => self.samples = None,
+                },
+                _ = signalled(self.terminate.as_mut()) => {
+                    return Wake::Event(Event::Terminate("SIGTERM"));
+                }
+                _ = signalled(self.hangup.as_mut()) => {
+                    return Wake::Event(Event::Terminate("SIGHUP"));
+                }
+                _ = self.tick.tick() => return Wake::Event(Event::Tick { now: self.now() }),
+                _ = frame => return Wake::Frame,
+            }
+        }
+    }
+
+    /// An engine or sensor event that is already waiting, without blocking: lets the shell fold
+    /// a burst of tokens into one frame.
+    pub fn try_next_queued(&mut self) -> Option<Event> {
+        let now = self.now();
+        if let Some(rx) = self.engine.as_mut()
+            && let Ok(event) = rx.try_recv()
+        {
+            return Some(Event::Engine { event, now });
+        }
+        if let Some(rx) = self.samples.as_mut()
+            && let Ok(s) = rx.try_recv()
+        {
+            return Some(Event::Sample(s));
+        }
+        None
+    }
+}

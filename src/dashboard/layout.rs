@@ -1,0 +1,300 @@
+//! Screen geometry: where each pane goes and how the conversation wraps into rows. Shared by
+//! the update (page size, scroll limits) and the drawing, so both agree on every row.
+
+use super::state::{App, EngineState, Input, Role};
+use ratatui::layout::Rect;
+use unicode_width::UnicodeWidthChar;
+
+/// Where each part of the dashboard goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Areas {
+    pub header: Rect,
+    pub chat: Rect,
+    /// Inside the chat border: the scrollback.
+    pub messages: Rect,
+    /// One row for the load gauge (or the load error); zero height once loaded.
+    pub load: Rect,
+    pub input: Rect,
+    pub gauges: Rect,
+    pub footer: Rect,
+}
+
+/// Width of the gauges pane for a terminal this wide.
+fn gauges_width(width: u16) -> u16 {
+    match width {
+        0..=89 => 32,
+        90..=119 => 36,
+        _ => 44,
+    }
+}
+
+/// Rows the input box needs (without its border).
+pub fn input_rows(app: &App, inner_width: u16) -> u16 {
+    let rows = input_layout(&app.input, inner_width).rows;
+    rows.clamp(1, 5)
+}
+
+pub fn layout(app: &App, area: Rect) -> Areas {
+    let header = Rect::new(area.x, area.y, area.width, 1);
+    let footer = Rect::new(area.x, area.bottom().saturating_sub(1), area.width, 1);
+    let body_h = area.height.saturating_sub(2);
+    let gw = gauges_width(area.width).min(area.width);
+    let chat_w = area.width - gw;
+    let chat = Rect::new(area.x, area.y + 1, chat_w, body_h);
+    let gauges = Rect::new(area.x + chat_w, area.y + 1, gw, body_h);
+    let inner_w = chat_w.saturating_sub(2);
+    let input_h = input_rows(app, inner_w) + 2;
+    let load_h = u16::from(app.model.is_none());
+    let input = Rect::new(
+        chat.x,
+        chat.bottom().saturating_sub(input_h),
+        chat_w,
+        input_h.min(body_h),
+    );
+    let load = Rect::new(chat.x + 1, input.y.saturating_sub(load_h), inner_w, load_h);
+    // The scrollback block spans from the body's top to the load row; its border eats 2 rows.
+    let msg_block_h = load.y.saturating_sub(chat.y);
+    let messages = Rect::new(
+        chat.x + 1,
+        chat.y + 1,
+        inner_w,
+        msg_block_h.saturating_sub(2),
+    );
+    Areas {
+        header,
+        chat: Rect::new(chat.x, chat.y, chat_w, msg_block_h),
+        messages,
+        load,
+        input,
+        gauges,
+        footer,
+    }
+}
+
+/// Visible size of the chat scrollback, for scrolling in `App`.
+pub fn messages_size(app: &App) -> (u16, u16) {
+    let a = layout(app, Rect::new(0, 0, app.width, app.height));
+    (a.messages.width, a.messages.height)
+}
+
+/// What a row of the scrollback is, for styling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowKind {
+    UserLabel,
+    AssistantLabel,
+    User,
+    Assistant,
+    Notice,
+    Stats,
+    Blank,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub kind: RowKind,
+    pub text: String,
+}
+
+const INDENT: &str = "  ";
+/// Shown at the end of the reply while it streams.
+const STREAM_CURSOR: char = '▍';
+
+/// Word-wrap `text` to `width` columns; words longer than a line are broken.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut out = Vec::new();
+    for para in text.split('\n') {
+        let mut line = String::new();
+        let mut line_w = 0usize;
+        // Byte index in `line` just after the last space, and the width before it.
+        let mut last_space: Option<(usize, usize)> = None;
+        for ch in para.chars() {
+            let cw = ch.width().unwrap_or(0);
+            if line_w + cw > width && !line.is_empty() {
+                match last_space {
+                    Some((cut, cut_w)) if ch != ' ' => {
+                        let rest = line.split_off(cut);
+                        out.push(line.trim_end().to_string());
+                        line = rest;
+                        line_w -= cut_w;
+                    }
+                    _ => {
+                        out.push(line.trim_end().to_string());
+                        line = String::new();
+                        line_w = 0;
+                    }
+                }
+                last_space = None;
+                if ch == ' ' && line.is_empty() {
+                    continue;
+                }
+            }
+            line.push(ch);
+            line_w += cw;
+            if ch == ' ' {
+                last_space = Some((line.len(), line_w));
+            }
+        }
+        out.push(line);
+    }
+    out
+}
+
+fn stats_line(s: &crate::engine::ReplyStats) -> String {
+    let mut t = format!(
+        "{} tok · {:.1} tok/s · TTFT {:.0} ms",
+        s.generated_tokens, s.gen_tok_s, s.ttft_ms
+    );
+    if s.stop != crate::engine::StopReason::EndOfGeneration {
+        t.push_str(&format!(" · {}", s.stop));
+    }
+    t
+}
+
+/// The scrollback as rows `width` columns wide.
+pub fn rows(app: &App, width: u16) -> Vec<Row> {
+    let w = usize::from(width).saturating_sub(INDENT.len()).max(1);
+    let mut out = Vec::new();
+    let n = app.messages.len();
+    for (i, m) in app.messages.iter().enumerate() {
+        let streaming = i + 1 == n && m.role == Role::Assistant && app.engine.busy();
+        let (label, label_kind, kind) = match m.role {
+            Role::User => ("You", RowKind::UserLabel, RowKind::User),
+            Role::Assistant => ("Model", RowKind::AssistantLabel, RowKind::Assistant),
+            Role::Notice => ("", RowKind::Notice, RowKind::Notice),
+        };
+        if !label.is_empty() {
+            out.push(Row {
+                kind: label_kind,
+                text: label.into(),
+            });
+        }
+        let mut text = m.text.trim_start_matches('\n').to_string();
+        if streaming {
+            if text.is_empty() && matches!(app.engine, EngineState::Prefill) {
+                text.push('…');
+            }
+            text.push(STREAM_CURSOR);
+        }
+        let body_w = if m.role == Role::Notice {
+            usize::from(width).max(1)
+        } else {
+            w
+        };
+        for l in wrap(text.trim_end(), body_w) {
+            out.push(Row {
+                kind,
+                text: if m.role == Role::Notice {
+                    l
+                } else {
+                    format!("{INDENT}{l}")
+                },
+            });
+        }
+        if let Some(s) = &m.stats {
+            for l in wrap(&stats_line(s), w) {
+                out.push(Row {
+                    kind: RowKind::Stats,
+                    text: format!("{INDENT}{l}"),
+                });
+            }
+        }
+        if i + 1 < n {
+            out.push(Row {
+                kind: RowKind::Blank,
+                text: String::new(),
+            });
+        }
+    }
+    out
+}
+
+/// The input text laid out in its box: hard-wrapped rows and where the cursor lands.
+pub struct InputLayout {
+    pub lines: Vec<String>,
+    pub rows: u16,
+    /// (column, row) of the cursor within the laid-out text.
+    pub cursor: (u16, u16),
+}
+
+pub fn input_layout(input: &Input, width: u16) -> InputLayout {
+    let width = usize::from(width).max(1);
+    let mut lines = vec![String::new()];
+    let mut col = 0usize;
+    let mut cursor = (0usize, 0usize);
+    for (i, ch) in input.text.char_indices() {
+        if i == input.cursor {
+            cursor = (col, lines.len() - 1);
+        }
+        if ch == '\n' {
+            lines.push(String::new());
+            col = 0;
+            continue;
+        }
+        let cw = ch.width().unwrap_or(0);
+        if col + cw > width {
+            lines.push(String::new());
+            col = 0;
+            if i == input.cursor {
+                cursor = (0, lines.len() - 1);
+            }
+        }
+        if let Some(l) = lines.last_mut() {
+            l.push(ch);
+        }
+        col += cw;
+    }
+    if input.cursor >= input.text.len() {
+        cursor = (col, lines.len() - 1);
+    }
+    // A cursor after a full row sits at the start of the next one.
+    if cursor.0 >= width {
+        cursor = (0, cursor.1 + 1);
+        if cursor.1 >= lines.len() {
+            lines.push(String::new());
+        }
+    }
+    // A pasted text can be longer than a terminal can ever show: clamp, never wrap around.
+    let clamp = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
+    InputLayout {
+        rows: clamp(lines.len()),
+        lines,
+        cursor: (clamp(cursor.0), clamp(cursor.1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_breaks_at_spaces_and_hard_breaks_long_words() {
+        assert_eq!(
+            wrap("the quick brown fox", 10),
+            vec!["the quick", "brown fox"]
+        );
+        assert_eq!(wrap("abcdefghijkl", 5), vec!["abcde", "fghij", "kl"]);
+        assert_eq!(wrap("a\n\nb", 5), vec!["a", "", "b"]);
+        assert_eq!(wrap("", 5), vec![""]);
+        // Wide characters count two columns.
+        assert_eq!(wrap("日本語です", 4), vec!["日本", "語で", "す"]);
+    }
+
+    #[test]
+    fn input_cursor_follows_newlines_and_wraps() {
+        let mut i = Input::default();
+        i.insert("abc\nde");
+        let l = input_layout(&i, 10);
+        assert_eq!(l.lines, vec!["abc", "de"]);
+        assert_eq!(l.cursor, (2, 1));
+        i.home();
+        assert_eq!(input_layout(&i, 10).cursor, (0, 1));
+        let mut j = Input::default();
+        j.insert("abcdef");
+        let l = input_layout(&j, 3);
+        assert_eq!(l.lines, vec!["abc", "def", ""]);
+        assert_eq!(l.cursor, (0, 2));
+        j.left();
+        assert_eq!(input_layout(&j, 3).cursor, (2, 1));
+    }
+}

@@ -1,0 +1,81 @@
+//! The header row: model, quantisation and size, device, engine state.
+
+use crate::dashboard::state::{App, EngineState};
+use crate::dashboard::theme::Theme;
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+/// "98 MB", "4.1 GB".
+pub fn size_text(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else {
+        format!("{:.0} MB", b / 1e6)
+    }
+}
+
+pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let mut bar = Style::default().fg(theme.header_fg).bg(theme.header_bg);
+    if theme.is_colorless() {
+        bar = bar.add_modifier(Modifier::REVERSED);
+    }
+    let model = match &app.model {
+        Some(m) => format!("{} {} {}", m.name, m.quantization, size_text(m.file_size)),
+        None => app.model_label.clone(),
+    };
+    let state_color = match &app.engine {
+        EngineState::Generating | EngineState::Prefill => theme.good,
+        EngineState::Loading(_) => theme.warn,
+        EngineState::Cancelled => theme.warn,
+        EngineState::Failed(_) => theme.bad,
+        EngineState::Idle => theme.header_fg,
+    };
+    let state = match &app.engine {
+        EngineState::Loading(p) => format!("● loading {:.0}%", p * 100.0),
+        s => format!("● {}", s.label()),
+    };
+    let right_w = state.chars().count() + 1;
+    let mut left = vec![
+        Span::styled(" llmtop ", bar.add_modifier(Modifier::BOLD)),
+        Span::styled("│ ", bar),
+        Span::styled(model, bar),
+    ];
+    if !app.device.is_empty() {
+        left.push(Span::styled(format!(" │ {}", app.device), bar));
+    }
+    let left_w: usize = left.iter().map(|s| s.width()).sum();
+    let avail = usize::from(area.width);
+    // Truncate the left part so the state always stays visible.
+    let mut line = if left_w + right_w > avail {
+        let keep = avail.saturating_sub(right_w + 1);
+        let text: String = left.iter().map(|s| s.content.as_ref()).collect();
+        let cut: String = text.chars().take(keep).collect();
+        vec![Span::styled(format!("{cut}…"), bar)]
+    } else {
+        left
+    };
+    let used: usize = line.iter().map(|s| s.width()).sum();
+    line.push(Span::styled(
+        " ".repeat(avail.saturating_sub(used + right_w)),
+        bar,
+    ));
+    line.push(Span::styled(
+        state,
+        bar.fg(state_color).add_modifier(Modifier::BOLD),
+    ));
+    line.push(Span::styled(" ", bar));
+    frame.render_widget(Paragraph::new(Line::from(line)).style(bar), area);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_read_naturally() {
+        assert_eq!(super::size_text(98_362_432), "98 MB");
+        assert_eq!(super::size_text(4_100_000_000), "4.1 GB");
+    }
+}

@@ -1,0 +1,3 @@
+//! Export: Prometheus exposition and its HTTP server.
+
+pub mod prometheus;

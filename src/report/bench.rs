@@ -1,0 +1,264 @@
+//! The bench result: the schema `llmtop bench --json` writes, its summary, and the table.
+
+use crate::accounting::energy::EnergyReport;
+use crate::accounting::energy::IdleBaseline;
+use crate::accounting::pricing::{Currency, format_money};
+use crate::engine::{EngineSettings, ModelInfo, ReplyStats};
+use crate::sensors::SourceStatus;
+use crate::sensors::host::{BuildInfo, HostInfo};
+use serde::{Deserialize, Serialize};
+
+/// The prompt of the video this project grew from.
+pub const STORY_PROMPT: &str =
+    "Write a 1000-word story about a lighthouse keeper who finds a message in a bottle.";
+/// Enough room for 1000 words (about 1300 tokens for English).
+pub const STORY_MAX_TOKENS: u32 = 1500;
+/// Bumped whenever a field changes meaning or is removed (adding fields keeps the version).
+pub const SCHEMA: &str = "llmtop.bench/1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchResult {
+    pub schema: String,
+    /// Seconds since the Unix epoch when the bench started.
+    pub started_unix: u64,
+    pub host: HostInfo,
+    pub build: BuildInfo,
+    pub model: ModelInfo,
+    pub settings: EngineSettings,
+    pub prompt: String,
+    pub warmup: bool,
+    /// Power and temperature sources found, and why others are missing.
+    pub sensors: Vec<SourceStatus>,
+    /// Average system power with the model loaded and nothing generating.
+    pub idle: Option<IdleBaseline>,
+    pub runs: Vec<BenchRun>,
+    pub summary: Summary,
+}
+
+/// One measured reply: the engine's figures and the energy over its wall time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchRun {
+    #[serde(flatten)]
+    pub stats: ReplyStats,
+    pub energy: Option<EnergyReport>,
+    /// What the run's energy cost in each region, each joule priced when it was drawn.
+    #[serde(default)]
+    pub costs: Vec<RunCost>,
+}
+
+/// The cost of one run in one tariff.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunCost {
+    /// Region code, or "own".
+    pub region: String,
+    pub currency: String,
+    pub amount: f64,
+}
+
+/// Median, min and max of each figure over the measured runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub load_ms: f64,
+    pub ttft_ms: Spread,
+    pub prefill_tok_s: Spread,
+    pub gen_tok_s: Spread,
+    pub generated_tokens: Spread,
+    pub wall_s: Spread,
+    /// Whole-system energy per run (see each run's `energy.total.basis`).
+    pub energy_wh: Option<Spread>,
+    pub avg_w: Option<Spread>,
+    pub peak_w: Option<Spread>,
+    pub j_per_token: Option<Spread>,
+    pub net_j_per_token: Option<Spread>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    pub fn of(values: &[f64]) -> Self {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return Self {
+                median: 0.0,
+                min: 0.0,
+                max: 0.0,
+            };
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Self {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        }
+    }
+}
+
+impl Summary {
+    pub fn of(load_ms: f64, runs: &[BenchRun]) -> Self {
+        let f = |g: fn(&ReplyStats) -> f64| {
+            Spread::of(&runs.iter().map(|r| g(&r.stats)).collect::<Vec<_>>())
+        };
+        // An energy figure is summarised only when every run has it.
+        let e = |g: fn(&EnergyReport) -> Option<f64>| {
+            let v: Option<Vec<f64>> = runs.iter().map(|r| r.energy.as_ref().and_then(g)).collect();
+            v.filter(|v| !v.is_empty()).map(|v| Spread::of(&v))
+        };
+        Self {
+            load_ms,
+            ttft_ms: f(|r| r.ttft_ms),
+            prefill_tok_s: f(|r| r.prefill_tok_s),
+            gen_tok_s: f(|r| r.gen_tok_s),
+            generated_tokens: f(|r| f64::from(r.generated_tokens)),
+            wall_s: f(|r| r.wall_s),
+            energy_wh: e(|r| r.total.as_ref().map(|t| t.wh)),
+            avg_w: e(|r| r.total.as_ref().and_then(|t| t.avg_w)),
+            peak_w: e(|r| r.total.as_ref().and_then(|t| t.peak_w)),
+            j_per_token: e(|r| r.j_per_token),
+            net_j_per_token: e(|r| r.net_j_per_token),
+        }
+    }
+}
+
+/// What the median run cost in each region, and per 1000 runs (sub-cent amounts stay readable).
+pub fn cost_lines(r: &BenchResult) -> String {
+    let mut regions: Vec<(&str, &str)> = Vec::new();
+    for c in r.runs.iter().flat_map(|run| &run.costs) {
+        if !regions.contains(&(c.region.as_str(), c.currency.as_str())) {
+            regions.push((c.region.as_str(), c.currency.as_str()));
+        }
+    }
+    let mut out = String::new();
+    for (region, currency) in regions {
+        let amounts: Vec<f64> = r
+            .runs
+            .iter()
+            .flat_map(|run| &run.costs)
+            .filter(|c| c.region == region && c.currency == currency)
+            .map(|c| c.amount)
+            .collect();
+        let Ok(cur) = Currency::new(currency) else {
+            continue;
+        };
+        let each = Spread::of(&amounts).median;
+        out.push_str(&format!(
+            "cost per run, {:<4} {:>12}   per 1000 runs {:>10}\n",
+            region,
+            format_money(each, &cur),
+            format_money(each * 1000.0, &cur)
+        ));
+    }
+    out
+}
+
+/// The human table: one row per figure, median/min/max columns.
+pub fn render_table(r: &BenchResult) -> String {
+    let mut out = String::new();
+    let m = &r.model;
+    out.push_str(&format!(
+        "{} ({}, {}, {:.0} MB) on {} - {} threads, {} run(s)\n\n",
+        m.name,
+        m.quantization,
+        m.architecture,
+        m.file_size as f64 / 1e6,
+        r.host.cpu_model,
+        r.settings.threads,
+        r.runs.len()
+    ));
+    out.push_str(&format!(
+        "{:<22}{:>12}{:>12}{:>12}\n",
+        "", "median", "min", "max"
+    ));
+    let s = &r.summary;
+    out.push_str(&format!("{:<22}{:>12.0}\n", "cold load (ms)", s.load_ms));
+    let rows: [(&str, &Spread, usize); 5] = [
+        ("TTFT (ms)", &s.ttft_ms, 1),
+        ("prefill (tok/s)", &s.prefill_tok_s, 1),
+        ("generation (tok/s)", &s.gen_tok_s, 1),
+        ("tokens generated", &s.generated_tokens, 0),
+        ("wall (s)", &s.wall_s, 2),
+    ];
+    for (name, sp, prec) in rows {
+        push_row(&mut out, name, sp, prec);
+    }
+    let energy_rows: [(&str, &Option<Spread>, usize); 5] = [
+        ("energy (Wh)", &s.energy_wh, 4),
+        ("average power (W)", &s.avg_w, 1),
+        ("peak power (W)", &s.peak_w, 1),
+        ("energy/token (J)", &s.j_per_token, 3),
+        ("net of idle (J/token)", &s.net_j_per_token, 3),
+    ];
+    for (name, sp, prec) in energy_rows {
+        if let Some(sp) = sp {
+            push_row(&mut out, name, sp, prec);
+        }
+    }
+    out.push('\n');
+    out.push_str(&power_note(r));
+    out
+}
+
+fn push_row(out: &mut String, name: &str, sp: &Spread, prec: usize) {
+    out.push_str(&format!(
+        "{name:<22}{:>12.prec$}{:>12.prec$}{:>12.prec$}\n",
+        sp.median, sp.min, sp.max
+    ));
+}
+
+/// Where the energy figures came from, said plainly (an estimate is never passed off as a
+/// measurement).
+fn power_note(r: &BenchResult) -> String {
+    let total = r
+        .runs
+        .iter()
+        .find_map(|run| run.energy.as_ref().and_then(|e| e.total.as_ref()));
+    let Some(t) = total else {
+        return "power: no readable power source (see `llmtop sensors`)\n".to_string();
+    };
+    let basis = match t.basis {
+        crate::accounting::energy::TotalBasis::Wall => "measured at the wall (smart plug)",
+        crate::accounting::energy::TotalBasis::Battery => "battery drain",
+        crate::accounting::energy::TotalBasis::Platform => "RAPL psys (platform, not the wall)",
+        crate::accounting::energy::TotalBasis::Components => {
+            "sum of components (GPU + CPU package + DRAM), not the wall"
+        }
+    };
+    let mut note = format!("power: {basis}: {}", t.sources.join(", "));
+    if t.estimated {
+        note.push_str(" - ESTIMATED from CPU utilisation x TDP, not measured");
+    }
+    match &r.idle {
+        Some(i) => note.push_str(&format!(
+            "; idle baseline {:.1} W over {:.0} s",
+            i.watts, i.window_s
+        )),
+        None => note.push_str("; no idle baseline"),
+    }
+    note.push('\n');
+    note
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_of_odd_and_even_counts() {
+        let s = Spread::of(&[3.0, 1.0, 2.0]);
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        let s = Spread::of(&[4.0, 1.0, 2.0, 3.0]);
+        assert_eq!((s.median, s.min, s.max), (2.5, 1.0, 4.0));
+        let s = Spread::of(&[f64::NAN, 5.0]);
+        assert_eq!((s.median, s.min, s.max), (5.0, 5.0, 5.0));
+    }
+}

@@ -1,0 +1,7 @@
+//! Reports: the bench result, run cards and their Markdown/SVG, and comparisons across machines.
+
+pub mod bench;
+pub mod bench_card;
+pub mod compare;
+pub mod runcard;
+pub mod snapshot;
