@@ -338,6 +338,7 @@ fn a_failed_load_blocks_sending_with_a_reason() {
 
 mod gauge_totals {
     use llmtop::accounting::ledger::Ledger;
+    use llmtop::dashboard::event::Event;
     use llmtop::dashboard::state::{GaugeSummary, power_items};
     use llmtop::sensors::{Covers, Method, Quantity, Reading, Sample, Source};
 
@@ -437,5 +438,76 @@ mod gauge_totals {
                 .as_ref()
                 .is_some_and(|t| t.estimated && t.watts == 40.0)
         );
+    }
+
+    #[test]
+    fn a_plug_in_samples_of_its_own_never_flips_the_gauge() {
+        // The local sensors at 4 Hz and the plug at 1 Hz, each in its own sample, as the
+        // sampler sends them: the total stays the wall's on every frame.
+        let mut app = crate::support::new_app(80, 24);
+        let mut l = Ledger::new().expecting(Some(llmtop::accounting::energy::TotalBasis::Wall));
+        let mut labels = Vec::new();
+        for i in 0..=24 {
+            let t = f64::from(i) * 0.25;
+            let mut samples = vec![Sample {
+                t,
+                readings: vec![
+                    watts(
+                        "nvml:0:power",
+                        Source::Nvml,
+                        Covers::GpuBoard,
+                        100.0,
+                        Method::Measured,
+                    ),
+                    watts(
+                        "rapl:package-0:power",
+                        Source::Rapl,
+                        Covers::CpuPackage,
+                        30.0,
+                        Method::Measured,
+                    ),
+                ],
+            }];
+            if i % 4 == 1 {
+                samples.push(Sample {
+                    t: t + 0.02,
+                    readings: vec![watts(
+                        "plug:p:power",
+                        Source::Plug,
+                        Covers::Wall,
+                        150.0,
+                        Method::Measured,
+                    )],
+                });
+            }
+            for s in samples {
+                l.push(&s);
+                app.update(Event::Power(l.power_view()));
+                app.update(Event::Sample(s));
+                if let Some(total) = &app.gauges.total {
+                    labels.push((total.label.clone(), total.watts));
+                }
+            }
+        }
+        assert!(labels.len() > 20, "{labels:?}");
+        assert!(
+            labels.iter().all(|(l, w)| l == "Wall" && *w == 150.0),
+            "{labels:?}"
+        );
+        // The parts are still listed beside it.
+        assert_eq!(app.gauges.parts.len(), 2);
+    }
+
+    #[test]
+    fn psys_alone_is_the_platform_not_a_sum_of_parts() {
+        let psys = watts(
+            "rapl:psys:power",
+            Source::Rapl,
+            Covers::Platform,
+            45.0,
+            Method::Measured,
+        );
+        let g = summarize(&[psys]);
+        assert_eq!(g.total.as_ref().map(|t| t.label.as_str()), Some("Platform"));
     }
 }

@@ -1,6 +1,7 @@
 //! `llmtop bench` end to end: real binary, real model, JSON through its schema.
 
 mod common;
+mod live;
 
 use llmtop::engine::StopReason;
 use llmtop::report::bench::{BenchResult, SCHEMA};
@@ -143,4 +144,89 @@ fn bench_json_round_trips_through_its_schema() {
     );
     let csv = String::from_utf8_lossy(&cmp.stdout);
     assert!(csv.contains(&card.host.hostname), "{csv}");
+}
+
+/// The real binary on a live synthetic machine with a wall plug on 127.0.0.1, at a flat
+/// 190 W at the wall: every run's energy is the plug's, over the whole run, and the net of
+/// idle is nothing (the load is the idle here). The run card says the same.
+#[test]
+fn bench_on_a_live_machine_with_a_wall_plug_matches_the_true_joules() {
+    let m = live::LiveMachine::start(live::Profile::flat(40.0, 120.0, 30.0));
+    let watts = m.profile.wall_w(0.0);
+    let dir = tempfile::tempdir().expect("dir");
+    let json = dir.path().join("bench.json");
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, m.plug_config()).expect("cfg");
+    let out = Command::new(env!("CARGO_BIN_EXE_llmtop"))
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "bench",
+            "--reps",
+            "3",
+            "--no-warmup",
+            "--snapshot",
+            "--max-tokens",
+            "64",
+            "--threads",
+            "2",
+        ])
+        .arg("--sysfs-root")
+        .arg(&m.root)
+        .arg("--model")
+        .arg(common::model_path())
+        .arg("--json")
+        .arg(&json)
+        .env("LLMTOP_DATA_DIR", dir.path())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let r: BenchResult =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("schema");
+    let idle = r.idle.as_ref().expect("idle baseline");
+    live::assert_within("idle", idle.watts, watts, 0.01);
+    for run in &r.runs {
+        let e = run.energy.as_ref().expect("run energy");
+        let total = e.total.as_ref().expect("total");
+        assert_eq!(total.basis, llmtop::accounting::energy::TotalBasis::Wall);
+        assert!(total.changes.is_empty(), "{:?}", total.changes);
+        // The whole run, not the part the plug happened to cover.
+        live::assert_within("run energy", total.energy_j, watts * e.duration_s, 0.01);
+        let net = e.net_j.expect("net of idle");
+        assert!(
+            net.abs() <= 0.01 * total.energy_j,
+            "net {net} of {}",
+            total.energy_j
+        );
+        // Priced by the ledger, in the configured region (US by default) and the others.
+        let us = run
+            .costs
+            .iter()
+            .find(|c| c.region == "US")
+            .expect("US cost");
+        live::assert_within("run cost", us.amount, total.energy_j / 3.6e6 * 0.175, 1e-9);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("cost per run, US"), "{stdout}");
+    // The run card holds the last run's figures.
+    let card_path = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("bench: run card "))
+        .expect("card path");
+    let card = llmtop::report::runcard::RunCard::load(std::path::Path::new(card_path.trim()))
+        .expect("card");
+    let last = r.runs.last().and_then(|x| x.energy.as_ref()).expect("last");
+    let card_j = card
+        .last_reply
+        .as_ref()
+        .and_then(|x| x.energy.as_ref())
+        .map(|e| e.total_j)
+        .expect("card energy");
+    live::assert_within(
+        "card = bench",
+        card_j,
+        last.total.as_ref().expect("t").energy_j,
+        1e-9,
+    );
 }

@@ -5,6 +5,7 @@
 //! Needs tmux and the model from scripts/fetch-model.sh (or LLMTOP_E2E_MODEL); fails with a
 //! clear message when either is missing rather than passing without testing anything.
 
+mod live;
 mod tmux;
 
 use std::path::{Path, PathBuf};
@@ -135,4 +136,128 @@ fn real_model_in_a_real_terminal() {
         serde_json::from_slice(&std::fs::read(data.path().join("tally.json")).expect("tally"))
             .expect("tally JSON");
     assert_eq!(tally["replies"], 1);
+}
+
+/// `GET /metrics` over loopback: the value of the first line of `name`.
+fn scrape(port: u16, name: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.lines()
+        .filter(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The dashboard on a live synthetic machine at a flat 190 W with a Shelly plug on
+/// 127.0.0.1: the gauge, the exporter, the run card and the tally all read the wall, never
+/// the components, and the exporter keeps the last reply's rate after it ends.
+#[test]
+fn dashboard_reads_the_wall_plug_on_every_surface() {
+    let m = live::LiveMachine::start(live::Profile::flat(40.0, 120.0, 30.0));
+    let watts = m.profile.wall_w(0.0);
+    let data = tempfile::tempdir().expect("tempdir");
+    let cfg = data.path().join("config.toml");
+    std::fs::write(&cfg, m.plug_config()).expect("config");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let script = format!(
+        "LLMTOP_DATA_DIR='{d}' '{bin}' --config '{cfg}' --sysfs-root '{root}' --model '{model}' --max-tokens 40 --metrics-addr 127.0.0.1:{port}; echo LLMTOP-EXIT:$?; sleep 60",
+        d = data.path().display(),
+        bin = env!("CARGO_BIN_EXE_llmtop"),
+        cfg = cfg.display(),
+        root = m.root.display(),
+        model = model_path().display(),
+    );
+    let tmux = Tmux::start("live", 120, 40, &script);
+    let screen = tmux.wait_for("the wall plug on the gauge", Duration::from_secs(60), |s| {
+        s.contains("W wall plug")
+    });
+    let gauge: f64 = screen
+        .lines()
+        .find_map(|l| {
+            let rest = &l[l.find("Power ")? + 6..];
+            rest[..rest.find(" W wall plug")?].parse().ok()
+        })
+        .expect("the gauge's watts");
+    // The counter's rate over the plug's last step: the wall's 190 W.
+    live::assert_within("gauge", gauge, watts, 0.01);
+    tmux.wait_for("model loaded", Duration::from_secs(120), |s| {
+        s.contains("● idle")
+    });
+    // The exporter's system energy grows at the wall's rate.
+    let (e0, t0) = (
+        scrape(port, "llmtop_system_energy_joules_total").expect("energy"),
+        std::time::Instant::now(),
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let (e1, t1) = (
+        scrape(port, "llmtop_system_energy_joules_total").expect("energy"),
+        std::time::Instant::now(),
+    );
+    // Scrapes land between 1 Hz plug steps (up to a step late at either end); wall plus the
+    // parts (350 W) would be far outside.
+    let rate = (e1 - e0) / (t1 - t0).as_secs_f64();
+    assert!(
+        (rate - watts).abs() <= watts * 0.3,
+        "exporter rate {rate} W vs {watts} W"
+    );
+    // The system power is the wall's (not wall plus the parts).
+    let system_w = scrape(port, "llmtop_system_power_watts").expect("system power");
+    live::assert_within("exporter system power", system_w, watts, 0.01);
+
+    tmux.type_text("Say hello.");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the reply", Duration::from_secs(60), |s| {
+        s.contains("tok/s · TTFT")
+    });
+    // Samples keep arriving after the reply: the exporter still shows its rate.
+    std::thread::sleep(Duration::from_millis(1500));
+    let rate = scrape(port, "llmtop_generation_tokens_per_second").expect("rate");
+    assert!(rate > 0.0, "tok/s after the reply: {rate}");
+
+    tmux.keys(&["C-s"]);
+    tmux.wait_for("the snapshot path", Duration::from_secs(20), |s| {
+        s.contains("snapshot: ")
+    });
+    let dir = data.path().join("snapshots");
+    let json = std::fs::read_dir(&dir)
+        .expect("snapshots")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("card json");
+    let card = llmtop::report::runcard::RunCard::load(&json).expect("card");
+    let session = card.session.energy.as_ref().expect("session energy");
+    assert_eq!(session.basis.as_deref(), Some("wall"));
+    assert!(
+        session.basis_changes.is_empty(),
+        "{:?}",
+        session.basis_changes
+    );
+    live::assert_within("card session power", session.avg_w, watts, 0.01);
+    let reply = card
+        .last_reply
+        .as_ref()
+        .and_then(|r| r.energy.as_ref())
+        .expect("reply energy");
+    live::assert_within("card reply power", reply.avg_w, watts, 0.01);
+
+    tmux.keys(&["C-q"]);
+    tmux.wait_for("llmtop to exit", Duration::from_secs(30), |s| {
+        s.contains("LLMTOP-EXIT:0")
+    });
+    let tally: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.path().join("tally.json")).expect("tally"))
+            .expect("tally JSON");
+    let tally_j = tally["energy_j"].as_f64().expect("energy_j");
+    // At least the card's session (the tally goes on until exit), all at the wall's rate.
+    assert!(
+        tally_j >= session.total_j,
+        "{tally_j} < {}",
+        session.total_j
+    );
 }

@@ -421,3 +421,109 @@ fn serve_subcommand_answers_on_its_address() {
     );
     assert_eq!(get(&s, "llmtop_tokens_generated_total", &[]), 0.0);
 }
+
+/// Samples as the sampler sends them: the local sensors on one thread at 4 Hz, the plug on
+/// its own at 1 Hz, each in a sample of its own.
+#[test]
+fn a_plug_in_samples_of_its_own_is_the_system_energy_never_added_to_the_parts() {
+    let tariff = Tariff::preset("US").expect("US");
+    let mut st = MetricsState::new(Some(tariff.clone()));
+    let now = jiff::Timestamp::from_second(1_750_000_000).expect("time");
+    // Discovery found the plug, so the ledger waits for it (as `accounting::ledger_for` does).
+    let mut ledger = Ledger::new()
+        .priced(tariff, now)
+        .expecting(Some(llmtop::accounting::energy::TotalBasis::Wall));
+    for i in 0..=40 {
+        let t = f64::from(i) * 0.25;
+        let local = Sample {
+            t,
+            readings: vec![reading(
+                "rapl:package-0:energy",
+                "rapl",
+                Quantity::Energy,
+                30.0 * t,
+                Source::Rapl,
+                Covers::CpuPackage,
+                Method::Counter,
+            )],
+        };
+        feed(&mut st, &mut ledger, &local);
+        if i % 4 == 2 {
+            let plug = Sample {
+                t: t + 0.01,
+                readings: vec![reading(
+                    "plug:shelly:energy",
+                    "shelly",
+                    Quantity::Energy,
+                    90.0 * (t + 0.01),
+                    Source::Plug,
+                    Covers::Wall,
+                    Method::Counter,
+                )],
+            };
+            feed(&mut st, &mut ledger, &plug);
+        }
+    }
+    let s = parse(&st.render());
+    // 90 W at the wall from its first to its last reading (0.51 to 9.51 s): 810 J; the CPU's
+    // 30 W is inside it, not on top.
+    let system = get(&s, "llmtop_system_energy_joules_total", &[]);
+    assert!((system - 810.0).abs() < 1e-6, "{system}");
+    assert_eq!(
+        get(&s, "llmtop_system_power_watts", &[("basis", "wall")]),
+        90.0
+    );
+}
+
+#[test]
+fn per_channel_counters_survive_wraps_of_two_packages() {
+    let mut st = MetricsState::new(None);
+    let mut ledger = Ledger::new();
+    // Package 0 at 25 W wraps at 20 J, package 1 at 7 W at 4 J: each wraps on its own ticks.
+    let wrap = |j: f64, max: f64| j % max;
+    for i in 0..=20 {
+        let t = f64::from(i) * 0.25;
+        let mut a = reading(
+            "rapl:package-0:energy",
+            "rapl",
+            Quantity::Energy,
+            wrap(25.0 * t, 20.0),
+            Source::Rapl,
+            Covers::CpuPackage,
+            Method::Counter,
+        );
+        a.limit = Some(20.0);
+        let mut b = reading(
+            "rapl:package-1:energy",
+            "rapl",
+            Quantity::Energy,
+            wrap(7.0 * t, 4.0),
+            Source::Rapl,
+            Covers::CpuPackage,
+            Method::Counter,
+        );
+        b.limit = Some(4.0);
+        feed(
+            &mut st,
+            &mut ledger,
+            &Sample {
+                t,
+                readings: vec![a, b],
+            },
+        );
+    }
+    let s = parse(&st.render());
+    let p0 = get(
+        &s,
+        "llmtop_energy_joules_total",
+        &[("id", "rapl:package-0:energy")],
+    );
+    let p1 = get(
+        &s,
+        "llmtop_energy_joules_total",
+        &[("id", "rapl:package-1:energy")],
+    );
+    assert!((p0 - 125.0).abs() < 1e-9, "package 0 over 5 s: {p0}");
+    assert!((p1 - 35.0).abs() < 1e-9, "package 1 over 5 s: {p1}");
+    assert!((get(&s, "llmtop_system_energy_joules_total", &[]) - 160.0).abs() < 1e-9);
+}

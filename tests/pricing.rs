@@ -302,3 +302,80 @@ bands = [
     close(t.co2_g(2.0 * KWH).expect("co2"), 400.0);
     assert_eq!(t.format(0.36), "£0.36");
 }
+
+/// A machine at a constant 1 kW (1 kWh in the hour), from 21:30 to 22:30 local time, across
+/// a band change at 22:00 (day 0.30, night 0.10 EUR/kWh).
+fn ledger_across_22h(tariff: &Tariff) -> llmtop::accounting::ledger::Ledger {
+    use llmtop::sensors::{Covers, Method, Quantity, Reading, Sample, Source};
+    let origin = at_plus1(1, 21, 30);
+    let mut l = llmtop::accounting::ledger::Ledger::new().priced(tariff.clone(), origin);
+    for i in 0..=3600 {
+        let t = f64::from(i);
+        l.push(&Sample {
+            t,
+            readings: vec![Reading {
+                id: "plug:p:energy".into(),
+                device: "plug".into(),
+                label: "wall".into(),
+                quantity: Quantity::Energy,
+                value: Some(1000.0 * t),
+                limit: None,
+                source: Source::Plug,
+                covers: Covers::Wall,
+                method: Method::Counter,
+            }],
+        });
+    }
+    l
+}
+
+#[test]
+fn each_joule_is_priced_when_it_was_drawn_on_every_surface() {
+    use llmtop::report::runcard::{CardSpans, RunCard};
+    let t = Tariff::from_config(&own(vec![band(6, 22, 0.30), band(22, 6, 0.10)]))
+        .expect("bands")
+        .with_time_zone(TimeZone::fixed(offset(1)));
+    let l = ledger_across_22h(&t);
+    // Half a kWh at 0.30 and half at 0.10: 0.20 EUR, where the day's mean (0.2333) would say
+    // 0.2333 and the night band alone 0.10.
+    let whole = l.totals();
+    close(whole.energy_j, KWH);
+    close(whole.cost, 0.20);
+    close(l.cost_between(&t, 0.0, 3600.0).expect("cost"), 0.20);
+    // The first 10 minutes are all day rate, the last 10 all night rate.
+    close(
+        l.cost_between(&t, 0.0, 600.0).expect("cost"),
+        KWH / 6.0 / 3.6e6 * 0.30,
+    );
+    close(
+        l.cost_between(&t, 3000.0, 3600.0).expect("cost"),
+        KWH / 6.0 / 3.6e6 * 0.10,
+    );
+    // A tariff the ledger was not made with is priced the same way, step by step.
+    let flat = Tariff::preset("DE").expect("DE");
+    close(l.cost_between(&flat, 0.0, 3600.0).expect("cost"), 0.38);
+    // The run card takes its costs from the ledger.
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runcards/nuc.json"),
+    )
+    .expect("fixture");
+    let mut card = RunCard::from_json(&text, Path::new("nuc.json")).expect("card");
+    if let Some(e) = card.session.energy.as_mut() {
+        e.total_j = KWH;
+    }
+    card.price(
+        &t,
+        &[],
+        &l,
+        CardSpans {
+            reply: Some((3000.0, 3600.0)),
+            session: Some((0.0, 3600.0)),
+        },
+    );
+    close(card.cost[0].session.expect("session cost"), 0.20);
+    close(
+        card.cost[0].last_reply.expect("reply cost"),
+        KWH / 6.0 / 3.6e6 * 0.10,
+    );
+    close(card.cost[0].price_per_kwh, 0.20);
+}

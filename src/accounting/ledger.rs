@@ -606,7 +606,8 @@ impl Ledger {
         }
         let (a, b) = (k[i - 1], k[i]);
         let f = if b.t > a.t {
-            (t - a.t) / (b.t - a.t)
+            self.shaped_share(&a, &b, t)
+                .unwrap_or((t - a.t) / (b.t - a.t))
         } else {
             1.0
         };
@@ -616,6 +617,46 @@ impl Ledger {
             cost: a.cost + (b.cost - a.cost) * f,
             co2_g: a.co2_g + (b.co2_g - a.co2_g) * f,
         }
+    }
+
+    /// Between two readings of a slow whole-machine source (a plug at 1 Hz), the share of
+    /// the step's energy drawn by `t`, shaped by the fast component sensors: the components'
+    /// own energy, plus the rest of the machine (the step's energy less the components') at a
+    /// constant rate. A reply that starts mid-step then gets the ramp it really caused, not
+    /// an even share of the step. `None`: no components cover the step, or they disagree with
+    /// the whole (they drew more than it), and the share is linear in time.
+    fn shaped_share(&self, a: &Knot, b: &Knot, t: f64) -> Option<f64> {
+        let basis = self.segment_at(t)?.basis?;
+        if !matches!(basis, TotalBasis::Wall | TotalBasis::Battery) || b.j <= a.j {
+            return None;
+        }
+        let parts: Vec<&Channel> = self
+            .channels
+            .iter()
+            .filter(|(id, c)| {
+                TotalBasis::Components.covers().contains(&c.covers) && !self.shadowed(id, c, false)
+            })
+            .map(|(_, c)| c)
+            .collect();
+        if parts.is_empty() {
+            return None;
+        }
+        let comp = |x: f64| -> Option<f64> {
+            parts
+                .iter()
+                .map(|c| {
+                    let covered = c.first_t()? <= x && x <= c.last_t()?;
+                    if covered { c.j_at(x) } else { None }
+                })
+                .sum()
+        };
+        let (ca, ct, cb) = (comp(a.t)?, comp(t)?, comp(b.t)?);
+        let rest = (b.j - a.j) - (cb - ca);
+        if rest < 0.0 {
+            return None;
+        }
+        let share = ((ct - ca) + rest * (t - a.t) / (b.t - a.t)) / (b.j - a.j);
+        Some(share.clamp(0.0, 1.0))
     }
 
     /// Everything since the ledger started.
@@ -629,6 +670,11 @@ impl Ledger {
             co2_g: last.co2_g - first.co2_g,
             estimated: self.estimated,
         }
+    }
+
+    /// From the first to the last settled time of the total.
+    pub fn span(&self) -> Option<(f64, f64)> {
+        Some((self.knots.first()?.t, self.knots.last()?.t))
     }
 
     /// Sampler time up to which the total is known (`None`: no total yet).
@@ -822,9 +868,11 @@ impl Ledger {
         let (energy_j, covered) = self.energy_between(t0, t1)?;
         let seg = self.segment_at(t1.min(self.settled_until()?))?;
         let basis = seg.basis?;
+        // The first entry is where the total began, not a change.
         let changes: Vec<BasisChange> = self
             .changes
             .iter()
+            .skip(1)
             .filter(|c| c.t > t0 && c.t < t1)
             .cloned()
             .collect();
@@ -1064,6 +1112,43 @@ mod tests {
         let (j, covered) = l.energy_between(0.3, 3.7).expect("energy");
         assert!((j - 340.0).abs() < 1e-9, "{j}");
         assert!((covered - 3.4).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_window_edge_inside_a_plug_step_follows_the_fast_components() {
+        // CPU counter at 4 Hz: 10 W until t = 2.5, then 110 W. The wall (1 Hz counter) is the
+        // CPU plus 50 W. A window from 2.5 to 3.0 holds 0.5 s x 160 W = 80 J; an even share
+        // of the plug's step from 2 to 3 s (110 J) would say 55 J.
+        let cpu_j = |t: f64| {
+            if t <= 2.5 {
+                10.0 * t
+            } else {
+                25.0 + 110.0 * (t - 2.5)
+            }
+        };
+        let mut l = Ledger::new().expecting(Some(TotalBasis::Wall));
+        for i in 0..=16 {
+            let t = f64::from(i) * 0.25;
+            let mut r = vec![reading(
+                "rapl:pkg:energy",
+                Quantity::Energy,
+                Covers::CpuPackage,
+                cpu_j(t),
+            )];
+            if i % 4 == 0 {
+                r.push(reading(
+                    "plug:p:energy",
+                    Quantity::Energy,
+                    Covers::Wall,
+                    cpu_j(t) + 50.0 * t,
+                ));
+            }
+            l.push(&Sample { t, readings: r });
+        }
+        let (j, _) = l.energy_between(2.5, 3.0).expect("energy");
+        assert!((j - 80.0).abs() < 1e-9, "{j}");
+        let (j, _) = l.energy_between(2.0, 2.5).expect("energy");
+        assert!((j - 30.0).abs() < 1e-9, "{j}");
     }
 
     #[test]

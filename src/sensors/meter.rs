@@ -18,8 +18,12 @@ pub struct Meter {
 impl Meter {
     /// Every source this machine has, sampled at `section.rate_hz` (plugs at their own rate).
     pub fn start(section: &SensorsSection) -> Self {
-        let found = super::discover(section);
-        Self::with_sensors(found.sensors, found.statuses, section.rate_hz)
+        Self::discovered(super::discover(section), section.rate_hz)
+    }
+
+    /// What a discovery found (tests pick what to look at with `discover_with`).
+    pub fn discovered(found: super::Discovery, rate_hz: f64) -> Self {
+        Self::with_sensors(found.sensors, found.statuses, rate_hz)
     }
 
     /// Given sensors (scripted ones in `--demo` and tests).

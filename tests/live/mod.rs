@@ -1,0 +1,276 @@
+//! A live synthetic machine: a sysfs-format tree in a temp dir that a thread rewrites every few
+//! milliseconds at a known power profile (a RAPL package counter with a small wrap range, an
+//! amdgpu hwmon with power, temperature and fan), and a Shelly Gen2 plug served on 127.0.0.1
+//! that measures the whole machine. The true joules of any interval come from the profile, so
+//! every figure llmtop shows can be checked against them.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// RAPL wraps at 100 J here (real ones at ~262 kJ), so a test of seconds sees several wraps; a
+/// step of more than half the range is a reset, so a sampler stalled for over a second at
+/// 45 W would still count every joule.
+pub const RAPL_RANGE_UJ: u64 = 100_000_000;
+
+/// Power over time, piecewise linear between knots `(t, cpu W, gpu W)`, plus a constant rest
+/// of the machine that only the wall plug sees.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub knots: Vec<(f64, f64, f64)>,
+    pub rest_w: f64,
+}
+
+impl Profile {
+    /// Idle, then a ramp to load and back, repeated: what replies look like.
+    pub fn bursts() -> Self {
+        let mut knots = vec![(0.0, 12.0, 20.0)];
+        let mut t = 0.0;
+        for _ in 0..8 {
+            knots.push((t + 2.0, 12.0, 20.0));
+            knots.push((t + 3.0, 45.0, 160.0));
+            knots.push((t + 5.0, 45.0, 160.0));
+            knots.push((t + 6.0, 12.0, 20.0));
+            t += 6.0;
+        }
+        Self {
+            knots,
+            rest_w: 30.0,
+        }
+    }
+
+    /// The same power all the time.
+    pub fn flat(cpu: f64, gpu: f64, rest: f64) -> Self {
+        Self {
+            knots: vec![(0.0, cpu, gpu), (1e6, cpu, gpu)],
+            rest_w: rest,
+        }
+    }
+
+    fn at(&self, t: f64) -> (f64, f64) {
+        let k = &self.knots;
+        let i = k.partition_point(|p| p.0 <= t);
+        if i == 0 {
+            return (k[0].1, k[0].2);
+        }
+        if i >= k.len() {
+            let l = k[k.len() - 1];
+            return (l.1, l.2);
+        }
+        let (a, b) = (k[i - 1], k[i]);
+        let f = (t - a.0) / (b.0 - a.0);
+        (a.1 + (b.1 - a.1) * f, a.2 + (b.2 - a.2) * f)
+    }
+
+    pub fn cpu_w(&self, t: f64) -> f64 {
+        self.at(t).0
+    }
+
+    pub fn gpu_w(&self, t: f64) -> f64 {
+        self.at(t).1
+    }
+
+    pub fn wall_w(&self, t: f64) -> f64 {
+        let (c, g) = self.at(t);
+        c + g + self.rest_w
+    }
+
+    /// Exact joules of (cpu, gpu) from 0 to `t`: the trapezoid is exact on lines.
+    fn energy_to(&self, t: f64) -> (f64, f64) {
+        let mut e = (0.0, 0.0);
+        let mut prev = (0.0, self.at(0.0));
+        let mut points: Vec<f64> = self
+            .knots
+            .iter()
+            .map(|k| k.0)
+            .filter(|&x| x > 0.0 && x < t)
+            .collect();
+        points.push(t);
+        for x in points {
+            let p = self.at(x);
+            let dt = x - prev.0;
+            e.0 += dt * (prev.1.0 + p.0) / 2.0;
+            e.1 += dt * (prev.1.1 + p.1) / 2.0;
+            prev = (x, p);
+        }
+        e
+    }
+
+    pub fn cpu_j(&self, t0: f64, t1: f64) -> f64 {
+        self.energy_to(t1).0 - self.energy_to(t0).0
+    }
+
+    pub fn gpu_j(&self, t0: f64, t1: f64) -> f64 {
+        self.energy_to(t1).1 - self.energy_to(t0).1
+    }
+
+    pub fn wall_j(&self, t0: f64, t1: f64) -> f64 {
+        self.cpu_j(t0, t1) + self.gpu_j(t0, t1) + self.rest_w * (t1 - t0)
+    }
+}
+
+/// The running machine. Dropping it stops the writer and the plug.
+pub struct LiveMachine {
+    pub root: PathBuf,
+    _dir: tempfile::TempDir,
+    pub start: Instant,
+    pub profile: Profile,
+    pub plug_addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+fn write_atomic(path: &Path, text: &str) {
+    // sysfs files change in place; here a rename keeps a reader from seeing half a number.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+impl LiveMachine {
+    pub fn start(profile: Profile) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_path_buf();
+        let rapl = root.join("class/powercap/intel-rapl:0");
+        std::fs::create_dir_all(&rapl).expect("mkdir rapl");
+        std::fs::write(rapl.join("name"), "package-0\n").expect("name");
+        std::fs::write(
+            rapl.join("max_energy_range_uj"),
+            format!("{RAPL_RANGE_UJ}\n"),
+        )
+        .expect("range");
+        let hw = root.join("class/hwmon/hwmon0");
+        std::fs::create_dir_all(&hw).expect("mkdir hwmon");
+        std::fs::write(hw.join("name"), "amdgpu\n").expect("name");
+        std::fs::write(hw.join("temp1_label"), "edge\n").expect("label");
+        std::fs::write(hw.join("temp1_crit"), "100000\n").expect("crit");
+        let start = Instant::now();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut m = Self {
+            root,
+            _dir: dir,
+            start,
+            profile: profile.clone(),
+            plug_addr: "127.0.0.1:0".parse().expect("addr"),
+            stop: stop.clone(),
+            threads: Vec::new(),
+        };
+        m.write_files(0.0);
+        let (p, s, rapl_dir, hw_dir) = (profile.clone(), stop.clone(), rapl, hw);
+        m.threads.push(std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let t = start.elapsed().as_secs_f64();
+                write_files(&p, t, &rapl_dir, &hw_dir);
+                std::thread::sleep(Duration::from_millis(4));
+            }
+        }));
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind plug");
+        listener.set_nonblocking(true).expect("nonblocking");
+        m.plug_addr = listener.local_addr().expect("addr");
+        let (p, s) = (profile, stop);
+        m.threads.push(std::thread::spawn(move || {
+            serve_plug(listener, p, start, s)
+        }));
+        m
+    }
+
+    fn write_files(&self, t: f64) {
+        write_files(
+            &self.profile,
+            t,
+            &self.root.join("class/powercap/intel-rapl:0"),
+            &self.root.join("class/hwmon/hwmon0"),
+        );
+    }
+
+    /// Seconds on the machine's clock at `instant`.
+    pub fn t_of(&self, instant: Instant) -> f64 {
+        instant.duration_since(self.start).as_secs_f64()
+    }
+
+    /// The config file text for this machine's plug.
+    pub fn plug_config(&self) -> String {
+        format!(
+            "[sensors]\nrate_hz = 4.0\nidle_window_s = 2.0\n\n[[sensors.plugs]]\nkind = \"shelly-gen2\"\nurl = \"http://{}\"\n",
+            self.plug_addr
+        )
+    }
+
+    pub fn plug_url(&self) -> String {
+        format!("http://{}", self.plug_addr)
+    }
+}
+
+fn write_files(p: &Profile, t: f64, rapl: &Path, hw: &Path) {
+    let (cpu_j, _) = p.energy_to(t);
+    let uj = (cpu_j * 1e6) as u64 % RAPL_RANGE_UJ;
+    write_atomic(&rapl.join("energy_uj"), &format!("{uj}\n"));
+    let gpu = p.gpu_w(t);
+    write_atomic(
+        &hw.join("power1_average"),
+        &format!("{}\n", (gpu * 1e6) as u64),
+    );
+    write_atomic(
+        &hw.join("temp1_input"),
+        &format!("{}\n", (40_000.0 + gpu * 200.0) as u64),
+    );
+    write_atomic(
+        &hw.join("fan1_input"),
+        &format!("{}\n", (800.0 + gpu * 5.0) as u64),
+    );
+}
+
+/// A Shelly Gen2 switch: `apower` now and `aenergy.total` in Wh, computed at request time.
+fn serve_plug(listener: TcpListener, p: Profile, start: Instant, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        let Ok((mut s, _)) = listener.accept() else {
+            std::thread::sleep(Duration::from_millis(2));
+            continue;
+        };
+        let _ = s.set_nonblocking(false);
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut buf = [0u8; 2048];
+        let mut req = Vec::new();
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => req.extend_from_slice(&buf[..n]),
+            }
+        }
+        let t = start.elapsed().as_secs_f64();
+        let body = format!(
+            "{{\"id\":0,\"output\":true,\"apower\":{:.3},\"voltage\":230.1,\"aenergy\":{{\"total\":{:.6}}}}}",
+            p.wall_w(t),
+            p.wall_j(0.0, t) / 3600.0
+        );
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+}
+
+impl Drop for LiveMachine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `|a - b| <= tol * |b|`, with both in the message.
+pub fn assert_within(what: &str, got: f64, truth: f64, tol: f64) {
+    assert!(
+        (got - truth).abs() <= tol * truth.abs(),
+        "{what}: {got:.3} vs true {truth:.3} ({:+.3} %, allowed {:.1} %)",
+        (got - truth) / truth * 100.0,
+        tol * 100.0
+    );
+}
