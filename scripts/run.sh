@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+. scripts/ccache-env.sh
 cargo build --release
 exec "${CARGO_TARGET_DIR:-target}/release/llmtop" "$@"

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+. scripts/ccache-env.sh
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo test
