@@ -49,7 +49,11 @@ fn modules(src: &Path) -> BTreeMap<Vec<String>, PathBuf> {
             .collect();
         entries.sort();
         for p in entries {
-            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            let name = p
+                .file_stem()
+                .expect("file name")
+                .to_string_lossy()
+                .into_owned();
             if p.is_dir() {
                 let mut pre = prefix.to_vec();
                 pre.push(name);

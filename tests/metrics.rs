@@ -222,7 +222,10 @@ fn scrape(addr: std::net::SocketAddr, path: &str) -> (String, String) {
     let (head, body) = raw.split_once("\r\n\r\n").expect("head and body");
     let len: usize = head
         .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .find_map(|l| {
+            let (k, v) = l.split_once(": ")?;
+            k.eq_ignore_ascii_case("content-length").then_some(v)
+        })
         .expect("content length")
         .parse()
         .expect("number");
@@ -263,7 +266,8 @@ fn scrape_the_real_endpoint() {
     let (head, body) = scrape(server.local_addr(), "/metrics");
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(
-        head.contains("Content-Type: text/plain; version=0.0.4"),
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
         "{head}"
     );
     let s = parse(&body);
@@ -391,14 +395,25 @@ fn serve_subcommand_answers_on_its_address() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("config.toml");
     std::fs::write(&cfg, "[pricing]\nregion = \"FR\"\n").expect("config");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_llmtop"))
-        .args(["--config"])
-        .arg(&cfg)
-        .args(["serve", "--metrics-addr", &format!("127.0.0.1:{port}")])
-        .env("LLMTOP_DATA_DIR", dir.path())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
+    /// Kills the server whatever happens, so a failed assertion leaves no process behind.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Reap(
+        std::process::Command::new(env!("CARGO_BIN_EXE_llmtop"))
+            .args(["--config"])
+            .arg(&cfg)
+            .args(["serve", "--metrics-addr", &format!("127.0.0.1:{port}")])
+            .env("LLMTOP_DATA_DIR", dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let mut body = None;
     for _ in 0..100 {
@@ -408,8 +423,7 @@ fn serve_subcommand_answers_on_its_address() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let s = parse(&body.expect("server came up"));
     assert_eq!(
         get(
@@ -526,4 +540,42 @@ fn per_channel_counters_survive_wraps_of_two_packages() {
     assert!((p0 - 125.0).abs() < 1e-9, "package 0 over 5 s: {p0}");
     assert!((p1 - 35.0).abs() < 1e-9, "package 1 over 5 s: {p1}");
     assert!((get(&s, "llmtop_system_energy_joules_total", &[]) - 160.0).abs() < 1e-9);
+}
+
+#[test]
+fn idle_clients_never_starve_a_scrape() {
+    use std::time::{Duration, Instant};
+    let state = Arc::new(Mutex::new(MetricsState::new(None)));
+    let server = MetricsServer::start("127.0.0.1:0", state).expect("bind");
+    let addr = server.local_addr();
+    // 500 clients that connect and never send a byte (the old server served one connection at
+    // a time: each idle client held every scrape up for seconds).
+    let idle: Vec<TcpStream> = (0..500)
+        .map(|_| TcpStream::connect(addr).expect("connect"))
+        .collect();
+    let scrapes: Vec<_> = (0..200)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                let (head, body) = scrape(addr, "/metrics");
+                (head, body, t.elapsed())
+            })
+        })
+        .collect();
+    for s in scrapes {
+        let (head, body, took) = s.join().expect("scrape thread");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(body.contains("llmtop_samples_total 0"), "{body}");
+        // Served while the idle clients are still held (they are dropped after 2 s).
+        assert!(took < Duration::from_millis(1500), "scrape took {took:?}");
+    }
+    // The idle ones are closed by the server once their time to send a request is up.
+    let mut first = &idle[0];
+    first
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buf = [0u8; 64];
+    let n = std::io::Read::read(&mut first, &mut buf).unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "{answer}");
 }

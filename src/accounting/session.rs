@@ -259,9 +259,15 @@ impl SessionRecorder {
         &self.replies
     }
 
-    /// One point per second of the session, for the run card.
+    /// One point per second of the session, for the run card; `t_s` counts from
+    /// [`Self::series_origin`].
     pub fn series(&self) -> &[SeriesPoint] {
         &self.series
+    }
+
+    /// Sampler time of the first sample, where the series' `t_s` is 0.
+    pub fn series_origin(&self) -> Option<f64> {
+        self.first_t
     }
 
     /// Energy, J, of the session so far, as far as the ledger has settled.
@@ -287,9 +293,11 @@ impl SessionRecorder {
         self.reply_report(self.replies.last()?)
     }
 
-    /// From the first sample to where the ledger has settled.
+    /// What the session's total covers: from where the ledger's total began to where it has
+    /// settled. (Samples from the plug's thread and the local one arrive in either order, so
+    /// the first sample received is not always the earliest.)
     pub fn session_span(&self) -> Option<(f64, f64)> {
-        Some((self.first_t?, self.ledger.settled_until()?))
+        self.ledger.span()
     }
 
     /// Energy over the whole session so far, with all generated tokens and the idle baseline.

@@ -287,7 +287,7 @@ pub fn run(args: &BenchArgs, cfg: &RawConfig) -> anyhow::Result<()> {
         idle: idle.clone(),
     });
     // The card's series starts at the first measured run.
-    let origin = books.session.session_span().map_or(0.0, |s| s.0);
+    let origin = books.session.series_origin().unwrap_or(0.0);
     let series: Vec<SeriesPoint> = books
         .session
         .series()

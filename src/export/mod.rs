@@ -1,3 +1,4 @@
 //! Export: Prometheus exposition and its HTTP server.
 
 pub mod prometheus;
+pub mod server;

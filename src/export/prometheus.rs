@@ -1,22 +1,19 @@
-//! Prometheus export: sensor samples and token counts folded into a small state, served as the
-//! text exposition format (version 0.0.4) on `GET /metrics` by a tiny std-only HTTP server.
+//! Prometheus export: sensor samples, the ledger's figures and token counts folded into a small
+//! state, served as the text exposition format (version 0.0.4) on `GET /metrics`.
 //!
 //! Names follow Prometheus conventions: base units (`_watts`, `_joules_total`, `_celsius`,
 //! `_ratio`), counters end in `_total`. Energy counters are built from deltas, so they start at
 //! 0 with the process and only go up, even when a hardware counter wraps or resets.
 
+use super::server::{Handler, HttpServer, Reply, ServerError};
 use crate::accounting::ledger::{Ledger, TotalPower, Totals};
 use crate::accounting::pricing::Tariff;
 use crate::sensors::{Method, Quantity, Reading, Sample};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -25,13 +22,8 @@ pub struct MetricsSection {
     pub addr: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
-    #[error(
-        "cannot serve metrics on {addr}: {err}; pick a free address with --metrics-addr, e.g. 127.0.0.1:9464"
-    )]
-    Bind { addr: String, err: std::io::Error },
-}
+/// Why the endpoint could not start: one line with the fix.
+pub type MetricsError = ServerError;
 
 /// Identity labels of one channel.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -335,100 +327,28 @@ fn value(v: f64) -> String {
     }
 }
 
-/// A running metrics endpoint. Dropping it stops the server.
-pub struct MetricsServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
+/// A running metrics endpoint (`GET /metrics`). Dropping it stops the server.
+pub struct MetricsServer(HttpServer);
 
 impl MetricsServer {
-    /// Bind `addr` (e.g. "127.0.0.1:9464", or port 0 for any) and serve `state` on its own thread.
+    /// Bind `addr` (e.g. "127.0.0.1:9464", or port 0 for any) and serve `state`.
     pub fn start(addr: &str, state: Arc<Mutex<MetricsState>>) -> Result<Self, MetricsError> {
-        let bind_err = |err| MetricsError::Bind {
-            addr: addr.into(),
-            err,
-        };
-        let listener = TcpListener::bind(addr).map_err(bind_err)?;
-        let local = listener.local_addr().map_err(bind_err)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("llmtop-metrics".into())
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if stop2.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    if let Ok(stream) = conn {
-                        // One scrape at a time is plenty for Prometheus; errors only lose that scrape.
-                        let _ = handle(stream, &state);
-                    }
-                }
-            })
-            .map_err(bind_err)?;
-        Ok(Self {
-            addr: local,
-            stop,
-            thread: Some(thread),
-        })
+        let handler: Handler = Arc::new(move |path: &str| match path {
+            "/metrics" => Reply {
+                status: 200,
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                body: match state.lock() {
+                    Ok(s) => s.render(),
+                    Err(poisoned) => poisoned.into_inner().render(),
+                },
+            },
+            "/" => Reply::text(200, "llmtop metrics: GET /metrics\n"),
+            _ => Reply::text(404, "not found\n"),
+        });
+        Ok(Self(HttpServer::start(addr, handler)?))
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.0.local_addr()
     }
-}
-
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept so the thread sees the flag.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn handle(stream: TcpStream, state: &Mutex<MetricsState>) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    // Drain the headers (up to the blank line); we need none of them.
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 2 {
-        line.clear();
-    }
-    let mut parts = request_line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    let (status, ctype, body) = match (method, path) {
-        ("GET", "/metrics") => {
-            let body = match state.lock() {
-                Ok(s) => s.render(),
-                Err(poisoned) => poisoned.into_inner().render(),
-            };
-            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
-        }
-        ("GET", "/") => (
-            "200 OK",
-            "text/plain; charset=utf-8",
-            "llmtop metrics: GET /metrics\n".to_string(),
-        ),
-        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain",
-            "only GET\n".to_string(),
-        ),
-    };
-    let mut out = stream;
-    write!(
-        out,
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    out.flush()
 }
