@@ -37,6 +37,7 @@ fn meter(m: &LiveMachine, with_plug: bool) -> Meter {
                 entity: None,
                 token: None,
                 rate_hz: 1.0,
+                ca_file: None,
             }]
         } else {
             Vec::new()

@@ -1,12 +1,15 @@
-//! Smart plugs against a real HTTP server on 127.0.0.1 started by each test, answering the
-//! documented JSON shapes, plus timeouts, HTTP 500, malformed JSON. Nothing else is contacted.
+//! Smart plugs against a real HTTP or HTTPS server on 127.0.0.1 started by each test,
+//! answering the documented JSON shapes, plus timeouts, HTTP 500, malformed JSON, a huge body
+//! and untrusted certificates. Nothing else is contacted.
 
 use llmtop::config::PlugConfig;
 use llmtop::sensors::http::HttpError;
 use llmtop::sensors::plug::{PlugError, PlugSensor};
 use llmtop::sensors::{Covers, Method, Quantity, Sample, Sampler, Sensor, Source};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,60 +20,163 @@ enum Reply {
     Chunked(&'static str),
     /// Accept, read the request, never answer.
     Hang,
+    /// JSON only when the Host header is exactly the listening `127.0.0.1:PORT`; else 400.
+    RequireHost(&'static str),
+    /// Announce a 10 MiB body, send a little over 1 MiB of it, then hold the rest back for
+    /// 10 s: a client that stops at its cap answers at once, one that reads on waits.
+    Huge,
 }
+
+type Log = Arc<Mutex<Vec<String>>>;
 
 struct Server {
     url: String,
-    requests: Arc<Mutex<Vec<String>>>,
+    requests: Log,
 }
 
 /// Serve `reply` to every connection, recording each request's head.
 fn serve(reply: Reply) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let addr = listener.local_addr().expect("addr").to_string();
+    let url = format!("http://{addr}");
     let requests = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&requests);
     std::thread::spawn(move || {
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
+            let Ok(stream) = stream else { continue };
             let reply = reply.clone();
             let log = Arc::clone(&log);
+            let addr = addr.clone();
+            std::thread::spawn(move || answer(stream, reply, &addr, &log));
+        }
+    });
+    Server { url, requests }
+}
+
+/// Value of header `name` (any case, as HTTP allows) in a request head.
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
+}
+
+/// Read one request head from `stream`, log it, write `reply`.
+fn answer<S: Read + Write>(mut stream: S, reply: Reply, addr: &str, log: &Log) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    log.lock().expect("lock").push(head.clone());
+    let json = |body: &str| {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let resp = match reply {
+        Reply::Json(body) => json(body),
+        Reply::RequireHost(body) => {
+            if header(&head, "host").as_deref() == Some(addr) {
+                json(body)
+            } else {
+                "HTTP/1.1 400 Bad Request\r\nContent-Length: 10\r\n\r\nwrong Host".to_string()
+            }
+        }
+        Reply::Huge => {
+            const TOTAL: usize = 10 << 20;
+            let first = (1 << 20) + (64 << 10);
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {TOTAL}\r\n\r\n");
+            let pad = vec![b' '; first];
+            if stream.write_all(head.as_bytes()).is_err() || stream.write_all(&pad).is_err() {
+                return;
+            }
+            let _ = stream.flush();
+            std::thread::sleep(Duration::from_secs(10));
+            let _ = stream.write_all(&vec![b' '; TOTAL - first]);
+            return;
+        }
+        Reply::Status(code) => {
+            format!("HTTP/1.1 {code} Internal Server Error\r\nContent-Length: 5\r\n\r\noops!")
+        }
+        Reply::Chunked(body) => {
+            let (a, b) = body.split_at(body.len() / 2);
+            format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+                a.len(),
+                b.len()
+            )
+        }
+        Reply::Hang => {
+            std::thread::sleep(Duration::from_secs(10));
+            return;
+        }
+    };
+    let _ = stream.write_all(resp.as_bytes());
+    let _ = stream.flush();
+}
+
+/// A test CA and a server certificate it signed for 127.0.0.1.
+struct Pki {
+    ca_pem: String,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+fn pki(name: &str) -> Pki {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, name.to_string());
+    let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().expect("server key");
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("server params")
+        .signed_by(&key, &issuer)
+        .expect("server certificate");
+    Pki {
+        ca_pem: ca_cert.pem(),
+        chain: vec![leaf.der().clone()],
+        key: PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    }
+}
+
+/// Like `serve`, over TLS with `pki`'s server certificate.
+fn serve_tls(reply: Reply, pki: &Pki) -> Server {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(pki.chain.clone(), pki.key.clone_key())
+            .expect("server certificate"),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let url = format!("https://{addr}");
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&requests);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(tcp) = stream else { continue };
+            let Ok(conn) = rustls::ServerConnection::new(Arc::clone(&config)) else {
+                continue;
+            };
+            let (reply, log, addr) = (reply.clone(), Arc::clone(&log), addr.clone());
+            // The handshake runs on the first read; a client that rejects the certificate
+            // ends it there.
             std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                log.lock()
-                    .expect("lock")
-                    .push(String::from_utf8_lossy(&buf).into_owned());
-                let resp = match reply {
-                    Reply::Json(body) => format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    ),
-                    Reply::Status(code) => {
-                        format!(
-                            "HTTP/1.1 {code} Internal Server Error\r\nContent-Length: 5\r\n\r\noops!"
-                        )
-                    }
-                    Reply::Chunked(body) => {
-                        let (a, b) = body.split_at(body.len() / 2);
-                        format!(
-                            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
-                            a.len(),
-                            b.len()
-                        )
-                    }
-                    Reply::Hang => {
-                        std::thread::sleep(Duration::from_secs(10));
-                        return;
-                    }
-                };
-                let _ = stream.write_all(resp.as_bytes());
+                answer(rustls::StreamOwned::new(conn, tcp), reply, &addr, &log)
             });
         }
     });
@@ -84,6 +190,7 @@ fn plug(kind: &str, url: &str) -> PlugSensor {
         entity: None,
         token: None,
         rate_hz: 1.0,
+        ca_file: None,
     })
 }
 
@@ -176,20 +283,34 @@ fn tasmota_status_8_power_only() {
 }
 
 fn ha(url: &str, entity: &str) -> PlugSensor {
+    ha_with_ca(url, entity, None)
+}
+
+fn ha_with_ca(url: &str, entity: &str, ca_file: Option<&Path>) -> PlugSensor {
     plug_cfg(PlugConfig {
         kind: "home-assistant".into(),
         url: url.into(),
         entity: Some(entity.into()),
         token: Some("abc.def.ghi".into()),
         rate_hz: 1.0,
+        ca_file: ca_file.map(Path::to_path_buf),
     })
 }
 
+fn last_request(s: &Server) -> String {
+    s.requests
+        .lock()
+        .expect("lock")
+        .last()
+        .expect("a request")
+        .clone()
+}
+
+const HA_POWER: &str = r#"{"entity_id":"sensor.desk_plug_power","state":"123.4","attributes":{"unit_of_measurement":"W","device_class":"power","friendly_name":"Desk plug power"},"last_changed":"2024-01-01T12:00:00+00:00"}"#;
+
 #[test]
 fn home_assistant_power_entity_with_bearer_token() {
-    let s = serve(Reply::Json(
-        r#"{"entity_id":"sensor.desk_plug_power","state":"123.4","attributes":{"unit_of_measurement":"W","device_class":"power","friendly_name":"Desk plug power"},"last_changed":"2024-01-01T12:00:00+00:00"}"#,
-    ));
+    let s = serve(Reply::Json(HA_POWER));
     let mut p = ha(&s.url, "sensor.desk_plug_power");
     let rows = p.read(0.0);
     assert_eq!(rows.len(), 1);
@@ -197,21 +318,30 @@ fn home_assistant_power_entity_with_bearer_token() {
         (rows[0].quantity, rows[0].value),
         (Quantity::Power, Some(123.4))
     );
-    let req = s
-        .requests
-        .lock()
-        .expect("lock")
-        .last()
-        .expect("req")
-        .clone();
+    let req = last_request(&s);
     assert!(
         req.starts_with("GET /api/states/sensor.desk_plug_power HTTP/1.1\r\n"),
         "{req}"
     );
-    assert!(
-        req.contains("\r\nAuthorization: Bearer abc.def.ghi\r\n"),
+    assert_eq!(
+        header(&req, "authorization").as_deref(),
+        Some("Bearer abc.def.ghi"),
         "{req}"
     );
+}
+
+#[test]
+fn the_host_header_carries_the_port() {
+    // Home Assistant on a port of its own (8123 in real life): a Host without the port is
+    // answered 400 by this server, as by a reverse proxy routing on it.
+    let s = serve(Reply::RequireHost(HA_POWER));
+    let v = ha(&s.url, "sensor.desk_plug_power")
+        .fetch()
+        .expect("the server accepts the Host header");
+    assert_eq!(v.watts, Some(123.4));
+    let addr = s.url.trim_start_matches("http://");
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    assert_eq!(header(&last_request(&s), "host").as_deref(), Some(addr));
 }
 
 #[test]
@@ -242,6 +372,7 @@ fn home_assistant_needs_entity_and_token() {
         entity: None,
         token: Some("t".into()),
         rate_hz: 1.0,
+        ca_file: None,
     })
     .expect_err("no entity");
     assert!(e.to_string().contains("needs `entity`"), "{e}");
@@ -251,6 +382,7 @@ fn home_assistant_needs_entity_and_token() {
         entity: None,
         token: None,
         rate_hz: 1.0,
+        ca_file: None,
     })
     .expect_err("bad kind");
     assert!(e.to_string().contains("kinds: shelly-gen2"), "{e}");
@@ -315,6 +447,151 @@ fn connection_refused_is_an_error() {
         .fetch()
         .expect_err("refused");
     assert!(matches!(e, PlugError::Http(HttpError::Io { .. })), "{e:?}");
+}
+
+#[test]
+fn a_huge_answer_is_refused_at_the_cap_not_read_whole() {
+    let s = serve(Reply::Huge);
+    let p = plug("shelly-gen2", &s.url).with_timeout(Duration::from_secs(5));
+    let t = Instant::now();
+    let e = p.fetch().expect_err("10 MiB");
+    let took = t.elapsed();
+    // Reading on would wait for the held-back rest and end in a timeout instead.
+    assert!(
+        matches!(e, PlugError::Http(HttpError::TooLarge { .. })),
+        "{e:?}"
+    );
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with(&format!("{}/rpc/Switch.GetStatus?id=0: ", s.url)),
+        "{msg}"
+    );
+    assert!(msg.contains("over 1 MiB"), "{msg}");
+}
+
+/// `pki`'s CA certificate written to a PEM file in `dir`.
+fn ca_file(dir: &Path, pki: &Pki) -> PathBuf {
+    let path = dir.join("ca.pem");
+    std::fs::write(&path, &pki.ca_pem).expect("write ca.pem");
+    path
+}
+
+#[test]
+fn home_assistant_over_https_with_its_own_ca() {
+    let pki = pki("llmtop test CA");
+    let s = serve_tls(Reply::RequireHost(HA_POWER), &pki);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = ca_file(dir.path(), &pki);
+    let mut p = ha_with_ca(&s.url, "sensor.desk_plug_power", Some(&ca))
+        .with_timeout(Duration::from_secs(3));
+    let rows = p.read(0.0);
+    assert_eq!(p.last_error(), None);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].quantity, rows[0].value, rows[0].covers),
+        (Quantity::Power, Some(123.4), Covers::Wall)
+    );
+    // Not the scheme's default port, so the port is part of the key.
+    let key = s.url.trim_start_matches("https://").replace(':', "-");
+    assert_eq!(rows[0].id, format!("plug:{key}:power"));
+    let req = last_request(&s);
+    assert!(
+        req.starts_with("GET /api/states/sensor.desk_plug_power HTTP/1.1\r\n"),
+        "{req}"
+    );
+    assert_eq!(
+        header(&req, "authorization").as_deref(),
+        Some("Bearer abc.def.ghi")
+    );
+}
+
+#[test]
+fn https_without_ca_file_names_the_url_and_the_certificate_problem() {
+    let pki = pki("llmtop test CA");
+    let s = serve_tls(Reply::Json(HA_POWER), &pki);
+    let mut p = ha(&s.url, "sensor.desk_plug_power").with_timeout(Duration::from_secs(3));
+    let e = p.fetch().expect_err("untrusted certificate");
+    assert!(
+        matches!(e, PlugError::Http(HttpError::Certificate { .. })),
+        "{e:?}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with(&format!("{}/api/states/sensor.desk_plug_power: ", s.url)),
+        "{msg}"
+    );
+    assert!(msg.contains("UnknownIssuer"), "{msg}");
+    assert!(msg.contains("set ca_file"), "{msg}");
+    assert!(!msg.contains('\n'), "{msg}");
+    // Nothing was sent: the request (and its token) never left the client.
+    assert!(s.requests.lock().expect("lock").is_empty());
+    let rows = p.read(0.0);
+    assert_eq!(rows[0].value, None);
+    assert_eq!(p.last_error(), Some(msg.as_str()));
+}
+
+#[test]
+fn https_with_the_wrong_ca_file_says_to_check_it() {
+    let server = pki("llmtop server CA");
+    let other = pki("some other CA");
+    let s = serve_tls(Reply::Json(HA_POWER), &server);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = ca_file(dir.path(), &other);
+    let e = ha_with_ca(&s.url, "sensor.desk_plug_power", Some(&ca))
+        .with_timeout(Duration::from_secs(3))
+        .fetch()
+        .expect_err("wrong CA");
+    let msg = e.to_string();
+    assert!(
+        matches!(e, PlugError::Http(HttpError::Certificate { .. })),
+        "{e:?}"
+    );
+    assert!(
+        msg.contains(&format!("check that ca_file {}", ca.display())),
+        "{msg}"
+    );
+}
+
+#[test]
+fn ca_file_problems_are_caught_before_any_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing.pem");
+    let cfg = |url: &str| PlugConfig {
+        kind: "home-assistant".into(),
+        url: url.into(),
+        entity: Some("sensor.x".into()),
+        token: Some("t".into()),
+        rate_hz: 1.0,
+        ca_file: Some(missing.clone()),
+    };
+    let e = PlugSensor::new(&cfg("https://127.0.0.1:8123")).expect_err("missing file");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with(&format!("{}: cannot use as ca_file: ", missing.display())),
+        "{msg}"
+    );
+    let e = PlugSensor::new(&cfg("http://127.0.0.1:8123")).expect_err("plain http");
+    assert!(
+        e.to_string().contains("ca_file only applies to https://"),
+        "{e}"
+    );
+
+    // The config file says the same, at the line of the key.
+    let text = "[[sensors.plugs]]\nkind = \"home-assistant\"\nurl = \"http://ha:8123\"\nentity = \"sensor.x\"\ntoken = \"t\"\nca_file = \"/etc/ca.pem\"\n";
+    let e = llmtop::config::parse(text, Path::new("c.toml")).expect_err("ca_file on http");
+    assert!(
+        e.to_string()
+            .starts_with("c.toml:6: sensors.plugs[0].ca_file: is only used with https:// URLs"),
+        "{e}"
+    );
+    let text = "[[sensors.plugs]]\nkind = \"tasmota\"\nurl = \"http://ha:port\"\n";
+    let e = llmtop::config::parse(text, Path::new("c.toml")).expect_err("bad port");
+    assert!(
+        e.to_string()
+            .starts_with("c.toml:3: sensors.plugs[0].url: http://ha:port: bad URL: "),
+        "{e}"
+    );
 }
 
 /// A local sensor that counts its reads.

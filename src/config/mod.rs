@@ -236,12 +236,28 @@ pub fn validate(cfg: &RawConfig, text: &str, path: &Path) -> Result<(), ConfigEr
                 format!("`{}` is not one of {}", p.kind, PLUGS.join(", ")),
             );
         }
-        if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
-            return err(
-                &sec,
-                "url",
-                format!("`{}` must start with http:// or https://", p.url),
-            );
+        let target = match crate::sensors::http::parse_url(p.url.trim_end_matches('/')) {
+            Ok(t) => t,
+            Err(e) => return err(&sec, "url", e.to_string()),
+        };
+        if let Some(ca) = &p.ca_file {
+            if !target.https {
+                return err(
+                    &sec,
+                    "ca_file",
+                    format!(
+                        "is only used with https:// URLs, and url is `{}`; use https:// or remove ca_file",
+                        p.url
+                    ),
+                );
+            }
+            if ca.as_os_str().is_empty() {
+                return err(
+                    &sec,
+                    "ca_file",
+                    "is empty; give the path of the CA certificate (PEM)".into(),
+                );
+            }
         }
         if p.kind == "home-assistant" && (p.entity.is_none() || p.token.is_none()) {
             return err(

@@ -38,14 +38,16 @@ impl std::str::FromStr for PlugKind {
             "shelly-gen1" => PlugKind::ShellyGen1,
             "tasmota" => PlugKind::Tasmota,
             "home-assistant" | "homeassistant" => PlugKind::HomeAssistant,
-            other => return Err(PlugError::Config(format!("unknown plug kind {other:?}"))),
+            other => return Err(PlugError::Kind(other.into())),
         })
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlugError {
-    #[error("{0}; kinds: {KINDS}")]
+    #[error("unknown plug kind {0:?}; kinds: {KINDS}")]
+    Kind(String),
+    #[error("{0}")]
     Config(String),
     #[error(transparent)]
     Http(#[from] HttpError),
@@ -150,10 +152,11 @@ pub struct PlugSensor {
     kind: PlugKind,
     kind_name: String,
     request_url: String,
+    client: http::Client,
     token: Option<String>,
     rate_hz: f64,
     timeout: Duration,
-    /// Host part of the URL: the stable part of reading ids.
+    /// Host (and port, unless the scheme's default) of the URL: the stable part of reading ids.
     key: String,
     has_counter: bool,
     last_error: Option<String>,
@@ -163,8 +166,13 @@ impl PlugSensor {
     pub fn new(cfg: &PlugConfig) -> Result<Self, PlugError> {
         let kind: PlugKind = cfg.kind.parse()?;
         let base = cfg.url.trim_end_matches('/');
-        let (host, port, _) =
-            http::split_url(base).map_err(|e| PlugError::Config(e.to_string()))?;
+        let target = http::parse_url(base)?;
+        if cfg.ca_file.is_some() && !target.https {
+            return Err(PlugError::Config(format!(
+                "{}: ca_file only applies to https:// URLs",
+                cfg.url
+            )));
+        }
         let request_url = match kind {
             PlugKind::ShellyGen2 => format!("{base}/rpc/Switch.GetStatus?id=0"),
             PlugKind::ShellyPm1 => format!("{base}/rpc/PM1.GetStatus?id=0"),
@@ -186,6 +194,8 @@ impl PlugSensor {
                 format!("{base}/api/states/{entity}")
             }
         };
+        // The entity lands in the path: refuse here what would be a bad URL at every poll.
+        http::parse_url(&request_url)?;
         let rate_hz = if cfg.rate_hz.is_finite() && cfg.rate_hz > 0.0 {
             cfg.rate_hz
         } else {
@@ -195,14 +205,15 @@ impl PlugSensor {
             kind,
             kind_name: cfg.kind.clone(),
             request_url,
+            client: http::Client::new(cfg.ca_file.as_deref())?,
             token: cfg.token.clone(),
             rate_hz,
             // Never longer than a poll period, and short enough that a dead plug is cheap.
             timeout: Duration::from_secs_f64((0.8 / rate_hz).clamp(0.2, 2.0)),
-            key: if port == 80 {
-                host
+            key: if target.default_port() {
+                target.host
             } else {
-                format!("{host}-{port}")
+                format!("{}-{}", target.host, target.port)
             },
             has_counter: matches!(
                 kind,
@@ -233,7 +244,7 @@ impl PlugSensor {
             .as_deref()
             .map(|a| vec![("Authorization", a)])
             .unwrap_or_default();
-        let body = http::get(&self.request_url, &headers, self.timeout)?;
+        let body = self.client.get(&self.request_url, &headers, self.timeout)?;
         parse(self.kind, &self.request_url, &body)
     }
 

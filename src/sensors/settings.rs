@@ -38,12 +38,15 @@ impl Default for SensorsSection {
 pub struct PlugConfig {
     /// "shelly-gen2", "shelly-pm1", "shelly-gen1", "tasmota" or "home-assistant".
     pub kind: String,
-    /// Base URL, e.g. "http://192.168.1.50".
+    /// Base URL, e.g. "http://192.168.1.50" or "https://homeassistant.local:8123".
     pub url: String,
     /// Home Assistant only.
     pub entity: Option<String>,
     /// Home Assistant only: long-lived access token.
     pub token: Option<String>,
+    /// https only: PEM file of the CA to trust for this plug instead of the public roots
+    /// (a self-signed Home Assistant certificate).
+    pub ca_file: Option<PathBuf>,
     /// Poll rate, Hz (plugs update about once a second).
     #[serde(default = "default_plug_rate")]
     pub rate_hz: f64,
