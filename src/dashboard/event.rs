@@ -47,12 +47,26 @@ pub enum Event {
 }
 
 /// What woke the loop: an event for the app, or the moment a deferred frame is due.
+// Returned by value once per wake and never stored: boxing the event would cost an allocation
+// per token for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Wake {
     Event(Event),
     Frame,
     /// The terminal input stream ended or failed: nothing more can be read from the user.
     InputClosed,
+}
+
+/// Where the event loop's events come from: [`EventSource`] in the program, a script in tests.
+pub trait Events {
+    /// Wait for the next event, or for `frame_at` (a deferred redraw), whichever comes first.
+    /// An event that is ready wins over a frame due at the same moment.
+    fn next(&mut self, frame_at: Option<tokio::time::Instant>) -> impl Future<Output = Wake>;
+
+    /// An engine or sensor event that is already waiting, without blocking: lets the shell fold
+    /// a burst of tokens into one frame.
+    fn try_next_queued(&mut self) -> Option<Event>;
 }
 
 /// The sources the dashboard listens to.
@@ -113,9 +127,10 @@ impl EventSource {
     pub fn now(&self) -> f64 {
         self.start.elapsed().as_secs_f64()
     }
+}
 
-    /// Wait for the next event, or for `frame_at` (a deferred redraw), whichever comes first.
-    pub async fn next(&mut self, frame_at: Option<tokio::time::Instant>) -> Wake {
+impl Events for EventSource {
+    async fn next(&mut self, frame_at: Option<tokio::time::Instant>) -> Wake {
         loop {
             let frame = async {
                 match frame_at {
@@ -171,9 +186,7 @@ impl EventSource {
         }
     }
 
-    /// An engine or sensor event that is already waiting, without blocking: lets the shell fold
-    /// a burst of tokens into one frame.
-    pub fn try_next_queued(&mut self) -> Option<Event> {
+    fn try_next_queued(&mut self) -> Option<Event> {
         let now = self.now();
         if let Some(rx) = self.engine.as_mut()
             && let Ok(event) = rx.try_recv()

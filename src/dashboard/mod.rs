@@ -1,5 +1,6 @@
 //! The imperative shell of the dashboard: builds the engine, the sample feed and the terminal,
-//! runs the event loop, carries out the app's effects, and puts everything back on the way out.
+//! runs the event loop ([`shell::event_loop`]) on the real terminal, and puts everything back
+//! on the way out.
 //!
 //! Everything that can fail on bad input (config, theme, key bindings, model path) is checked
 //! before the terminal is taken over, so errors print as one plain line.
@@ -8,6 +9,7 @@ pub mod app;
 pub mod card;
 pub mod event;
 pub mod layout;
+pub mod shell;
 pub mod state;
 pub mod theme;
 pub mod tui;
@@ -19,28 +21,20 @@ use crate::accounting::tally::{self, TallyStore};
 use crate::cli::{ColorMode, DashboardArgs};
 use crate::config::keys::KeyMap;
 use crate::config::{self, RawConfig};
-use crate::dashboard::card::CardContext;
-use crate::dashboard::event::{Event, EventSource, Wake};
-use crate::dashboard::state::{App, Effect};
+use crate::dashboard::event::{Event, EventSource};
+use crate::dashboard::shell::Shell;
+use crate::dashboard::state::App;
 use crate::dashboard::theme::Theme;
 use crate::dashboard::tui::Tui;
-use crate::engine::{
-    self, Engine, EngineEvent, EngineHandle, EngineSettings, scripted::ScriptedEngine,
-};
+use crate::engine::{self, Engine, EngineSettings, scripted::ScriptedEngine};
 use crate::export::prometheus::{MetricsServer, MetricsState};
-use crate::sensors::host::HostInfo;
 use crate::sensors::scripted::ScriptedSensor;
 use crate::sensors::{Meter, Sample};
 use anyhow::{Context, anyhow};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
-
-/// Tokens arrive faster than a terminal over SSH should be repainted: one frame per 16 ms at most.
-const MIN_FRAME: Duration = Duration::from_millis(16);
-/// Events folded into one frame at most, so keys stay responsive during a token burst.
-const MAX_BATCH: usize = 512;
 
 fn device_text(s: &EngineSettings) -> String {
     let threads = if s.threads == 0 {
@@ -97,103 +91,6 @@ fn start_meter(args: &DashboardArgs, cfg: &RawConfig) -> Meter {
         section.sysfs_root = root.clone();
     }
     Meter::start(&section)
-}
-
-/// What the event loop owns besides the app: the engine's command side, the session's
-/// accounting, the lifetime tally, the metrics endpoint and what snapshots need.
-struct Shell<'a> {
-    handle: EngineHandle,
-    session: SessionRecorder,
-    tally: Option<&'a mut TallyStore>,
-    metrics: Option<Arc<Mutex<MetricsState>>>,
-    settings: &'a EngineSettings,
-    cfg: &'a RawConfig,
-    tariff: &'a Tariff,
-    compare: &'a [Tariff],
-}
-
-fn with_metrics(m: &Option<Arc<Mutex<MetricsState>>>, f: impl FnOnce(&mut MetricsState)) {
-    if let Some(m) = m {
-        match m.lock() {
-            Ok(mut s) => f(&mut s),
-            Err(poisoned) => f(&mut poisoned.into_inner()),
-        }
-    }
-}
-
-impl Shell<'_> {
-    /// Account for an event before the app sees it. Returns whether the footer's figures
-    /// may have changed.
-    fn observe(&mut self, app: &mut App, ev: &Event) -> bool {
-        let wall = jiff::Timestamp::now();
-        match ev {
-            Event::Sample(s) => {
-                let live = app.live_tok_s();
-                let delta = self.session.push_sample(s, live);
-                if let Some(t) = self.tally.as_deref_mut() {
-                    t.add(&delta);
-                }
-                let ledger = self.session.ledger();
-                app.update(Event::Power(ledger.power_view()));
-                with_metrics(&self.metrics, |m| {
-                    m.apply_sample(s);
-                    m.apply_ledger(ledger);
-                    // Between replies the rate stays that of the last one.
-                    if let Some(r) = live {
-                        m.set_tok_s(r);
-                    }
-                });
-                true
-            }
-            Event::Tick { now } => {
-                if let Some(t) = self.tally.as_deref_mut()
-                    && let Err(e) = t.tick(*now, wall)
-                {
-                    app.update(Event::Status(e.to_string()));
-                }
-                false
-            }
-            Event::Engine { event, now } => {
-                let Some(delta) = self.session.observe(event, *now) else {
-                    return false;
-                };
-                if let Some(t) = self.tally.as_deref_mut() {
-                    t.add(&delta);
-                }
-                if let EngineEvent::ReplyDone(stats) = event {
-                    with_metrics(&self.metrics, |m| {
-                        m.record_reply(u64::from(stats.generated_tokens), stats.gen_tok_s);
-                    });
-                }
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn footer(&self) -> Event {
-        let (energy, cost) = self
-            .session
-            .footer(self.tally.as_deref().map(TallyStore::tally));
-        Event::Footer { energy, cost }
-    }
-
-    /// Ctrl-S: the run card, its Markdown and the screen as SVG. Ok: the JSON path.
-    fn snapshot(&self, app: &App, theme: &Theme) -> Result<String, String> {
-        let ctx = CardContext {
-            host: HostInfo::detect(crate::sensors::nvml::gpu_names()),
-            settings: self.settings,
-            tariff: self.tariff,
-            compare: self.compare,
-            snapshot: &self.cfg.snapshot,
-            now: jiff::Timestamp::now(),
-        };
-        let screen = crate::dashboard::ui::render_buffer(app, theme, app.width, app.height);
-        let dir = crate::report::snapshot::default_dir(&self.cfg.snapshot);
-        card::write(&dir, app, &self.session, ctx, &screen)
-            .map(|p| p.json.display().to_string())
-            .map_err(|e| e.to_string())
-    }
 }
 
 /// `--metrics-addr` or `[metrics] addr`: the Prometheus endpoint beside the dashboard.
@@ -268,7 +165,7 @@ pub fn run(args: &DashboardArgs, cfg: RawConfig) -> anyhow::Result<()> {
         app.update(Event::Status(note));
     }
 
-    let shell = Shell {
+    let mut shell = Shell {
         handle,
         session: SessionRecorder::new(ledger, cfg.sensors.idle_window_s),
         tally: tally.as_mut(),
@@ -279,102 +176,42 @@ pub fn run(args: &DashboardArgs, cfg: RawConfig) -> anyhow::Result<()> {
         compare: &compare,
     };
     // One clock for events and samples: reply spans line up with the sensor readings.
-    let result = runtime.block_on(event_loop(
+    let result = runtime.block_on(in_terminal(
         sampler.start(),
         &mut app,
         &themes,
-        shell,
+        &mut shell,
         samples,
         &log,
     ));
     crate::dashboard::tui::restore();
+    // Stops the engine (frees the model) once the terminal is back.
+    drop(shell);
     sampler.stop();
     drop(metrics);
-    // Whatever ended the loop (quit, signal, lost terminal, error), keep the energy counted.
-    let flushed = match tally.as_mut() {
-        Some(t) => t.flush(jiff::Timestamp::now()).map_err(anyhow::Error::from),
-        None => Ok(()),
-    };
-    result.and(flushed)
+    result
 }
 
-async fn event_loop(
+/// The event loop on the real terminal: take it over, keep stderr off the screen, listen to
+/// the keyboard, the engine, the sensors and SIGTERM/SIGHUP; put the terminal back on the way out.
+async fn in_terminal(
     start: Instant,
     app: &mut App,
     themes: &[Theme],
-    mut shell: Shell<'_>,
+    shell: &mut Shell<'_>,
     samples: UnboundedReceiver<Sample>,
     log: &Path,
 ) -> anyhow::Result<()> {
     let mut tui = Tui::enter().context("cannot set up the terminal")?;
     // From here on nothing may reach the screen but frames.
     let _ = crate::dashboard::tui::redirect_stderr(log);
-    let size = tui.terminal.size()?;
-    app.update(Event::Resize {
-        width: size.width,
-        height: size.height,
-    });
-    let fallback = Theme::dark();
-    let theme_of = |app: &App| themes.get(app.theme).unwrap_or(&fallback);
-    tui.draw(|f| crate::dashboard::ui::draw(app, theme_of(app), f))?;
-    app.dirty = false;
-    let mut last_frame = tokio::time::Instant::now();
-    let mut frame_due: Option<tokio::time::Instant> = None;
-
-    // The engine's events come through the event source; keep its command side here.
+    // The engine's events come through the event source; the shell keeps its command side.
     let events_rx = std::mem::replace(&mut shell.handle.events, unbounded_channel().1);
     let mut events = EventSource::new(start, shell.cfg.ui.refresh_hz, events_rx, samples);
     if let Err(e) = events.listen_for_signals() {
         app.update(Event::Status(format!("cannot catch SIGTERM/SIGHUP: {e}")));
     }
-    let mut quit = false;
-    while !quit {
-        let mut batch = Vec::new();
-        match events.next(frame_due).await {
-            Wake::Event(ev) => batch.push(ev),
-            Wake::Frame => frame_due = None,
-            Wake::InputClosed => break,
-        }
-        while batch.len() < MAX_BATCH {
-            match events.try_next_queued() {
-                Some(ev) => batch.push(ev),
-                None => break,
-            }
-        }
-        let mut figures_changed = false;
-        for ev in batch {
-            figures_changed |= shell.observe(app, &ev);
-            for effect in app.update(ev) {
-                match effect {
-                    Effect::Engine(cmd) => shell.handle.send(cmd),
-                    Effect::Quit => quit = true,
-                    Effect::Snapshot => {
-                        let r = shell.snapshot(app, theme_of(app));
-                        app.update(Event::SnapshotWritten(r));
-                    }
-                }
-            }
-        }
-        if figures_changed {
-            app.update(shell.footer());
-        }
-        if quit {
-            break;
-        }
-        if app.dirty {
-            let now = tokio::time::Instant::now();
-            if now >= last_frame + MIN_FRAME {
-                tui.draw(|f| crate::dashboard::ui::draw(app, theme_of(app), f))?;
-                app.dirty = false;
-                last_frame = now;
-                frame_due = None;
-            } else if frame_due.is_none() {
-                frame_due = Some(last_frame + MIN_FRAME);
-            }
-        }
-    }
+    let result = shell::event_loop(&mut tui.terminal, &mut events, app, themes, shell).await;
     drop(tui);
-    crate::dashboard::tui::restore();
-    shell.handle.shutdown();
-    Ok(())
+    result
 }

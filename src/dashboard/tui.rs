@@ -1,12 +1,13 @@
 //! The terminal guard: raw mode, alternate screen, bracketed paste, and a restore that runs on
-//! every exit path (drop, error, panic) and is safe to run twice.
+//! every exit path (drop, error, panic) and is safe to run twice. Also how the event loop draws
+//! a frame on any backend ([`FrameBackend`], [`draw`]).
 
 use crossterm::{
     cursor, event,
     terminal::{self, EnterAlternateScreen, LeaveAlternateScreen},
 };
 use ratatui::Terminal;
-use ratatui::backend::CrosstermBackend;
+use ratatui::backend::{Backend, CrosstermBackend, TestBackend};
 use std::io::{self, Stdout, Write};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
@@ -118,24 +119,46 @@ impl Tui {
             }
         }
     }
-
-    /// Draw one frame inside a synchronized update, so terminals that support it (and tmux)
-    /// show it whole instead of half-drawn.
-    pub fn draw(&mut self, f: impl FnOnce(&mut ratatui::Frame)) -> io::Result<()> {
-        crossterm::queue!(
-            self.terminal.backend_mut(),
-            terminal::BeginSynchronizedUpdate
-        )?;
-        self.terminal.draw(f)?;
-        crossterm::execute!(self.terminal.backend_mut(), terminal::EndSynchronizedUpdate)?;
-        Ok(())
-    }
 }
 
 impl Drop for Tui {
     fn drop(&mut self) {
         restore();
     }
+}
+
+/// A backend the event loop draws frames to: what to send around each frame. A real terminal
+/// brackets it in a synchronized update; a test backend needs nothing.
+pub trait FrameBackend: Backend {
+    fn begin_frame(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    fn end_frame(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// Terminals that support synchronized updates (and tmux) show each frame whole instead of
+/// half-drawn.
+impl<W: Write> FrameBackend for CrosstermBackend<W> {
+    fn begin_frame(&mut self) -> io::Result<()> {
+        crossterm::queue!(self, terminal::BeginSynchronizedUpdate)
+    }
+    fn end_frame(&mut self) -> io::Result<()> {
+        crossterm::execute!(self, terminal::EndSynchronizedUpdate)
+    }
+}
+
+impl FrameBackend for TestBackend {}
+
+/// Draw one frame, bracketed as the backend wants it.
+pub fn draw<B: FrameBackend>(
+    terminal: &mut Terminal<B>,
+    f: impl FnOnce(&mut ratatui::Frame),
+) -> Result<(), B::Error> {
+    terminal.backend_mut().begin_frame()?;
+    terminal.draw(f)?;
+    terminal.backend_mut().end_frame()
 }
 
 #[cfg(test)]

@@ -1,0 +1,229 @@
+//! The event loop and the effects it carries out: events are folded into the app in batches,
+//! frames are coalesced, and the app's effects reach the engine, the snapshot writer and the
+//! loop's end.
+//!
+//! Generic over the terminal backend and the event source, as bandwhich's `start` is: the
+//! program passes the crossterm terminal and [`EventSource`](super::event::EventSource), tests
+//! pass ratatui's `TestBackend` and a script. Taking over and restoring the real terminal
+//! happens around the loop, in `dashboard::run`.
+
+use crate::accounting::pricing::Tariff;
+use crate::accounting::session::SessionRecorder;
+use crate::accounting::tally::TallyStore;
+use crate::config::RawConfig;
+use crate::dashboard::card::{self, CardContext};
+use crate::dashboard::event::{Event, Events, Wake};
+use crate::dashboard::state::{App, Effect};
+use crate::dashboard::theme::Theme;
+use crate::dashboard::tui::{self, FrameBackend};
+use crate::engine::{EngineEvent, EngineHandle, EngineSettings};
+use crate::export::prometheus::MetricsState;
+use crate::sensors::host::HostInfo;
+use ratatui::Terminal;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Tokens arrive faster than a terminal over SSH should be repainted: one frame per 16 ms at most.
+pub const MIN_FRAME: Duration = Duration::from_millis(16);
+/// Events folded into one frame at most, so keys stay responsive during a token burst.
+pub const MAX_BATCH: usize = 512;
+
+/// What the event loop owns besides the app: the engine's command side, the session's
+/// accounting, the lifetime tally, the metrics endpoint and what snapshots need.
+pub struct Shell<'a> {
+    pub handle: EngineHandle,
+    pub session: SessionRecorder,
+    pub tally: Option<&'a mut TallyStore>,
+    pub metrics: Option<Arc<Mutex<MetricsState>>>,
+    pub settings: &'a EngineSettings,
+    pub cfg: &'a RawConfig,
+    pub tariff: &'a Tariff,
+    pub compare: &'a [Tariff],
+}
+
+fn with_metrics(m: &Option<Arc<Mutex<MetricsState>>>, f: impl FnOnce(&mut MetricsState)) {
+    if let Some(m) = m {
+        match m.lock() {
+            Ok(mut s) => f(&mut s),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+}
+
+impl Shell<'_> {
+    /// Account for an event before the app sees it. Returns whether the footer's figures
+    /// may have changed.
+    fn observe(&mut self, app: &mut App, ev: &Event) -> bool {
+        let wall = jiff::Timestamp::now();
+        match ev {
+            Event::Sample(s) => {
+                let live = app.live_tok_s();
+                let delta = self.session.push_sample(s, live);
+                if let Some(t) = self.tally.as_deref_mut() {
+                    t.add(&delta);
+                }
+                let ledger = self.session.ledger();
+                app.update(Event::Power(ledger.power_view()));
+                with_metrics(&self.metrics, |m| {
+                    m.apply_sample(s);
+                    m.apply_ledger(ledger);
+                    // Between replies the rate stays that of the last one.
+                    if let Some(r) = live {
+                        m.set_tok_s(r);
+                    }
+                });
+                true
+            }
+            Event::Tick { now } => {
+                if let Some(t) = self.tally.as_deref_mut()
+                    && let Err(e) = t.tick(*now, wall)
+                {
+                    app.update(Event::Status(e.to_string()));
+                }
+                false
+            }
+            Event::Engine { event, now } => {
+                let Some(delta) = self.session.observe(event, *now) else {
+                    return false;
+                };
+                if let Some(t) = self.tally.as_deref_mut() {
+                    t.add(&delta);
+                }
+                if let EngineEvent::ReplyDone(stats) = event {
+                    with_metrics(&self.metrics, |m| {
+                        m.record_reply(u64::from(stats.generated_tokens), stats.gen_tok_s);
+                    });
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn footer(&self) -> Event {
+        let (energy, cost) = self
+            .session
+            .footer(self.tally.as_deref().map(TallyStore::tally));
+        Event::Footer { energy, cost }
+    }
+
+    /// Ctrl-S: the run card, its Markdown and the screen as SVG. Ok: the JSON path.
+    fn snapshot(&self, app: &App, theme: &Theme) -> Result<String, String> {
+        let ctx = CardContext {
+            host: HostInfo::detect(crate::sensors::nvml::gpu_names()),
+            settings: self.settings,
+            tariff: self.tariff,
+            compare: self.compare,
+            snapshot: &self.cfg.snapshot,
+            now: jiff::Timestamp::now(),
+        };
+        let screen = crate::dashboard::ui::render_buffer(app, theme, app.width, app.height);
+        let dir = crate::report::snapshot::default_dir(&self.cfg.snapshot);
+        card::write(&dir, app, &self.session, ctx, &screen)
+            .map(|p| p.json.display().to_string())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Write what the lifetime tally gained since its last write.
+    fn flush_tally(&mut self) -> anyhow::Result<()> {
+        match self.tally.as_deref_mut() {
+            Some(t) => Ok(t.flush(jiff::Timestamp::now())?),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Fold events into `app` and draw it until the app quits or the input ends, then flush the
+/// lifetime tally, whatever ended the loop (quit, signal, lost terminal, error). The engine
+/// keeps running until `shell` is dropped, so the caller can put the terminal back first.
+pub async fn event_loop<B>(
+    terminal: &mut Terminal<B>,
+    events: &mut impl Events,
+    app: &mut App,
+    themes: &[Theme],
+    shell: &mut Shell<'_>,
+) -> anyhow::Result<()>
+where
+    B: FrameBackend,
+    B::Error: Send + Sync + 'static,
+{
+    let result = fold_and_draw(terminal, events, app, themes, shell).await;
+    let flushed = shell.flush_tally();
+    result.and(flushed)
+}
+
+async fn fold_and_draw<B>(
+    terminal: &mut Terminal<B>,
+    events: &mut impl Events,
+    app: &mut App,
+    themes: &[Theme],
+    shell: &mut Shell<'_>,
+) -> anyhow::Result<()>
+where
+    B: FrameBackend,
+    B::Error: Send + Sync + 'static,
+{
+    let size = terminal.size()?;
+    app.update(Event::Resize {
+        width: size.width,
+        height: size.height,
+    });
+    let fallback = Theme::dark();
+    let theme_of = |app: &App| themes.get(app.theme).unwrap_or(&fallback);
+    tui::draw(terminal, |f| {
+        crate::dashboard::ui::draw(app, theme_of(app), f)
+    })?;
+    app.dirty = false;
+    let mut last_frame = tokio::time::Instant::now();
+    let mut frame_due: Option<tokio::time::Instant> = None;
+
+    let mut quit = false;
+    while !quit {
+        let mut batch = Vec::new();
+        match events.next(frame_due).await {
+            Wake::Event(ev) => batch.push(ev),
+            Wake::Frame => frame_due = None,
+            Wake::InputClosed => break,
+        }
+        while batch.len() < MAX_BATCH {
+            match events.try_next_queued() {
+                Some(ev) => batch.push(ev),
+                None => break,
+            }
+        }
+        let mut figures_changed = false;
+        for ev in batch {
+            figures_changed |= shell.observe(app, &ev);
+            for effect in app.update(ev) {
+                match effect {
+                    Effect::Engine(cmd) => shell.handle.send(cmd),
+                    Effect::Quit => quit = true,
+                    Effect::Snapshot => {
+                        let r = shell.snapshot(app, theme_of(app));
+                        app.update(Event::SnapshotWritten(r));
+                    }
+                }
+            }
+        }
+        if figures_changed {
+            app.update(shell.footer());
+        }
+        if quit {
+            break;
+        }
+        if app.dirty {
+            let now = tokio::time::Instant::now();
+            if now >= last_frame + MIN_FRAME {
+                tui::draw(terminal, |f| {
+                    crate::dashboard::ui::draw(app, theme_of(app), f)
+                })?;
+                app.dirty = false;
+                last_frame = now;
+                frame_due = None;
+            } else if frame_due.is_none() {
+                frame_due = Some(last_frame + MIN_FRAME);
+            }
+        }
+    }
+    Ok(())
+}

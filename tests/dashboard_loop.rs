@@ -1,0 +1,459 @@
+//! The dashboard's event loop without a terminal: ratatui's `TestBackend` behind a recorder that
+//! notes every frame, a scripted event source on tokio's paused clock, and an engine that only
+//! records the commands it gets. Frame coalescing, effects and the loop's end are checked here;
+//! the real terminal, keys and signals are the e2e tests' subject.
+
+mod support;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use llmtop::accounting::ledger::Ledger;
+use llmtop::accounting::pricing::Tariff;
+use llmtop::accounting::session::SessionRecorder;
+use llmtop::accounting::tally::{Tally, TallyStore};
+use llmtop::config::RawConfig;
+use llmtop::dashboard::event::{Event, Events, Wake};
+use llmtop::dashboard::shell::{Shell, event_loop};
+use llmtop::dashboard::state::App;
+use llmtop::dashboard::theme::Theme;
+use llmtop::dashboard::tui::FrameBackend;
+use llmtop::engine::scripted::ScriptedEngine;
+use llmtop::engine::{Command, Engine, EngineEvent, EngineSettings, Phase, StopReason};
+use llmtop::sensors::scripted::ScriptedSensor;
+use llmtop::sensors::{Sample, Sensor};
+use ratatui::Terminal;
+use ratatui::backend::{Backend, ClearType, TestBackend, WindowSize};
+use ratatui::buffer::Cell;
+use ratatui::layout::{Position, Size};
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::time::Instant;
+
+/// One frame that reached the terminal: when (since the loop started) and the screen's text.
+#[derive(Debug, Clone)]
+struct Shot {
+    at: Duration,
+    text: String,
+}
+
+/// A `TestBackend` that keeps every frame. ratatui flushes the backend once at the end of each
+/// `Terminal::draw`, so a flush is a frame.
+struct Recorder {
+    inner: TestBackend,
+    start: Instant,
+    frames: Vec<Shot>,
+}
+
+impl Recorder {
+    fn screen(&self) -> String {
+        let buf = self.inner.buffer();
+        let width = usize::from(buf.area.width).max(1);
+        buf.content()
+            .chunks(width)
+            .map(|row| row.iter().map(Cell::symbol).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Backend for Recorder {
+    type Error = <TestBackend as Backend>::Error;
+
+    fn draw<'a, I>(&mut self, content: I) -> Result<(), Self::Error>
+    where
+        I: Iterator<Item = (u16, u16, &'a Cell)>,
+    {
+        self.inner.draw(content)
+    }
+    fn hide_cursor(&mut self) -> Result<(), Self::Error> {
+        self.inner.hide_cursor()
+    }
+    fn show_cursor(&mut self) -> Result<(), Self::Error> {
+        self.inner.show_cursor()
+    }
+    fn get_cursor_position(&mut self) -> Result<Position, Self::Error> {
+        self.inner.get_cursor_position()
+    }
+    fn set_cursor_position<P: Into<Position>>(&mut self, position: P) -> Result<(), Self::Error> {
+        self.inner.set_cursor_position(position)
+    }
+    fn clear(&mut self) -> Result<(), Self::Error> {
+        self.inner.clear()
+    }
+    fn clear_region(&mut self, clear_type: ClearType) -> Result<(), Self::Error> {
+        self.inner.clear_region(clear_type)
+    }
+    fn size(&self) -> Result<Size, Self::Error> {
+        self.inner.size()
+    }
+    fn window_size(&mut self) -> Result<WindowSize, Self::Error> {
+        self.inner.window_size()
+    }
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        self.inner.flush()?;
+        let text = self.screen();
+        self.frames.push(Shot {
+            at: self.start.elapsed(),
+            text,
+        });
+        Ok(())
+    }
+}
+
+impl FrameBackend for Recorder {}
+
+/// Events at fixed moments on tokio's clock, delivered as `EventSource` delivers them: an event
+/// that is due wins over a frame due at the same moment, and only engine and sensor events are
+/// handed out by `try_next_queued`.
+struct Script {
+    start: Instant,
+    items: VecDeque<(Duration, Event)>,
+}
+
+impl Events for Script {
+    async fn next(&mut self, frame_at: Option<Instant>) -> Wake {
+        let due = self.items.front().map(|(at, _)| self.start + *at);
+        match (due, frame_at) {
+            (Some(at), Some(frame)) if frame < at => {
+                tokio::time::sleep_until(frame).await;
+                Wake::Frame
+            }
+            (Some(at), _) => {
+                tokio::time::sleep_until(at).await;
+                match self.items.pop_front() {
+                    Some((_, ev)) => Wake::Event(ev),
+                    None => Wake::InputClosed,
+                }
+            }
+            (None, Some(frame)) => {
+                tokio::time::sleep_until(frame).await;
+                Wake::Frame
+            }
+            // The script is spent: wait, as a quiet terminal does (the loop must end by itself).
+            (None, None) => std::future::pending().await,
+        }
+    }
+
+    fn try_next_queued(&mut self) -> Option<Event> {
+        match self.items.front() {
+            Some((at, Event::Engine { .. } | Event::Sample(_)))
+                if self.start + *at <= Instant::now() =>
+            {
+                self.items.pop_front().map(|(_, ev)| ev)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// An engine that does nothing but pass on the commands it gets.
+struct RecordingEngine(std::sync::mpsc::Sender<Command>);
+
+impl Engine for RecordingEngine {
+    fn run(
+        self: Box<Self>,
+        mut commands: UnboundedReceiver<Command>,
+        _events: UnboundedSender<EngineEvent>,
+    ) {
+        while let Some(cmd) = commands.blocking_recv() {
+            let stop = cmd == Command::Shutdown;
+            let _ = self.0.send(cmd);
+            if stop {
+                break;
+            }
+        }
+    }
+}
+
+/// What a run of the loop left behind.
+struct Outcome {
+    result: anyhow::Result<()>,
+    /// When the loop returned, since it started.
+    ended_at: Duration,
+    frames: Vec<Shot>,
+    /// Every command the engine got, the shutdown when the shell was dropped included.
+    commands: Vec<Command>,
+    /// Scripted events the loop never read.
+    unread: usize,
+    session_energy_j: f64,
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Whole milliseconds: tokio's timer wheel counts in them.
+fn secs(t: f64) -> Duration {
+    Duration::from_millis((t * 1000.0).round() as u64)
+}
+
+fn key(code: KeyCode, mods: KeyModifiers) -> Event {
+    Event::Key(KeyEvent::new(code, mods))
+}
+
+fn ch(c: char) -> Event {
+    key(KeyCode::Char(c), KeyModifiers::NONE)
+}
+
+fn ctrl(c: char) -> Event {
+    key(KeyCode::Char(c), KeyModifiers::CONTROL)
+}
+
+fn engine(event: EngineEvent, at: Duration) -> (Duration, Event) {
+    (
+        at,
+        Event::Engine {
+            event,
+            now: at.as_secs_f64(),
+        },
+    )
+}
+
+/// The model loaded 10 ms in, so replies and snapshots are possible.
+fn loaded() -> Vec<(Duration, Event)> {
+    vec![
+        engine(EngineEvent::Loaded(ScriptedEngine::model_info()), ms(10)),
+        engine(EngineEvent::Phase(Phase::Idle), ms(10)),
+    ]
+}
+
+/// Run the loop over `script` on an 80x24 test terminal with a fresh session, until it returns
+/// (or an hour of paused time passes, which fails the test).
+async fn drive(
+    script: Vec<(Duration, Event)>,
+    app: &mut App,
+    cfg: &RawConfig,
+    tally: Option<&mut TallyStore>,
+) -> Outcome {
+    let mut script = script;
+    // In time order; events at the same moment keep the order they were written in.
+    script.sort_by_key(|(at, _)| *at);
+    let start = Instant::now();
+    let mut terminal = Terminal::new(Recorder {
+        inner: TestBackend::new(80, 24),
+        start,
+        frames: Vec::new(),
+    })
+    .expect("test terminal");
+    let mut events = Script {
+        start,
+        items: script.into(),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = llmtop::engine::spawn(Box::new(RecordingEngine(tx))).expect("engine thread");
+    let tariff = Tariff::preset("US").expect("US preset");
+    let wall: jiff::Timestamp = "2025-06-01T12:00:00Z".parse().expect("time");
+    let settings = EngineSettings::with_model("demo.gguf".into());
+    let mut shell = Shell {
+        handle,
+        session: SessionRecorder::new(Ledger::new().priced(tariff.clone(), wall), 0.0),
+        tally,
+        metrics: None,
+        settings: &settings,
+        cfg,
+        tariff: &tariff,
+        compare: &[],
+    };
+    let themes = [Theme::dark()];
+    let ran = tokio::time::timeout(
+        Duration::from_secs(3600),
+        event_loop(&mut terminal, &mut events, app, &themes, &mut shell),
+    )
+    .await;
+    let ended_at = start.elapsed();
+    let result = ran.expect("the loop did not end");
+    let session_energy_j = shell.session.energy_j();
+    // Dropping the shell stops the engine and waits for its thread: every command is in `rx`.
+    drop(shell);
+    Outcome {
+        result,
+        ended_at,
+        frames: std::mem::take(&mut terminal.backend_mut().frames),
+        commands: rx.try_iter().collect(),
+        unread: events.items.len(),
+        session_energy_j,
+    }
+}
+
+fn at(frames: &[Shot]) -> Vec<Duration> {
+    frames.iter().map(|f| f.at).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_500_tokens_is_one_frame() {
+    let mut script = loaded();
+    script.extend([(ms(50), ch('h')), (ms(50), ch('i'))]);
+    script.push((ms(50), key(KeyCode::Enter, KeyModifiers::NONE)));
+    script.push(engine(EngineEvent::Phase(Phase::Generating), ms(200)));
+    for i in 0..500 {
+        script.push(engine(EngineEvent::Token(format!("t{i} ")), ms(200)));
+    }
+    script.push((ms(1000), ctrl('q')));
+    let mut app = support::new_app(80, 24);
+    let out = drive(script, &mut app, &RawConfig::default(), None).await;
+    out.result.expect("loop result");
+
+    let burst: Vec<&Shot> = out.frames.iter().filter(|f| f.at >= ms(200)).collect();
+    assert_eq!(
+        burst.len(),
+        1,
+        "frames after the burst, at {:?}",
+        at(&out.frames)
+    );
+    assert_eq!(
+        burst[0].at,
+        ms(200),
+        "the burst is drawn as soon as it lands"
+    );
+    assert!(
+        burst[0].text.contains("t499"),
+        "the one frame shows the last token:\n{}",
+        burst[0].text
+    );
+    let reply = app.messages.last().map(|m| m.text.as_str()).unwrap_or("");
+    assert!(reply.starts_with("t0 t1 ") && reply.ends_with("t498 t499 "));
+    // Enter became a command to the engine; the shutdown is the shell being dropped.
+    assert_eq!(
+        out.commands,
+        vec![Command::Send("hi".into()), Command::Shutdown]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_key_within_16_ms_of_a_frame_is_drawn_by_the_deferred_frame() {
+    let script = vec![
+        (ms(20), ch('z')),
+        // 5 and 10 ms after the frame for `z`: too soon to draw, so one frame is deferred.
+        (ms(25), ch('q')),
+        (ms(30), ch('j')),
+        (ms(1000), ctrl('q')),
+    ];
+    let mut app = support::new_app(80, 24);
+    let out = drive(script, &mut app, &RawConfig::default(), None).await;
+    out.result.expect("loop result");
+
+    assert_eq!(
+        at(&out.frames),
+        vec![ms(0), ms(20), ms(36)],
+        "the first frame, `z` at once, then `q` and `j` together 16 ms after `z`"
+    );
+    assert!(out.frames[1].text.contains('z') && !out.frames[1].text.contains("zq"));
+    assert!(
+        out.frames[2].text.contains("zqj"),
+        "the deferred frame shows both keys:\n{}",
+        out.frames[2].text
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn ctrl_s_writes_one_snapshot_and_ctrl_q_returns() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cfg = RawConfig::default();
+    cfg.snapshot.dir = Some(dir.path().to_path_buf());
+    let mut script = loaded();
+    script.extend([
+        (ms(100), ctrl('s')),
+        (ms(200), ctrl('q')),
+        // Never read: the loop has returned.
+        (ms(300), ch('x')),
+    ]);
+    let mut app = support::new_app(80, 24);
+    let out = drive(script, &mut app, &cfg, None).await;
+    out.result.expect("loop result");
+
+    assert_eq!(out.ended_at, ms(200), "the loop returns on Ctrl-Q");
+    assert_eq!(out.unread, 1, "nothing after Ctrl-Q is read");
+    assert!(app.quitting);
+    let mut jsons: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("snapshot dir")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    jsons.sort();
+    assert_eq!(jsons.len(), 1, "snapshots written: {jsons:?}");
+    let status = app
+        .status
+        .as_ref()
+        .map(|s| s.text.clone())
+        .unwrap_or_default();
+    assert_eq!(status, format!("snapshot: {}", jsons[0].display()));
+    // The snapshot is written by the shell, not sent to the engine.
+    assert_eq!(out.commands, vec![Command::Shutdown]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn sigterm_ends_the_loop_with_the_tally_written() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("tally.json");
+    let wall: jiff::Timestamp = "2025-06-01T12:00:00Z".parse().expect("time");
+    let (mut store, warning) = TallyStore::open(&path, wall).expect("tally");
+    assert!(warning.is_none());
+
+    let mut script = loaded();
+    let mut sensor = ScriptedSensor::default();
+    let sample = |sensor: &mut ScriptedSensor, t: f64| {
+        (
+            secs(t),
+            Event::Sample(Sample {
+                t,
+                readings: sensor.read(t),
+            }),
+        )
+    };
+    // What the gauges should show after the last sample read: the ledger's total power.
+    let mut ledger = Ledger::new();
+    for i in 0..=40 {
+        let t = f64::from(i) * 0.25;
+        let s = sample(&mut sensor, t);
+        if let Event::Sample(s) = &s.1 {
+            ledger.push(s);
+        }
+        script.push(s);
+        if i == 8 {
+            script.push(engine(EngineEvent::Phase(Phase::Generating), secs(t)));
+        }
+        if i == 12 {
+            let stats = support::stats(13, StopReason::EndOfGeneration);
+            script.push(engine(EngineEvent::ReplyDone(stats), secs(t)));
+            script.push(engine(EngineEvent::Phase(Phase::Idle), secs(t)));
+        }
+    }
+    // No ticks in the script, so the tally is only written when the loop ends.
+    script.push((secs(10.1), Event::Terminate("SIGTERM")));
+    script.push(sample(&mut sensor, 10.25));
+    let mut app = support::new_app(80, 24);
+    let out = drive(script, &mut app, &RawConfig::default(), Some(&mut store)).await;
+    out.result.expect("loop result");
+
+    assert_eq!(out.ended_at, secs(10.1), "the loop returns on SIGTERM");
+    assert_eq!(out.unread, 1, "nothing after SIGTERM is read");
+    let status = app
+        .status
+        .as_ref()
+        .map(|s| s.text.clone())
+        .unwrap_or_default();
+    assert_eq!(status, "SIGTERM: quitting");
+    let text = std::fs::read_to_string(&path).expect("the tally was written on the way out");
+    let written: Tally = serde_json::from_str(&text).expect("tally JSON");
+    assert_eq!(written.replies, 1);
+    assert_eq!(written.generated_tokens, 13);
+    assert!(written.energy_j > 0.0, "energy in the tally: {written:?}");
+    assert!(
+        (written.energy_j - store.tally().energy_j).abs() < 1e-9,
+        "on disk {} J, counted {} J",
+        written.energy_j,
+        store.tally().energy_j
+    );
+    // The shell handed the app each sample's power view.
+    let total = ledger.power_view().total.map(|t| t.watts);
+    assert!(total.is_some());
+    assert_eq!(app.gauges.total.as_ref().map(|t| t.watts), total);
+    // The footer was told after the samples: the session's energy, as the shell counted it.
+    assert!(out.session_energy_j > 0.0);
+    assert!(
+        (app.energy.wh * 3600.0 - out.session_energy_j).abs() < 1e-6,
+        "footer {} Wh, session {} J",
+        app.energy.wh,
+        out.session_energy_j
+    );
+}
