@@ -8,7 +8,16 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     llmtop::logging::init();
-    let cfg = match llmtop::config::load(cli.config.as_deref()) {
+    // The config is read, checked and parsed once, with the flags that override it; every
+    // command uses the parsed values.
+    let overrides = llmtop::config::Overrides {
+        color: cli.dashboard.color,
+        compare_regions: match &cli.command {
+            Some(Command::Compare(a)) => a.regions.clone(),
+            _ => Vec::new(),
+        },
+    };
+    let cfg = match llmtop::config::load(cli.config.as_deref(), &overrides) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("llmtop: {e}");
@@ -24,7 +33,7 @@ fn main() -> ExitCode {
         Some(Command::TallyWriter(a)) => {
             llmtop::accounting::tally::writer_loop(&a.path, a.count).map_err(Into::into)
         }
-        None => llmtop::dashboard::run(&cli.dashboard, cfg),
+        None => llmtop::dashboard::run(&cli.dashboard, &cfg),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

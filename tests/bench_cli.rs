@@ -101,8 +101,24 @@ fn bench_json_round_trips_through_its_schema() {
         g.iter().copied().fold(f64::MIN, f64::max)
     );
     assert_eq!(r.model.quantization, "Q4_1");
+    // The settings are the engine's report: the same in `settings`, `model`, the table and
+    // the card; n_ctx as allocated (the model's 8192 capped at 4096), not the 0 asked for.
     assert_eq!(r.settings.threads, 2);
+    assert_eq!(r.model.in_effect.threads, 2);
+    assert_eq!((r.settings.n_ctx, r.model.n_ctx), (4096, 4096));
+    assert_eq!(r.settings.gpu_layers, 0);
     assert_eq!(r.settings.temperature, 0.0, "bench defaults to greedy");
+    assert_eq!(r.settings.sampler, "greedy");
+    assert_eq!(r.settings.top_k, None, "greedy ignores top_k: not recorded");
+    assert!(!text.contains("\"top_k\""), "top_k in the bench JSON");
+    assert_eq!(
+        r.settings.system_prompt.as_deref(),
+        Some("You are a helpful assistant.")
+    );
+    assert!(
+        stdout.contains("2 threads, GPU layers 0, n_ctx 4096, sampler greedy"),
+        "{stdout}"
+    );
     assert!(r.host.logical_cores >= 1);
     assert_eq!(r.build.llmtop_version, env!("CARGO_PKG_VERSION"));
 
@@ -114,6 +130,7 @@ fn bench_json_round_trips_through_its_schema() {
         .collect();
     assert_eq!(snaps.len(), 1, "{snaps:?}");
     let card = llmtop::report::runcard::RunCard::load(&snaps[0]).expect("valid card");
+    assert_eq!(card.settings, r.settings);
     assert_eq!(card.session.gen_tok_s, Some(r.summary.gen_tok_s.median));
     assert_eq!(card.session.generated_tokens, 96);
     let last = card.last_reply.as_ref().expect("last reply");

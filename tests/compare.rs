@@ -276,11 +276,12 @@ fn bad_files_get_one_line_each_and_the_rest_still_compare() {
 
 #[test]
 fn bad_flags_are_one_line_errors() {
+    // A bad --regions is a usage error, caught with the config before anything runs.
     let o = compare(&three(), &["--regions", "US,XX"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert_eq!(
         stderr(&o).trim_end(),
-        "llmtop: [pricing] compare_regions: unknown region \"XX\"; valid regions: US, DE, DK, FR, UK, JP, EU (or set price_per_kwh and currency for your own tariff)"
+        "llmtop: --regions XX: unknown region \"XX\"; valid regions: US, DE, DK, FR, UK, JP, EU"
     );
     let o = compare(&three(), &["--hardware-price", "nobody=100"]);
     assert_eq!(

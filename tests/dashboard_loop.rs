@@ -17,7 +17,7 @@ use llmtop::dashboard::state::App;
 use llmtop::dashboard::theme::Theme;
 use llmtop::dashboard::tui::FrameBackend;
 use llmtop::engine::scripted::ScriptedEngine;
-use llmtop::engine::{Command, Engine, EngineEvent, EngineSettings, Phase, StopReason};
+use llmtop::engine::{Command, Engine, EngineEvent, Phase, StopReason};
 use llmtop::sensors::scripted::ScriptedSensor;
 use llmtop::sensors::{Sample, Sensor};
 use ratatui::Terminal;
@@ -243,13 +243,11 @@ async fn drive(
     let handle = llmtop::engine::spawn(Box::new(RecordingEngine(tx))).expect("engine thread");
     let tariff = Tariff::preset("US").expect("US preset");
     let wall: jiff::Timestamp = "2025-06-01T12:00:00Z".parse().expect("time");
-    let settings = EngineSettings::with_model("demo.gguf".into());
     let mut shell = Shell {
         handle,
         session: SessionRecorder::new(Ledger::new().priced(tariff.clone(), wall), 0.0),
         tally,
         metrics: None,
-        settings: &settings,
         cfg,
         tariff: &tariff,
         compare: &[],

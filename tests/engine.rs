@@ -4,7 +4,8 @@
 mod common;
 
 use common::{model_path, settings, start};
-use llmtop::engine::{Command, EngineEvent, Phase, StopReason};
+use llmtop::engine::effective::FALLBACK_THREADS;
+use llmtop::engine::{Command, EngineEvent, EngineSettings, Phase, StopReason};
 
 #[test]
 fn model_facts_come_from_the_gguf() {
@@ -25,6 +26,57 @@ fn model_facts_come_from_the_gguf() {
     );
     assert_eq!(info.chat_template, "model");
     assert!(info.load_ms > 0.0);
+    // Explicit settings are reported as given.
+    assert_eq!((info.in_effect.threads, info.in_effect.max_tokens), (2, 48));
+    e.handle.shutdown();
+}
+
+#[test]
+fn loaded_reports_the_settings_in_effect() {
+    // Context and threads left at "default", GPU layers asked for on a CPU-only build,
+    // temperature 0: the engine resolves each and says what it really uses.
+    let mut s = EngineSettings::with_model(model_path());
+    s.temperature = 0.0;
+    s.gpu_layers = 99;
+    s.system_prompt = "  Answer in one sentence.  ".into();
+    let mut e = start(s);
+    let info = e.info.clone();
+    // The model's 8192 capped at 4096, as allocated: never the 0 that asked for it.
+    assert_eq!(info.n_ctx, 4096);
+    let cores = sysinfo::System::physical_core_count()
+        .ok()
+        .map(|n| n as u32)
+        .filter(|n| *n > 0);
+    assert_eq!(info.in_effect.threads, cores.unwrap_or(FALLBACK_THREADS));
+    let gpu_build = cfg!(any(feature = "cuda", feature = "vulkan", feature = "metal"));
+    // SmolLM2-135M has 30 blocks: 31 layers at most on a GPU, none without one.
+    assert_eq!(info.in_effect.gpu_layers, if gpu_build { 31 } else { 0 });
+    assert_eq!(info.in_effect.sampler.to_string(), "greedy");
+    assert_eq!(info.in_effect.system_prompt, "Answer in one sentence.");
+    assert_eq!(info.in_effect.max_tokens, 1024);
+    assert_eq!(info.chat_template, "model");
+    let g = llmtop::engine::gguf::read(&model_path()).expect("header");
+    assert_eq!(
+        Some(info.in_effect.chat_template_text.as_str()),
+        g.chat_template()
+    );
+    assert!(info.in_effect.chat_template_text.contains("<|im_start|>"));
+
+    // The reported size is the context's own: a prompt too long for it is refused, quoting
+    // the size the context holds.
+    e.handle
+        .send(Command::Send("lighthouse keeper ".repeat(3000)));
+    let failure = loop {
+        match common::next(&mut e.handle) {
+            EngineEvent::Failed(f) => break f,
+            EngineEvent::ReplyDone(s) => panic!("a prompt longer than the context ran: {s:?}"),
+            _ => {}
+        }
+    };
+    assert!(
+        failure.contains(&format!("the context holds {}", info.n_ctx)),
+        "{failure}"
+    );
     e.handle.shutdown();
 }
 
@@ -36,6 +88,10 @@ fn same_seed_same_text_other_seed_other_text() {
     s.max_tokens = 32;
     let prompt = "Tell me a short story about a cat.";
     let mut e = start(s.clone());
+    assert_eq!(
+        e.info.in_effect.sampler.to_string(),
+        "top_k=40,top_p=0.95,min_p=0.05,temperature=0.9,seed=1234"
+    );
     let a = e.ask(prompt).text();
     e.handle.send(Command::Reset);
     let b = e.ask(prompt).text();

@@ -17,7 +17,7 @@ use llmtop::config::{PlugConfig, SensorsSection, SnapshotSection};
 use llmtop::dashboard::card::{self, CardContext};
 use llmtop::dashboard::event::Event;
 use llmtop::dashboard::state::App;
-use llmtop::engine::{EngineEvent, EngineSettings, StopReason};
+use llmtop::engine::{EngineEvent, StopReason};
 use llmtop::export::prometheus::{MetricsServer, MetricsState};
 use llmtop::sensors::host::HostInfo;
 use llmtop::sensors::sysfs::Sysfs;
@@ -263,13 +263,11 @@ fn with_a_wall_plug_every_surface_agrees_with_the_true_joules() {
     assert_eq!(tally["replies"].as_u64(), Some(2));
 
     // Run card: the session and the last reply, the same figures again.
-    let settings = EngineSettings::with_model("demo.gguf".into());
     let c = card::card(
         &r.app,
         &r.rec,
         CardContext {
             host: HostInfo::detect(Vec::new()),
-            settings: &settings,
             tariff: &tariff(),
             compare: &[],
             snapshot: &SnapshotSection::default(),

@@ -579,3 +579,41 @@ fn idle_clients_never_starve_a_scrape() {
     let answer = String::from_utf8_lossy(&buf[..n]);
     assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
+
+#[test]
+fn engine_info_carries_the_settings_in_effect_once_loaded() {
+    let state = Arc::new(Mutex::new(MetricsState::new(Some(st_tariff()))));
+    let server = MetricsServer::start("127.0.0.1:0", state.clone()).expect("bind");
+    // Before the model loads there is nothing to say about it.
+    let (_, body) = scrape(server.local_addr(), "/metrics");
+    assert!(!body.contains("llmtop_engine_info"), "{body}");
+
+    let mut info = llmtop::engine::scripted::ScriptedEngine::model_info();
+    info.in_effect.threads = 6;
+    info.n_ctx = 3072;
+    info.in_effect.gpu_layers = 31;
+    info.name = "Smol \"LM\"".into();
+    state.lock().expect("lock").set_engine(&info);
+    let (_, body) = scrape(server.local_addr(), "/metrics");
+    let s = parse(&body);
+    let labels = s
+        .keys()
+        .find(|(n, _)| n == "llmtop_engine_info")
+        .map(|(_, l)| l.clone())
+        .expect("engine info");
+    let want: BTreeMap<String, String> = [
+        ("model", "Smol \"LM\""),
+        ("quantization", "Q4_1"),
+        ("threads", "6"),
+        ("n_ctx", "3072"),
+        ("gpu_layers", "31"),
+        ("sampler", "greedy"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(labels, want);
+    assert_eq!(get(&s, "llmtop_engine_info", &[("threads", "6")]), 1.0);
+    assert!(body.contains("# TYPE llmtop_engine_info gauge"), "{body}");
+    drop(server);
+}

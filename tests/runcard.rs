@@ -1,5 +1,7 @@
 //! Run cards: round trip, schema validation, fingerprints, and snapshots on disk.
 
+mod common;
+
 use llmtop::accounting::ledger::Ledger;
 use llmtop::accounting::pricing::Tariff;
 use llmtop::report::runcard::CardSpans;
@@ -338,4 +340,93 @@ fn undefined_rates_survive_the_round_trip() {
     assert!(r.gen_tok_s.is_nan());
     assert!(r.energy.expect("energy").peak_w.is_nan());
     assert!(markdown_summary(&c).contains("| generation | n/a | 30.2 tok/s |"));
+}
+
+#[test]
+fn card_records_the_settings_the_engine_reported() {
+    use llmtop::accounting::session::SessionRecorder;
+    use llmtop::config::SnapshotSection;
+    use llmtop::config::keys::KeyMap;
+    use llmtop::dashboard::card::{self, CardContext};
+    use llmtop::dashboard::event::Event;
+    use llmtop::dashboard::state::App;
+    use llmtop::engine::{EngineEvent, EngineSettings};
+    use llmtop::sensors::host::HostInfo;
+
+    // The real engine with context and threads left at "default" and greedy sampling: the
+    // card must record what ran, not the requests (0, 0) nor values greedy ignores.
+    let mut s = EngineSettings::with_model(common::model_path());
+    s.temperature = 0.0;
+    s.system_prompt = "You are a terse lighthouse keeper.".into();
+    let e = common::start(s);
+    let info = e.info.clone();
+    e.handle.shutdown();
+
+    let mut app = App::new(KeyMap::default(), vec!["dark".into()], 0, "m".into());
+    app.update(Event::Engine {
+        event: EngineEvent::Loaded(info.clone()),
+        now: 0.0,
+    });
+    let rec = SessionRecorder::new(Ledger::new(), 0.0);
+    let card = card::card(
+        &app,
+        &rec,
+        CardContext {
+            host: HostInfo::detect(Vec::new()),
+            tariff: &Tariff::preset("US").expect("US"),
+            compare: &[],
+            snapshot: &SnapshotSection::default(),
+            now: "2025-06-01T12:00:00Z".parse().expect("time"),
+        },
+    )
+    .expect("card");
+    let st = &card.settings;
+    // SmolLM2's 8192-token training context capped at 4096: what llama.cpp allocated.
+    assert_eq!(st.n_ctx, 4096);
+    let cores = sysinfo::System::physical_core_count()
+        .ok()
+        .map(|n| n as u32)
+        .filter(|n| *n > 0);
+    assert_eq!(st.threads, cores.unwrap_or(4));
+    assert_eq!(st.threads, info.in_effect.threads);
+    assert_eq!(
+        st.system_prompt.as_deref(),
+        Some("You are a terse lighthouse keeper.")
+    );
+    let t = st.chat_template.as_ref().expect("template recorded");
+    assert_eq!(t.source, "model");
+    let g = llmtop::engine::gguf::read(&common::model_path()).expect("header");
+    assert_eq!(Some(t.template.as_str()), g.chat_template());
+    assert_eq!((st.temperature, st.sampler.as_str()), (0.0, "greedy"));
+    assert_eq!(
+        (st.top_k, st.top_p, st.min_p, st.seed),
+        (None, None, None, None)
+    );
+
+    // In the file: no top_k & co. at all, the new fields present, and it loads back.
+    let json = card.to_json();
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let written = v["settings"].as_object().expect("settings");
+    for absent in ["top_k", "top_p", "min_p", "seed"] {
+        assert!(!written.contains_key(absent), "{absent} written: {json}");
+    }
+    assert_eq!(written["n_ctx"], 4096);
+    assert_eq!(
+        written["system_prompt"],
+        "You are a terse lighthouse keeper."
+    );
+    let back = RunCard::from_json(&json, Path::new("mem")).expect("loads");
+    assert_eq!(back.settings, card.settings);
+    assert!(markdown_summary(&card).contains("n_ctx 4096, sampler greedy, chat template model"));
+}
+
+#[test]
+fn older_cards_with_ignored_sampling_values_still_load() {
+    // nuc.json predates the sampler field: greedy (temperature 0) with top_k and the rest.
+    let c = RunCard::load(&fixture("nuc.json")).expect("loads");
+    assert_eq!(c.settings.top_k, Some(40));
+    assert_eq!(c.settings.system_prompt, None);
+    assert_eq!(c.settings.chat_template, None);
+    assert_eq!(c.settings.sampler_text(), "greedy");
+    assert!(markdown_summary(&c).contains("sampler greedy"));
 }

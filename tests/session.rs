@@ -199,7 +199,6 @@ fn session_card_has_cold_and_warm_ttft_sums_energy_and_transcript() {
     assert!((e.j_per_token.expect("J/token") - exact_j(0.0, 20.0) / 200.0).abs() < 1e-6);
 
     let host = HostInfo::detect(Vec::new());
-    let settings = llmtop::engine::EngineSettings::with_model("demo.gguf".into());
     let compare = vec![Tariff::preset("DE").expect("DE")];
     let make = |section: &SnapshotSection| {
         card::card(
@@ -207,7 +206,6 @@ fn session_card_has_cold_and_warm_ttft_sums_energy_and_transcript() {
             &rec,
             CardContext {
                 host: host.clone(),
-                settings: &settings,
                 tariff: &tariff(),
                 compare: &compare,
                 snapshot: section,
@@ -221,7 +219,11 @@ fn session_card_has_cold_and_warm_ttft_sums_energy_and_transcript() {
     assert_eq!(card.model.quantization, "Q4_1");
     // The demo model has no file: no fingerprint, but a card all the same.
     assert_eq!(card.model.sha256_first_mib, "");
-    assert!(card.settings.threads > 0, "0 threads resolved");
+    // The settings are the engine's report at load, not the request.
+    assert_eq!(
+        card.settings.threads,
+        ScriptedEngine::model_info().in_effect.threads
+    );
     let last = card.last_reply.as_ref().expect("last reply");
     assert_eq!(last.ttft_ms, 100.0);
     let le = last.energy.as_ref().expect("reply energy");
@@ -251,13 +253,11 @@ fn session_card_has_cold_and_warm_ttft_sums_energy_and_transcript() {
 fn no_card_before_the_model_loaded() {
     let app = support::new_app(80, 24);
     let rec = SessionRecorder::new(ledger(), 0.0);
-    let settings = llmtop::engine::EngineSettings::with_model("demo.gguf".into());
     let err = card::card(
         &app,
         &rec,
         CardContext {
             host: HostInfo::detect(Vec::new()),
-            settings: &settings,
             tariff: &tariff(),
             compare: &[],
             snapshot: &SnapshotSection::default(),

@@ -174,16 +174,21 @@ pub fn region(code: &str) -> Option<&'static Region> {
 /// A `[pricing]` setting that cannot be used: one line naming the key, the cause and the fix.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PricingError {
-    #[error(
-        "[pricing] {key}: unknown region \"{code}\"; valid regions: {valid} (or set price_per_kwh and currency for your own tariff)"
-    )]
+    #[error("[pricing] {key}: unknown region \"{code}\"; valid regions: {valid}{}", own_hint(.key))]
     UnknownRegion {
         key: String,
         code: String,
         valid: String,
     },
-    #[error("[pricing] {key}: price {value} is not allowed; use a price of 0 or more per kWh")]
-    BadPrice { key: String, value: f64 },
+    #[error(
+        "[pricing] {}: price {value} is not allowed; use a price of 0 or more per kWh",
+        price_key(.band)
+    )]
+    BadPrice {
+        /// The band whose price it is; `None` for `price_per_kwh`.
+        band: Option<usize>,
+        value: f64,
+    },
     #[error("[pricing] co2_g_per_kwh: {value} is not allowed; use grams CO2e per kWh, 0 or more")]
     BadCo2 { value: f64 },
     #[error(
@@ -195,7 +200,12 @@ pub enum PricingError {
     )]
     NoTariff { valid: String },
     #[error("[pricing] bands[{index}]: {message}")]
-    BadBand { index: usize, message: String },
+    BadBand {
+        index: usize,
+        /// The key at fault: "from_hour" or "to_hour".
+        key: &'static str,
+        message: String,
+    },
     #[error(
         "[pricing] bands[{first}] and bands[{second}] overlap at hour {hour}; each hour of the day must belong to exactly one band"
     )]
@@ -207,7 +217,74 @@ pub enum PricingError {
     #[error(
         "[pricing] bands leave hours {hours} without a price; bands must cover all 24 hours (a band may cross midnight, e.g. from_hour = 22, to_hour = 6)"
     )]
-    BandGap { hours: String },
+    BandGap {
+        hours: String,
+        /// The band that ends where the first gap begins, if one does.
+        before: Option<usize>,
+    },
+}
+
+/// Only the configured region can be replaced by an own price; compare regions are presets.
+fn own_hint(key: &str) -> &'static str {
+    if key == "region" {
+        " (or set price_per_kwh and currency for your own tariff)"
+    } else {
+        ""
+    }
+}
+
+fn price_key(band: &Option<usize>) -> String {
+    match band {
+        Some(i) => format!("bands[{i}].price_per_kwh"),
+        None => "price_per_kwh".into(),
+    }
+}
+
+impl PricingError {
+    /// Where in the config file the error is: the table (`pricing`, or `pricing.bands#i` for
+    /// the i-th `[[pricing.bands]]`) and the key, so the config can name the file's line.
+    pub fn place(&self) -> (String, &'static str) {
+        let band = |i: usize| format!("pricing.bands#{i}");
+        match self {
+            PricingError::UnknownRegion { key, .. } if key == "compare_regions" => {
+                ("pricing".into(), "compare_regions")
+            }
+            PricingError::UnknownRegion { .. } | PricingError::NoTariff { .. } => {
+                ("pricing".into(), "region")
+            }
+            PricingError::BadPrice {
+                band: Some(i),
+                value: _,
+            } => (band(*i), "price_per_kwh"),
+            PricingError::BadPrice { band: None, .. } => ("pricing".into(), "price_per_kwh"),
+            PricingError::BadCo2 { .. } => ("pricing".into(), "co2_g_per_kwh"),
+            PricingError::BadCurrency { .. } => ("pricing".into(), "currency"),
+            PricingError::BadBand { index, key, .. } => (band(*index), key),
+            // The later band is the one that collides with what came before.
+            PricingError::BandOverlap { second, .. } => (band(*second), "from_hour"),
+            PricingError::BandGap {
+                before: Some(i), ..
+            } => (band(*i), "to_hour"),
+            PricingError::BandGap { before: None, .. } => (band(0), "from_hour"),
+        }
+    }
+
+    /// The message without its `[pricing] key:` lead, for a caller that names the place
+    /// itself (the config's `file:line: key:` form).
+    pub fn reason(&self) -> String {
+        let full = self.to_string();
+        let lead = match self {
+            PricingError::UnknownRegion { key, .. } => format!("[pricing] {key}: "),
+            PricingError::BadPrice { band, .. } => format!("[pricing] {}: ", price_key(band)),
+            PricingError::BadCo2 { .. } => "[pricing] co2_g_per_kwh: ".into(),
+            PricingError::BadCurrency { .. } => "[pricing] currency: ".into(),
+            PricingError::BadBand { index, .. } => format!("[pricing] bands[{index}]: "),
+            PricingError::NoTariff { .. }
+            | PricingError::BandOverlap { .. }
+            | PricingError::BandGap { .. } => "[pricing] ".into(),
+        };
+        full.strip_prefix(&lead).unwrap_or(&full).to_string()
+    }
 }
 
 /// An ISO 4217 currency code, upper case.
@@ -430,7 +507,7 @@ impl Tariff {
             t.currency = Currency::new(c)?;
         }
         if let Some(price) = p.price_per_kwh {
-            check_price("price_per_kwh", price)?;
+            check_price(None, price)?;
             t.hourly = [price; 24];
         }
         if let Some(co2) = p.co2_g_per_kwh {
@@ -542,14 +619,11 @@ fn local_hour(tz: &TimeZone, at: Timestamp) -> u8 {
     tz.to_datetime(at).hour() as u8
 }
 
-fn check_price(key: &str, value: f64) -> Result<(), PricingError> {
+fn check_price(band: Option<usize>, value: f64) -> Result<(), PricingError> {
     if value.is_finite() && value >= 0.0 {
         Ok(())
     } else {
-        Err(PricingError::BadPrice {
-            key: key.into(),
-            value,
-        })
+        Err(PricingError::BadPrice { band, value })
     }
 }
 
@@ -561,12 +635,14 @@ fn hourly_from_bands(bands: &[TariffBand]) -> Result<[f64; 24], PricingError> {
         if b.from_hour > 23 {
             return Err(PricingError::BadBand {
                 index: i,
+                key: "from_hour",
                 message: format!("from_hour = {} is not an hour; use 0 to 23", b.from_hour),
             });
         }
         if b.to_hour > 24 {
             return Err(PricingError::BadBand {
                 index: i,
+                key: "to_hour",
                 message: format!(
                     "to_hour = {} is not an hour; use 0 to 24 (exclusive end)",
                     b.to_hour
@@ -576,13 +652,14 @@ fn hourly_from_bands(bands: &[TariffBand]) -> Result<[f64; 24], PricingError> {
         if b.from_hour == b.to_hour % 24 {
             return Err(PricingError::BadBand {
                 index: i,
+                key: "to_hour",
                 message: format!(
                     "from_hour = to_hour = {} leaves the band empty; for one price all day set price_per_kwh instead",
                     b.from_hour
                 ),
             });
         }
-        check_price(&format!("bands[{i}].price_per_kwh"), b.price_per_kwh)?;
+        check_price(Some(i), b.price_per_kwh)?;
         let mut h = b.from_hour;
         while h != b.to_hour % 24 {
             if let Some(first) = owner[usize::from(h)] {
@@ -597,13 +674,17 @@ fn hourly_from_bands(bands: &[TariffBand]) -> Result<[f64; 24], PricingError> {
             h = (h + 1) % 24;
         }
     }
-    let gaps: Vec<String> = (0..24u8)
+    let gaps: Vec<u8> = (0..24u8)
         .filter(|h| owner[usize::from(*h)].is_none())
-        .map(|h| h.to_string())
         .collect();
-    if !gaps.is_empty() {
+    if let Some(first) = gaps.first() {
         return Err(PricingError::BandGap {
-            hours: gaps.join(", "),
+            hours: gaps
+                .iter()
+                .map(u8::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            before: bands.iter().position(|b| b.to_hour % 24 == *first),
         });
     }
     Ok(hourly)

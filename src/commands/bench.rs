@@ -6,11 +6,11 @@ use crate::accounting::ledger::Ledger;
 use crate::accounting::pricing::Tariff;
 use crate::accounting::session::SessionRecorder;
 use crate::cli::BenchArgs;
-use crate::config::RawConfig;
-use crate::engine::llama::{LlamaEngine, default_threads};
+use crate::config::Config;
+use crate::engine::llama::LlamaEngine;
 use crate::engine::{self, Command, EngineEvent, EngineHandle, ModelInfo, ReplyStats};
 use crate::report::bench::*;
-use crate::report::runcard::{CardSpans, SeriesPoint};
+use crate::report::runcard::{CardSettings, CardSpans, SeriesPoint};
 use crate::sensors::host::{BuildInfo, HostInfo};
 use crate::sensors::sampler::SamplerHandle;
 use crate::sensors::{Meter, Sample, SourceStatus};
@@ -169,24 +169,20 @@ pub fn run_once(
     }
 }
 
-pub fn run(args: &BenchArgs, cfg: &RawConfig) -> anyhow::Result<()> {
+pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
     if args.reps == 0 {
         return Err(BenchError::NoReps.into());
     }
     if let Some(p) = &args.json {
         check_json_path(p)?;
     }
-    // A bad tariff fails now, not after minutes of runs.
-    let tariff = crate::accounting::pricing::Tariff::from_config(&cfg.pricing)?;
-    let compare = crate::accounting::pricing::Tariff::compare_set(&cfg.pricing, &[])?;
+    // The tariffs were checked when the config was loaded, before minutes of runs.
+    let (tariff, compare) = (&cfg.tariff, &cfg.compare);
     let mut engine_args = args.engine.clone();
     // The bench is a measurement: repeatable output unless the user asks otherwise.
     engine_args.temperature = engine_args.temperature.or(Some(0.0));
     engine_args.max_tokens = engine_args.max_tokens.or(Some(STORY_MAX_TOKENS));
-    let mut settings = crate::config::engine::resolve_settings(&engine_args, cfg)?;
-    if settings.threads == 0 {
-        settings.threads = default_threads();
-    }
+    let settings = crate::config::engine::resolve_settings(&engine_args, &cfg.raw)?;
     let prompt = args
         .prompt
         .clone()
@@ -199,9 +195,8 @@ pub fn run(args: &BenchArgs, cfg: &RawConfig) -> anyhow::Result<()> {
     let mut err = std::io::stderr();
     let _ = writeln!(
         err,
-        "bench: {} ({} threads), {} run(s){}",
+        "bench: {}, {} run(s){}",
         settings.model.display(),
-        settings.threads,
         args.reps,
         if args.no_warmup {
             ""
@@ -211,20 +206,26 @@ pub fn run(args: &BenchArgs, cfg: &RawConfig) -> anyhow::Result<()> {
     );
     let sensors_cfg = args
         .sensors
-        .apply(&cfg.sensors)
+        .apply(&cfg.raw.sensors)
         .map_err(anyhow::Error::msg)?;
-    let mut tariffs = vec![&tariff];
+    let mut tariffs = vec![tariff];
     tariffs.extend(compare.iter().filter(|t| t.label != tariff.label));
-    let (mut books, statuses) = Books::start(&sensors_cfg, &tariff);
-    let mut handle = engine::spawn(Box::new(LlamaEngine {
-        settings: settings.clone(),
-    }))?;
+    let (mut books, statuses) = Books::start(&sensors_cfg, tariff);
+    let mut handle = engine::spawn(Box::new(LlamaEngine { settings }))?;
     handle.send(Command::Load);
     let model = wait_loaded(&mut handle)?;
+    // From here on the settings are the engine's report, not the request.
+    let in_effect = CardSettings::from_model_info(&model);
     let _ = writeln!(
         err,
-        "bench: loaded {} {} in {:.0} ms",
-        model.name, model.quantization, model.load_ms
+        "bench: loaded {} {} in {:.0} ms: {} threads, GPU layers {}, n_ctx {}, sampler {}",
+        model.name,
+        model.quantization,
+        model.load_ms,
+        in_effect.threads,
+        in_effect.gpu_layers,
+        in_effect.n_ctx,
+        in_effect.sampler_text()
     );
     if !args.no_idle && sensors_cfg.idle_window_s > 0.0 {
         let _ = writeln!(
@@ -307,7 +308,7 @@ pub fn run(args: &BenchArgs, cfg: &RawConfig) -> anyhow::Result<()> {
         host: HostInfo::detect(crate::sensors::nvml::gpu_names()),
         build: BuildInfo::current(),
         model,
-        settings,
+        settings: in_effect,
         prompt,
         warmup: !args.no_warmup,
         sensors: statuses,
@@ -332,8 +333,8 @@ pub fn run(args: &BenchArgs, cfg: &RawConfig) -> anyhow::Result<()> {
             reply: books.session.replies().last().map(|r| (r.t0, r.t1)),
             session: Some((first_t0, last_t1)),
         };
-        card.price(&tariff, &compare, books.session.ledger(), spans);
-        let dir = crate::report::snapshot::default_dir(&cfg.snapshot);
+        card.price(tariff, compare, books.session.ledger(), spans);
+        let dir = crate::report::snapshot::default_dir(&cfg.raw.snapshot);
         let paths = crate::report::snapshot::write(&dir, &card, None)?;
         let _ = writeln!(err, "bench: run card {}", paths.json.display());
     }

@@ -1,8 +1,8 @@
 //! `llmtop compare`: run cards from several machines side by side.
 
-use crate::accounting::pricing::{Currency, Tariff};
+use crate::accounting::pricing::Currency;
 use crate::cli::CompareArgs;
-use crate::config::RawConfig;
+use crate::config::Config;
 use crate::report::compare::{
     CompareError, TcoOptions, compare, parse_hardware_price, render_csv, render_json,
     render_markdown, render_table,
@@ -13,13 +13,14 @@ use std::collections::BTreeMap;
 
 /// The `compare` subcommand: load every file (a bad one is one line on stderr and the rest
 /// still compare), print in the chosen format; fails when any file was bad or none was good.
-pub fn run(args: &CompareArgs, cfg: &RawConfig) -> anyhow::Result<()> {
+/// The regions are the config's compare tariffs, `--regions` already applied to them.
+pub fn run(args: &CompareArgs, cfg: &Config) -> anyhow::Result<()> {
     for (flag, value) in [("hours-per-day", args.hours_per_day), ("years", args.years)] {
         if !value.is_finite() || value <= 0.0 || (flag == "hours-per-day" && value > 24.0) {
             return Err(CompareError::BadNumber { flag, value }.into());
         }
     }
-    let tariffs = Tariff::compare_set(&cfg.pricing, &args.regions)?;
+    let tariffs = &cfg.compare;
     let default_currency = tariffs
         .first()
         .map(|t| t.currency.clone())
@@ -63,7 +64,7 @@ pub fn run(args: &CompareArgs, cfg: &RawConfig) -> anyhow::Result<()> {
     let total = args.files.len();
     let c = compare(
         &cards,
-        &tariffs,
+        tariffs,
         TcoOptions {
             hours_per_day: args.hours_per_day,
             years: args.years,

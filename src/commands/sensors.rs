@@ -3,7 +3,7 @@
 //! new box.
 
 use crate::cli::SensorsArgs;
-use crate::config::{RawConfig, SensorsSection};
+use crate::config::{Config, SensorsSection};
 use crate::sensors::sampler::read_all;
 use crate::sensors::{
     Covers, Discovery, Method, Quantity, Reading, Sample, Sampler, Source, SourceState,
@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 /// Counters need two reads to give watts: this far apart.
 const RATE_GAP: Duration = Duration::from_millis(250);
 
-pub fn run(args: &SensorsArgs, cfg: &RawConfig) -> anyhow::Result<()> {
+pub fn run(args: &SensorsArgs, cfg: &Config) -> anyhow::Result<()> {
     let mut section = args
         .sensors
-        .apply(&cfg.sensors)
+        .apply(&cfg.raw.sensors)
         .map_err(anyhow::Error::msg)?;
     if let Some(hz) = args.rate_hz {
         if !(hz.is_finite() && hz > 0.0 && hz <= 1000.0) {

@@ -2,7 +2,7 @@
 
 use crate::accounting::ledger::Ledger;
 use crate::cli::ServeArgs;
-use crate::config::RawConfig;
+use crate::config::Config;
 use crate::export::prometheus::{MetricsServer, MetricsState};
 use crate::sensors::{Meter, Sample};
 use std::sync::{Arc, Mutex};
@@ -34,14 +34,13 @@ pub fn serve(
 }
 
 /// The `serve` dispatch: discover this machine's sensors and serve what they read.
-pub fn run(args: &ServeArgs, cfg: &RawConfig) -> anyhow::Result<()> {
+pub fn run(args: &ServeArgs, cfg: &Config) -> anyhow::Result<()> {
     let section = args
         .sensors
-        .apply(&cfg.sensors)
+        .apply(&cfg.raw.sensors)
         .map_err(anyhow::Error::msg)?;
-    let tariff = crate::accounting::pricing::Tariff::from_config(&cfg.pricing)?;
     let meter = Meter::start(&section);
-    let ledger = crate::accounting::ledger_for(&meter, tariff);
+    let ledger = crate::accounting::ledger_for(&meter, cfg.tariff.clone());
     // The sampler's threads run for the life of the process.
     let (_handle, samples) = meter.into_parts();
     serve(args, ledger, samples)

@@ -1,5 +1,6 @@
 //! Configuration: `RawConfig` as read from TOML (every field optional with a default), checked
-//! once on load.
+//! and parsed once on load into a [`Config`] that carries the parsed values (tariffs, key
+//! bindings, colour mode) beside the raw sections, so no command parses a section again.
 //!
 //! Each section is defined by the layer that uses it; this file only gathers and validates them.
 
@@ -13,6 +14,9 @@ pub use crate::report::snapshot::SnapshotSection;
 pub use crate::sensors::settings::{PlugConfig, SensorsSection};
 pub use crate::util::paths::{config_dir, data_dir, default_config_file, models_dir};
 
+use crate::accounting::pricing::{PricingError, Tariff};
+use crate::cli::ColorMode;
+use crate::config::keys::KeyMap;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -50,6 +54,31 @@ impl Default for UiSection {
     }
 }
 
+/// The config as the program uses it, built once in `main` from the file and the command
+/// line: the raw sections, plus every value that needs parsing, already parsed.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from; `None` when there was none and the defaults apply.
+    pub path: Option<PathBuf>,
+    pub raw: RawConfig,
+    /// The `[pricing]` tariff every cost is priced in.
+    pub tariff: Tariff,
+    /// The regions to compare against: `compare --regions`, else `[pricing] compare_regions`.
+    pub compare: Vec<Tariff>,
+    pub keys: KeyMap,
+    /// `--color`, else `[ui] color`.
+    pub color: ColorMode,
+}
+
+/// What the command line overrides in the config.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// `--color`.
+    pub color: Option<ColorMode>,
+    /// `compare --regions`; empty: the config's `compare_regions`.
+    pub compare_regions: Vec<String>,
+}
+
 /// A config file that could not be used: one line naming the file, the place and the cause.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -77,11 +106,78 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// A command-line value the config would take (e.g. `--regions`) is unusable.
+    #[error("{flag} {value}: {message}")]
+    Flag {
+        flag: &'static str,
+        value: String,
+        message: String,
+    },
 }
 
-/// Parse config text; `path` is only used in error messages.
+/// Parse and check config text, without command-line overrides; `path` is only used in
+/// error messages.
 pub fn parse(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
-    let cfg = toml::from_str::<RawConfig>(text).map_err(|e| {
+    Config::parse(text, path, &Overrides::default()).map(|c| c.raw)
+}
+
+impl Config {
+    /// Parse config text, check it, apply `cli` and parse every value the program needs;
+    /// `path` names the file in error messages.
+    pub fn parse(text: &str, path: &Path, cli: &Overrides) -> Result<Config, ConfigError> {
+        let raw = parse_toml(text, path)?;
+        Config::build(raw, text, Some(path), cli)
+    }
+
+    /// The defaults (no config file), with `cli` applied.
+    pub fn defaults(cli: &Overrides) -> Result<Config, ConfigError> {
+        Config::build(RawConfig::default(), "", None, cli)
+    }
+
+    fn build(
+        raw: RawConfig,
+        text: &str,
+        path: Option<&Path>,
+        cli: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let shown = path.unwrap_or(Path::new("(defaults)"));
+        let parsed = validate(&raw, text, shown)?;
+        let compare = if cli.compare_regions.is_empty() {
+            parsed.compare
+        } else {
+            Tariff::compare_set(&raw.pricing, &cli.compare_regions).map_err(|e| {
+                let value = match &e {
+                    PricingError::UnknownRegion { code, .. } => code.clone(),
+                    _ => cli.compare_regions.join(","),
+                };
+                ConfigError::Flag {
+                    flag: "--regions",
+                    value,
+                    message: e.reason(),
+                }
+            })?
+        };
+        Ok(Config {
+            path: path.map(Path::to_path_buf),
+            tariff: parsed.tariff,
+            compare,
+            keys: parsed.keys,
+            color: cli.color.unwrap_or(parsed.color),
+            raw,
+        })
+    }
+}
+
+/// The values [`validate`] parsed on its way through the file.
+struct Parsed {
+    tariff: Tariff,
+    compare: Vec<Tariff>,
+    keys: KeyMap,
+    color: ColorMode,
+}
+
+fn parse_toml(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+    toml::from_str::<RawConfig>(text).map_err(|e| {
         let line = e
             .span()
             .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
@@ -91,20 +187,23 @@ pub fn parse(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
             line,
             message: e.message().trim().replace('\n', " "),
         }
-    })?;
-    validate(&cfg, text, path)?;
-    Ok(cfg)
+    })
 }
 
 /// Line of `key` in `section` (`""` for top level; `name#n` for the n-th `[[name]]` table),
 /// for error messages; the section header, or 1, when the key is not written out.
 fn line_of(text: &str, section: &str, key: &str) -> usize {
+    find_line(text, section, key).unwrap_or(1)
+}
+
+/// [`line_of`], or `None` when neither the key nor its section is in the text.
+fn find_line(text: &str, section: &str, key: &str) -> Option<usize> {
     let (section, nth) = match section.split_once('#') {
         Some((s, n)) => (s, n.parse::<usize>().unwrap_or(0)),
         None => (section, 0),
     };
     let mut in_section = section.is_empty();
-    let mut header_line = 1;
+    let mut header_line = None;
     let mut seen = 0usize;
     for (i, raw) in text.lines().enumerate() {
         let l = raw.trim();
@@ -115,7 +214,7 @@ fn line_of(text: &str, section: &str, key: &str) -> usize {
                 seen == nth + 1
             };
             if in_section {
-                header_line = i + 1;
+                header_line = Some(i + 1);
             }
             continue;
         }
@@ -125,36 +224,59 @@ fn line_of(text: &str, section: &str, key: &str) -> usize {
                 .is_some_and(|rest| rest.trim_start().starts_with('='))
         };
         if (in_section && starts(key)) || (!section.is_empty() && starts(&dotted)) {
-            return i + 1;
+            return Some(i + 1);
         }
     }
     header_line
 }
 
-/// Check values that parse but make no sense, so the program never starts with half a config.
-/// Each section's owner adds its checks here.
-pub fn validate(cfg: &RawConfig, text: &str, path: &Path) -> Result<(), ConfigError> {
+/// A key as the user reads it: `ui.color`, `sensors.plugs[1].kind`.
+fn shown_key(section: &str, key: &str) -> String {
+    match section.split_once('#') {
+        Some((s, n)) => format!("{s}[{n}].{key}"),
+        None if section.is_empty() => key.to_string(),
+        None => format!("{section}.{key}"),
+    }
+}
+
+/// The line a `[pricing]` error points at. Bands written inline (`bands = [{ ... }]`) have
+/// no `[[pricing.bands]]` table: then the `bands` key's line.
+fn pricing_line(text: &str, e: &PricingError) -> usize {
+    let (section, key) = e.place();
+    find_line(text, &section, key)
+        .or_else(|| {
+            section
+                .starts_with("pricing.bands#")
+                .then(|| find_line(text, "pricing", "bands"))
+                .flatten()
+        })
+        .unwrap_or(1)
+}
+
+/// Check values that parse but make no sense, so the program never starts with half a config,
+/// and keep what parsing them gave. Each section's owner adds its checks here.
+fn validate(cfg: &RawConfig, text: &str, path: &Path) -> Result<Parsed, ConfigError> {
     let err = |section: &str, key: &str, message: String| {
-        let shown = match section.split_once('#') {
-            Some((s, n)) => format!("{s}[{n}].{key}"),
-            None if section.is_empty() => key.to_string(),
-            None => format!("{section}.{key}"),
-        };
         Err(ConfigError::InvalidAt {
             path: path.to_path_buf(),
             line: line_of(text, section, key),
-            key: shown,
+            key: shown_key(section, key),
             message,
         })
     };
     // [ui]
-    if !["auto", "always", "never"].contains(&cfg.ui.color.as_str()) {
-        return err(
-            "ui",
-            "color",
-            format!("`{}` is not one of auto, always, never", cfg.ui.color),
-        );
-    }
+    let color = match cfg.ui.color.as_str() {
+        "auto" => ColorMode::Auto,
+        "always" => ColorMode::Always,
+        "never" => ColorMode::Never,
+        other => {
+            return err(
+                "ui",
+                "color",
+                format!("`{other}` is not one of auto, always, never"),
+            );
+        }
+    };
     if !(cfg.ui.refresh_hz > 0.0 && cfg.ui.refresh_hz <= 60.0) {
         return err(
             "ui",
@@ -173,9 +295,10 @@ pub fn validate(cfg: &RawConfig, text: &str, path: &Path) -> Result<(), ConfigEr
         );
     }
     // [keys]
-    if let Err((action, e)) = crate::config::keys::KeyMap::from_config(&cfg.keys) {
-        return err("keys", &action, e.to_string());
-    }
+    let keys = match KeyMap::from_config(&cfg.keys) {
+        Ok(k) => k,
+        Err((action, e)) => return err("keys", &action, e.to_string()),
+    };
     // [sampling]
     let sp = &cfg.sampling;
     if let Some(t) = sp.temperature
@@ -274,21 +397,39 @@ pub fn validate(cfg: &RawConfig, text: &str, path: &Path) -> Result<(), ConfigEr
             );
         }
     }
-    Ok(())
+    // [pricing]: built here so a bad band or region stops every command, not only those
+    // that price something, and names its line.
+    let pricing_err = |e: PricingError| {
+        let (section, key) = e.place();
+        ConfigError::InvalidAt {
+            path: path.to_path_buf(),
+            line: pricing_line(text, &e),
+            key: shown_key(&section, key),
+            message: e.reason(),
+        }
+    };
+    let tariff = Tariff::from_config(&cfg.pricing).map_err(pricing_err)?;
+    let compare = Tariff::compare_set(&cfg.pricing, &[]).map_err(pricing_err)?;
+    Ok(Parsed {
+        tariff,
+        compare,
+        keys,
+        color,
+    })
 }
 
-/// Load `path`, or the default config file if it exists, or defaults.
-pub fn load(explicit: Option<&Path>) -> Result<RawConfig, ConfigError> {
+/// Load `path`, or the default config file if it exists, or defaults; then apply `cli`.
+pub fn load(explicit: Option<&Path>, cli: &Overrides) -> Result<Config, ConfigError> {
     let path = match explicit {
         Some(p) => p.to_path_buf(),
         None => match default_config_file() {
             Some(p) if p.exists() => p,
-            _ => return Ok(RawConfig::default()),
+            _ => return Config::defaults(cli),
         },
     };
     let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
         path: path.clone(),
         source,
     })?;
-    parse(&text, &path)
+    Config::parse(&text, &path, cli)
 }

@@ -6,7 +6,6 @@ use crate::accounting::pricing::Tariff;
 use crate::accounting::session::SessionRecorder;
 use crate::config::SnapshotSection;
 use crate::dashboard::state::{App, Role};
-use crate::engine::EngineSettings;
 use crate::report::runcard::{
     CardModel, CardSettings, CardSpans, ReplyMetrics, RunCard, SessionMetrics, TranscriptTurn,
 };
@@ -24,7 +23,6 @@ pub enum SessionCardError {
 /// What a card needs besides the app and the recorder.
 pub struct CardContext<'a> {
     pub host: HostInfo,
-    pub settings: &'a EngineSettings,
     pub tariff: &'a Tariff,
     pub compare: &'a [Tariff],
     pub snapshot: &'a SnapshotSection,
@@ -32,7 +30,8 @@ pub struct CardContext<'a> {
 }
 
 /// The session's run card. Reads the first MiB of the model file for its fingerprint; a model
-/// file that cannot be read (gone, or the demo model) gets an empty fingerprint.
+/// file that cannot be read (gone, or the demo model) gets an empty fingerprint. The settings
+/// are those the engine reported in effect when it loaded.
 pub fn card(
     app: &App,
     rec: &SessionRecorder,
@@ -40,16 +39,12 @@ pub fn card(
 ) -> Result<RunCard, SessionCardError> {
     let info = app.model.as_ref().ok_or(SessionCardError::NotLoaded)?;
     let model = CardModel::from_model_info(info).unwrap_or_else(|_| CardModel::unhashed(info));
-    let mut settings = ctx.settings.clone();
-    if settings.threads == 0 {
-        settings.threads = crate::engine::llama::default_threads();
-    }
     let mut card = RunCard::new(
         ctx.now,
         ctx.host,
         BuildInfo::current(),
         model,
-        CardSettings::from_engine(&settings),
+        CardSettings::from_model_info(info),
     );
     card.prompt = app
         .messages

@@ -15,12 +15,10 @@ pub mod theme;
 pub mod tui;
 pub mod ui;
 
-use crate::accounting::pricing::Tariff;
 use crate::accounting::session::SessionRecorder;
 use crate::accounting::tally::{self, TallyStore};
-use crate::cli::{ColorMode, DashboardArgs};
-use crate::config::keys::KeyMap;
-use crate::config::{self, RawConfig};
+use crate::cli::DashboardArgs;
+use crate::config::{self, Config, RawConfig};
 use crate::dashboard::event::{Event, EventSource};
 use crate::dashboard::shell::Shell;
 use crate::dashboard::state::App;
@@ -30,38 +28,21 @@ use crate::engine::{self, Engine, EngineSettings, scripted::ScriptedEngine};
 use crate::export::prometheus::{MetricsServer, MetricsState};
 use crate::sensors::scripted::ScriptedSensor;
 use crate::sensors::{Meter, Sample};
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
-fn device_text(s: &EngineSettings) -> String {
-    let threads = if s.threads == 0 {
-        sysinfo::System::physical_core_count().unwrap_or(1) as u32
-    } else {
-        s.threads
-    };
-    if s.gpu_layers > 0 {
-        format!("GPU {} layers · CPU {threads} thr", s.gpu_layers)
-    } else {
-        format!("CPU {threads} threads")
-    }
-}
-
-/// Themes for Ctrl-T, degraded to the terminal's colours, and the index of the chosen one.
-fn load_themes(args: &DashboardArgs, cfg: &RawConfig) -> anyhow::Result<(Vec<Theme>, usize)> {
-    let mode = match args.color {
-        Some(m) => m,
-        None => match cfg.ui.color.as_str() {
-            "always" => ColorMode::Always,
-            "never" => ColorMode::Never,
-            _ => ColorMode::Auto,
-        },
-    };
-    let depth = theme::detect_depth(mode, |k| std::env::var(k).ok());
+/// Themes for Ctrl-T, degraded to the terminal's colours (`--color` is already in
+/// `cfg.color`), and the index of the chosen one.
+fn load_themes(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<(Vec<Theme>, usize)> {
+    let depth = theme::detect_depth(cfg.color, |k| std::env::var(k).ok());
     let user_dir = config::config_dir().map(|d| d.join("themes"));
-    let wanted = args.theme.clone().unwrap_or_else(|| cfg.ui.theme.clone());
+    let wanted = args
+        .theme
+        .clone()
+        .unwrap_or_else(|| cfg.raw.ui.theme.clone());
     let mut names = theme::available(user_dir.as_deref());
     if !names.contains(&wanted) {
         // Surfaces "unknown theme" with the fix, before the terminal is taken over.
@@ -96,30 +77,27 @@ fn start_meter(args: &DashboardArgs, cfg: &RawConfig) -> Meter {
 /// `--metrics-addr` or `[metrics] addr`: the Prometheus endpoint beside the dashboard.
 fn start_metrics(
     args: &DashboardArgs,
-    cfg: &RawConfig,
-    tariff: &Tariff,
+    cfg: &Config,
 ) -> anyhow::Result<Option<(MetricsServer, Arc<Mutex<MetricsState>>)>> {
-    let Some(addr) = args.metrics_addr.as_ref().or(cfg.metrics.addr.as_ref()) else {
+    let Some(addr) = args.metrics_addr.as_ref().or(cfg.raw.metrics.addr.as_ref()) else {
         return Ok(None);
     };
-    let state = Arc::new(Mutex::new(MetricsState::new(Some(tariff.clone()))));
+    let state = Arc::new(Mutex::new(MetricsState::new(Some(cfg.tariff.clone()))));
     let server = MetricsServer::start(addr, state.clone())?;
     Ok(Some((server, state)))
 }
 
 /// Run the dashboard until the user quits.
-pub fn run(args: &DashboardArgs, cfg: RawConfig) -> anyhow::Result<()> {
-    // Everything that can fail on bad input, before the terminal is touched.
-    let keys = KeyMap::from_config(&cfg.keys).map_err(|(k, e)| anyhow!("config: keys.{k}: {e}"))?;
-    let (themes, theme_index) = load_themes(args, &cfg)?;
+pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
+    // Everything that can fail on bad input, before the terminal is touched (the config was
+    // checked when it was loaded).
+    let (themes, theme_index) = load_themes(args, cfg)?;
     let settings = if args.demo {
         EngineSettings::with_model(PathBuf::from("demo.gguf"))
     } else {
-        crate::config::engine::resolve_settings(&args.engine, &cfg)?
+        crate::config::engine::resolve_settings(&args.engine, &cfg.raw)?
     };
-    let tariff = Tariff::from_config(&cfg.pricing)?;
-    let compare = Tariff::compare_set(&cfg.pricing, &[])?;
-    let metrics = start_metrics(args, &cfg, &tariff)?;
+    let metrics = start_metrics(args, cfg)?;
     let engine: Box<dyn Engine> = if args.demo {
         Box::new(ScriptedEngine::default())
     } else {
@@ -145,8 +123,8 @@ pub fn run(args: &DashboardArgs, cfg: RawConfig) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let handle = engine::spawn(engine).context("cannot start the engine thread")?;
     handle.send(engine::Command::Load);
-    let meter = start_meter(args, &cfg);
-    let ledger = crate::accounting::ledger_for(&meter, tariff.clone());
+    let meter = start_meter(args, &cfg.raw);
+    let ledger = crate::accounting::ledger_for(&meter, cfg.tariff.clone());
     let (sampler, samples) = meter.into_parts();
 
     let model_label = settings
@@ -154,26 +132,25 @@ pub fn run(args: &DashboardArgs, cfg: RawConfig) -> anyhow::Result<()> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // The header shows threads and GPU layers once the engine reports them.
     let mut app = App::new(
-        keys,
+        cfg.keys.clone(),
         themes.iter().map(|t| t.name.clone()).collect(),
         theme_index,
         model_label,
     );
-    app.device = device_text(&settings);
     if let Some(note) = tally_note {
         app.update(Event::Status(note));
     }
 
     let mut shell = Shell {
         handle,
-        session: SessionRecorder::new(ledger, cfg.sensors.idle_window_s),
+        session: SessionRecorder::new(ledger, cfg.raw.sensors.idle_window_s),
         tally: tally.as_mut(),
         metrics: metrics.as_ref().map(|(_, state)| state.clone()),
-        settings: &settings,
-        cfg: &cfg,
-        tariff: &tariff,
-        compare: &compare,
+        cfg: &cfg.raw,
+        tariff: &cfg.tariff,
+        compare: &cfg.compare,
     };
     // One clock for events and samples: reply spans line up with the sensor readings.
     let result = runtime.block_on(in_terminal(

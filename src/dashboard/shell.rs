@@ -16,7 +16,7 @@ use crate::dashboard::event::{Event, Events, Wake};
 use crate::dashboard::state::{App, Effect};
 use crate::dashboard::theme::Theme;
 use crate::dashboard::tui::{self, FrameBackend};
-use crate::engine::{EngineEvent, EngineHandle, EngineSettings};
+use crate::engine::{EngineEvent, EngineHandle};
 use crate::export::prometheus::MetricsState;
 use crate::sensors::host::HostInfo;
 use ratatui::Terminal;
@@ -35,7 +35,6 @@ pub struct Shell<'a> {
     pub session: SessionRecorder,
     pub tally: Option<&'a mut TallyStore>,
     pub metrics: Option<Arc<Mutex<MetricsState>>>,
-    pub settings: &'a EngineSettings,
     pub cfg: &'a RawConfig,
     pub tariff: &'a Tariff,
     pub compare: &'a [Tariff],
@@ -83,6 +82,10 @@ impl Shell<'_> {
                 false
             }
             Event::Engine { event, now } => {
+                if let EngineEvent::Loaded(info) = event {
+                    // The settings in effect, as the engine reported them.
+                    with_metrics(&self.metrics, |m| m.set_engine(info));
+                }
                 let Some(delta) = self.session.observe(event, *now) else {
                     return false;
                 };
@@ -111,7 +114,6 @@ impl Shell<'_> {
     fn snapshot(&self, app: &App, theme: &Theme) -> Result<String, String> {
         let ctx = CardContext {
             host: HostInfo::detect(crate::sensors::nvml::gpu_names()),
-            settings: self.settings,
             tariff: self.tariff,
             compare: self.compare,
             snapshot: &self.cfg.snapshot,

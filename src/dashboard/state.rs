@@ -351,7 +351,8 @@ pub struct App {
     /// Shown until the model reports itself: the file name.
     pub model_label: String,
     pub model: Option<ModelInfo>,
-    /// "CPU 4 threads", "GPU 33 layers".
+    /// Device text shown until the model loads; after that the header shows the engine's
+    /// report (threads and GPU layers in effect) instead.
     pub device: String,
     pub engine: EngineState,
     pub messages: Vec<Message>,

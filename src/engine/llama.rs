@@ -4,6 +4,7 @@
 //! `Send`). The KV cache is kept between turns: each new prompt is compared token by token with
 //! what the cache holds and only the new suffix is decoded.
 
+use super::effective::{self, InEffect, SamplerChain, SamplerStep};
 use super::utf8::Utf8Stream;
 use super::{
     Command, Engine, EngineEvent, EngineSettings, ModelInfo, Phase, ReplyStats, StopReason,
@@ -43,15 +44,6 @@ fn backend() -> Result<&'static LlamaBackend, String> {
         })
         .as_ref()
         .map_err(Clone::clone)
-}
-
-/// Threads to use when the user says 0: physical cores (hyperthreads slow llama.cpp down).
-pub fn default_threads() -> u32 {
-    sysinfo::System::physical_core_count()
-        .ok()
-        .map(|n| n as u32)
-        .filter(|n| *n > 0)
-        .unwrap_or(4)
 }
 
 /// Check settings against the model file before loading anything: one clear error line.
@@ -118,16 +110,15 @@ impl Engine for LlamaEngine {
             }
         };
         let n_ctx = effective_ctx(self.settings.n_ctx, model.n_ctx_train());
-        let threads = if self.settings.threads == 0 {
-            default_threads()
-        } else {
-            self.settings.threads
-        } as i32;
+        // The one place the "0 = default" thread count is resolved; everyone else reads the
+        // report below.
+        let threads = effective::threads(self.settings.threads);
+        let n_threads = i32::try_from(threads).unwrap_or(i32::MAX);
         let ctx_params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx))
             .with_n_batch(PREFILL_CHUNK as u32)
-            .with_n_threads(threads)
-            .with_n_threads_batch(threads)
+            .with_n_threads(n_threads)
+            .with_n_threads_batch(n_threads)
             .with_no_perf(false);
         let ctx = match model.new_context(backend, ctx_params) {
             Ok(c) => c,
@@ -148,6 +139,7 @@ impl Engine for LlamaEngine {
                 }
             },
         };
+        let sampler = SamplerChain::for_settings(&self.settings);
         let info = ModelInfo {
             name: gguf_info
                 .name()
@@ -159,9 +151,22 @@ impl Engine for LlamaEngine {
             file_size: gguf_info.file_size,
             quantization: gguf_info.quantization(),
             n_ctx_train: model.n_ctx_train(),
-            n_ctx,
+            // What llama.cpp allocated, which may differ from what was asked.
+            n_ctx: ctx.n_ctx(),
             chat_template: template_name,
             load_ms: started.elapsed().as_secs_f64() * 1000.0,
+            in_effect: Box::new(InEffect {
+                threads,
+                gpu_layers: effective::offloaded_layers(
+                    self.settings.gpu_layers,
+                    model.n_layer(),
+                    backend.supports_gpu_offload(),
+                ),
+                sampler: sampler.clone(),
+                max_tokens: self.settings.max_tokens,
+                system_prompt: self.settings.system_prompt.trim().to_string(),
+                chat_template_text: template.to_string().unwrap_or_default(),
+            }),
         };
         let _ = events.send(EngineEvent::Loaded(info));
         let _ = events.send(EngineEvent::Phase(Phase::Idle));
@@ -171,6 +176,7 @@ impl Engine for LlamaEngine {
             model: &model,
             ctx,
             template,
+            sampler,
             messages: Vec::new(),
             cached: Vec::new(),
             events: &events,
@@ -222,6 +228,8 @@ struct Session<'m> {
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
     template: LlamaChatTemplate,
+    /// The chain reported in `Loaded`; a fresh llama.cpp sampler is built from it per reply.
+    sampler: SamplerChain,
     /// User and assistant turns; the system prompt is added when rendering.
     messages: Vec<Message>,
     /// Tokens whose keys/values are in the KV cache, in position order.
@@ -464,24 +472,22 @@ impl Session<'_> {
         self.send(EngineEvent::ReplyDone(stats));
     }
 
+    /// llama.cpp's sampler for the chain reported at load, step for step.
     fn sampler(&self) -> LlamaSampler {
-        let s = self.settings;
-        if s.temperature <= 0.0 {
-            return LlamaSampler::greedy();
-        }
-        let mut chain = Vec::new();
-        if s.top_k > 0 {
-            chain.push(LlamaSampler::top_k(s.top_k));
-        }
-        if s.top_p > 0.0 && s.top_p < 1.0 {
-            chain.push(LlamaSampler::top_p(s.top_p, 1));
-        }
-        if s.min_p > 0.0 {
-            chain.push(LlamaSampler::min_p(s.min_p, 1));
-        }
-        chain.push(LlamaSampler::temp(s.temperature));
-        chain.push(LlamaSampler::dist(s.seed));
-        LlamaSampler::chain(chain, false)
+        let steps: Vec<LlamaSampler> = self
+            .sampler
+            .steps
+            .iter()
+            .map(|step| match *step {
+                SamplerStep::Greedy => LlamaSampler::greedy(),
+                SamplerStep::TopK { k } => LlamaSampler::top_k(k),
+                SamplerStep::TopP { p } => LlamaSampler::top_p(p, 1),
+                SamplerStep::MinP { p } => LlamaSampler::min_p(p, 1),
+                SamplerStep::Temperature { t } => LlamaSampler::temp(t),
+                SamplerStep::Dist { seed } => LlamaSampler::dist(seed),
+            })
+            .collect();
+        LlamaSampler::chain(steps, false)
     }
 }
 

@@ -6,6 +6,7 @@
 //! engine ([`llama::LlamaEngine`]) and a scripted one for UI tests and `--demo`
 //! ([`scripted::ScriptedEngine`]).
 
+pub mod effective;
 pub mod gguf;
 pub mod llama;
 pub mod models;
@@ -62,7 +63,8 @@ pub enum EngineEvent {
     Failed(String),
 }
 
-/// Facts about the loaded model, from GGUF metadata and the file.
+/// Facts about the loaded model, from GGUF metadata and the file, and the settings in effect
+/// as the engine resolved them: the one report every surface shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
     pub name: String,
@@ -73,11 +75,16 @@ pub struct ModelInfo {
     /// e.g. "Q4_1".
     pub quantization: String,
     pub n_ctx_train: u32,
-    /// Context size actually allocated.
+    /// Context size llama.cpp allocated (never the 0 "use the model's" request).
     pub n_ctx: u32,
+    /// Where the chat template came from: "model" (its GGUF metadata) or "chatml (fallback)".
     pub chat_template: String,
     /// Wall time of the cold load (file to ready context), ms.
     pub load_ms: f64,
+    /// The other settings in effect. Boxed: `Loaded` rides in every event enum, which this
+    /// keeps small.
+    #[serde(default)]
+    pub in_effect: Box<effective::InEffect>,
 }
 
 /// Why a reply ended.
@@ -128,9 +135,11 @@ pub struct ReplyStats {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EngineSettings {
     pub model: PathBuf,
-    /// 0 = the model's training context (capped at 4096 to keep memory modest).
+    /// 0 = the model's training context (capped at 4096 to keep memory modest); what was
+    /// allocated is reported in `ModelInfo::n_ctx`.
     pub n_ctx: u32,
-    /// 0 = number of physical cores.
+    /// 0 = default: resolved by the engine when it loads (`effective::threads`) and
+    /// reported in `ModelInfo`; nothing else interprets the 0.
     pub threads: u32,
     pub gpu_layers: u32,
     pub temperature: f32,

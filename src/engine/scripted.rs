@@ -1,6 +1,7 @@
 //! A scripted engine: replies with canned text at a fixed rate. For UI tests and `--demo`;
 //! never a substitute for tests of the real engine.
 
+use super::effective::{InEffect, SamplerChain, SamplerStep};
 use super::{Command, Engine, EngineEvent, ModelInfo, Phase, ReplyStats, StopReason};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -37,6 +38,16 @@ impl ScriptedEngine {
             n_ctx: 4096,
             chat_template: "chatml".into(),
             load_ms: 0.0,
+            in_effect: Box::new(InEffect {
+                threads: 4,
+                gpu_layers: 0,
+                sampler: SamplerChain {
+                    steps: vec![SamplerStep::Greedy],
+                },
+                max_tokens: 1024,
+                system_prompt: "You are a helpful assistant.".into(),
+                chat_template_text: "chatml".into(),
+            }),
         }
     }
 }

@@ -8,6 +8,7 @@
 use super::server::{Handler, HttpServer, Reply, ServerError};
 use crate::accounting::ledger::{Ledger, TotalPower, Totals};
 use crate::accounting::pricing::Tariff;
+use crate::engine::ModelInfo;
 use crate::sensors::{Method, Quantity, Reading, Sample};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -70,6 +71,8 @@ pub struct MetricsState {
     tok_s: f64,
     tariff: Option<Tariff>,
     samples: u64,
+    /// Labels of `llmtop_engine_info`, once the model has loaded.
+    engine: Option<String>,
 }
 
 impl MetricsState {
@@ -87,7 +90,22 @@ impl MetricsState {
             tok_s: 0.0,
             tariff,
             samples: 0,
+            engine: None,
         }
+    }
+
+    /// The model loaded: its settings in effect, as the engine reported them, become the
+    /// labels of `llmtop_engine_info`.
+    pub fn set_engine(&mut self, info: &ModelInfo) {
+        self.engine = Some(format!(
+            "{{model=\"{}\",quantization=\"{}\",threads=\"{}\",n_ctx=\"{}\",gpu_layers=\"{}\",sampler=\"{}\"}}",
+            escape(&info.name),
+            escape(&info.quantization),
+            info.in_effect.threads,
+            info.n_ctx,
+            info.in_effect.gpu_layers,
+            escape(&info.in_effect.sampler.to_string())
+        ));
     }
 
     /// Fold one sampler tick's temperatures, fans and utilisation in.
@@ -260,6 +278,15 @@ impl MetricsState {
                     )),
                 );
             }
+        }
+        if let Some(labels) = &self.engine {
+            family(
+                &mut o,
+                "llmtop_engine_info",
+                "gauge",
+                "The loaded model and the settings the engine runs with, as labels; the value is always 1.",
+                std::iter::once((labels.clone(), 1.0)),
+            );
         }
         family(
             &mut o,

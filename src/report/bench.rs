@@ -3,7 +3,8 @@
 use crate::accounting::energy::EnergyReport;
 use crate::accounting::energy::IdleBaseline;
 use crate::accounting::pricing::{Currency, format_money};
-use crate::engine::{EngineSettings, ModelInfo, ReplyStats};
+use crate::engine::{ModelInfo, ReplyStats};
+use crate::report::runcard::CardSettings;
 use crate::sensors::SourceStatus;
 use crate::sensors::host::{BuildInfo, HostInfo};
 use serde::{Deserialize, Serialize};
@@ -14,7 +15,9 @@ pub const STORY_PROMPT: &str =
 /// Enough room for 1000 words (about 1300 tokens for English).
 pub const STORY_MAX_TOKENS: u32 = 1500;
 /// Bumped whenever a field changes meaning or is removed (adding fields keeps the version).
-pub const SCHEMA: &str = "llmtop.bench/1";
+/// 2: `settings` holds the settings in effect as the engine reported them (no model path;
+/// sampling values greedy ignores are absent).
+pub const SCHEMA: &str = "llmtop.bench/2";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BenchResult {
@@ -24,7 +27,8 @@ pub struct BenchResult {
     pub host: HostInfo,
     pub build: BuildInfo,
     pub model: ModelInfo,
-    pub settings: EngineSettings,
+    /// The settings in effect, from the engine's report (`model`), as a run card records them.
+    pub settings: CardSettings,
     pub prompt: String,
     pub warmup: bool,
     /// Power and temperature sources found, and why others are missing.
@@ -165,14 +169,18 @@ pub fn cost_lines(r: &BenchResult) -> String {
 pub fn render_table(r: &BenchResult) -> String {
     let mut out = String::new();
     let m = &r.model;
+    let st = &r.settings;
     out.push_str(&format!(
-        "{} ({}, {}, {:.0} MB) on {} - {} threads, {} run(s)\n\n",
+        "{} ({}, {}, {:.0} MB) on {} - {} threads, GPU layers {}, n_ctx {}, sampler {}, {} run(s)\n\n",
         m.name,
         m.quantization,
         m.architecture,
         m.file_size as f64 / 1e6,
         r.host.cpu_model,
-        r.settings.threads,
+        st.threads,
+        st.gpu_layers,
+        st.n_ctx,
+        st.sampler_text(),
         r.runs.len()
     ));
     out.push_str(&format!(

@@ -3,9 +3,7 @@
 
 use crate::accounting::energy::EnergyReport;
 use crate::report::bench::BenchResult;
-use crate::report::runcard::{
-    CardModel, CardSettings, ReplyMetrics, RunCard, SeriesPoint, SessionMetrics,
-};
+use crate::report::runcard::{CardModel, ReplyMetrics, RunCard, SeriesPoint, SessionMetrics};
 
 /// The card for a finished bench. `cold_ttft_ms` is the warm-up's TTFT (the first reply after
 /// load) when there was one; `session` is the energy over all measured runs.
@@ -20,7 +18,7 @@ pub fn card(
         r.host.clone(),
         r.build.clone(),
         CardModel::from_model_info(&r.model)?,
-        CardSettings::from_engine(&r.settings),
+        r.settings.clone(),
     );
     card.prompt = Some(r.prompt.clone());
     card.last_reply = r

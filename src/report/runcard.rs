@@ -6,7 +6,7 @@
 //! Adding an optional field keeps version 1; renaming or removing one needs version 2.
 
 use crate::accounting::pricing::{J_PER_KWH, Tariff};
-use crate::engine::{EngineSettings, ModelInfo, ReplyStats};
+use crate::engine::{ModelInfo, ReplyStats};
 use crate::sensors::host::{BuildInfo, HostInfo};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -65,17 +65,42 @@ pub struct CardModel {
     pub sha256_first_mib: String,
 }
 
+/// The settings the run had in effect, as the engine reported them after load. Sampling
+/// values the chain did not use (top-k and the rest under greedy) are absent, not recorded as
+/// if they had mattered; cards written before that may still carry them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CardSettings {
     pub threads: u32,
     pub gpu_layers: u32,
+    /// Context llama.cpp allocated.
     pub n_ctx: u32,
+    /// 0 means greedy.
     pub temperature: f32,
-    pub top_k: i32,
-    pub top_p: f32,
-    pub min_p: f32,
-    pub seed: u32,
+    /// The sampler chain: "greedy", or its steps, e.g. "top_k=40,top_p=0.95,temperature=0.7,seed=42".
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sampler: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_p: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u32>,
     pub max_tokens: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<CardChatTemplate>,
+}
+
+/// The chat template the conversation was rendered with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CardChatTemplate {
+    /// "model" (from the GGUF metadata) or "chatml (fallback)".
+    pub source: String,
+    /// The template: Jinja text, or a llama.cpp template name.
+    pub template: String,
 }
 
 /// One reply's measurements.
@@ -439,18 +464,54 @@ fn strip_position(msg: &str) -> String {
 }
 
 impl CardSettings {
-    pub fn from_engine(s: &EngineSettings) -> Self {
+    /// From the engine's report after load: the resolved values, never the requests.
+    pub fn from_model_info(m: &ModelInfo) -> Self {
+        let e = &m.in_effect;
+        let s = &e.sampler;
         Self {
-            threads: s.threads,
-            gpu_layers: s.gpu_layers,
-            n_ctx: s.n_ctx,
-            temperature: s.temperature,
-            top_k: s.top_k,
-            top_p: s.top_p,
-            min_p: s.min_p,
-            seed: s.seed,
-            max_tokens: s.max_tokens,
+            threads: e.threads,
+            gpu_layers: e.gpu_layers,
+            n_ctx: m.n_ctx,
+            temperature: s.temperature(),
+            sampler: s.to_string(),
+            top_k: s.top_k(),
+            top_p: s.top_p(),
+            min_p: s.min_p(),
+            seed: s.seed(),
+            max_tokens: e.max_tokens,
+            system_prompt: (!e.system_prompt.is_empty()).then(|| e.system_prompt.clone()),
+            chat_template: (!m.chat_template.is_empty() || !e.chat_template_text.is_empty()).then(
+                || CardChatTemplate {
+                    source: m.chat_template.clone(),
+                    template: e.chat_template_text.clone(),
+                },
+            ),
         }
+    }
+
+    /// The sampler as written, or for older cards without it, rebuilt from the fields.
+    pub fn sampler_text(&self) -> String {
+        if !self.sampler.is_empty() {
+            return self.sampler.clone();
+        }
+        if self.temperature <= 0.0 {
+            return "greedy".into();
+        }
+        let mut parts = Vec::new();
+        if let Some(k) = self.top_k {
+            parts.push(format!("top_k={k}"));
+        }
+        if let Some(p) = self.top_p {
+            parts.push(format!("top_p={p}"));
+        }
+        if let Some(p) = self.min_p {
+            parts.push(format!("min_p={p}"));
+        }
+        parts.push(format!("temperature={}", self.temperature));
+        if let Some(seed) = self.seed {
+            parts.push(format!("seed={seed}"));
+        }
+        parts.join(",")
     }
 }
 

@@ -221,19 +221,23 @@ pub fn markdown_summary(card: &RunCard) -> String {
         m.sha256_first_mib.get(..12).unwrap_or(&m.sha256_first_mib)
     );
     let s = &card.settings;
+    let template = s
+        .chat_template
+        .as_ref()
+        .map(|t| format!(", chat template {}", md_escape(&t.source)))
+        .unwrap_or_default();
     let _ = writeln!(
         o,
-        "- **Settings:** llmtop {} ({features}), threads {}, GPU layers {}, n_ctx {}, temp {}, top_k {}, top_p {}, min_p {}, seed {}",
+        "- **Settings:** llmtop {} ({features}), threads {}, GPU layers {}, n_ctx {}, sampler {}{template}",
         card.build.llmtop_version,
         s.threads,
         s.gpu_layers,
         s.n_ctx,
-        s.temperature,
-        s.top_k,
-        s.top_p,
-        s.min_p,
-        s.seed
+        md_escape(&s.sampler_text()),
     );
+    if let Some(p) = &s.system_prompt {
+        let _ = writeln!(o, "- **System prompt:** {}", md_escape(p));
+    }
     let _ = writeln!(o, "- **Taken:** {}", card.created);
 
     let _ = writeln!(o, "\n| | last reply | session |");

@@ -2,11 +2,22 @@
 
 use crate::dashboard::state::{App, EngineState};
 use crate::dashboard::theme::Theme;
+use crate::engine::ModelInfo;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
+
+/// Where the model runs, from the engine's report: "CPU 4 threads", "GPU 33 layers · CPU 8 thr".
+pub fn device_text(info: &ModelInfo) -> String {
+    let e = &info.in_effect;
+    if e.gpu_layers > 0 {
+        format!("GPU {} layers · CPU {} thr", e.gpu_layers, e.threads)
+    } else {
+        format!("CPU {} threads", e.threads)
+    }
+}
 
 /// "98 MB", "4.1 GB".
 pub fn size_text(bytes: u64) -> String {
@@ -44,8 +55,14 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         Span::styled("│ ", bar),
         Span::styled(model, bar),
     ];
-    if !app.device.is_empty() {
-        left.push(Span::styled(format!(" │ {}", app.device), bar));
+    // Once loaded, the engine's report; before, whatever the app was told (nothing resolved).
+    let device = app
+        .model
+        .as_ref()
+        .map(device_text)
+        .unwrap_or_else(|| app.device.clone());
+    if !device.is_empty() {
+        left.push(Span::styled(format!(" │ {device}"), bar));
     }
     let left_w: usize = left.iter().map(|s| s.width()).sum();
     let avail = usize::from(area.width);
@@ -73,6 +90,15 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn device_comes_from_the_engines_report() {
+        let mut info = crate::engine::scripted::ScriptedEngine::model_info();
+        info.in_effect.threads = 6;
+        assert_eq!(super::device_text(&info), "CPU 6 threads");
+        info.in_effect.gpu_layers = 31;
+        assert_eq!(super::device_text(&info), "GPU 31 layers · CPU 6 thr");
+    }
+
     #[test]
     fn sizes_read_naturally() {
         assert_eq!(super::size_text(98_362_432), "98 MB");
