@@ -247,7 +247,7 @@ mod tests {
     use super::*;
 
     /// The normal case on a CPU-only machine: no rows, one quiet line, no panic.
-    /// (On a machine with a GPU this asserts the opposite: see tests/sensors_nvml.rs.)
+    /// (On a machine with a GPU this asserts the opposite: see tests/sensors/sensors_nvml.rs.)
     #[test]
     fn without_driver_no_rows_and_one_quiet_line() {
         if handle().is_ok() {

@@ -2,8 +2,7 @@
 //! notes every frame, a scripted event source on tokio's paused clock, and an engine that only
 //! records the commands it gets. Frame coalescing, effects and the loop's end are checked here;
 //! the real terminal, keys and signals are the e2e tests' subject.
-
-mod support;
+use crate::support;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use llmtop::accounting::ledger::Ledger;

@@ -4,9 +4,8 @@
 //! card, exporter (scraped over loopback) and lifetime tally must agree with the truth (1 %;
 //! 2 % where only power is sampled) and with each other, and the basis must not flip while
 //! the plug answers.
-
-mod live;
-mod support;
+use crate::live;
+use crate::support;
 
 use live::{LiveMachine, Profile, assert_within};
 use llmtop::accounting::energy::{TotalBasis, Window};

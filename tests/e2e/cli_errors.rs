@@ -1,6 +1,5 @@
 //! Bad input through the real binary: one clear line on stderr, a non-zero exit, no panic.
-
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

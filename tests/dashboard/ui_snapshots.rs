@@ -3,8 +3,7 @@
 //! Every input (time, tokens, sensor readings) is fed as plain events, so no number on these
 //! screens depends on the machine or the clock; the one filter below only guards the
 //! scripted model's load time.
-
-mod support;
+use crate::support;
 
 use crossterm::event::{KeyCode, KeyModifiers};
 use llmtop::dashboard::state::App;

@@ -1,8 +1,7 @@
 //! The dashboard's session accounting and its run card, on scripted samples with hand-computed
 //! energies. The scripted sensor draws GPU 20 + 160 L and CPU 12 + 30 L watts with
 //! L(t) = 0.5 + 0.5 sin(2 pi t / 20), so the system total (no wall plug) is 32 + 190 L.
-
-mod support;
+use crate::support;
 
 use llmtop::accounting::ledger::Ledger;
 use llmtop::accounting::pricing::Tariff;

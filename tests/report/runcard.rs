@@ -1,6 +1,5 @@
 //! Run cards: round trip, schema validation, fingerprints, and snapshots on disk.
-
-mod common;
+use crate::common;
 
 use llmtop::accounting::ledger::Ledger;
 use llmtop::accounting::pricing::Tariff;

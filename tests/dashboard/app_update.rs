@@ -1,6 +1,5 @@
 //! The app as a function: events in, state and effects out. No terminal, no runtime.
-
-mod support;
+use crate::support;
 
 use crossterm::event::{KeyCode, KeyModifiers};
 use llmtop::dashboard::event::Event;

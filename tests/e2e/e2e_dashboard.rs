@@ -4,9 +4,8 @@
 //!
 //! Needs tmux and the model from scripts/fetch-model.sh (or LLMTOP_E2E_MODEL); fails with a
 //! clear message when either is missing rather than passing without testing anything.
-
-mod live;
-mod tmux;
+use crate::live;
+use crate::tmux;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! `llmtop bench` end to end: real binary, real model, JSON through its schema.
-
-mod common;
-mod live;
+use crate::common;
+use crate::live;
 
 use llmtop::engine::StopReason;
 use llmtop::report::bench::{BenchResult, SCHEMA};

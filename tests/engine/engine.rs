@@ -1,7 +1,6 @@
 //! The real llama.cpp engine on the real default model (SmolLM2-135M-Instruct Q4_1).
 //! No mock here: every test loads the model and generates.
-
-mod common;
+use crate::common;
 
 use common::{model_path, settings, start};
 use llmtop::engine::effective::FALLBACK_THREADS;

@@ -1,8 +1,7 @@
 //! End to end in tmux with `--demo` (scripted model and sensors): SIGTERM and SIGHUP flush the
 //! lifetime tally and leave a restored terminal; `--metrics-addr` serves Prometheus metrics
 //! while the dashboard runs.
-
-mod tmux;
+use crate::tmux;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,0 +1,15 @@
+//! Accounting: the energy ledger (unit cases and a live synthetic machine), prices, the lifetime
+//! tally and the dashboard session's books.
+//!
+//! One test binary per layer: each links llama.cpp once.
+
+#[path = "../live/mod.rs"]
+mod live;
+#[path = "../support/mod.rs"]
+mod support;
+
+mod energy;
+mod ledger_live;
+mod pricing;
+mod session;
+mod tally;

@@ -1,0 +1,11 @@
+//! The dashboard without a terminal: the app fed events, whole screens in ratatui's TestBackend,
+//! and the event loop driven by a scripted event source.
+//!
+//! One test binary per layer: each links llama.cpp once.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod app_update;
+mod dashboard_loop;
+mod ui_snapshots;

@@ -1,0 +1,16 @@
+//! End to end: the real binary, in a real pseudo-terminal (tmux) where it draws, and its errors and
+//! config files.
+//!
+//! One test binary per layer: each links llama.cpp once.
+
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../live/mod.rs"]
+mod live;
+#[path = "../tmux/mod.rs"]
+mod tmux;
+
+mod cli_errors;
+mod config_files;
+mod e2e_dashboard;
+mod e2e_signals;

@@ -1,0 +1,11 @@
+//! Reports and export: run cards, `llmtop compare`, and the Prometheus endpoint scraped over
+//! loopback.
+//!
+//! One test binary per layer: each links llama.cpp once.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod compare;
+mod metrics;
+mod runcard;

@@ -1,0 +1,10 @@
+//! Sensors: readers on sysfs-format fixture trees, the sampler thread, smart plugs on 127.0.0.1,
+//! NVML where a GPU is, and `llmtop sensors` through the binary.
+//!
+//! One test binary per layer: each links llama.cpp once.
+
+mod plugs;
+mod sensors_cli;
+mod sensors_nvml;
+mod sensors_sampler;
+mod sensors_sysfs;
