@@ -772,18 +772,17 @@ impl Ledger {
         })
     }
 
+    /// The segments that overlap `[t0, t1]`.
+    fn segments_in(&self, t0: f64, t1: f64) -> impl Iterator<Item = &Segment> {
+        self.segments.iter().enumerate().filter_map(move |(i, s)| {
+            let end = self.segments.get(i + 1).map_or(f64::INFINITY, |n| n.t0);
+            (s.t0 < t1 && end > t0).then_some(s)
+        })
+    }
+
     /// The basis over `[t0, t1]` when it did not change inside.
     fn single_basis(&self, t0: f64, t1: f64) -> Option<TotalBasis> {
-        let inside: Vec<&Segment> = self
-            .segments
-            .iter()
-            .enumerate()
-            .filter(|(i, s)| {
-                let end = self.segments.get(i + 1).map_or(f64::INFINITY, |n| n.t0);
-                s.t0 < t1 && end > t0
-            })
-            .map(|(_, s)| s)
-            .collect();
+        let inside: Vec<&Segment> = self.segments_in(t0, t1).collect();
         match inside.as_slice() {
             [one] => one.basis,
             _ => None,
@@ -802,14 +801,8 @@ impl Ledger {
         let duration_s = t1 - t0;
         let total = self.total_over(t0, t1);
         let in_total: BTreeSet<&str> = self
-            .segments
-            .iter()
-            .enumerate()
-            .filter(|(i, s)| {
-                let end = self.segments.get(i + 1).map_or(f64::INFINITY, |n| n.t0);
-                s.t0 < t1 && end > t0
-            })
-            .flat_map(|(_, s)| s.ids.iter().map(String::as_str))
+            .segments_in(t0, t1)
+            .flat_map(|s| s.ids.iter().map(String::as_str))
             .collect();
         let sources: Vec<SourceEnergy> = self
             .channels
@@ -877,10 +870,7 @@ impl Ledger {
             .cloned()
             .collect();
         let ids: BTreeSet<&String> = self
-            .segments
-            .iter()
-            .filter(|s| s.t0 < t1)
-            .skip_while(|s| self.segment_end(s) <= t0)
+            .segments_in(t0, t1)
             .flat_map(|s| s.ids.iter())
             .collect();
         let estimated = ids
@@ -898,11 +888,6 @@ impl Ledger {
             sources: seg.ids.clone(),
             changes,
         })
-    }
-
-    fn segment_end(&self, s: &Segment) -> f64 {
-        let i = self.segments.partition_point(|x| x.t0 <= s.t0);
-        self.segments.get(i).map_or(f64::INFINITY, |n| n.t0)
     }
 
     /// Highest whole-system power over the knot steps inside the window.
