@@ -267,6 +267,11 @@ impl Drop for LiveMachine {
 
 /// `|a - b| <= tol * |b|`, with both in the message.
 pub fn assert_within(what: &str, got: f64, truth: f64, tol: f64) {
+    // Shown with `--nocapture`: the figures behind the notes in BENCHMARKS.md.
+    eprintln!(
+        "{what}: {got:.3} vs {truth:.3} ({:+.4} %)",
+        (got - truth) / truth * 100.0
+    );
     assert!(
         (got - truth).abs() <= tol * truth.abs(),
         "{what}: {got:.3} vs true {truth:.3} ({:+.3} %, allowed {:.1} %)",
