@@ -371,6 +371,7 @@ mod gauge_totals {
             source,
             covers,
             method,
+            rejected: None,
         }
     }
 
