@@ -25,6 +25,7 @@ use super::energy::{
 };
 use super::pricing::Tariff;
 use crate::sensors::counter::{CounterStep, counter_delta};
+use crate::sensors::plausible::Limits;
 use crate::sensors::{Covers, Method, Quantity, Reading, Sample, Source};
 use jiff::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,6 +39,10 @@ pub const MIN_SILENCE_S: f64 = 1.0;
 pub const START_GRACE_S: f64 = 5.0;
 /// Peak power is taken over intervals at least this long (shorter ones are jitter).
 const MIN_PEAK_INTERVAL_S: f64 = 0.1;
+/// A counter step is judged against the power ceiling over at least this long: counters
+/// advance in quanta (a plug's whole Wh, NVML's 100 ms updates), so one short interval may
+/// hold several of them.
+const MIN_STEP_JUDGED_S: f64 = 5.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -241,6 +246,7 @@ pub struct Ledger {
     t_first: Option<f64>,
     t_now: f64,
     estimated: bool,
+    limits: Limits,
 }
 
 impl Ledger {
@@ -254,6 +260,13 @@ impl Ledger {
     pub fn priced(mut self, tariff: Tariff, origin: Timestamp) -> Self {
         self.tariff = Some(tariff);
         self.wall_origin = Some(origin);
+        self
+    }
+
+    /// Judge readings and counter steps by these plausibility limits (the sampler's; the
+    /// default ones otherwise).
+    pub fn plausible(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -289,6 +302,14 @@ impl Ledger {
     }
 
     fn fold(&mut self, t: f64, r: &Reading) {
+        // A rejected reading never counts, and neither does an implausible one that did not
+        // come through the sampler (a test, a replay).
+        if r.rejected.is_some()
+            || r.value
+                .is_some_and(|v| self.limits.check(r.quantity, r.covers, v).is_err())
+        {
+            return;
+        }
         let kind = match (r.quantity, r.method) {
             (Quantity::Energy, Method::Counter) => Kind::Counter,
             (Quantity::Power, _) => Kind::Power,
@@ -351,7 +372,13 @@ impl Ledger {
         }
         let point = match kind {
             Kind::Counter => {
-                let step = counter_delta(c.last_raw.unwrap_or(value), value, r.limit);
+                let mut step = counter_delta(c.last_raw.unwrap_or(value), value, r.limit);
+                // More than the source could draw over the interval: a reset (a counter
+                // reloaded, a value misread), not energy.
+                let most = self.limits.max_power(c.covers) * dt.max(MIN_STEP_JUDGED_S);
+                if step.energy() > most {
+                    step = CounterStep::Reset;
+                }
                 if step == CounterStep::Reset {
                     c.resets.push(t);
                 }
@@ -1067,7 +1094,99 @@ mod tests {
             } else {
                 Method::Measured
             },
+            rejected: None,
         }
+    }
+
+    #[test]
+    fn an_impossible_plug_or_battery_reading_never_reaches_the_total() {
+        // A plug at 100 W with one reading of 1.8e308 W (finite, and infinite once
+        // integrated); a battery at 5e14 W. Without the limits the total is inf / ~1e15 J.
+        for (id, covers, bad) in [
+            ("plug:p:power", Covers::Wall, 1.8e308),
+            ("battery:BAT0:power", Covers::Battery, 5e14),
+        ] {
+            let mut l = Ledger::new();
+            for i in 0..=10 {
+                let w = if i == 5 { bad } else { 100.0 };
+                l.push(&Sample {
+                    t: f64::from(i),
+                    readings: vec![reading(id, Quantity::Power, covers, w)],
+                });
+            }
+            let j = l.totals().energy_j;
+            // 10 s at 100 W; the bad reading is skipped and bridged from 4 s to 6 s.
+            assert!((j - 1000.0).abs() < 1e-9, "{id}: {j}");
+            let now = l.total_power().map(|p| p.watts);
+            assert_eq!(now, Some(100.0), "{id}");
+        }
+    }
+
+    #[test]
+    fn a_rejected_reading_is_not_counted() {
+        let mut l = Ledger::new();
+        for i in 0..=4 {
+            let mut r = reading("plug:p:power", Quantity::Power, Covers::Wall, 100.0);
+            if i == 2 {
+                r.rejected = Some("test".into());
+            }
+            l.push(&Sample {
+                t: f64::from(i),
+                readings: vec![r],
+            });
+        }
+        assert_eq!(l.channels()[0].watts, Some(100.0));
+        assert!((l.totals().energy_j - 400.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_counter_step_beyond_the_ceiling_is_a_reset_not_energy() {
+        // A wall counter at 200 W that jumps by 1e15 J in one second (a misread total), then
+        // carries on from there: the jump is a reset, the rest counts.
+        let mut l = Ledger::new();
+        let mut j = 0.0;
+        for i in 0..=10 {
+            j += if i == 5 {
+                1e15
+            } else if i > 0 {
+                200.0
+            } else {
+                0.0
+            };
+            l.push(&Sample {
+                t: f64::from(i),
+                readings: vec![reading("plug:p:energy", Quantity::Energy, Covers::Wall, j)],
+            });
+        }
+        let total = l.totals().energy_j;
+        assert!((total - 1800.0).abs() < 1e-6, "{total}");
+        // A coarse counter (a plug's whole Wh, 3600 J, in a half-second poll) is still
+        // energy: steps are judged over at least MIN_STEP_JUDGED_S.
+        let mut l = Ledger::new();
+        for (t, j) in [(0.0, 0.0), (0.5, 3600.0), (1.0, 3600.0)] {
+            l.push(&Sample {
+                t,
+                readings: vec![reading("plug:p:energy", Quantity::Energy, Covers::Wall, j)],
+            });
+        }
+        assert_eq!(l.totals().energy_j, 3600.0);
+        // A raised ceiling (a big server) lets a real 10 kW through.
+        let mut l = Ledger::new().plausible(Limits {
+            max_watts: 20_000.0,
+            ..Limits::default()
+        });
+        for i in 0..=10 {
+            l.push(&Sample {
+                t: f64::from(i) * 10.0,
+                readings: vec![reading(
+                    "plug:p:energy",
+                    Quantity::Energy,
+                    Covers::Wall,
+                    1e5 * f64::from(i),
+                )],
+            });
+        }
+        assert_eq!(l.totals().energy_j, 1e6);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::sensors::Meter;
 /// wall plug that discovery found.
 pub fn ledger_for(meter: &Meter, tariff: Tariff) -> Ledger {
     Ledger::new()
+        .plausible(meter.limits)
         .priced(tariff, meter.wall_origin)
         .expecting(meter.has_wall_plug().then_some(TotalBasis::Wall))
 }

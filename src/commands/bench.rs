@@ -14,6 +14,7 @@ use crate::report::runcard::{CardSettings, CardSpans, SeriesPoint};
 use crate::sensors::host::{BuildInfo, HostInfo};
 use crate::sensors::sampler::SamplerHandle;
 use crate::sensors::{Meter, Sample, SourceStatus};
+use crate::util::sanitize;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
@@ -143,7 +144,9 @@ pub fn wait_loaded(handle: &mut EngineHandle) -> Result<ModelInfo, BenchError> {
     loop {
         match handle.events.blocking_recv() {
             Some(EngineEvent::Loaded(info)) => return Ok(info),
-            Some(EngineEvent::Failed(e)) => return Err(BenchError::Engine(e)),
+            Some(EngineEvent::Failed(e)) => {
+                return Err(BenchError::Engine(sanitize::terminal(&e).into_owned()));
+            }
             Some(_) => {}
             None => return Err(BenchError::EngineGone),
         }
@@ -162,7 +165,9 @@ pub fn run_once(
         match handle.events.blocking_recv() {
             Some(EngineEvent::Token(t)) => text.push_str(&t),
             Some(EngineEvent::ReplyDone(stats)) => return Ok((text, stats)),
-            Some(EngineEvent::Failed(e)) => return Err(BenchError::Engine(e)),
+            Some(EngineEvent::Failed(e)) => {
+                return Err(BenchError::Engine(sanitize::terminal(&e).into_owned()));
+            }
             Some(_) => {}
             None => return Err(BenchError::EngineGone),
         }
@@ -196,7 +201,7 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
     let _ = writeln!(
         err,
         "bench: {}, {} run(s){}",
-        settings.model.display(),
+        sanitize::terminal(&settings.model.display().to_string()),
         args.reps,
         if args.no_warmup {
             ""
@@ -219,8 +224,8 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
     let _ = writeln!(
         err,
         "bench: loaded {} {} in {:.0} ms: {} threads, GPU layers {}, n_ctx {}, sampler {}",
-        model.name,
-        model.quantization,
+        sanitize::terminal(&model.name),
+        sanitize::terminal(&model.quantization),
         model.load_ms,
         in_effect.threads,
         in_effect.gpu_layers,
@@ -324,7 +329,11 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
             path: path.display().to_string(),
             source,
         })?;
-        let _ = writeln!(err, "bench: wrote {}", path.display());
+        let _ = writeln!(
+            err,
+            "bench: wrote {}",
+            sanitize::terminal(&path.display().to_string())
+        );
     }
     if args.snapshot {
         let session = session.total.is_some().then_some(&session);
@@ -336,7 +345,11 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
         card.price(tariff, compare, books.session.ledger(), spans);
         let dir = crate::report::snapshot::default_dir(&cfg.raw.snapshot);
         let paths = crate::report::snapshot::write(&dir, &card, None)?;
-        let _ = writeln!(err, "bench: run card {}", paths.json.display());
+        let _ = writeln!(
+            err,
+            "bench: run card {}",
+            sanitize::terminal(&paths.json.display().to_string())
+        );
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use crate::report::compare::{
 };
 use crate::report::runcard::CardMoney;
 use crate::report::runcard::RunCard;
+use crate::util::sanitize;
 use std::collections::BTreeMap;
 
 /// The `compare` subcommand: load every file (a bad one is one line on stderr and the rest
@@ -42,10 +43,10 @@ pub fn run(args: &CompareArgs, cfg: &Config) -> anyhow::Result<()> {
         {
             let hosts: Vec<&str> = cards
                 .iter()
-                .map(|(_, c)| c.host.hostname.as_str())
+                .map(|(_, c)| sanitize::terminal(&c.host.hostname).into_owned())
                 .collect();
             return Err(CompareError::UnknownHost {
-                host,
+                host: sanitize::terminal(&host).into_owned(),
                 hosts: hosts.join(", "),
             }
             .into());
@@ -55,7 +56,7 @@ pub fn run(args: &CompareArgs, cfg: &Config) -> anyhow::Result<()> {
         list.push(price);
     }
     for e in &errors {
-        eprintln!("llmtop compare: {e}");
+        eprintln!("llmtop compare: {}", sanitize::terminal(e));
     }
     if cards.is_empty() {
         anyhow::bail!("no run card could be read; nothing to compare");
@@ -76,7 +77,7 @@ pub fn run(args: &CompareArgs, cfg: &Config) -> anyhow::Result<()> {
         render_json(&c)
     } else if args.csv {
         for w in &c.warnings {
-            eprintln!("llmtop compare: warning: {w}");
+            eprintln!("llmtop compare: warning: {}", sanitize::terminal(w));
         }
         render_csv(&c)
     } else if args.markdown {

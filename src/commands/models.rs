@@ -2,6 +2,7 @@
 
 use crate::cli::ModelsArgs;
 use crate::engine::models::{HOW_TO_GET_A_MODEL, SearchRoots, discover};
+use crate::util::sanitize;
 
 pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
     let found = discover(&SearchRoots::from_env());
@@ -13,7 +14,14 @@ pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
         println!("{HOW_TO_GET_A_MODEL}");
         return Ok(());
     }
-    let w = found.iter().map(|m| m.name.len()).max().unwrap_or(4).max(4);
+    // Names and paths come from file names and manifests: sanitised before the terminal.
+    let term = |s: &str| sanitize::terminal(s).into_owned();
+    let w = found
+        .iter()
+        .map(|m| term(&m.name).chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     println!(
         "{:<w$}  {:<10}  {:>9}  {:<11}  PATH",
         "NAME", "QUANT", "SIZE", "FROM"
@@ -26,14 +34,14 @@ pub fn run(args: &ModelsArgs) -> anyhow::Result<()> {
         };
         println!(
             "{:<w$}  {:<10}  {:>9}  {:<11}  {}",
-            m.name,
-            quant,
+            term(&m.name),
+            term(quant),
             human_size(m.size),
             m.origin.to_string(),
-            m.path.display()
+            term(&m.path.display().to_string())
         );
         if let Some(why) = m.quantization.strip_prefix("invalid: ") {
-            println!("{:<w$}  ^ unusable: {why}", "");
+            println!("{:<w$}  ^ unusable: {}", "", term(why));
         }
     }
     Ok(())

@@ -4,11 +4,13 @@
 
 use crate::cli::SensorsArgs;
 use crate::config::{Config, SensorsSection};
-use crate::sensors::sampler::read_all;
+use crate::sensors::plausible::Limits;
+use crate::sensors::sampler::read_all_checked;
 use crate::sensors::{
     Covers, Discovery, Method, Quantity, Reading, Sample, Sampler, Source, SourceState,
     SourceStatus, discover,
 };
+use crate::util::sanitize;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -35,7 +37,7 @@ pub fn run(args: &SensorsArgs, cfg: &Config) -> anyhow::Result<()> {
         return watch(&section);
     }
     let mut d = discover(&section);
-    let sample = two_reads(&mut d);
+    let sample = two_reads(&mut d, &Limits::from(&section));
     let mut out = std::io::stdout().lock();
     if args.json {
         let report = JsonReport {
@@ -58,12 +60,13 @@ struct JsonReport<'a> {
     statuses: &'a [SourceStatus],
 }
 
-/// Read twice, `RATE_GAP` apart, so counter-derived watts have a value.
-fn two_reads(d: &mut Discovery) -> Sample {
+/// Read twice, `RATE_GAP` apart, so counter-derived watts have a value; implausible values
+/// come back rejected, with the reason.
+fn two_reads(d: &mut Discovery, limits: &Limits) -> Sample {
     let start = Instant::now();
-    let _ = read_all(&mut d.sensors, 0.0);
+    let _ = read_all_checked(&mut d.sensors, 0.0, limits);
     std::thread::sleep(RATE_GAP);
-    read_all(&mut d.sensors, start.elapsed().as_secs_f64())
+    read_all_checked(&mut d.sensors, start.elapsed().as_secs_f64(), limits)
 }
 
 fn source_name(s: Source) -> &'static str {
@@ -90,8 +93,11 @@ fn covers_name(c: Covers) -> &'static str {
     }
 }
 
-/// Value with its unit; "n/a" when unread.
+/// Value with its unit; "rejected" when implausible, "n/a" when unread.
 pub fn format_value(r: &Reading) -> String {
+    if r.rejected.is_some() {
+        return "rejected".into();
+    }
     let Some(v) = r.value else {
         return "n/a".into();
     };
@@ -128,6 +134,9 @@ fn provenance(r: &Reading) -> String {
         (Method::Measured, Quantity::Power) if is_counter_rate(r) => "rate of the counter",
         (Method::Measured, _) => "measured",
     };
+    if let Some(why) = &r.rejected {
+        return format!("REJECTED: {}", sanitize::terminal(why));
+    }
     let covers = covers_name(r.covers);
     let mut s = how.to_string();
     if !covers.is_empty() {
@@ -144,15 +153,19 @@ fn provenance(r: &Reading) -> String {
 /// The plain-text listing.
 pub fn render(cfg: &SensorsSection, readings: &[Reading], statuses: &[SourceStatus]) -> String {
     let mut out = String::new();
-    let root = cfg.sysfs_root.display();
-    let _ = writeln!(out, "llmtop sensors (sysfs root {root})\n");
+    let root = cfg.sysfs_root.display().to_string();
+    let _ = writeln!(
+        out,
+        "llmtop sensors (sysfs root {})\n",
+        sanitize::terminal(&root)
+    );
     let rows: Vec<[String; 5]> = readings
         .iter()
         .map(|r| {
             [
                 source_name(r.source).to_string(),
-                r.device.clone(),
-                r.label.clone(),
+                sanitize::terminal(&r.device).into_owned(),
+                sanitize::terminal(&r.label).into_owned(),
                 format_value(r),
                 provenance(r),
             ]
@@ -197,11 +210,11 @@ pub fn render(cfg: &SensorsSection, readings: &[Reading], statuses: &[SourceStat
                 out,
                 "  {:<8} {}: {}",
                 source_name(s.source),
-                s.device,
-                s.detail
+                sanitize::terminal(&s.device),
+                sanitize::terminal(&s.detail)
             );
             if let Some(fix) = &s.fix {
-                let _ = writeln!(out, "           tip: {fix}");
+                let _ = writeln!(out, "           tip: {}", sanitize::terminal(fix));
             }
         }
     }
@@ -222,11 +235,11 @@ pub fn render(cfg: &SensorsSection, readings: &[Reading], statuses: &[SourceStat
                 out,
                 "  {:<8} {} ({state}): {}",
                 source_name(s.source),
-                s.device,
-                s.detail
+                sanitize::terminal(&s.device),
+                sanitize::terminal(&s.detail)
             );
             if let Some(fix) = &s.fix {
-                let _ = writeln!(out, "           fix: {fix}");
+                let _ = writeln!(out, "           fix: {}", sanitize::terminal(fix));
             }
         }
     }
@@ -242,7 +255,12 @@ fn watch(cfg: &SensorsSection) -> anyhow::Result<()> {
     let mut d = discover(cfg);
     let statuses = d.statuses.clone();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let handle = Sampler::spawn(std::mem::take(&mut d.sensors), cfg.rate_hz.min(4.0), tx);
+    let handle = Sampler::spawn_checked(
+        std::mem::take(&mut d.sensors),
+        cfg.rate_hz.min(4.0),
+        Limits::from(cfg),
+        tx,
+    );
     let mut stdout = std::io::stdout();
     let result: anyhow::Result<()> = rt.block_on(async {
         write!(stdout, "\x1b[?25l")?;
@@ -302,7 +320,11 @@ fn bench(cfg: &SensorsSection, secs: f64) -> anyhow::Result<()> {
     let t = Instant::now();
     let d = discover(cfg);
     let discovery_s = t.elapsed().as_secs_f64();
-    let names: Vec<String> = d.sensors.iter().map(|s| s.name()).collect();
+    let names: Vec<String> = d
+        .sensors
+        .iter()
+        .map(|s| sanitize::terminal(&s.name()).into_owned())
+        .collect();
     println!(
         "discovery: {:.1} ms, {} sensor(s): {}",
         discovery_s * 1e3,
@@ -315,7 +337,7 @@ fn bench(cfg: &SensorsSection, secs: f64) -> anyhow::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let cpu0 = thread_cpu_seconds(None).unwrap_or(0.0);
     let wall = Instant::now();
-    let handle = Sampler::spawn(d.sensors, cfg.rate_hz, tx);
+    let handle = Sampler::spawn_checked(d.sensors, cfg.rate_hz, Limits::from(cfg), tx);
     let mut samples = 0u64;
     let mut readings = 0u64;
     let deadline = wall + Duration::from_secs_f64(secs);

@@ -343,6 +343,33 @@ fn validate(cfg: &RawConfig, text: &str, path: &Path) -> Result<Parsed, ConfigEr
             ),
         );
     }
+    // Plausibility ceilings: a reading above one is rejected, so each must be a real power.
+    for (key, w, default) in [
+        ("max_watts", se.max_watts, 5000),
+        ("max_gpu_watts", se.max_gpu_watts, 1500),
+        ("max_cpu_watts", se.max_cpu_watts, 1000),
+        ("max_battery_watts", se.max_battery_watts, 500),
+    ] {
+        if !(w.is_finite() && w > 0.0 && w <= 1e6) {
+            return err(
+                "sensors",
+                key,
+                format!(
+                    "{w} is out of range; use a power in W above 0, up to 1000000 (default {default})"
+                ),
+            );
+        }
+    }
+    if se.tdp_watts > se.max_cpu_watts {
+        return err(
+            "sensors",
+            "tdp_watts",
+            format!(
+                "{} W is above max_cpu_watts ({} W): raise max_cpu_watts or lower tdp_watts",
+                se.tdp_watts, se.max_cpu_watts
+            ),
+        );
+    }
     const PLUGS: [&str; 5] = [
         "shelly-gen2",
         "shelly-pm1",

@@ -2,6 +2,7 @@
 //! the update (page size, scroll limits) and the drawing, so both agree on every row.
 
 use super::state::{App, EngineState, Input, Role};
+use crate::util::sanitize;
 use ratatui::layout::Rect;
 use unicode_width::UnicodeWidthChar;
 
@@ -169,7 +170,10 @@ pub fn rows(app: &App, width: u16) -> Vec<Row> {
                 text: label.into(),
             });
         }
-        let mut text = m.text.trim_start_matches('\n').to_string();
+        // Model output and pasted text are foreign: ratatui must never get a control
+        // character (an ESC would reach the terminal). The message itself stays exact (it is
+        // the conversation the model sees and the transcript a card keeps).
+        let mut text = sanitize::text(m.text.trim_start_matches('\n')).into_owned();
         if streaming {
             if text.is_empty() && matches!(app.engine, EngineState::Prefill) {
                 text.push('…');

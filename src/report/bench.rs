@@ -7,6 +7,7 @@ use crate::engine::{ModelInfo, ReplyStats};
 use crate::report::runcard::CardSettings;
 use crate::sensors::SourceStatus;
 use crate::sensors::host::{BuildInfo, HostInfo};
+use crate::util::sanitize;
 use serde::{Deserialize, Serialize};
 
 /// The prompt of the video this project grew from.
@@ -165,13 +166,14 @@ pub fn cost_lines(r: &BenchResult) -> String {
     out
 }
 
-/// The human table: one row per figure, median/min/max columns.
+/// The human table: one row per figure, median/min/max columns. The model's name and the
+/// host come from the GGUF file and the machine: sanitised.
 pub fn render_table(r: &BenchResult) -> String {
     let mut out = String::new();
     let m = &r.model;
     let st = &r.settings;
-    out.push_str(&format!(
-        "{} ({}, {}, {:.0} MB) on {} - {} threads, GPU layers {}, n_ctx {}, sampler {}, {} run(s)\n\n",
+    let head = format!(
+        "{} ({}, {}, {:.0} MB) on {} - {} threads, GPU layers {}, n_ctx {}, sampler {}, {} run(s)",
         m.name,
         m.quantization,
         m.architecture,
@@ -182,7 +184,9 @@ pub fn render_table(r: &BenchResult) -> String {
         st.n_ctx,
         st.sampler_text(),
         r.runs.len()
-    ));
+    );
+    out.push_str(&sanitize::terminal(&head));
+    out.push_str("\n\n");
     out.push_str(&format!(
         "{:<22}{:>12}{:>12}{:>12}\n",
         "", "median", "min", "max"
@@ -212,7 +216,8 @@ pub fn render_table(r: &BenchResult) -> String {
         }
     }
     out.push('\n');
-    out.push_str(&power_note(r));
+    out.push_str(&sanitize::terminal(power_note(r).trim_end()));
+    out.push('\n');
     out
 }
 

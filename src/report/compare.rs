@@ -4,6 +4,7 @@
 
 use crate::accounting::pricing::{Currency, Tariff, format_money, format_unit_price};
 use crate::report::runcard::{CardMoney, EnergyMetrics, RunCard};
+use crate::util::sanitize;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -429,13 +430,19 @@ fn display_width(s: &str) -> usize {
     unicode_width::UnicodeWidthStr::width(s)
 }
 
-/// Aligned terminal table: one column per machine, one row per figure.
+/// Aligned terminal table: one column per machine, one row per figure. Every cell is
+/// sanitised (hostnames and model names come from the cards' files).
 pub fn render_table(c: &Comparison) -> String {
-    let mut rows = vec![(
+    let term = |s: &str| sanitize::terminal(s).into_owned();
+    let mut rows: Vec<(String, Vec<String>)> = vec![(
         String::new(),
-        c.machines.iter().map(|m| m.machine.clone()).collect(),
+        c.machines.iter().map(|m| term(&m.machine)).collect(),
     )];
-    rows.extend(grid(c));
+    rows.extend(
+        grid(c)
+            .into_iter()
+            .map(|(l, cells)| (term(&l), cells.iter().map(|x| term(x)).collect())),
+    );
     let label_w = rows
         .iter()
         .map(|(l, _)| display_width(l))
@@ -461,16 +468,16 @@ pub fn render_table(c: &Comparison) -> String {
         o.push('\n');
     }
     o.push('\n');
-    o.push_str(&price_line(c));
+    o.push_str(&sanitize::terminal(&price_line(c)));
     o.push('\n');
     for w in &c.warnings {
-        let _ = writeln!(o, "warning: {w}");
+        let _ = writeln!(o, "warning: {}", sanitize::terminal(w));
     }
     o
 }
 
 fn md_cell(s: &str) -> String {
-    s.replace('|', "\\|")
+    sanitize::markdown(s)
 }
 
 pub fn render_markdown(c: &Comparison) -> String {
@@ -498,11 +505,7 @@ pub fn render_markdown(c: &Comparison) -> String {
 }
 
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
+    sanitize::csv_field(s)
 }
 
 fn csv_num(v: Option<f64>) -> String {

@@ -143,9 +143,9 @@ fn energy_lines(out: &mut String, title: &str, e: &EnergyMetrics) {
             out,
             "| {} ({}) | {} | {} | {:.0} | {} |",
             md_escape(&s.label),
-            s.source,
-            s.covers,
-            s.method,
+            md_escape(&s.source),
+            md_escape(&s.covers),
+            md_escape(&s.method),
             s.joules,
             opt(s.net_joules, 0, "")
         );
@@ -174,8 +174,10 @@ fn energy_lines(out: &mut String, title: &str, e: &EnergyMetrics) {
     );
 }
 
+/// Card fields come from a file (a card may be someone else's): control characters, newlines
+/// and `|` escaped.
 fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+    crate::util::sanitize::markdown(s)
 }
 
 /// A summary a person can paste into a forum post.
@@ -209,16 +211,16 @@ pub fn markdown_summary(card: &RunCard) -> String {
         md_escape(&gpus),
         md_escape(&h.os),
         md_escape(&h.kernel),
-        h.arch
+        md_escape(&h.arch)
     );
     let _ = writeln!(
         o,
         "- **Model:** {} `{}` {}, {:.2} GB, sha256(first MiB) `{}`",
         md_escape(&m.name),
         md_escape(&m.file),
-        m.quantization,
+        md_escape(&m.quantization),
         m.size_bytes as f64 / 1e9,
-        m.sha256_first_mib.get(..12).unwrap_or(&m.sha256_first_mib)
+        md_escape(m.sha256_first_mib.get(..12).unwrap_or(&m.sha256_first_mib))
     );
     let s = &card.settings;
     let template = s
@@ -228,8 +230,9 @@ pub fn markdown_summary(card: &RunCard) -> String {
         .unwrap_or_default();
     let _ = writeln!(
         o,
-        "- **Settings:** llmtop {} ({features}), threads {}, GPU layers {}, n_ctx {}, sampler {}{template}",
-        card.build.llmtop_version,
+        "- **Settings:** llmtop {} ({}), threads {}, GPU layers {}, n_ctx {}, sampler {}{template}",
+        md_escape(&card.build.llmtop_version),
+        md_escape(&features),
         s.threads,
         s.gpu_layers,
         s.n_ctx,
@@ -238,7 +241,7 @@ pub fn markdown_summary(card: &RunCard) -> String {
     if let Some(p) = &s.system_prompt {
         let _ = writeln!(o, "- **System prompt:** {}", md_escape(p));
     }
-    let _ = writeln!(o, "- **Taken:** {}", card.created);
+    let _ = writeln!(o, "- **Taken:** {}", md_escape(&card.created));
 
     let _ = writeln!(o, "\n| | last reply | session |");
     let _ = writeln!(o, "|---|---:|---:|");
@@ -368,7 +371,7 @@ pub fn markdown_summary(card: &RunCard) -> String {
     let _ = writeln!(
         o,
         "\n<sub>Made with llmtop {}; compare cards with `llmtop compare`.</sub>",
-        card.build.llmtop_version
+        md_escape(&card.build.llmtop_version)
     );
     o
 }
@@ -601,22 +604,9 @@ pub fn color_hex(c: Color) -> Option<String> {
     })
 }
 
-/// Escape text for XML content and attribute values; drop characters XML 1.0 forbids.
+/// Escape text for XML content and attribute values; control characters dropped.
 pub fn xml_escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            '\t' | '\n' | '\r' => o.push(ch),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
-            c => o.push(c),
-        }
-    }
-    o
+    crate::util::sanitize::xml(s)
 }
 
 #[cfg(test)]

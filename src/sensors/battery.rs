@@ -117,6 +117,7 @@ impl Sensor for BatterySensor {
             source: Source::Battery,
             covers: Covers::Battery,
             method: Method::Measured,
+            rejected: None,
         }]
     }
 }

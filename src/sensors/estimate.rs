@@ -70,6 +70,7 @@ impl Sensor for EstimateSensor {
             source: Source::Estimate,
             covers: Covers::CpuPackage,
             method: Method::Estimated,
+            rejected: None,
         }]
     }
 }

@@ -308,6 +308,7 @@ impl Sensor for HwmonSensor {
                 source: Source::Hwmon,
                 covers: c.covers,
                 method,
+                rejected: None,
             };
             if c.kind == Kind::Energy {
                 // Also the rate, so gauges have watts (the energy accounting ignores it,

@@ -18,6 +18,7 @@ pub mod http;
 pub mod hwmon;
 pub mod meter;
 pub mod nvml;
+pub mod plausible;
 pub mod plug;
 pub mod powercap;
 pub mod procstat;
@@ -105,7 +106,8 @@ pub struct Reading {
     /// Label of the channel, e.g. "Package id 0", "fan2", "package-0".
     pub label: String,
     pub quantity: Quantity,
-    /// `None` when the sensor exists but could not be read this time ("n/a").
+    /// `None` when the sensor exists but could not be read this time ("n/a"), or when the
+    /// value was implausible (then `rejected` says why).
     pub value: Option<f64>,
     /// A relevant limit in the same unit: temperature slowdown/critical point, power limit.
     /// For an energy counter (`Method::Counter`): the value at which it wraps to zero, if known
@@ -114,6 +116,10 @@ pub struct Reading {
     pub source: Source,
     pub covers: Covers,
     pub method: Method,
+    /// Why the value was rejected as implausible ([`plausible`]); `value` is then `None`.
+    /// Shown as "rejected" with this reason, never accumulated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<String>,
 }
 
 /// Everything read in one sampler tick.

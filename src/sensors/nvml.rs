@@ -147,6 +147,7 @@ impl Sensor for NvmlSensor {
                 source: Source::Nvml,
                 covers: Covers::GpuBoard,
                 method: m,
+                rejected: None,
             };
             let d = d.as_ref();
             out.push(Reading {

@@ -259,6 +259,7 @@ impl PlugSensor {
             source: Source::Plug,
             covers: Covers::Wall,
             method: m,
+            rejected: None,
         }
     }
 }

@@ -210,6 +210,7 @@ impl Sensor for RaplSensor {
                 source: Source::Rapl,
                 covers: z.covers,
                 method: Method::Counter,
+                rejected: None,
             };
             out.push(Reading {
                 id: format!("rapl:{}:power", z.key),

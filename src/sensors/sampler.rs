@@ -5,8 +5,10 @@
 //!
 //! Timestamps are seconds since the sampler started, from one monotonic clock shared by all
 //! threads. A sensor that fails, panics or stops returning a row yields that row with
-//! `value: None` ("n/a") while the others carry on.
+//! `value: None` ("n/a") while the others carry on. Every reading passes the plausibility
+//! limits ([`Limits::screen`]) here, before anything else sees it.
 
+use super::plausible::Limits;
 use super::{Reading, Sample, Sensor};
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -32,7 +34,7 @@ impl Tracked {
         }
     }
 
-    fn read(&mut self, now: f64, out: &mut Vec<Reading>) {
+    fn read(&mut self, now: f64, limits: &Limits, out: &mut Vec<Reading>) {
         let rows = if self.dead {
             Vec::new()
         } else {
@@ -43,12 +45,14 @@ impl Tracked {
         };
         let mut seen = std::collections::HashSet::with_capacity(rows.len());
         for r in rows {
+            let r = limits.screen(r);
             seen.insert(r.id.clone());
             if !self.known.contains_key(&r.id) {
                 self.known.insert(
                     r.id.clone(),
                     Reading {
                         value: None,
+                        rejected: None,
                         ..r.clone()
                     },
                 );
@@ -63,12 +67,18 @@ impl Tracked {
     }
 }
 
-/// Read every sensor once at `now` (the same path the sampler thread takes each tick).
+/// Read every sensor once at `now` with the default plausibility limits.
 pub fn read_all(sensors: &mut [Box<dyn Sensor>], now: f64) -> Sample {
+    read_all_checked(sensors, now, &Limits::default())
+}
+
+/// Read every sensor once at `now` (the same path the sampler thread takes each tick),
+/// implausible values rejected by `limits`.
+pub fn read_all_checked(sensors: &mut [Box<dyn Sensor>], now: f64, limits: &Limits) -> Sample {
     let mut readings = Vec::new();
     for s in sensors.iter_mut() {
         let rows = catch_unwind(AssertUnwindSafe(|| s.read(now))).unwrap_or_default();
-        readings.extend(rows);
+        readings.extend(rows.into_iter().map(|r| limits.screen(r)));
     }
     Sample { t: now, readings }
 }
@@ -92,12 +102,22 @@ pub struct SamplerHandle {
 pub struct Sampler;
 
 impl Sampler {
-    /// Start sampling `sensors`: those without a [`Sensor::poll_rate_hz`] together at
-    /// `rate_hz`, the others each on their own thread. Threads end when stopped or when the
-    /// receiver is dropped.
+    /// [`Sampler::spawn_checked`] with the default plausibility limits.
     pub fn spawn(
         sensors: Vec<Box<dyn Sensor>>,
         rate_hz: f64,
+        tx: UnboundedSender<Sample>,
+    ) -> SamplerHandle {
+        Self::spawn_checked(sensors, rate_hz, Limits::default(), tx)
+    }
+
+    /// Start sampling `sensors`: those without a [`Sensor::poll_rate_hz`] together at
+    /// `rate_hz`, the others each on their own thread; every reading screened by `limits`.
+    /// Threads end when stopped or when the receiver is dropped.
+    pub fn spawn_checked(
+        sensors: Vec<Box<dyn Sensor>>,
+        rate_hz: f64,
+        limits: Limits,
         tx: UnboundedSender<Sample>,
     ) -> SamplerHandle {
         let start = Instant::now();
@@ -132,7 +152,7 @@ impl Sampler {
             let stop = Arc::clone(&stop);
             let spawned = std::thread::Builder::new()
                 .name(name.chars().take(15).collect())
-                .spawn(move || run(group, period, start, tx, stop));
+                .spawn(move || run(group, period, limits, start, tx, stop));
             if let Ok(h) = spawned {
                 threads.push(h);
             }
@@ -156,6 +176,7 @@ fn sane_rate(hz: f64) -> f64 {
 fn run(
     sensors: Vec<Box<dyn Sensor>>,
     period: Duration,
+    limits: Limits,
     start: Instant,
     tx: UnboundedSender<Sample>,
     stop: StopFlag,
@@ -166,7 +187,7 @@ fn run(
         let now = start.elapsed().as_secs_f64();
         let mut readings = Vec::new();
         for t in &mut tracked {
-            t.read(now, &mut readings);
+            t.read(now, &limits, &mut readings);
         }
         if tx.send(Sample { t: now, readings }).is_err() {
             return; // nobody listens any more

@@ -32,6 +32,7 @@ fn reading(
         source,
         covers,
         method,
+        rejected: None,
     }
 }
 

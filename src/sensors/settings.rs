@@ -16,6 +16,15 @@ pub struct SensorsSection {
     pub idle_watts: f64,
     /// Idle-baseline window, seconds: before bench runs, and after the dashboard's model loads.
     pub idle_window_s: f64,
+    /// Plausibility ceiling for whole-system power (wall plug, RAPL psys, anything else), W.
+    /// Above it a reading is rejected; a big server at the wall raises it.
+    pub max_watts: f64,
+    /// Ceiling for one GPU board, W.
+    pub max_gpu_watts: f64,
+    /// Ceiling for one CPU package (and its DRAM), W; `tdp_watts` must not exceed it.
+    pub max_cpu_watts: f64,
+    /// Ceiling for a battery's discharge, W.
+    pub max_battery_watts: f64,
     pub plugs: Vec<PlugConfig>,
 }
 
@@ -27,6 +36,10 @@ impl Default for SensorsSection {
             tdp_watts: 65.0,
             idle_watts: 10.0,
             idle_window_s: 10.0,
+            max_watts: 5000.0,
+            max_gpu_watts: 1500.0,
+            max_cpu_watts: 1000.0,
+            max_battery_watts: 500.0,
             plugs: Vec::new(),
         }
     }

@@ -30,6 +30,7 @@ fn reading(id: &str, label: &str, quantity: Quantity, value: Option<f64>) -> Rea
         source: Source::System,
         covers: Covers::Other,
         method: Method::Measured,
+        rejected: None,
     }
 }
 

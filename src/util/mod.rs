@@ -3,3 +3,4 @@
 pub mod fs;
 pub mod json;
 pub mod paths;
+pub mod sanitize;

@@ -27,6 +27,7 @@ fn reading(id: &str, q: Quantity, m: Method, covers: Covers, value: Option<f64>)
         source,
         covers,
         method: m,
+        rejected: None,
     }
 }
 

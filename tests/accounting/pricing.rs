@@ -323,6 +323,7 @@ fn ledger_across_22h(tariff: &Tariff) -> llmtop::accounting::ledger::Ledger {
                 source: Source::Plug,
                 covers: Covers::Wall,
                 method: Method::Counter,
+                rejected: None,
             }],
         });
     }

@@ -370,6 +370,7 @@ mod gauge_totals {
             source,
             covers,
             method,
+            rejected: None,
         }
     }
 

@@ -30,6 +30,7 @@ fn reading(
         source,
         covers,
         method,
+        rejected: None,
     }
 }
 

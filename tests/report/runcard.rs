@@ -65,6 +65,7 @@ fn pricing_the_card_uses_hand_computed_costs() {
                 source: Source::Plug,
                 covers: Covers::Wall,
                 method: Method::Counter,
+                rejected: None,
             }],
         });
     }
@@ -281,6 +282,7 @@ fn series_points_take_the_ledgers_power_and_keep_the_last_temperatures() {
         source: Source::Hwmon,
         covers,
         method: Method::Measured,
+        rejected: None,
     };
     let components = vec![
         r("gpu", Quantity::Power, Some(250.0), Covers::GpuBoard),

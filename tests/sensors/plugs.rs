@@ -611,6 +611,7 @@ impl Sensor for Local {
             source: Source::Hwmon,
             covers: Covers::Other,
             method: Method::Measured,
+            rejected: None,
         }]
     }
 }

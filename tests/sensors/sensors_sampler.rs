@@ -17,6 +17,7 @@ fn row(id: &str, value: Option<f64>) -> Reading {
         source: Source::Hwmon,
         covers: Covers::Other,
         method: Method::Measured,
+        rejected: None,
     }
 }
 

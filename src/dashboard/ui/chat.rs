@@ -4,6 +4,7 @@ use crate::dashboard::layout::Areas;
 pub use crate::dashboard::layout::{InputLayout, Row, RowKind, input_layout, rows, wrap};
 use crate::dashboard::state::{App, EngineState};
 use crate::dashboard::theme::Theme;
+use crate::util::sanitize;
 use ratatui::Frame;
 use ratatui::layout::Position;
 use ratatui::style::{Modifier, Style};
@@ -74,7 +75,7 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, areas: &Areas) {
         match &app.engine {
             EngineState::Failed(e) => frame.render_widget(
                 Paragraph::new(Line::styled(
-                    format!("model failed to load: {e}"),
+                    format!("model failed to load: {}", sanitize::terminal(e)),
                     Style::default().fg(theme.bad),
                 )),
                 areas.load,

@@ -4,6 +4,7 @@
 use crate::config::keys::Action;
 use crate::dashboard::state::App;
 use crate::dashboard::theme::Theme;
+use crate::util::sanitize;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
@@ -91,7 +92,8 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     ];
     left.extend(extras.into_iter().map(|e| Span::styled(e, bar)));
     let mut middle = match &app.status {
-        Some(s) => format!(" │ {}", s.text),
+        // Status text may hold a path or an error from the system.
+        Some(s) => format!(" │ {}", sanitize::terminal(&s.text)),
         None => String::new(),
     };
     let left_w: usize = left.iter().map(|s| s.width()).sum();

@@ -3,6 +3,7 @@
 use crate::dashboard::state::{App, EngineState};
 use crate::dashboard::theme::Theme;
 use crate::engine::ModelInfo;
+use crate::util::sanitize;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
@@ -34,10 +35,12 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     if theme.is_colorless() {
         bar = bar.add_modifier(Modifier::REVERSED);
     }
+    // The model's name and quantisation come from the GGUF file.
     let model = match &app.model {
         Some(m) => format!("{} {} {}", m.name, m.quantization, size_text(m.file_size)),
         None => app.model_label.clone(),
     };
+    let model = sanitize::terminal(&model).into_owned();
     let state_color = match &app.engine {
         EngineState::Generating | EngineState::Prefill => theme.good,
         EngineState::Loading(_) => theme.warn,
@@ -62,6 +65,7 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         .map(device_text)
         .unwrap_or_else(|| app.device.clone());
     if !device.is_empty() {
+        let device = sanitize::terminal(&device);
         left.push(Span::styled(format!(" │ {device}"), bar));
     }
     let left_w: usize = left.iter().map(|s| s.width()).sum();
