@@ -3,7 +3,7 @@
 //! may reach the terminal raw, no table may lose its shape, and no impossible value may be
 //! shown as measured or reach the energy books.
 
-mod common;
+use crate::common;
 
 use llmtop::accounting::ledger::Ledger;
 use llmtop::sensors::{Covers, Method, Quantity, Reading, Sample, Sampler, Sensor, Source};
