@@ -1100,10 +1100,10 @@ mod tests {
 
     #[test]
     fn an_impossible_plug_or_battery_reading_never_reaches_the_total() {
-        // A plug at 100 W with one reading of 1.8e308 W (finite, and infinite once
+        // A plug at 100 W with one reading of f64::MAX W (finite, and infinite once
         // integrated); a battery at 5e14 W. Without the limits the total is inf / ~1e15 J.
         for (id, covers, bad) in [
-            ("plug:p:power", Covers::Wall, 1.8e308),
+            ("plug:p:power", Covers::Wall, f64::MAX),
             ("battery:BAT0:power", Covers::Battery, 5e14),
         ] {
             let mut l = Ledger::new();

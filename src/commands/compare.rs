@@ -41,7 +41,7 @@ pub fn run(args: &CompareArgs, cfg: &Config) -> anyhow::Result<()> {
             .iter()
             .any(|(_, c)| c.host.hostname.to_lowercase() == host)
         {
-            let hosts: Vec<&str> = cards
+            let hosts: Vec<String> = cards
                 .iter()
                 .map(|(_, c)| sanitize::terminal(&c.host.hostname).into_owned())
                 .collect();

@@ -171,7 +171,7 @@ mod tests {
             (Quantity::Temperature, Covers::Other, 1e9, "above"),
             (Quantity::FanRpm, Covers::Other, -1200.0, "below"),
             (Quantity::Power, Covers::CpuPackage, -50.0, "below"),
-            (Quantity::Power, Covers::Wall, 1.8e308, "max_watts"),
+            (Quantity::Power, Covers::Wall, f64::MAX, "max_watts"),
             (Quantity::Power, Covers::Battery, 5e14, "max_battery_watts"),
             (Quantity::Power, Covers::GpuBoard, 1e9, "max_gpu_watts"),
             (Quantity::Energy, Covers::CpuPackage, -1.0, "below"),
