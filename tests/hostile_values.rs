@@ -445,7 +445,7 @@ impl Sensor for Liar {
                 "plug:liar:power",
                 Covers::Wall,
                 Source::Plug,
-                if self.tick % 3 == 0 { f64::MAX } else { 100.0 },
+                if self.tick.is_multiple_of(3) { f64::MAX } else { 100.0 },
             ),
             row("battery:BAT0:power", Covers::Battery, Source::Battery, 5e14),
         ]
