@@ -114,3 +114,39 @@ fn estimated_power_is_marked_on_screen() {
     assert!(screen.contains("est."), "{screen}");
     assert!(screen.contains("Wh est."), "footer energy marked: {screen}");
 }
+
+#[test]
+fn model_output_with_control_characters_never_reaches_the_terminal_raw() {
+    let mut app = generating_app(80, 24);
+    for (i, t) in ["\u{1b}]0;pwned\u{7}", " cleared\u{1b}[2J", "\ttab\u{9b}1m"]
+        .iter()
+        .enumerate()
+    {
+        engine(
+            &mut app,
+            EngineEvent::Token((*t).into()),
+            82.0 + 0.01 * i as f64,
+        );
+    }
+    let backend = TestBackend::new(app.width, app.height);
+    let mut terminal = Terminal::new(backend).expect("terminal");
+    terminal
+        .draw(|f| llmtop::dashboard::ui::draw(&app, &Theme::dark(), f))
+        .expect("draw");
+    let buf = terminal.backend().buffer();
+    for cell in buf.content() {
+        assert!(
+            !cell
+                .symbol()
+                .chars()
+                .any(llmtop::util::sanitize::is_control),
+            "raw control character {:?} in a cell",
+            cell.symbol()
+        );
+    }
+    let screen = terminal.backend().to_string();
+    assert!(screen.contains("\\x1b]0;pwned\\x07"), "{screen}");
+    // The conversation itself keeps the model's exact text.
+    let last = app.messages.last().expect("reply");
+    assert!(last.text.contains("\u{1b}[2J"));
+}

@@ -445,7 +445,11 @@ impl Sensor for Liar {
                 "plug:liar:power",
                 Covers::Wall,
                 Source::Plug,
-                if self.tick % 3 == 0 { f64::MAX } else { 100.0 },
+                if self.tick.is_multiple_of(3) {
+                    f64::MAX
+                } else {
+                    100.0
+                },
             ),
             row("battery:BAT0:power", Covers::Battery, Source::Battery, 5e14),
         ]
@@ -566,4 +570,31 @@ fn bench_and_models_print_a_hostile_gguf_name_safely() {
     assert_clean("models stdout", &out.stdout);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("evil\\x1b[2J.Q4_1"), "{text}");
+}
+
+#[test]
+fn the_snapshot_markdown_escapes_a_hostile_card() {
+    let mut card = fixture_card("mac-mini.json");
+    card["host"]["hostname"] = format!("{TITLE}host|x\ny").into();
+    card["model"]["name"] = format!("m{CLEAR}\u{9b}").into();
+    card["host"]["cpu_model"] = "cpu\u{7f}|\r".into();
+    let card: llmtop::report::runcard::RunCard = serde_json::from_value(card).expect("card");
+    let md = llmtop::report::snapshot::markdown_summary(&card);
+    assert_clean("snapshot markdown", md.as_bytes());
+    assert!(
+        md.starts_with("## llmtop run card: m\\x1b[2J\\x9b on \\x1b]0;pwned\\x07host\\|x\\x0ay\n"),
+        "{md}"
+    );
+    assert!(md.contains("cpu\\x7f\\|\\x0d"), "{md}");
+    // Every table keeps its header's cell count.
+    let mut width = None;
+    for l in md.lines() {
+        if l.starts_with('|') {
+            let n = cell_bars(l);
+            let w = *width.get_or_insert(n);
+            assert_eq!(n, w, "{l:?}");
+        } else {
+            width = None;
+        }
+    }
 }
