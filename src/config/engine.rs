@@ -190,12 +190,30 @@ mod tests {
         cfg.model.threads = Some(3);
         let args = EngineArgs {
             model: Some(m.clone()),
-            threads: Some(5),
+            // Within the thread limit even on a single CPU (4 per CPU).
+            threads: Some(4),
             ..Default::default()
         };
         let s = resolve_with(&args, &cfg, None, Vec::new).expect("ok");
-        assert_eq!((s.threads, s.temperature), (5, 0.2));
+        assert_eq!((s.threads, s.temperature), (4, 0.2));
 
+        let too_many = EngineArgs {
+            threads: Some(100_000),
+            ..args.clone()
+        };
+        let e = resolve_with(&too_many, &cfg, None, Vec::new).expect_err("threads 100000");
+        let limit = crate::engine::effective::thread_limit().0;
+        assert!(
+            e.to_string().starts_with(&format!(
+                "--threads 100000: more than {limit} (4 per logical CPU"
+            )),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .contains(&format!("use --threads {limit} or less")),
+            "{e}"
+        );
         let zero_threads = EngineArgs {
             threads: Some(0),
             ..args.clone()

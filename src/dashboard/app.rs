@@ -381,7 +381,14 @@ impl App {
                 self.last_stats = Some(stats);
             }
             EngineEvent::Failed(msg) => {
-                if self.model.is_none() {
+                // The first cause is the one to show: the channel closing after a failed
+                // load says nothing new.
+                if matches!(self.engine, EngineState::Failed(_)) {
+                    return;
+                }
+                // A load that failed, or an engine that is gone: nothing more can be sent,
+                // and a message waiting for the model never will be.
+                if self.model.is_none() || msg == crate::dashboard::event::ENGINE_GONE {
                     self.engine = EngineState::Failed(msg.clone());
                     self.pending = None;
                 } else if self.engine.busy() {

@@ -42,9 +42,14 @@ pub enum Event {
     },
     /// A one-line message from the shell for the status line (a tally warning, an error).
     Status(String),
-    /// SIGTERM or SIGHUP: flush and quit (the name of the signal).
+    /// A signal whose default action ends the process (SIGTERM, SIGHUP, SIGINT, SIGQUIT,
+    /// SIGUSR1, ...): flush and quit (the name of the signal).
     Terminate(&'static str),
 }
+
+/// What the app is told when the engine's channel closes while the dashboard runs.
+pub const ENGINE_GONE: &str =
+    "the engine thread ended unexpectedly; restart llmtop (details in the log file)";
 
 /// What woke the loop: an event for the app, or the moment a deferred frame is due.
 // Returned by value once per wake and never stored: boxing the event would cost an allocation
@@ -76,21 +81,42 @@ pub struct EventSource {
     tick: tokio::time::Interval,
     engine: Option<UnboundedReceiver<EngineEvent>>,
     samples: Option<UnboundedReceiver<Sample>>,
-    /// SIGHUP and SIGTERM, once [`EventSource::listen_for_signals`] was called.
-    hangup: Option<Signal>,
-    terminate: Option<Signal>,
+    /// The terminating signals, once [`EventSource::listen_for_signals`] was called.
+    signals: Vec<(&'static str, Signal)>,
 }
 
-/// Wait for a signal, or forever when not listening.
-async fn signalled(s: Option<&mut Signal>) {
-    match s {
-        Some(s) => {
-            if s.recv().await.is_none() {
-                std::future::pending::<()>().await;
+/// Every signal whose default action ends the process and that can be caught, except the
+/// synchronous ones (SIGSEGV, SIGBUS, SIGABRT, ...) that `tui` restores the terminal for.
+/// SIGPIPE is left out: Rust ignores it and write errors report it.
+const TERMINATING: &[(libc::c_int, &str)] = &[
+    (libc::SIGTERM, "SIGTERM"),
+    (libc::SIGHUP, "SIGHUP"),
+    (libc::SIGINT, "SIGINT"),
+    (libc::SIGQUIT, "SIGQUIT"),
+    (libc::SIGUSR1, "SIGUSR1"),
+    (libc::SIGUSR2, "SIGUSR2"),
+    (libc::SIGALRM, "SIGALRM"),
+    (libc::SIGVTALRM, "SIGVTALRM"),
+    (libc::SIGPROF, "SIGPROF"),
+    (libc::SIGXCPU, "SIGXCPU"),
+    (libc::SIGXFSZ, "SIGXFSZ"),
+    (libc::SIGIO, "SIGIO"),
+    (libc::SIGPWR, "SIGPWR"),
+    (libc::SIGSTKFLT, "SIGSTKFLT"),
+];
+
+/// The first of `signals` to arrive, or never when there are none.
+async fn any_signal(signals: &mut [(&'static str, Signal)]) -> &'static str {
+    std::future::poll_fn(|cx| {
+        for (name, s) in signals.iter_mut() {
+            // Ready(None) only when the runtime shuts down: not a signal.
+            if let std::task::Poll::Ready(Some(())) = s.poll_recv(cx) {
+                return std::task::Poll::Ready(*name);
             }
         }
-        None => std::future::pending().await,
-    }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 impl EventSource {
@@ -109,17 +135,30 @@ impl EventSource {
             tick,
             engine: Some(engine),
             samples: Some(samples),
-            hangup: None,
-            terminate: None,
+            signals: Vec::new(),
         }
     }
 
-    /// Turn SIGHUP (terminal closed, SSH dropped) and SIGTERM into [`Event::Terminate`], so
-    /// the shell flushes the tally and restores the terminal instead of dying mid-write.
-    /// Must be called inside the runtime.
+    /// Turn every terminating signal (SIGHUP when the terminal closes or SSH drops, SIGTERM,
+    /// SIGINT from `kill`, SIGQUIT, SIGUSR1, SIGALRM, the real-time signals, ...) into
+    /// [`Event::Terminate`], so the shell flushes the tally and restores the terminal instead
+    /// of the process dying mid-write. Must be called inside the runtime. Err only when
+    /// SIGTERM itself cannot be caught; other signals that cannot be are skipped.
     pub fn listen_for_signals(&mut self) -> std::io::Result<()> {
-        self.hangup = Some(signal(SignalKind::hangup())?);
-        self.terminate = Some(signal(SignalKind::terminate())?);
+        let mut signals = Vec::new();
+        for &(sig, name) in TERMINATING {
+            match signal(SignalKind::from_raw(sig)) {
+                Ok(s) => signals.push((name, s)),
+                Err(e) if sig == libc::SIGTERM => return Err(e),
+                Err(_) => {}
+            }
+        }
+        for sig in libc::SIGRTMIN()..=libc::SIGRTMAX() {
+            if let Ok(s) = signal(SignalKind::from_raw(sig)) {
+                signals.push(("a real-time signal", s));
+            }
+        }
+        self.signals = signals;
         Ok(())
     }
 
@@ -144,6 +183,7 @@ impl Events for EventSource {
                     None => std::future::pending().await,
                 }
             };
+            let signals = any_signal(&mut self.signals);
             let samples = async {
                 match self.samples.as_mut() {
                     Some(rx) => rx.recv().await,
@@ -166,20 +206,21 @@ impl Events for EventSource {
                 },
                 ev = engine => match ev {
                     Some(event) => return Wake::Event(Event::Engine { event, now: self.now() }),
-                    // The engine thread ended: stop listening, the app already knows or will
-                    // see the Failed event that preceded it.
-                    None => self.engine = None,
+                    // The engine thread ended. It reports every failure before it ends; if it
+                    // died without a word the app must still learn that no model is coming.
+                    None => {
+                        self.engine = None;
+                        return Wake::Event(Event::Engine {
+                            event: EngineEvent::Failed(ENGINE_GONE.into()),
+                            now: self.now(),
+                        });
+                    }
                 },
                 s = samples => match s {
                     Some(s) => return Wake::Event(Event::Sample(s)),
                     None => self.samples = None,
                 },
-                _ = signalled(self.terminate.as_mut()) => {
-                    return Wake::Event(Event::Terminate("SIGTERM"));
-                }
-                _ = signalled(self.hangup.as_mut()) => {
-                    return Wake::Event(Event::Terminate("SIGHUP"));
-                }
+                name = signals => return Wake::Event(Event::Terminate(name)),
                 _ = self.tick.tick() => return Wake::Event(Event::Tick { now: self.now() }),
                 _ = frame => return Wake::Frame,
             }

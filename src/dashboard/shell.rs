@@ -16,7 +16,7 @@ use crate::dashboard::event::{Event, Events, Wake};
 use crate::dashboard::state::{App, Effect};
 use crate::dashboard::theme::Theme;
 use crate::dashboard::tui::{self, FrameBackend};
-use crate::engine::{EngineEvent, EngineHandle};
+use crate::engine::{Command, EngineEvent, EngineHandle};
 use crate::export::prometheus::MetricsState;
 use crate::sensors::host::HostInfo;
 use ratatui::Terminal;
@@ -27,6 +27,9 @@ use std::time::Duration;
 pub const MIN_FRAME: Duration = Duration::from_millis(16);
 /// Events folded into one frame at most, so keys stay responsive during a token burst.
 pub const MAX_BATCH: usize = 512;
+/// How long the loop's end waits for a reply in progress to stop after it is cancelled: the
+/// engine checks between tokens and prompt chunks, so this is generous.
+pub const REPLY_GRACE: Duration = Duration::from_secs(3);
 
 /// What the event loop owns besides the app: the engine's command side, the session's
 /// accounting, the lifetime tally, the metrics endpoint and what snapshots need.
@@ -149,9 +152,60 @@ where
     B: FrameBackend,
     B::Error: Send + Sync + 'static,
 {
-    let result = fold_and_draw(terminal, events, app, themes, shell).await;
+    let mut ended = Ended::Quit;
+    let result = fold_and_draw(terminal, events, app, themes, shell, &mut ended).await;
+    // A signal or a lost terminal must not lose the reply being generated. The quit key is
+    // the user's own choice and stays instant, without the wait.
+    if ended == Ended::Abruptly || result.is_err() {
+        finish_reply(events, app, shell).await;
+    }
     let flushed = shell.flush_tally();
     result.and(flushed)
+}
+
+/// How the event loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// The user quit.
+    Quit,
+    /// A terminating signal, or the terminal's input went away.
+    Abruptly,
+}
+
+/// A reply still running when the loop ends (quit, a signal, a lost terminal) is cancelled
+/// and waited for, at most [`REPLY_GRACE`], so its tokens, its energy and the reply itself
+/// reach the session and the lifetime tally exactly as an Esc-cancelled reply's do: through
+/// the engine's `ReplyDone`. A second terminating signal stops the wait.
+async fn finish_reply(events: &mut impl Events, app: &mut App, shell: &mut Shell<'_>) {
+    if !app.engine.busy() {
+        return;
+    }
+    shell.handle.send(Command::Cancel);
+    let deadline = tokio::time::Instant::now() + REPLY_GRACE;
+    while app.engine.busy() && tokio::time::Instant::now() < deadline {
+        let ev = match tokio::time::timeout_at(deadline, events.next(None)).await {
+            Err(_) => return,
+            Ok(Wake::Event(Event::Terminate(_))) => return,
+            Ok(Wake::Event(ev)) => ev,
+            Ok(Wake::Frame) => continue,
+            // No terminal any more: the engine's events are still queued for us.
+            Ok(Wake::InputClosed) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                match events.try_next_queued() {
+                    Some(ev) => ev,
+                    None => continue,
+                }
+            }
+        };
+        if matches!(
+            ev,
+            Event::Engine { .. } | Event::Sample(_) | Event::Tick { .. }
+        ) {
+            shell.observe(app, &ev);
+            // Nothing more is carried out: the program is on its way out.
+            let _ = app.update(ev);
+        }
+    }
 }
 
 async fn fold_and_draw<B>(
@@ -160,6 +214,7 @@ async fn fold_and_draw<B>(
     app: &mut App,
     themes: &[Theme],
     shell: &mut Shell<'_>,
+    ended: &mut Ended,
 ) -> anyhow::Result<()>
 where
     B: FrameBackend,
@@ -185,7 +240,10 @@ where
         match events.next(frame_due).await {
             Wake::Event(ev) => batch.push(ev),
             Wake::Frame => frame_due = None,
-            Wake::InputClosed => break,
+            Wake::InputClosed => {
+                *ended = Ended::Abruptly;
+                break;
+            }
         }
         while batch.len() < MAX_BATCH {
             match events.try_next_queued() {
@@ -195,6 +253,9 @@ where
         }
         let mut figures_changed = false;
         for ev in batch {
+            if matches!(ev, Event::Terminate(_)) {
+                *ended = Ended::Abruptly;
+            }
             figures_changed |= shell.observe(app, &ev);
             for effect in app.update(ev) {
                 match effect {

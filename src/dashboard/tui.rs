@@ -8,10 +8,130 @@ use crossterm::{
 };
 use ratatui::Terminal;
 use ratatui::backend::{Backend, CrosstermBackend, TestBackend};
+use std::cell::UnsafeCell;
 use std::io::{self, Stdout, Write};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 
 static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// The terminal's settings from before raw mode, for the fatal-signal handler, which may not
+/// lock or allocate. Written once before [`TERMIOS_FD`] is published, only read after.
+struct SavedTermios(UnsafeCell<MaybeUninit<libc::termios>>);
+// SAFETY: written once, before TERMIOS_FD is stored (Release); read only after it is loaded
+// (Acquire) and found set.
+unsafe impl Sync for SavedTermios {}
+static SAVED_TERMIOS: SavedTermios = SavedTermios(UnsafeCell::new(MaybeUninit::uninit()));
+/// The descriptor of the terminal whose settings are in SAVED_TERMIOS; -1 until saved.
+static TERMIOS_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// What `restore` sends, as raw bytes for the signal handler: end synchronized update,
+/// disable bracketed paste, leave the alternate screen, show the cursor.
+const LEAVE_SEQUENCE: &[u8] = b"\x1b[?2026l\x1b[?2004l\x1b[?1049l\x1b[?25h";
+
+/// Signals that kill the process without unwinding: llama.cpp's asserts (SIGABRT), a crash
+/// in C++ (SIGSEGV, SIGFPE, SIGILL), a model file truncated while mapped (SIGBUS). Their
+/// handler puts the terminal back, then lets the signal kill the process as it would have.
+const FATAL_SIGNALS: [libc::c_int; 7] = [
+    libc::SIGABRT,
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGFPE,
+    libc::SIGILL,
+    libc::SIGTRAP,
+    libc::SIGSYS,
+];
+
+/// The fatal-signal handler's progress: 0 not entered, 1 restoring, 2 restored.
+static FATAL_RESTORE: AtomicU8 = AtomicU8::new(0);
+/// How long a second crashing thread waits for the first to put the terminal back, in spins
+/// (well under a second); bounded so a fault inside the restore itself cannot hang.
+const FATAL_WAIT_SPINS: u32 = 50_000_000;
+
+/// Async-signal-safe calls only: tcsetattr, write, dup2, signal, raise. Several threads can
+/// fault at once (llama.cpp's workers on a truncated mapping): one restores the terminal, the
+/// others wait for it, so none kills the process with the screen still raw.
+extern "C" fn on_fatal_signal(sig: libc::c_int) {
+    let first = FATAL_RESTORE
+        .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok();
+    if first {
+        // SAFETY: every call here is async-signal-safe; SAVED_TERMIOS is initialised
+        // whenever TERMIOS_FD is set (see `save_termios`).
+        unsafe {
+            let saved = SAVED_STDERR.load(Ordering::SeqCst);
+            if saved >= 0 {
+                libc::dup2(saved, 2);
+            }
+            if ACTIVE.load(Ordering::SeqCst) {
+                let fd = TERMIOS_FD.load(Ordering::Acquire);
+                if fd >= 0 {
+                    libc::tcsetattr(fd, libc::TCSANOW, (*SAVED_TERMIOS.0.get()).as_ptr());
+                }
+                libc::write(1, LEAVE_SEQUENCE.as_ptr().cast(), LEAVE_SEQUENCE.len());
+            }
+        }
+        FATAL_RESTORE.store(2, Ordering::SeqCst);
+    } else {
+        let mut spins = 0;
+        while FATAL_RESTORE.load(Ordering::SeqCst) != 2 && spins < FATAL_WAIT_SPINS {
+            std::hint::spin_loop();
+            spins += 1;
+        }
+    }
+    // The default action, so the exit status names the signal (and a core is dumped where
+    // the system wants one).
+    // SAFETY: signal and raise are async-signal-safe.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
+}
+
+/// Remember the terminal's settings (the descriptor crossterm puts in raw mode: stdin when
+/// it is a terminal, else /dev/tty) for the fatal-signal handler. Once per process.
+fn save_termios() {
+    if TERMIOS_FD.load(Ordering::Acquire) >= 0 {
+        return;
+    }
+    // SAFETY: isatty/open/tcgetattr on descriptors we own; the termios is written before
+    // its descriptor is published. The /dev/tty descriptor stays open for the handler.
+    unsafe {
+        let fd = if libc::isatty(0) == 1 {
+            0
+        } else {
+            libc::open(c"/dev/tty".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC)
+        };
+        if fd < 0 {
+            return;
+        }
+        if libc::tcgetattr(fd, (*SAVED_TERMIOS.0.get()).as_mut_ptr()) == 0 {
+            TERMIOS_FD.store(fd, Ordering::Release);
+        } else if fd != 0 {
+            libc::close(fd);
+        }
+    }
+}
+
+/// Install the fatal-signal handler for [`FATAL_SIGNALS`]; once per process. It does nothing
+/// to the terminal unless the TUI is up.
+fn install_fatal_signal_handlers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for sig in FATAL_SIGNALS {
+            // SAFETY: a zeroed sigaction with a valid handler, an empty mask and flags that
+            // run it on the alternate stack when there is one (stack overflow). It stays
+            // installed for every thread that faults; the handler resets it before re-raising.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_fatal_signal as extern "C" fn(libc::c_int) as usize;
+                action.sa_flags = libc::SA_ONSTACK | libc::SA_NODEFER;
+                libc::sigemptyset(&mut action.sa_mask);
+                libc::sigaction(sig, &action, std::ptr::null_mut());
+            }
+        }
+    });
+}
 /// The real stderr, saved while fd 2 points at the log file; -1 when not redirected.
 static SAVED_STDERR: AtomicI32 = AtomicI32::new(-1);
 
@@ -95,6 +215,8 @@ pub fn install_panic_hook() {
 impl Tui {
     pub fn enter() -> io::Result<Tui> {
         install_panic_hook();
+        save_termios();
+        install_fatal_signal_handlers();
         terminal::enable_raw_mode()?;
         ACTIVE.store(true, Ordering::SeqCst);
         let mut out = io::stdout();

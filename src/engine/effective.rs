@@ -38,6 +38,25 @@ pub fn resolve_threads(requested: u32, physical_cores: impl FnOnce() -> Option<u
         .unwrap_or(FALLBACK_THREADS)
 }
 
+/// Threads asked for may be at most this many times the logical CPUs: llama.cpp starts every
+/// thread it is asked for (100 000 of them crash it), and beyond the CPUs they only contend.
+pub const THREADS_PER_CPU: u32 = 4;
+
+/// The most threads `--threads` may ask for, given the logical CPU count (1 when unknown).
+pub fn thread_limit_for(logical_cpus: Option<usize>) -> u32 {
+    logical_cpus
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1)
+        .saturating_mul(THREADS_PER_CPU)
+}
+
+/// [`thread_limit_for`] this machine, and its logical CPU count.
+pub fn thread_limit() -> (u32, usize) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (thread_limit_for(Some(cpus)), cpus)
+}
+
 /// [`resolve_threads`] with this machine's physical core count.
 pub fn threads(requested: u32) -> u32 {
     resolve_threads(requested, || sysinfo::System::physical_core_count().ok())
@@ -205,6 +224,15 @@ mod tests {
         let once = resolve_threads(0, cores(None));
         assert_eq!(resolve_threads(once, cores(Some(64))), once);
         assert_eq!(reads.get(), 4);
+    }
+
+    #[test]
+    fn thread_limit_is_a_small_multiple_of_the_cpus() {
+        assert_eq!(thread_limit_for(Some(2)), 8);
+        assert_eq!(thread_limit_for(Some(64)), 256);
+        // Unknown or nonsense: still some threads allowed.
+        assert_eq!(thread_limit_for(None), THREADS_PER_CPU);
+        assert_eq!(thread_limit_for(Some(0)), THREADS_PER_CPU);
     }
 
     #[test]

@@ -34,6 +34,15 @@ pub enum GgufError {
     Version { path: PathBuf, version: u32 },
     #[error("{path}: truncated or corrupt GGUF ({detail}; re-download the model)")]
     Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "{path}: metadata {key} = {value} is out of range ({expected}); the file is corrupt or not a model llama.cpp can run, re-download it"
+    )]
+    Implausible {
+        path: PathBuf,
+        key: String,
+        value: String,
+        expected: String,
+    },
 }
 
 /// A metadata value; arrays keep only their length and element type (tokenizer vocabularies
@@ -77,6 +86,9 @@ pub struct GgufInfo {
     pub file_size: u64,
     /// The most common tensor type among 2-D weights, for files without `general.file_type`.
     pub dominant_tensor_type: Option<u32>,
+    /// Byte offset in the file of each metadata value (after its type tag): lets tests and
+    /// tools patch a value in place.
+    pub value_offsets: BTreeMap<String, u64>,
 }
 
 impl GgufInfo {
@@ -194,9 +206,11 @@ fn parse_body(
         )));
     }
     let mut metadata = BTreeMap::new();
+    let mut value_offsets = BTreeMap::new();
     for _ in 0..n_kv {
         let key = r.string()?;
         let ty = r.u32()?;
+        value_offsets.insert(key.clone(), r.pos);
         let value = r.value(ty)?;
         metadata.insert(key, value);
     }
@@ -243,7 +257,7 @@ fn parse_body(
         .into_iter()
         .max_by_key(|(_, n)| *n)
         .map(|(t, _)| t);
-    Ok(Ok(GgufInfo {
+    let info = GgufInfo {
         version,
         metadata,
         n_tensors,
@@ -251,7 +265,84 @@ fn parse_body(
         min_file_size,
         file_size,
         dominant_tensor_type,
-    }))
+        value_offsets,
+    };
+    Ok(check_hyperparameters(&info, path).map(|()| info))
+}
+
+/// Layers llama.cpp can hold (`LLAMA_MAX_LAYERS`); it aborts the process beyond.
+pub const MAX_LAYERS: u64 = 512;
+/// Experts llama.cpp can hold (`LLAMA_MAX_EXPERTS`); it aborts the process beyond.
+pub const MAX_EXPERTS: u64 = 1024;
+/// The longest training context we believe: 64 Mi tokens, far above any real model (10 Mi),
+/// and below the `i32` llama.cpp's API returns it in (`llama-cpp-2` panics on a negative one).
+pub const MAX_CONTEXT: u64 = 1 << 26;
+/// The widest embedding we believe (real models stay below 32 Ki).
+pub const MAX_EMBEDDING: u64 = 1 << 20;
+
+/// Reject metadata that llama.cpp asserts on (abort, division by zero) or that `llama-cpp-2`
+/// panics on, so a corrupt file is one error line instead of a dead process. Only keys that
+/// are present and scalar are checked: llama.cpp reports missing keys and bad arrays itself.
+fn check_hyperparameters(info: &GgufInfo, path: &Path) -> Result<(), GgufError> {
+    let Some(arch) = info.architecture() else {
+        return Ok(());
+    };
+    let get = |k: &str| {
+        let key = format!("{arch}.{k}");
+        let v = info.metadata.get(&key).and_then(Value::as_u64);
+        (key, v)
+    };
+    let check = |k: &str, range: std::ops::RangeInclusive<u64>, why: &str| {
+        let (key, v) = get(k);
+        match v {
+            Some(v) if !range.contains(&v) => Err(GgufError::Implausible {
+                path: path.to_path_buf(),
+                key,
+                value: v.to_string(),
+                expected: format!("{}..={}{why}", range.start(), range.end()),
+            }),
+            _ => Ok(v),
+        }
+    };
+    // Signed values (a negative count) are out of range as well.
+    let prefix = format!("{arch}.");
+    let negative = info.metadata.iter().find_map(|(k, v)| match v {
+        Value::Int(i)
+            if *i < 0
+                && k.starts_with(&prefix)
+                && (k.ends_with("_length") || k.ends_with("_count")) =>
+        {
+            Some((k, *i))
+        }
+        _ => None,
+    });
+    if let Some((key, v)) = negative {
+        return Err(GgufError::Implausible {
+            path: path.to_path_buf(),
+            key: key.clone(),
+            value: v.to_string(),
+            expected: "a count cannot be negative".into(),
+        });
+    }
+    check("context_length", 1..=MAX_CONTEXT, " tokens")?;
+    let layers = check("block_count", 1..=MAX_LAYERS, " layers")?;
+    check("embedding_length", 1..=MAX_EMBEDDING, "")?;
+    if let Some(layers) = layers {
+        check("nextn_predict_layers", 0..=layers, ", at most block_count")?;
+    }
+    let experts = check("expert_count", 0..=MAX_EXPERTS, "")?.unwrap_or(0);
+    if experts == 0 {
+        check("expert_used_count", 0..=0, " without expert_count")?;
+        check("expert_group_count", 0..=0, " without expert_count")?;
+    } else {
+        check("expert_used_count", 1..=experts, ", at most expert_count")?;
+        check(
+            "expert_group_count",
+            0..=experts - 1,
+            ", below expert_count",
+        )?;
+    }
+    Ok(())
 }
 
 enum ReadError {
@@ -587,5 +678,86 @@ mod tests {
         let f = write(&v);
         let err = read(f.path()).expect_err("absurd");
         assert!(err.to_string().contains("header claims"), "{err}");
+    }
+
+    /// The tiny file with its u32 `llama.context_length` set to `value`, at the offset the
+    /// reader reports.
+    fn with_context_length(value: u32) -> Vec<u8> {
+        let mut v = tiny_gguf(false);
+        let f = write(&v);
+        let info = read(f.path()).expect("valid");
+        let at = info.value_offsets["llama.context_length"] as usize;
+        assert_eq!(&v[at..at + 4], &2048u32.to_le_bytes());
+        v[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        v
+    }
+
+    #[test]
+    fn metadata_llama_cpp_aborts_on_is_refused_with_key_and_value() {
+        for bad in [0, u32::MAX, (MAX_CONTEXT + 1) as u32] {
+            let f = write(&with_context_length(bad));
+            let err = read(f.path()).expect_err("out of range");
+            assert!(matches!(err, GgufError::Implausible { .. }), "{err}");
+            let line = err.to_string();
+            assert!(
+                line.contains(&format!(
+                    "metadata llama.context_length = {bad} is out of range (1..=67108864 tokens)"
+                )),
+                "{line}"
+            );
+        }
+        // The edges of the range are fine.
+        for good in [1, MAX_CONTEXT as u32] {
+            let f = write(&with_context_length(good));
+            assert_eq!(
+                read(f.path()).expect("in range").context_length(),
+                Some(u64::from(good))
+            );
+        }
+    }
+
+    #[test]
+    fn layer_and_expert_counts_follow_llama_cpp_limits() {
+        let info = |pairs: &[(&str, u64)]| GgufInfo {
+            version: 3,
+            metadata: [(
+                "general.architecture".to_string(),
+                Value::Str("llama".into()),
+            )]
+            .into_iter()
+            .chain(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (format!("llama.{k}"), Value::Uint(*v))),
+            )
+            .collect(),
+            n_tensors: 0,
+            n_params: 0,
+            min_file_size: 0,
+            file_size: 0,
+            dominant_tensor_type: None,
+            value_offsets: BTreeMap::new(),
+        };
+        let p = Path::new("m.gguf");
+        let refused = |pairs: &[(&str, u64)]| check_hyperparameters(&info(pairs), p).is_err();
+        assert!(refused(&[("block_count", 0)]));
+        assert!(refused(&[("block_count", MAX_LAYERS + 1)]));
+        assert!(!refused(&[("block_count", MAX_LAYERS)]));
+        assert!(refused(&[("embedding_length", 0)]));
+        assert!(refused(&[
+            ("block_count", 30),
+            ("nextn_predict_layers", 31)
+        ]));
+        assert!(refused(&[("expert_count", MAX_EXPERTS + 1)]));
+        assert!(refused(&[("expert_used_count", 2)]));
+        assert!(refused(&[("expert_count", 8), ("expert_used_count", 9)]));
+        assert!(refused(&[("expert_count", 8), ("expert_used_count", 0)]));
+        assert!(!refused(&[("expert_count", 8), ("expert_used_count", 2)]));
+        let mut negative = info(&[]);
+        negative
+            .metadata
+            .insert("llama.block_count".into(), Value::Int(-1));
+        let err = check_hyperparameters(&negative, p).expect_err("negative");
+        assert!(err.to_string().contains("llama.block_count = -1"), "{err}");
     }
 }

@@ -48,6 +48,14 @@ fn backend() -> Result<&'static LlamaBackend, String> {
 
 /// Check settings against the model file before loading anything: one clear error line.
 pub fn validate(settings: &EngineSettings) -> Result<gguf::GgufInfo, String> {
+    let (limit, cpus) = effective::thread_limit();
+    if settings.threads > limit {
+        return Err(format!(
+            "--threads {}: more than {limit} ({} per logical CPU, {cpus} CPUs); use --threads {limit} or less, or leave it out for the physical cores",
+            settings.threads,
+            effective::THREADS_PER_CPU
+        ));
+    }
     let info = gguf::read(&settings.model).map_err(|e| e.to_string())?;
     let train = info.context_length().unwrap_or(u64::from(u32::MAX));
     if u64::from(settings.n_ctx) > train {
@@ -114,9 +122,14 @@ impl Engine for LlamaEngine {
         // report below.
         let threads = effective::threads(self.settings.threads);
         let n_threads = i32::try_from(threads).unwrap_or(i32::MAX);
+        // llama.cpp caps the batch at the context it was asked for, then pads the context to a
+        // multiple of 256: a batch of the full chunk would pass our length checks and trip its
+        // `n_tokens_all <= n_batch` assert. Ask for a batch that fits and chunk by what it took.
+        let n_batch = batch_size(n_ctx);
         let ctx_params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx))
-            .with_n_batch(PREFILL_CHUNK as u32)
+            .with_n_batch(n_batch)
+            .with_n_ubatch(n_batch)
             .with_n_threads(n_threads)
             .with_n_threads_batch(n_threads)
             .with_no_perf(false);
@@ -174,6 +187,7 @@ impl Engine for LlamaEngine {
         let mut session = Session {
             settings: &self.settings,
             model: &model,
+            chunk: (ctx.n_batch() as usize).clamp(1, PREFILL_CHUNK),
             ctx,
             template,
             sampler,
@@ -201,6 +215,11 @@ impl Engine for LlamaEngine {
     }
 }
 
+/// Tokens per `llama_decode` call: the prefill chunk, or the whole context when that is smaller.
+fn batch_size(n_ctx: u32) -> u32 {
+    n_ctx.clamp(1, PREFILL_CHUNK as u32)
+}
+
 fn effective_ctx(requested: u32, train: u32) -> u32 {
     let train = train.max(1);
     if requested == 0 {
@@ -226,6 +245,8 @@ struct Message {
 struct Session<'m> {
     settings: &'m EngineSettings,
     model: &'m LlamaModel,
+    /// Prompt tokens per decode: what llama.cpp accepted as its batch size.
+    chunk: usize,
     ctx: LlamaContext<'m>,
     template: LlamaChatTemplate,
     /// The chain reported in `Loaded`; a fresh llama.cpp sampler is built from it per reply.
@@ -351,16 +372,16 @@ impl Session<'_> {
         self.ctx.reset_timings();
         self.send(EngineEvent::Phase(Phase::Prefill));
         let new = &tokens[keep..];
-        let mut batch = LlamaBatch::new(PREFILL_CHUNK.max(1), 1);
+        let mut batch = LlamaBatch::new(self.chunk, 1);
         let mut interrupted = None;
-        for (ci, chunk) in new.chunks(PREFILL_CHUNK).enumerate() {
+        for (ci, chunk) in new.chunks(self.chunk).enumerate() {
             if let Some(i) = poll_interrupt(commands) {
                 self.shutdown |= matches!(i, Interrupt::Shutdown);
                 interrupted = Some(i);
                 break;
             }
             batch.clear();
-            let base = keep + ci * PREFILL_CHUNK;
+            let base = keep + ci * self.chunk;
             let last_chunk = base + chunk.len() == tokens.len();
             for (j, tok) in chunk.iter().enumerate() {
                 let is_last = last_chunk && j + 1 == chunk.len();
@@ -524,6 +545,14 @@ mod tests {
         assert_eq!(effective_ctx(0, 2048), 2048);
         assert_eq!(effective_ctx(1024, 8192), 1024);
         assert_eq!(effective_ctx(9000, 8192), 8192);
+    }
+
+    #[test]
+    fn batch_never_exceeds_the_requested_context() {
+        assert_eq!(batch_size(16), 16);
+        assert_eq!(batch_size(128), 128);
+        assert_eq!(batch_size(4096), PREFILL_CHUNK as u32);
+        assert_eq!(batch_size(0), 1);
     }
 
     #[test]

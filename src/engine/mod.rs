@@ -210,16 +210,58 @@ impl Drop for EngineHandle {
     }
 }
 
+/// The engine thread's name; its panics are logged, not printed (see [`spawn`]).
+pub const THREAD_NAME: &str = "llmtop-engine";
+
 /// Start `engine` on its own thread.
+///
+/// A panic on that thread (a binding's `expect` on a value llama.cpp returned) is caught and
+/// reported as [`EngineEvent::Failed`], so the program shows an error instead of waiting for a
+/// model that will never load; its message goes to the log, never over the screen.
 pub fn spawn(engine: Box<dyn Engine>) -> std::io::Result<EngineHandle> {
     let (cmd_tx, cmd_rx) = unbounded_channel();
     let (ev_tx, ev_rx) = unbounded_channel();
+    log_engine_panics();
     let thread = std::thread::Builder::new()
-        .name("llmtop-engine".into())
-        .spawn(move || engine.run(cmd_rx, ev_tx))?;
+        .name(THREAD_NAME.into())
+        .spawn(move || {
+            let report = ev_tx.clone();
+            let run = std::panic::AssertUnwindSafe(move || engine.run(cmd_rx, ev_tx));
+            if let Err(payload) = std::panic::catch_unwind(run) {
+                let _ = report.send(EngineEvent::Failed(panic_line(payload.as_ref())));
+            }
+        })?;
     Ok(EngineHandle {
         commands: cmd_tx,
         events: ev_rx,
         thread: Some(thread),
     })
+}
+
+/// The one line a caught engine panic becomes.
+fn panic_line(payload: &(dyn std::any::Any + Send)) -> String {
+    let why = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown cause".into());
+    format!(
+        "the engine stopped: {why} (the model file is probably corrupt; re-download it, details in the log file)"
+    )
+}
+
+/// Route panics on the engine thread to the log instead of stderr (the terminal), once per
+/// process; other threads keep the hook they had.
+fn log_engine_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().name() == Some(THREAD_NAME) {
+                tracing::error!("engine thread panicked: {info}");
+            } else {
+                prev(info);
+            }
+        }));
+    });
 }
