@@ -54,31 +54,31 @@ pub struct EngineArgs {
     #[arg(long, short = 'm', value_name = "PATH")]
     pub model: Option<PathBuf>,
     /// Context size in tokens (default: the model's, capped at 4096).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = count)]
     pub n_ctx: Option<u32>,
     /// CPU threads for generation (default: physical cores).
-    #[arg(long, short = 't', value_name = "N")]
+    #[arg(long, short = 't', value_name = "N", allow_negative_numbers = true, value_parser = count)]
     pub threads: Option<u32>,
     /// Layers to offload to the GPU (needs a cuda/vulkan/metal build).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = whole)]
     pub gpu_layers: Option<u32>,
     /// Sampling temperature; 0 = greedy (repeatable).
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", allow_negative_numbers = true, value_parser = number_f32)]
     pub temperature: Option<f32>,
     /// Sample only from the K most likely tokens (default 40; 0 = off).
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", allow_negative_numbers = true, value_parser = integer)]
     pub top_k: Option<i32>,
     /// Nucleus sampling: the smallest set of tokens with probability mass P (default 0.95).
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", allow_negative_numbers = true, value_parser = number_f32)]
     pub top_p: Option<f32>,
     /// Drop tokens less likely than P times the top token (default 0.05).
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", allow_negative_numbers = true, value_parser = number_f32)]
     pub min_p: Option<f32>,
     /// Sampler seed; a fixed seed gives repeatable output.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = whole)]
     pub seed: Option<u32>,
     /// Stop a reply after this many tokens.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = count)]
     pub max_tokens: Option<u32>,
     /// System prompt.
     #[arg(long, value_name = "TEXT")]
@@ -131,7 +131,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "TEXT")]
     pub prompt: Option<String>,
     /// Measured repetitions after one warm-up.
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    #[arg(long, default_value_t = 3, value_name = "N", allow_negative_numbers = true, value_parser = count)]
     pub reps: u32,
     /// Skip the warm-up run.
     #[arg(long)]
@@ -165,10 +165,10 @@ pub struct SensorsArgs {
     #[arg(long)]
     pub watch: bool,
     /// Benchmark: run the sampler for N seconds and print its CPU time (see BENCHMARKS.md).
-    #[arg(long, hide = true, value_name = "N")]
+    #[arg(long, hide = true, value_name = "N", allow_negative_numbers = true, value_parser = number)]
     pub bench_seconds: Option<f64>,
     /// Sampling rate for --watch and --bench-seconds, Hz (default: config rate_hz).
-    #[arg(long, hide = true, value_name = "HZ")]
+    #[arg(long, hide = true, value_name = "HZ", allow_negative_numbers = true, value_parser = number)]
     pub rate_hz: Option<f64>,
 }
 
@@ -182,10 +182,10 @@ pub struct CompareArgs {
     #[arg(long, value_name = "HOST=AMOUNT")]
     pub hardware_price: Vec<String>,
     /// Hours of use per day, for total cost of ownership.
-    #[arg(long, default_value_t = 8.0, value_name = "H")]
+    #[arg(long, default_value_t = 8.0, value_name = "H", allow_negative_numbers = true, value_parser = number)]
     pub hours_per_day: f64,
     /// Years of use, for total cost of ownership.
-    #[arg(long, default_value_t = 3.0, value_name = "Y")]
+    #[arg(long, default_value_t = 3.0, value_name = "Y", allow_negative_numbers = true, value_parser = number)]
     pub years: f64,
     /// Regions to price in (default: config compare_regions).
     #[arg(long, value_delimiter = ',', value_name = "CODES")]
@@ -215,6 +215,56 @@ pub struct TallyWriterArgs {
     /// Rounds to write; 0 = until killed.
     #[arg(long, default_value_t = 0)]
     pub count: u64,
+}
+
+// Value parsers for numeric flags. Negative numbers reach them (`allow_negative_numbers`), so
+// `--threads -5` is answered as a bad number, not as an unknown flag `-5`; `main` prints the
+// message as "--threads -5: <message>". A zero passes where the command's own check explains
+// better why it is wrong ("--threads 0: ... leave it out to use all physical cores").
+
+/// A count: a whole number, meant to be 1 or more (0 is left to the command's own check).
+pub fn count(s: &str) -> Result<u32, String> {
+    parse_whole(s, "must be a whole number of 1 or more")
+}
+
+/// A whole number of 0 or more.
+pub fn whole(s: &str) -> Result<u32, String> {
+    parse_whole(s, "must be a whole number of 0 or more")
+}
+
+fn parse_whole(s: &str, why: &str) -> Result<u32, String> {
+    match s.trim().parse::<i128>() {
+        Ok(n) if n < 0 => Err(why.into()),
+        Ok(n) => u32::try_from(n).map_err(|_| format!("is too large (at most {})", u32::MAX)),
+        Err(_) => Err(why.into()),
+    }
+}
+
+/// A whole number, negative allowed.
+pub fn integer(s: &str) -> Result<i32, String> {
+    s.trim()
+        .parse::<i32>()
+        .map_err(|_| "must be a whole number, e.g. 40".to_string())
+}
+
+/// A finite number (`nan` and `inf` parse as floats but mean nothing here); ranges are
+/// checked where the value is used.
+pub fn number(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err("must be a number, e.g. 0.5".into()),
+    }
+}
+
+/// [`number`] as f32.
+pub fn number_f32(s: &str) -> Result<f32, String> {
+    let v = number(s)?;
+    let f = v as f32;
+    if f.is_finite() {
+        Ok(f)
+    } else {
+        Err("must be a number, e.g. 0.5".into())
+    }
 }
 
 impl SensorArgs {

@@ -7,6 +7,11 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return usage_error(e),
     };
+    // Checked before logging starts: logs, the tally and snapshots all live there.
+    if let Err(e) = llmtop::util::paths::check_data_dir() {
+        eprintln!("llmtop: {e}");
+        return ExitCode::from(2);
+    }
     llmtop::logging::init();
     // The config is read, checked and parsed once, with the flags that override it; every
     // command uses the parsed values.
@@ -57,6 +62,10 @@ fn usage_error(e: clap::Error) -> ExitCode {
         let _ = e.print();
         return ExitCode::SUCCESS;
     }
+    if let Some(line) = value_error(&e).or_else(|| missing_error(&e)) {
+        eprintln!("llmtop: {line}");
+        return ExitCode::from(2);
+    }
     let text = e.render().to_string();
     let first = text
         .lines()
@@ -65,4 +74,55 @@ fn usage_error(e: clap::Error) -> ExitCode {
         .trim_start_matches("error: ");
     eprintln!("llmtop: {first} (see llmtop --help)");
     ExitCode::from(2)
+}
+
+/// A value a parser refused, as "--threads -5: must be a whole number of 1 or more".
+fn value_error(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::ValueValidation {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let Some(ContextValue::String(value)) = e.get(ContextKind::InvalidValue) else {
+        return None;
+    };
+    let why = std::error::Error::source(e)?.to_string();
+    // "--threads <N>" names the flag; the value name is noise here.
+    let flag = arg.split_whitespace().next().unwrap_or(arg);
+    let value = if value.is_empty() {
+        "''"
+    } else {
+        value.as_str()
+    };
+    Some(format!("{flag} {value}: {why}"))
+}
+
+/// A required argument left out, named with the usage: "missing <FILE>... (usage: ...)".
+fn missing_error(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::MissingRequiredArgument {
+        return None;
+    }
+    let Some(ContextValue::Strings(args)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let usage = match e.get(ContextKind::Usage) {
+        Some(ContextValue::StyledStr(u)) => u.to_string(),
+        _ => String::new(),
+    };
+    let usage = usage
+        .trim()
+        .trim_start_matches("Usage:")
+        .trim()
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let mut line = format!("missing {}", args.join(", "));
+    if !usage.is_empty() {
+        line.push_str(&format!(" (usage: {usage})"));
+    }
+    Some(line)
 }

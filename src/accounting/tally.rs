@@ -5,8 +5,13 @@
 //! new file, never half of one. The store keeps the increments since its last write and, on
 //! each write, adds them to what is on disk now, so two llmtop processes do not erase each
 //! other's counts. A file that cannot be parsed is moved aside and reported, never zeroed.
+//!
+//! The tally is never replaced by a worse one: an increment that is not a finite, non-negative
+//! amount (a sensor gone mad: 1.8e308 W) is refused and logged, and a tally that would not be
+//! all finite numbers is never written (JSON would store `null`, and the next start would
+//! take the file for corrupt).
 
-use crate::util::fs::write_atomic;
+use crate::util::fs::{ReadError, limits, read_capped, write_atomic};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -61,6 +66,24 @@ impl Tally {
     pub fn energy_wh(&self) -> f64 {
         self.energy_j / 3600.0
     }
+
+    /// Why these totals are not fit to keep: a figure that is not finite, or energy or CO2
+    /// below zero (money may be negative: some tariffs pay for use at times).
+    fn flaw(&self) -> Option<String> {
+        amounts_flaw(self.energy_j, self.co2_g, &self.cost)
+    }
+}
+
+fn amounts_flaw(energy_j: f64, co2_g: f64, cost: &BTreeMap<String, f64>) -> Option<String> {
+    if !(energy_j.is_finite() && energy_j >= 0.0) {
+        return Some(format!("energy_j = {energy_j}"));
+    }
+    if !(co2_g.is_finite() && co2_g >= 0.0) {
+        return Some(format!("co2_g = {co2_g}"));
+    }
+    cost.iter()
+        .find(|(_, v)| !v.is_finite())
+        .map(|(cur, v)| format!("cost {cur} = {v}"))
 }
 
 /// Increments to add: an energy sample's delta, a finished reply.
@@ -80,6 +103,11 @@ impl TallyDelta {
         *self == Self::default()
     }
 
+    /// Why this increment must not be counted, if it must not.
+    pub fn flaw(&self) -> Option<String> {
+        amounts_flaw(self.energy_j, self.co2_g, &self.cost)
+    }
+
     /// Add another delta to this one (increments not yet written, or a sum in tests).
     pub fn merge(&mut self, d: &TallyDelta) {
         self.energy_j += d.energy_j;
@@ -96,7 +124,17 @@ impl TallyDelta {
 #[derive(Debug, thiserror::Error)]
 pub enum TallyError {
     #[error("cannot read lifetime tally {path}: {err}")]
-    Read { path: PathBuf, err: std::io::Error },
+    Read { path: PathBuf, err: String },
+    /// A directory, FIFO or device where the tally should be: left alone, not moved.
+    #[error(
+        "lifetime tally {path} is {kind}, not a file; move it away (a new tally is then started) or set LLMTOP_DATA_DIR to another directory"
+    )]
+    NotAFile { path: PathBuf, kind: &'static str },
+    /// The sum to write is not all finite numbers: the file is left as it was.
+    #[error(
+        "lifetime tally {path} not updated: the new total would be {what}; the file is kept as it was"
+    )]
+    NotFinite { path: PathBuf, what: String },
     #[error(
         "cannot write lifetime tally {path}: {err}; free some disk space or set LLMTOP_DATA_DIR to a writable directory"
     )]
@@ -120,6 +158,9 @@ pub struct TallyStore {
     pending: TallyDelta,
     last_write_s: Option<f64>,
     interval_s: f64,
+    /// Increments refused so far (logged at 1, 10, 100, ... so a stuck sensor cannot flood
+    /// the log).
+    rejected: u64,
 }
 
 /// `<data dir>/tally.json`.
@@ -153,6 +194,7 @@ impl TallyStore {
                 pending: TallyDelta::default(),
                 last_write_s: None,
                 interval_s: FLUSH_INTERVAL_S,
+                rejected: 0,
             },
             warning,
         ))
@@ -173,9 +215,35 @@ impl TallyStore {
         &self.current
     }
 
-    pub fn add(&mut self, d: &TallyDelta) {
-        self.current.add(d);
+    /// Count `d`, unless it is not a finite, non-negative amount or would make a total
+    /// infinite: then the tally is kept as it is and the refusal logged. Returns whether `d`
+    /// was counted.
+    pub fn add(&mut self, d: &TallyDelta) -> bool {
+        let mut next = self.current.clone();
+        next.add(d);
+        let flaw = d
+            .flaw()
+            .map(|f| format!("increment {f}"))
+            .or_else(|| next.flaw().map(|f| format!("total {f}")));
+        if let Some(flaw) = flaw {
+            self.rejected += 1;
+            if is_power_of_ten(self.rejected) {
+                tracing::warn!(
+                    "lifetime tally {}: refused an increment ({flaw}; {d:?}); {} refused so far",
+                    self.path.display(),
+                    self.rejected
+                );
+            }
+            return false;
+        }
+        self.current = next;
         self.pending.merge(d);
+        true
+    }
+
+    /// Increments refused since the store was opened.
+    pub fn rejected(&self) -> u64 {
+        self.rejected
     }
 
     /// Call on every tick with a monotonic clock (`now_s`) and the wall clock: writes when
@@ -206,11 +274,29 @@ impl TallyStore {
             Loaded::Missing => Tally::empty(wall),
             Loaded::Corrupt(cause) => {
                 // Someone broke the file under us: keep it, write ours fresh.
-                keep_aside(&self.path, &cause, wall)?;
+                let aside = keep_aside(&self.path, &cause, wall)?;
+                tracing::warn!(
+                    "lifetime tally {} became unreadable ({cause}); kept it as {} and started a new tally",
+                    self.path.display(),
+                    aside.display()
+                );
                 Tally::empty(wall)
             }
         };
         base.add(&self.pending);
+        // JSON has no infinity: such a total would be written as null and lost on the next
+        // start. Keep the file; drop what cannot be added.
+        if let Some(what) = base.flaw() {
+            self.pending = TallyDelta::default();
+            tracing::warn!(
+                "lifetime tally {}: not written, the total would be {what}",
+                self.path.display()
+            );
+            return Err(TallyError::NotFinite {
+                path: self.path.clone(),
+                what,
+            });
+        }
         base.updated = wall.to_string();
         let mut text = serde_json::to_string_pretty(&base).unwrap_or_default();
         text.push('\n');
@@ -224,6 +310,13 @@ impl TallyStore {
     }
 }
 
+fn is_power_of_ten(mut n: u64) -> bool {
+    while n >= 10 && n.is_multiple_of(10) {
+        n /= 10;
+    }
+    n == 1
+}
+
 enum Loaded {
     Ok(Tally),
     Missing,
@@ -231,22 +324,36 @@ enum Loaded {
 }
 
 fn read(path: &Path) -> Result<Loaded, TallyError> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match read_capped(path, limits::TALLY) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::Missing),
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            return Ok(Loaded::Corrupt("not UTF-8".into()));
+        Err(ReadError::Missing { .. }) => return Ok(Loaded::Missing),
+        Err(ReadError::NotUtf8 { .. }) => return Ok(Loaded::Corrupt("not UTF-8".into())),
+        // Far larger than any tally: not ours to read, but kept (renamed, not read).
+        Err(e @ ReadError::TooLarge { .. }) => return Ok(Loaded::Corrupt(e.reason())),
+        Err(ReadError::NotRegular { kind, .. }) => {
+            return Err(TallyError::NotAFile {
+                path: path.to_path_buf(),
+                kind,
+            });
         }
-        Err(err) => {
+        Err(e) => {
             return Err(TallyError::Read {
                 path: path.to_path_buf(),
-                err,
+                err: e.reason(),
             });
         }
     };
+    if text.trim().is_empty() {
+        return Ok(Loaded::Corrupt("empty file".into()));
+    }
     match serde_json::from_str::<Tally>(&text) {
-        Ok(t) if t.schema == SCHEMA => Ok(Loaded::Ok(t)),
-        Ok(t) => Ok(Loaded::Corrupt(format!("unknown schema \"{}\"", t.schema))),
+        Ok(t) if t.schema != SCHEMA => {
+            Ok(Loaded::Corrupt(format!("unknown schema \"{}\"", t.schema)))
+        }
+        Ok(t) => match t.flaw() {
+            Some(flaw) => Ok(Loaded::Corrupt(flaw)),
+            None => Ok(Loaded::Ok(t)),
+        },
         Err(e) => Ok(Loaded::Corrupt(e.to_string())),
     }
 }

@@ -20,6 +20,21 @@ pub enum SettingsError {
     },
     #[error("{0}")]
     Model(String),
+    /// `LLMTOP_MODEL=""`: set, but naming nothing.
+    #[error(
+        "LLMTOP_MODEL is set but empty; set it to a GGUF file (LLMTOP_MODEL=/path/model.gguf) or unset it"
+    )]
+    EmptyEnvModel,
+    #[error("{0} is empty; give the path of a GGUF file")]
+    EmptyModel(&'static str),
+    /// A value from the config file (validated configs never get here; a `RawConfig` built in
+    /// code might).
+    #[error("{key} = {value} in the config: {why}")]
+    BadConfig {
+        key: &'static str,
+        value: String,
+        why: String,
+    },
 }
 
 /// Pick the model (`--model`, config `model.path`, `$LLMTOP_MODEL`, then discovery) and merge
@@ -42,6 +57,18 @@ fn resolve_with(
     env_model: Option<PathBuf>,
     discover: impl FnOnce() -> Vec<FoundModel>,
 ) -> Result<EngineSettings, SettingsError> {
+    let empty = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str().is_empty());
+    if empty(&args.model) {
+        return Err(SettingsError::EmptyModel("--model"));
+    }
+    if args.model.is_none() {
+        if empty(&cfg.model.path) {
+            return Err(SettingsError::EmptyModel("model.path in the config"));
+        }
+        if cfg.model.path.is_none() && empty(&env_model) {
+            return Err(SettingsError::EmptyEnvModel);
+        }
+    }
     let model = match args
         .model
         .clone()
@@ -80,23 +107,41 @@ fn resolve_with(
         value,
         why: why.to_string(),
     };
-    if args.n_ctx.or(m.n_ctx) == Some(0) {
-        return Err(bad(
-            "--n-ctx",
-            "0".into(),
-            "must be at least 1; leave it out to use the model's context (up to 4096)",
-        ));
-    }
-    if args.threads.or(m.threads) == Some(0) {
-        return Err(bad(
-            "--threads",
-            "0".into(),
-            "must be at least 1; leave it out to use all physical cores",
-        ));
-    }
-    if s.max_tokens == 0 {
-        return Err(bad("--max-tokens", "0".into(), "must be at least 1"));
-    }
+    // A zero is named where it came from: the flag, or the config key.
+    let zero = |cli: Option<u32>, conf: Option<u32>, flag, key, why: &str| {
+        if cli == Some(0) {
+            Err(bad(flag, "0".into(), why))
+        } else if cli.is_none() && conf == Some(0) {
+            Err(SettingsError::BadConfig {
+                key,
+                value: "0".into(),
+                why: why.replace("leave it out", "remove the key"),
+            })
+        } else {
+            Ok(())
+        }
+    };
+    zero(
+        args.n_ctx,
+        m.n_ctx,
+        "--n-ctx",
+        "model.n_ctx",
+        "must be at least 1; leave it out to use the model's context (up to 4096)",
+    )?;
+    zero(
+        args.threads,
+        m.threads,
+        "--threads",
+        "model.threads",
+        "must be at least 1; leave it out to use all physical cores",
+    )?;
+    zero(
+        args.max_tokens,
+        m.max_tokens,
+        "--max-tokens",
+        "model.max_tokens",
+        "must be at least 1",
+    )?;
     if !(0.0..=5.0).contains(&s.temperature) {
         return Err(bad(
             "--temperature",
@@ -231,6 +276,41 @@ mod tests {
         assert!(
             e.to_string().starts_with("--n-ctx 0: must be at least 1"),
             "{e}"
+        );
+        // From the config, the key is named, not the flag.
+        cfg.model.threads = Some(0);
+        let only_model = EngineArgs {
+            model: Some(m.clone()),
+            ..Default::default()
+        };
+        let e = resolve_with(&only_model, &cfg, None, Vec::new).expect_err("config threads 0");
+        assert_eq!(
+            e.to_string(),
+            "model.threads = 0 in the config: must be at least 1; remove the key to use all physical cores"
+        );
+    }
+
+    #[test]
+    fn empty_model_paths_name_where_they_came_from() {
+        let e = resolve_with(
+            &EngineArgs::default(),
+            &RawConfig::default(),
+            Some(PathBuf::new()),
+            Vec::new,
+        )
+        .expect_err("empty env");
+        assert!(
+            e.to_string().starts_with("LLMTOP_MODEL is set but empty"),
+            "{e}"
+        );
+        let args = EngineArgs {
+            model: Some(PathBuf::new()),
+            ..Default::default()
+        };
+        let e = resolve_with(&args, &RawConfig::default(), None, Vec::new).expect_err("--model");
+        assert_eq!(
+            e.to_string(),
+            "--model is empty; give the path of a GGUF file"
         );
     }
 }

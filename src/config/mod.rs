@@ -82,11 +82,15 @@ pub struct Overrides {
 /// A config file that could not be used: one line naming the file, the place and the cause.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read config: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{}: cannot read config: {}", .0.path().display(), .0.reason())]
+    Read(crate::util::fs::ReadError),
+    /// The default config file is a symlink whose target is gone.
+    #[error(
+        "{}: config file is a link to {}, which does not exist; fix or remove the link",
+        path.display(),
+        target.display()
+    )]
+    DanglingLink { path: PathBuf, target: PathBuf },
     #[error("{path}:{line}: {message}")]
     Parse {
         path: PathBuf,
@@ -299,6 +303,32 @@ fn validate(cfg: &RawConfig, text: &str, path: &Path) -> Result<Parsed, ConfigEr
         Ok(k) => k,
         Err((action, e)) => return err("keys", &action, e.to_string()),
     };
+    // [model]: zeroes here are named by key and line, not as the flag that would override them.
+    let m = &cfg.model;
+    if m.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+        return err(
+            "model",
+            "path",
+            "is empty; give the path of a GGUF file, or remove the key to search for models".into(),
+        );
+    }
+    if m.n_ctx == Some(0) {
+        return err(
+            "model",
+            "n_ctx",
+            "0 must be at least 1; remove the key to use the model's context (up to 4096)".into(),
+        );
+    }
+    if m.threads == Some(0) {
+        return err(
+            "model",
+            "threads",
+            "0 must be at least 1; remove the key to use all physical cores".into(),
+        );
+    }
+    if m.max_tokens == Some(0) {
+        return err("model", "max_tokens", "0 must be at least 1".into());
+    }
     // [sampling]
     let sp = &cfg.sampling;
     if let Some(t) = sp.temperature
@@ -367,6 +397,16 @@ fn validate(cfg: &RawConfig, text: &str, path: &Path) -> Result<Parsed, ConfigEr
             format!(
                 "{} W is above max_cpu_watts ({} W): raise max_cpu_watts or lower tdp_watts",
                 se.tdp_watts, se.max_cpu_watts
+            ),
+        );
+    }
+    if !(se.idle_window_s.is_finite() && (0.0..=3600.0).contains(&se.idle_window_s)) {
+        return err(
+            "sensors",
+            "idle_window_s",
+            format!(
+                "{} is out of range; use 0 (no idle baseline) to 3600 seconds (default 10)",
+                se.idle_window_s
             ),
         );
     }
@@ -447,16 +487,34 @@ fn validate(cfg: &RawConfig, text: &str, path: &Path) -> Result<Parsed, ConfigEr
 
 /// Load `path`, or the default config file if it exists, or defaults; then apply `cli`.
 pub fn load(explicit: Option<&Path>, cli: &Overrides) -> Result<Config, ConfigError> {
-    let path = match explicit {
-        Some(p) => p.to_path_buf(),
-        None => match default_config_file() {
-            Some(p) if p.exists() => p,
-            _ => return Config::defaults(cli),
+    load_from(explicit, default_config_file().as_deref(), cli)
+}
+
+/// [`load`] with the default file's place given (tests point it into a temp dir).
+pub fn load_from(
+    explicit: Option<&Path>,
+    default: Option<&Path>,
+    cli: &Overrides,
+) -> Result<Config, ConfigError> {
+    let path = match (explicit, default) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, Some(p)) => match std::fs::symlink_metadata(p) {
+            // Anything there, even a FIFO or a broken link, is meant as the config: read it
+            // (and refuse it loudly) rather than run on defaults without a word.
+            Ok(meta) => {
+                if meta.file_type().is_symlink() && !p.exists() {
+                    return Err(ConfigError::DanglingLink {
+                        path: p.to_path_buf(),
+                        target: std::fs::read_link(p).unwrap_or_default(),
+                    });
+                }
+                p.to_path_buf()
+            }
+            Err(_) => return Config::defaults(cli),
         },
+        (None, None) => return Config::defaults(cli),
     };
-    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-        path: path.clone(),
-        source,
-    })?;
+    let text = crate::util::fs::read_capped(&path, crate::util::fs::limits::CONFIG)
+        .map_err(ConfigError::Read)?;
     Config::parse(&text, &path, cli)
 }

@@ -41,6 +41,7 @@ impl App {
             energy: SessionEnergy::default(),
             cost: CostLine::default(),
             status: None,
+            startup_notes: Vec::new(),
             width: 80,
             height: 24,
             now: 0.0,

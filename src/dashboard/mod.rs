@@ -21,13 +21,13 @@ use crate::cli::DashboardArgs;
 use crate::config::{self, Config, RawConfig};
 use crate::dashboard::event::{Event, EventSource};
 use crate::dashboard::shell::Shell;
-use crate::dashboard::state::App;
+use crate::dashboard::state::{App, Message, Role};
 use crate::dashboard::theme::Theme;
 use crate::dashboard::tui::Tui;
 use crate::engine::{self, Engine, EngineSettings, scripted::ScriptedEngine};
 use crate::export::prometheus::{MetricsServer, MetricsState};
 use crate::sensors::scripted::ScriptedSensor;
-use crate::sensors::{Meter, Sample};
+use crate::sensors::{Meter, Sample, Source, SourceState, SourceStatus};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -87,6 +87,51 @@ fn start_metrics(
     Ok(Some((server, state)))
 }
 
+/// Tell the user what start-up found wrong, so nothing is lost without a word: a tally moved
+/// aside or unusable, and every sensor source not found or unreadable (an unreachable plug
+/// included). All of it goes to the log and to the F1 help; the status line names the most
+/// pressing at start. The status line is soon taken by "model loaded", so the tally note and
+/// unreadable sources also stay in the chat as notices.
+pub fn report_startup(app: &mut App, tally_note: Option<String>, statuses: &[SourceStatus]) {
+    let mut problems: Vec<&SourceStatus> = statuses.iter().filter(|s| s.is_problem()).collect();
+    // Plugs first: the user configured those and expects them to work.
+    problems.sort_by_key(|s| s.source != Source::Plug);
+    let mut notes = Vec::new();
+    if let Some(n) = &tally_note {
+        tracing::warn!("{n}");
+        notes.push(n.clone());
+        app.messages.push(Message {
+            role: Role::Notice,
+            text: n.clone(),
+            stats: None,
+        });
+    }
+    for s in &problems {
+        let line = format!("sensor: {}", s.line());
+        tracing::warn!("{line}");
+        if s.state == SourceState::Unreadable {
+            app.messages.push(Message {
+                role: Role::Notice,
+                text: line.clone(),
+                stats: None,
+            });
+        }
+        notes.push(line);
+    }
+    app.startup_notes = notes;
+    let status = match (&tally_note, problems.as_slice()) {
+        (Some(n), _) => n.clone(),
+        (None, []) => return,
+        (None, [one]) => format!("sensor: {} (F1 lists it)", one.line()),
+        (None, [first, ..]) => format!(
+            "{} sensor sources not available (F1 lists them): {}",
+            problems.len(),
+            first.line()
+        ),
+    };
+    app.update(Event::Status(status));
+}
+
 /// Run the dashboard until the user quits.
 pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
     // Everything that can fail on bad input, before the terminal is touched (the config was
@@ -124,6 +169,7 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
     let handle = engine::spawn(engine).context("cannot start the engine thread")?;
     handle.send(engine::Command::Load);
     let meter = start_meter(args, &cfg.raw);
+    let statuses = meter.statuses.clone();
     let ledger = crate::accounting::ledger_for(&meter, cfg.tariff.clone());
     let (sampler, samples) = meter.into_parts();
 
@@ -139,9 +185,7 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
         theme_index,
         model_label,
     );
-    if let Some(note) = tally_note {
-        app.update(Event::Status(note));
-    }
+    report_startup(&mut app, tally_note, &statuses);
 
     let mut shell = Shell {
         handle,

@@ -377,6 +377,9 @@ pub struct App {
     pub energy: SessionEnergy,
     pub cost: CostLine,
     pub status: Option<Status>,
+    /// What start-up found wrong (sensor sources not found or unreadable, a tally moved
+    /// aside), one line each, listed in the F1 help for as long as the dashboard runs.
+    pub startup_notes: Vec<String>,
     pub width: u16,
     pub height: u16,
     pub now: f64,

@@ -61,11 +61,8 @@ pub enum ThemeError {
         line: usize,
         message: String,
     },
-    #[error("{path}: cannot read theme: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{}: cannot read theme: {}", .0.path().display(), .0.reason())]
+    Read(crate::util::fs::ReadError),
     #[error(
         "unknown theme `{name}`: built-ins are dark, light, high-contrast, mono; or create {dir}/{name}.toml"
     )]
@@ -457,11 +454,11 @@ pub fn available(user_dir: Option<&Path>) -> Vec<String> {
 pub fn load(name: &str, user_dir: Option<&Path>) -> Result<Theme, ThemeError> {
     if let Some(dir) = user_dir {
         let path = dir.join(format!("{name}.toml"));
-        if path.is_file() {
-            let text = std::fs::read_to_string(&path).map_err(|source| ThemeError::Read {
-                path: path.clone(),
-                source,
-            })?;
+        // Anything at that name (a FIFO, a broken link) is the user's theme: refuse it by
+        // name rather than fall back to the built-in without a word.
+        if std::fs::symlink_metadata(&path).is_ok() {
+            let text = crate::util::fs::read_capped(&path, crate::util::fs::limits::THEME)
+                .map_err(ThemeError::Read)?;
             let mut t = Theme::parse(&text, &path, Some(&Theme::dark()))?;
             t.name = name.to_string();
             return Ok(t);

@@ -21,6 +21,13 @@ pub enum GgufError {
     Missing(PathBuf),
     #[error("{0}: is a directory, not a GGUF file (pass the .gguf file inside it)")]
     IsDirectory(PathBuf),
+    /// A FIFO or a device: reading it would block or never end.
+    #[error("{}: is {kind}, not a regular file (pass a .gguf model file)", path.display())]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error(
+        "{0}: permission denied (make it readable: chmod a+r, or copy it somewhere you can read)"
+    )]
+    PermissionDenied(PathBuf),
     #[error("{path}: cannot read: {source}")]
     Unreadable {
         path: PathBuf,
@@ -126,31 +133,34 @@ impl GgufInfo {
 
 /// Read and check the GGUF header of `path`.
 pub fn read(path: &Path) -> Result<GgufInfo, GgufError> {
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(GgufError::Missing(path.to_path_buf()));
-        }
-        Err(source) => {
-            return Err(GgufError::Unreadable {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-    };
-    if meta.is_dir() {
-        return Err(GgufError::IsDirectory(path.to_path_buf()));
-    }
-    let file_size = meta.len();
+    use crate::util::fs::{ReadError as FileError, open_regular};
+    // Only a regular file: a FIFO would block the read and a device never end (and both have
+    // size 0, which would otherwise read as "file is empty").
+    let (file, file_size) = open_regular(path).map_err(|e| match e {
+        FileError::Missing { .. } => GgufError::Missing(path.to_path_buf()),
+        FileError::NotRegular {
+            kind: "a directory",
+            ..
+        } => GgufError::IsDirectory(path.to_path_buf()),
+        FileError::NotRegular { kind, .. } => GgufError::NotRegular {
+            path: path.to_path_buf(),
+            kind,
+        },
+        FileError::PermissionDenied { .. } => GgufError::PermissionDenied(path.to_path_buf()),
+        FileError::Io { source, .. } => GgufError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        },
+        // open_regular reads nothing, so neither size nor encoding can be wrong.
+        other => GgufError::Unreadable {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(other.reason()),
+        },
+    })?;
     if file_size == 0 {
         return Err(GgufError::Empty(path.to_path_buf()));
     }
-    let file = std::fs::File::open(path).map_err(|source| GgufError::Unreadable {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    // Opening can succeed on something unreadable (a directory-like special file); the
-    // first read tells.
+    // Opening can succeed on something unreadable; the first read tells.
     let mut r = Reader {
         inner: BufReader::with_capacity(1 << 16, file),
         pos: 0,
@@ -660,6 +670,26 @@ mod tests {
         assert!(matches!(read(dir.path()), Err(GgufError::IsDirectory(_))));
         let empty = write(b"");
         assert!(matches!(read(empty.path()), Err(GgufError::Empty(_))));
+        // A FIFO (size 0, like an empty file) is refused without blocking, as what it is.
+        let fifo = dir.path().join("pipe.gguf");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("cstr");
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+        let err = read(&fifo).expect_err("fifo");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: is a named pipe (FIFO), not a regular file (pass a .gguf model file)",
+                fifo.display()
+            )
+        );
+        assert!(matches!(
+            read(Path::new("/dev/zero")),
+            Err(GgufError::NotRegular {
+                kind: "a character device",
+                ..
+            })
+        ));
         let text = write(b"hello, this is not a model at all");
         assert!(matches!(read(text.path()), Err(GgufError::NotGguf(_))));
         let mut v1 = tiny_gguf(false);

@@ -111,8 +111,9 @@ impl Engine for LlamaEngine {
             Ok(m) => m,
             Err(e) => {
                 let _ = events.send(EngineEvent::Failed(format!(
-                    "{}: llama.cpp could not load the model ({e}); see the log file for its reason",
-                    self.settings.model.display()
+                    "{}: llama.cpp could not load the model ({e}); see {} for its reason",
+                    self.settings.model.display(),
+                    crate::util::paths::log_file().display()
                 )));
                 return;
             }

@@ -85,21 +85,53 @@ pub fn discover(roots: &SearchRoots) -> Vec<FoundModel> {
             p.clone(),
         )
     });
-    found.extend(own.into_iter().map(|p| describe(p, None, Origin::Llmtop)));
+    found.extend(own.into_iter().map(|p| candidate(p, Origin::Llmtop)));
     found.extend(ollama_models(&roots.ollama));
     // HF cache: models--org--name/snapshots/<rev>/*.gguf (symlinks into blobs/).
     let mut hf = gguf_files(&roots.huggingface, 4);
     hf.sort();
-    found.extend(
-        hf.into_iter()
-            .map(|p| describe(p, None, Origin::HuggingFace)),
-    );
+    found.extend(hf.into_iter().map(|p| candidate(p, Origin::HuggingFace)));
     for root in &roots.lmstudio {
         let mut lm = gguf_files(root, 3);
         lm.sort();
-        found.extend(lm.into_iter().map(|p| describe(p, None, Origin::LmStudio)));
+        found.extend(lm.into_iter().map(|p| candidate(p, Origin::LmStudio)));
     }
     found
+}
+
+/// A `.gguf` entry found in a directory: a dangling link (a Hugging Face snapshot whose blob
+/// was deleted) is named as such; everything else goes through the GGUF reader, which also
+/// refuses FIFOs and devices.
+fn candidate(path: PathBuf, origin: Origin) -> FoundModel {
+    let dangling = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink())
+        && std::fs::metadata(&path).is_err();
+    if dangling {
+        let target = std::fs::read_link(&path).unwrap_or_default();
+        let why = format!(
+            "broken link to {} (the file it points to is gone; download the model again)",
+            target.display()
+        );
+        return broken(path.clone(), stem(&path), origin, why);
+    }
+    describe(path, None, origin)
+}
+
+/// A place that should hold a model and does not: listed as invalid with `why`, so
+/// `llmtop models` says what is wrong instead of leaving it out.
+fn broken(path: PathBuf, name: String, origin: Origin, why: String) -> FoundModel {
+    FoundModel {
+        name,
+        path,
+        size: 0,
+        quantization: format!("invalid: {why}"),
+        origin,
+    }
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 pub fn describe(path: PathBuf, name: Option<String>, origin: Origin) -> FoundModel {
@@ -111,11 +143,7 @@ pub fn describe(path: PathBuf, name: Option<String>, origin: Origin) -> FoundMod
         ),
     };
     FoundModel {
-        name: name.unwrap_or_else(|| {
-            path.file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        }),
+        name: name.unwrap_or_else(|| stem(&path)),
         path,
         size,
         quantization,
@@ -132,8 +160,9 @@ fn short_reason(e: &gguf::GgufError) -> String {
     }
 }
 
-/// `.gguf` files below `dir`, at most `depth` levels down, skipping vision projectors
-/// (mmproj), which are not language models. Follows symlinked files, not symlinked dirs.
+/// `.gguf` entries below `dir`, at most `depth` levels down, skipping vision projectors
+/// (mmproj), which are not language models. Follows symlinked files, not symlinked dirs;
+/// keeps broken links and special files so they are reported, not dropped.
 fn gguf_files(dir: &Path, depth: usize) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -149,7 +178,8 @@ fn gguf_files(dir: &Path, depth: usize) -> Vec<PathBuf> {
             continue;
         }
         let name = entry.file_name().to_string_lossy().to_lowercase();
-        if name.ends_with(".gguf") && !name.contains("mmproj") && path.is_file() {
+        // A link to a directory is a directory here, not a model.
+        if name.ends_with(".gguf") && !name.contains("mmproj") && !path.is_dir() {
             out.push(path);
         }
     }
@@ -165,25 +195,6 @@ fn ollama_models(root: &Path) -> Vec<FoundModel> {
     collect_files(&manifests, 4, &mut files);
     files.sort();
     for manifest in files {
-        let Ok(text) = std::fs::read_to_string(&manifest) else {
-            continue;
-        };
-        let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
-            continue;
-        };
-        let Some(layers) = json.get("layers").and_then(|l| l.as_array()) else {
-            continue;
-        };
-        let digest = layers.iter().find_map(|l| {
-            (l.get("mediaType")?.as_str()? == "application/vnd.ollama.image.model")
-                .then(|| l.get("digest")?.as_str())
-                .flatten()
-        });
-        let Some(digest) = digest else { continue };
-        let blob = root.join("blobs").join(digest.replace(':', "-"));
-        if !blob.is_file() {
-            continue;
-        }
         let rel = manifest.strip_prefix(&manifests).unwrap_or(&manifest);
         let parts: Vec<_> = rel
             .components()
@@ -193,9 +204,47 @@ fn ollama_models(root: &Path) -> Vec<FoundModel> {
             [.., model, tag] => format!("{model}:{tag}"),
             _ => rel.display().to_string(),
         };
-        out.push(describe(blob, Some(name), Origin::Ollama));
+        match ollama_blob(root, &manifest) {
+            Ok(blob) => out.push(describe(blob, Some(name), Origin::Ollama)),
+            Err(why) => out.push(broken(manifest, name, Origin::Ollama, why)),
+        }
     }
     out
+}
+
+/// The model blob an Ollama manifest names, or why it names none usable.
+fn ollama_blob(root: &Path, manifest: &Path) -> Result<PathBuf, String> {
+    let repull = "run `ollama pull` for it again, or `ollama rm` it";
+    let text = crate::util::fs::read_capped(manifest, crate::util::fs::limits::MANIFEST)
+        .map_err(|e| format!("manifest {}", e.reason()))?;
+    let json = serde_json::from_str::<serde_json::Value>(&text)
+        .map_err(|e| format!("manifest is not valid JSON ({e}); {repull}"))?;
+    let digest = json
+        .get("layers")
+        .and_then(|l| l.as_array())
+        .and_then(|layers| {
+            layers.iter().find_map(|l| {
+                (l.get("mediaType")?.as_str()? == "application/vnd.ollama.image.model")
+                    .then(|| l.get("digest")?.as_str())
+                    .flatten()
+            })
+        })
+        .ok_or_else(|| format!("manifest names no model layer; {repull}"))?;
+    // The digest becomes a file name: anything but a plain name could point outside blobs/.
+    let file = digest.replace(':', "-");
+    if file.is_empty() || file.contains('/') || file.starts_with('.') {
+        return Err(format!(
+            "manifest has a malformed digest {digest:?}; {repull}"
+        ));
+    }
+    let blob = root.join("blobs").join(file);
+    if std::fs::symlink_metadata(&blob).is_err() {
+        return Err(format!(
+            "model blob {} is missing; {repull}",
+            blob.display()
+        ));
+    }
+    Ok(blob)
 }
 
 fn collect_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
@@ -206,7 +255,8 @@ fn collect_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
         let Ok(ft) = entry.file_type() else { continue };
         if ft.is_dir() && depth > 0 {
             collect_files(&entry.path(), depth - 1, out);
-        } else if ft.is_file() {
+        } else if !ft.is_dir() {
+            // Special files too: the reader refuses them with a reason.
             out.push(entry.path());
         }
     }
@@ -296,5 +346,55 @@ mod tests {
                 (Origin::LmStudio, "m", "Q6_K"),
             ]
         );
+    }
+
+    #[test]
+    fn broken_ollama_manifests_and_dangling_links_are_listed_with_the_reason() {
+        let dir = tempfile::tempdir().expect("dir");
+        let b = dir.path();
+        let lib = b.join("ollama/manifests/registry.ollama.ai/library");
+        std::fs::create_dir_all(lib.join("junk")).expect("mkdir");
+        std::fs::create_dir_all(lib.join("gone")).expect("mkdir");
+        std::fs::write(lib.join("junk/latest"), "{not json").expect("w");
+        std::fs::write(
+            lib.join("gone/7b"),
+            r#"{"layers":[{"mediaType":"application/vnd.ollama.image.model","digest":"sha256:dead"}]}"#,
+        )
+        .expect("w");
+        let snap = b.join("hf/hub/models--org--tiny/snapshots/rev1");
+        std::fs::create_dir_all(&snap).expect("mkdir");
+        std::os::unix::fs::symlink("../../blobs/feed", snap.join("tiny-Q4_0.gguf")).expect("link");
+
+        let found = discover(&roots(b));
+        let summary: Vec<_> = found
+            .iter()
+            .map(|m| (m.origin, m.name.as_str(), m.quantization.as_str()))
+            .collect();
+        let blob = b.join("ollama/blobs/sha256-dead");
+        assert_eq!(
+            summary,
+            vec![
+                (
+                    Origin::Ollama,
+                    "gone:7b",
+                    format!(
+                        "invalid: model blob {} is missing; run `ollama pull` for it again, or `ollama rm` it",
+                        blob.display()
+                    )
+                    .as_str()
+                ),
+                (
+                    Origin::Ollama,
+                    "junk:latest",
+                    "invalid: manifest is not valid JSON (key must be a string at line 1 column 2); run `ollama pull` for it again, or `ollama rm` it"
+                ),
+                (
+                    Origin::HuggingFace,
+                    "tiny-Q4_0",
+                    "invalid: broken link to ../../blobs/feed (the file it points to is gone; download the model again)"
+                ),
+            ]
+        );
+        assert_eq!(found[1].path, lib.join("junk/latest"));
     }
 }

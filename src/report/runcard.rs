@@ -262,8 +262,8 @@ pub struct TranscriptTurn {
 /// A run card that cannot be used: one line naming the file and the cause.
 #[derive(Debug, thiserror::Error)]
 pub enum RunCardError {
-    #[error("{path}: cannot read run card: {err}")]
-    Read { path: PathBuf, err: std::io::Error },
+    #[error("{}: cannot read run card: {}", .0.path().display(), .0.reason())]
+    Read(crate::util::fs::ReadError),
     #[error("{path}: not valid JSON at line {line}, column {column}: {message}")]
     Json {
         path: PathBuf,
@@ -402,12 +402,11 @@ impl RunCard {
         Ok(card)
     }
 
-    /// Read, parse and validate a card file.
+    /// Read, parse and validate a card file (a regular file of at most 16 MiB: a FIFO or
+    /// `/dev/zero` handed to `compare` is refused, not waited on or read forever).
     pub fn load(path: &Path) -> Result<Self, RunCardError> {
-        let text = std::fs::read_to_string(path).map_err(|err| RunCardError::Read {
-            path: path.to_path_buf(),
-            err,
-        })?;
+        let text = crate::util::fs::read_capped(path, crate::util::fs::limits::RUN_CARD)
+            .map_err(RunCardError::Read)?;
         Self::from_json(&text, path)
     }
 

@@ -32,6 +32,39 @@ impl std::fmt::Debug for Discovery {
     }
 }
 
+impl SourceStatus {
+    /// Found and readable: nothing to tell the user.
+    pub fn is_problem(&self) -> bool {
+        self.state != SourceState::Found
+    }
+
+    /// One line for a status line, a help screen or the log:
+    /// "plug http://10.0.0.9/rpc (unreadable): unreachable now: ...; fix: ...".
+    pub fn line(&self) -> String {
+        let source = match self.source {
+            Source::Nvml => "nvml",
+            Source::Rapl => "rapl",
+            Source::Hwmon => "hwmon",
+            Source::Battery => "battery",
+            Source::Plug => "plug",
+            Source::Estimate => "estimate",
+            Source::System => "system",
+        };
+        let state = match self.state {
+            SourceState::Found => "found",
+            SourceState::Missing => "not found",
+            SourceState::PermissionDenied => "permission denied",
+            SourceState::Unreadable => "unreadable",
+        };
+        let mut line = format!("{source} {} ({state}): {}", self.device, self.detail);
+        if let Some(fix) = &self.fix {
+            line.push_str("; fix: ");
+            line.push_str(fix);
+        }
+        line
+    }
+}
+
 /// What to look at. Tests turn off the host-dependent parts.
 #[derive(Clone, Debug)]
 pub struct DiscoverOptions {

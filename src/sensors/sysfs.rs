@@ -1,9 +1,13 @@
 //! Reading small sysfs attribute files below an injectable root, with errors that say which
-//! file and why (missing, root-only, unreadable, not a number).
+//! file and why (missing, root-only, not an attribute file, unreadable, not a number).
+//!
+//! Every read goes through [`crate::util::fs::read_capped`]: a FIFO or a device planted in
+//! the tree is refused at once instead of blocking the sampler or filling memory.
 //!
 //! The reader itself is injectable too: tests run as root in CI, and root ignores mode 000, so
 //! "permission denied" is simulated by a reader that refuses chosen paths.
 
+use crate::util::fs::{ReadError, limits, read_capped};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -14,13 +18,22 @@ pub trait ReadFile: Send + Sync {
     fn read(&self, path: &Path) -> io::Result<String>;
 }
 
-/// `std::fs::read_to_string`, opening the file afresh each time so a vanished device is seen.
+/// [`read_capped`] with the sysfs limit, opening the file afresh each time so a vanished
+/// device is seen. The [`ReadError`] travels inside the `io::Error` so [`classify`] keeps it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RealFs;
 
 impl ReadFile for RealFs {
     fn read(&self, path: &Path) -> io::Result<String> {
-        std::fs::read_to_string(path)
+        read_capped(path, limits::SYSFS).map_err(|e| {
+            let kind = match e {
+                ReadError::Missing { .. } => io::ErrorKind::NotFound,
+                ReadError::PermissionDenied { .. } => io::ErrorKind::PermissionDenied,
+                ReadError::Io { ref source, .. } => source.kind(),
+                _ => io::ErrorKind::InvalidData,
+            };
+            io::Error::new(kind, e)
+        })
     }
 }
 
@@ -30,6 +43,9 @@ pub enum SysfsError {
     Missing(PathBuf),
     #[error("{}: permission denied", .0.display())]
     PermissionDenied(PathBuf),
+    /// A FIFO, a device or an oversized file where an attribute should be.
+    #[error("{}: not a sysfs attribute: {why}", path.display())]
+    NotAttribute { path: PathBuf, why: String },
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
     #[error("{}: not a number: {text:?}", path.display())]
@@ -88,7 +104,43 @@ impl Sysfs {
     }
 }
 
+impl SysfsError {
+    /// The cause without the path, for reports that name the file already.
+    pub fn reason(&self) -> String {
+        match self {
+            SysfsError::Missing(_) => "missing".into(),
+            SysfsError::PermissionDenied(_) => "permission denied".into(),
+            SysfsError::NotAttribute { why, .. } => why.clone(),
+            SysfsError::Io { source, .. } => source.to_string(),
+            SysfsError::Garbage { text, .. } => format!("not a number: {text:?}"),
+        }
+    }
+}
+
 fn classify(path: &Path, e: io::Error) -> SysfsError {
+    if let Some(re) = e.get_ref().and_then(|r| r.downcast_ref::<ReadError>()) {
+        match re {
+            ReadError::NotRegular { kind, .. } => {
+                return SysfsError::NotAttribute {
+                    path: path.to_path_buf(),
+                    why: format!("{kind}, not a regular file"),
+                };
+            }
+            ReadError::TooLarge { .. } | ReadError::NotUtf8 { .. } => {
+                return SysfsError::NotAttribute {
+                    path: path.to_path_buf(),
+                    why: re.reason(),
+                };
+            }
+            ReadError::Io { source, .. } => {
+                return SysfsError::Io {
+                    path: path.to_path_buf(),
+                    source: io::Error::new(source.kind(), source.to_string()),
+                };
+            }
+            ReadError::Missing { .. } | ReadError::PermissionDenied { .. } => {}
+        }
+    }
     match e.kind() {
         io::ErrorKind::NotFound => SysfsError::Missing(path.to_path_buf()),
         io::ErrorKind::PermissionDenied => SysfsError::PermissionDenied(path.to_path_buf()),
@@ -145,10 +197,10 @@ mod tests {
             fs.read_num::<i64>(&dir.path().join("nope")),
             Err(SysfsError::Missing(_))
         ));
-        // A directory where a file is expected reads like EIO: unreadable, not missing.
+        // A directory where a file is expected is unreadable, not missing.
         assert!(matches!(
             fs.read_num::<i64>(&dir.path().join("adir")),
-            Err(SysfsError::Io { .. })
+            Err(SysfsError::NotAttribute { .. })
         ));
     }
 

@@ -104,7 +104,7 @@ fn unreadable_model_for_an_ordinary_user() {
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o000)).expect("chmod");
     assert_one_line(
         &bench_with_model(&p, dir.path()),
-        &["locked.gguf", "Permission denied"],
+        &["locked.gguf", "permission denied"],
     );
 }
 

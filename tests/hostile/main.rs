@@ -6,5 +6,11 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../support/mod.rs"]
+mod support;
+#[path = "../tmux/mod.rs"]
+mod tmux;
 
+mod hostile_engine;
+mod hostile_files;
 mod hostile_values;

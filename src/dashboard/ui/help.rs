@@ -1,5 +1,6 @@
 //! The F1 help overlay: every action with its (possibly reconfigured) keys, the editing keys,
-//! and, where the terminal is tall enough, how to read the gauges.
+//! what start-up found wrong (sensor sources not available, the tally), and, where the
+//! terminal is tall enough, how to read the gauges.
 
 use crate::config::keys::Action;
 use crate::dashboard::state::App;
@@ -58,6 +59,23 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             Span::styled(d, desc),
         ]));
     }
+    // What start-up found wrong, wrapped to the overlay's widest possible width: these lines
+    // carry paths and fixes that must be read in full.
+    if !app.startup_notes.is_empty() {
+        let text_w = usize::from(area.width.saturating_sub(7)).max(20);
+        let warn = Style::default().fg(theme.warn);
+        lines.push(Line::from(""));
+        lines.push(Line::from(Span::styled(
+            " Not available (see also the log):",
+            key_style,
+        )));
+        for note in &app.startup_notes {
+            for (i, part) in wrap(note, text_w).into_iter().enumerate() {
+                let lead = if i == 0 { " - " } else { "   " };
+                lines.push(Line::from(Span::styled(format!("{lead}{part}"), warn)));
+            }
+        }
+    }
     // Keys first; the legend only when it fits in full (borders and a margin included).
     if usize::from(area.height) >= lines.len() + GAUGES.len() + 1 + 4 {
         lines.push(Line::from(""));
@@ -94,4 +112,51 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             ),
         rect,
     );
+}
+
+/// Split `text` into lines of at most `width` characters, at spaces where there are any.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let mut word = word.to_string();
+        loop {
+            let used = line.chars().count();
+            let need = word.chars().count() + usize::from(used > 0);
+            if used + need <= width {
+                if used > 0 {
+                    line.push(' ');
+                }
+                line.push_str(&word);
+                break;
+            }
+            if used > 0 {
+                out.push(std::mem::take(&mut line));
+                continue;
+            }
+            // A word longer than a line (a long path): cut it.
+            let head: String = word.chars().take(width).collect();
+            word = word.chars().skip(width).collect();
+            out.push(head);
+            if word.is_empty() {
+                break;
+            }
+        }
+    }
+    if !line.is_empty() {
+        out.push(line);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn wraps_at_spaces_and_cuts_long_words() {
+        assert_eq!(wrap("aa bb cc", 5), ["aa bb", "cc"]);
+        assert_eq!(wrap("abcdefgh x", 3), ["abc", "def", "gh", "x"]);
+        assert_eq!(wrap("", 5), Vec::<String>::new());
+    }
 }

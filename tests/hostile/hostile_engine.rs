@@ -5,9 +5,9 @@
 //!
 //! Needs tmux and the default model (scripts/fetch-model.sh, or LLMTOP_TEST_MODEL).
 
-mod common;
-mod support;
-mod tmux;
+use crate::common;
+use crate::support;
+use crate::tmux;
 
 use llmtop::engine::gguf;
 use std::path::{Path, PathBuf};
