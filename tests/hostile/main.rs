@@ -11,6 +11,7 @@ mod support;
 #[path = "../tmux/mod.rs"]
 mod tmux;
 
+mod fuzz;
 mod hostile_engine;
 mod hostile_files;
 mod hostile_values;
