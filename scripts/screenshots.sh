@@ -32,6 +32,9 @@ wait_for() { # text timeout_s
 }
 start() { # args...
   tmux -L "$SOCK" kill-server 2>/dev/null || true
+  # The old server takes a moment to go; a new session on its socket meanwhile fails.
+  while tmux -L "$SOCK" has-session 2>/dev/null; do sleep 0.1; done
+  sleep 0.3
   tmux -L "$SOCK" new-session -d -s s -x "$COLS" -y "$ROWS" \
     "env COLORTERM=truecolor LLMTOP_DATA_DIR='$DATA' '$BIN' $*; sleep 30"
 }
