@@ -69,18 +69,6 @@ fn two_reads(d: &mut Discovery, limits: &Limits) -> Sample {
     read_all_checked(&mut d.sensors, start.elapsed().as_secs_f64(), limits)
 }
 
-fn source_name(s: Source) -> &'static str {
-    match s {
-        Source::Nvml => "nvml",
-        Source::Rapl => "rapl",
-        Source::Hwmon => "hwmon",
-        Source::Battery => "battery",
-        Source::Plug => "plug",
-        Source::Estimate => "estimate",
-        Source::System => "system",
-    }
-}
-
 fn covers_name(c: Covers) -> &'static str {
     match c {
         Covers::GpuBoard => "GPU board",
@@ -163,7 +151,7 @@ pub fn render(cfg: &SensorsSection, readings: &[Reading], statuses: &[SourceStat
         .iter()
         .map(|r| {
             [
-                source_name(r.source).to_string(),
+                r.source.name().to_string(),
                 sanitize::terminal(&r.device).into_owned(),
                 sanitize::terminal(&r.label).into_owned(),
                 format_value(r),
@@ -209,7 +197,7 @@ pub fn render(cfg: &SensorsSection, readings: &[Reading], statuses: &[SourceStat
             let _ = writeln!(
                 out,
                 "  {:<8} {}: {}",
-                source_name(s.source),
+                s.source.name(),
                 sanitize::terminal(&s.device),
                 sanitize::terminal(&s.detail)
             );
@@ -234,7 +222,7 @@ pub fn render(cfg: &SensorsSection, readings: &[Reading], statuses: &[SourceStat
             let _ = writeln!(
                 out,
                 "  {:<8} {} ({state}): {}",
-                source_name(s.source),
+                s.source.name(),
                 sanitize::terminal(&s.device),
                 sanitize::terminal(&s.detail)
             );

@@ -163,26 +163,9 @@ fn resolve_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::models::tests::write_gguf;
     use crate::engine::models::{Origin, describe};
-    use std::io::Write;
     use std::path::Path;
-
-    /// Smallest file the GGUF reader accepts: header, one metadata key, no tensors.
-    fn write_gguf(path: &Path, file_type: u32) {
-        let mut v = Vec::new();
-        v.extend_from_slice(b"GGUF");
-        v.extend_from_slice(&3u32.to_le_bytes());
-        v.extend_from_slice(&0u64.to_le_bytes());
-        v.extend_from_slice(&1u64.to_le_bytes());
-        let key = "general.file_type";
-        v.extend_from_slice(&(key.len() as u64).to_le_bytes());
-        v.extend_from_slice(key.as_bytes());
-        v.extend_from_slice(&4u32.to_le_bytes());
-        v.extend_from_slice(&file_type.to_le_bytes());
-        std::fs::File::create(path)
-            .and_then(|mut f| f.write_all(&v))
-            .expect("write gguf");
-    }
 
     #[test]
     fn resolution_order_is_cli_config_env_then_discovery() {

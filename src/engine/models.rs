@@ -263,12 +263,13 @@ fn collect_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
 
-    /// Smallest file our GGUF reader accepts: header, one metadata key, no tensors.
-    fn write_gguf(path: &Path, file_type: u32) {
+    /// Smallest file the GGUF reader accepts: header, one metadata key, no tensors. Shared
+    /// with the settings tests in `config::engine`.
+    pub(crate) fn write_gguf(path: &Path, file_type: u32) {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).expect("mkdir");
         }

@@ -41,15 +41,7 @@ impl SourceStatus {
     /// One line for a status line, a help screen or the log:
     /// "plug http://10.0.0.9/rpc (unreadable): unreachable now: ...; fix: ...".
     pub fn line(&self) -> String {
-        let source = match self.source {
-            Source::Nvml => "nvml",
-            Source::Rapl => "rapl",
-            Source::Hwmon => "hwmon",
-            Source::Battery => "battery",
-            Source::Plug => "plug",
-            Source::Estimate => "estimate",
-            Source::System => "system",
-        };
+        let source = self.source.name();
         let state = match self.state {
             SourceState::Found => "found",
             SourceState::Missing => "not found",

@@ -43,6 +43,21 @@ pub enum Source {
     System,
 }
 
+impl Source {
+    /// The name listings and logs use: "nvml", "rapl", "hwmon", "battery", "plug", ...
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Nvml => "nvml",
+            Source::Rapl => "rapl",
+            Source::Hwmon => "hwmon",
+            Source::Battery => "battery",
+            Source::Plug => "plug",
+            Source::Estimate => "estimate",
+            Source::System => "system",
+        }
+    }
+}
+
 /// What part of the machine a reading covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -114,7 +114,7 @@ fn the_gguf_reader_refuses_or_reads_sane_values_never_panics() {
         if let Ok(info) = gguf::read(&path) {
             // Whatever passes must be in the ranges llama.cpp can take.
             if let Some(n) = info.context_length() {
-                prop_assert!(n >= 1 && n <= 64 << 20, "context_length {n} passed");
+                prop_assert!((1..=64 << 20).contains(&n), "context_length {n} passed");
             }
             if let Some(blocks) = info
                 .metadata
@@ -185,7 +185,7 @@ fn a_tally_file_never_becomes_a_worse_one() {
                     .expect("ls")
                     .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
                     .collect();
-                prop_assert!(kept.iter().any(|k| *k == bytes), "the original bytes are gone");
+                prop_assert!(kept.contains(&bytes), "the original bytes are gone");
             }
             Err(e) => {
                 let msg = e.to_string();
