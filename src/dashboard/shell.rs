@@ -152,24 +152,13 @@ where
     B: FrameBackend,
     B::Error: Send + Sync + 'static,
 {
-    let mut ended = Ended::Quit;
-    let result = fold_and_draw(terminal, events, app, themes, shell, &mut ended).await;
-    // A signal or a lost terminal must not lose the reply being generated. The quit key is
-    // the user's own choice and stays instant, without the wait.
-    if ended == Ended::Abruptly || result.is_err() {
-        finish_reply(events, app, shell).await;
-    }
+    let result = fold_and_draw(terminal, events, app, themes, shell).await;
+    // However the loop ended (the quit key, a signal, a lost terminal, an error), the reply
+    // being generated is cancelled and counted, not lost: the engine stops between tokens,
+    // so the wait is one token's time.
+    finish_reply(events, app, shell).await;
     let flushed = shell.flush_tally();
     result.and(flushed)
-}
-
-/// How the event loop ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ended {
-    /// The user quit.
-    Quit,
-    /// A terminating signal, or the terminal's input went away.
-    Abruptly,
 }
 
 /// A reply still running when the loop ends (quit, a signal, a lost terminal) is cancelled
@@ -214,7 +203,6 @@ async fn fold_and_draw<B>(
     app: &mut App,
     themes: &[Theme],
     shell: &mut Shell<'_>,
-    ended: &mut Ended,
 ) -> anyhow::Result<()>
 where
     B: FrameBackend,
@@ -240,10 +228,7 @@ where
         match events.next(frame_due).await {
             Wake::Event(ev) => batch.push(ev),
             Wake::Frame => frame_due = None,
-            Wake::InputClosed => {
-                *ended = Ended::Abruptly;
-                break;
-            }
+            Wake::InputClosed => break,
         }
         while batch.len() < MAX_BATCH {
             match events.try_next_queued() {
@@ -253,9 +238,6 @@ where
         }
         let mut figures_changed = false;
         for ev in batch {
-            if matches!(ev, Event::Terminate(_)) {
-                *ended = Ended::Abruptly;
-            }
             figures_changed |= shell.observe(app, &ev);
             for effect in app.update(ev) {
                 match effect {

@@ -309,10 +309,16 @@ async fn a_burst_of_500_tokens_is_one_frame() {
     );
     let reply = app.messages.last().map(|m| m.text.as_str()).unwrap_or("");
     assert!(reply.starts_with("t0 t1 ") && reply.ends_with("t498 t499 "));
-    // Enter became a command to the engine; the shutdown is the shell being dropped.
+    // Enter became a command to the engine; quitting mid-reply cancels it so the reply is
+    // counted (the stand-in engine never ends it: the wait times out); the shutdown is the
+    // shell being dropped.
     assert_eq!(
         out.commands,
-        vec![Command::Send("hi".into()), Command::Shutdown]
+        vec![
+            Command::Send("hi".into()),
+            Command::Cancel,
+            Command::Shutdown
+        ]
     );
 }
 
