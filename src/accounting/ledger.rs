@@ -37,6 +37,12 @@ pub const MIN_SILENCE_S: f64 = 1.0;
 /// How long the ledger waits at start for a source that discovery found (a plug) before it
 /// settles for a lesser basis.
 pub const START_GRACE_S: f64 = 5.0;
+/// The last ten minutes stay at full resolution; older points are thinned to one per ten
+/// seconds, once a minute, so a ledger left running for days (`serve`, the dashboard) stays
+/// small while every total stays exact (points hold cumulative joules).
+pub const FULL_RESOLUTION_S: f64 = 600.0;
+pub const THINNED_GAP_S: f64 = 10.0;
+const THIN_EVERY_S: f64 = 60.0;
 /// Peak power is taken over intervals at least this long (shorter ones are jitter).
 const MIN_PEAK_INTERVAL_S: f64 = 0.1;
 /// A counter step is judged against the power ceiling over at least this long: counters
@@ -247,6 +253,7 @@ pub struct Ledger {
     t_now: f64,
     estimated: bool,
     limits: Limits,
+    last_thin_t: Option<f64>,
 }
 
 impl Ledger {
@@ -299,6 +306,10 @@ impl Ledger {
             self.fold(sample.t, r);
         }
         self.advance();
+        if self.t_now - *self.last_thin_t.get_or_insert(self.t_now) >= THIN_EVERY_S {
+            self.last_thin_t = Some(self.t_now);
+            self.thin_before(self.t_now - FULL_RESOLUTION_S, THINNED_GAP_S);
+        }
     }
 
     fn fold(&mut self, t: f64, r: &Reading) {

@@ -15,10 +15,10 @@ use crate::engine::{EngineEvent, Phase, ReplyStats};
 use crate::sensors::{Quantity, Sample};
 use std::collections::BTreeMap;
 
-/// The last ten minutes stay at full resolution; older samples and series points are thinned
-/// to one per ten seconds, every minute, so a dashboard left running for days stays small.
-const FULL_RESOLUTION_S: f64 = 600.0;
-const THINNED_GAP_S: f64 = 10.0;
+use crate::accounting::ledger::{FULL_RESOLUTION_S, THINNED_GAP_S};
+
+/// The run card's series is thinned like the ledger (one point per ten seconds beyond the last
+/// ten minutes), once a minute, so a dashboard left running for days stays small.
 const THIN_EVERY_S: f64 = 60.0;
 
 /// Energy of this session as the footer shows it; the shell's energy accounting
@@ -197,8 +197,8 @@ impl SessionRecorder {
         let delta = self.take_settled();
         if s.t - self.last_thin_t >= THIN_EVERY_S {
             self.last_thin_t = s.t;
+            // The ledger thins itself; the series follows the same rule.
             let cutoff = s.t - FULL_RESOLUTION_S;
-            self.ledger.thin_before(cutoff, THINNED_GAP_S);
             let series_cutoff = cutoff - first;
             let gap = THINNED_GAP_S as i64;
             self.series

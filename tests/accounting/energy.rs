@@ -519,10 +519,11 @@ fn a_counter_that_never_reads_does_not_hide_the_power_of_its_channel() {
 }
 
 #[test]
-fn thinning_old_points_bounds_memory_keeps_counters_exact_and_peaks() {
-    // One hour at 4 Hz: a RAPL counter at 20 W that wraps, a temperature with one spike.
-    let mut full = Ledger::new();
-    let mut thinned = Ledger::new();
+fn a_ledger_left_running_thins_itself_and_keeps_counters_exact_and_peaks() {
+    // One hour at 4 Hz: a RAPL counter at 20 W that wraps, a temperature with one spike. The
+    // ledger keeps the last 10 minutes whole and one point per 10 s before (serve and the
+    // dashboard run for days).
+    let mut l = Ledger::new();
     let wrap = 262_143.328_850; // J: max_energy_range_uj / 1e6
     for i in 0..=14_400 {
         let t = f64::from(i) * 0.25;
@@ -538,39 +539,26 @@ fn thinning_old_points_bounds_memory_keeps_counters_exact_and_peaks() {
                 Some(temp),
             ),
         ];
-        feed(&mut full, t, readings.clone());
-        feed(&mut thinned, t, readings);
+        feed(&mut l, t, readings);
     }
-    thinned.thin_before(3_000.0, 10.0);
-    assert!(
-        thinned.point_count() * 5 < full.point_count(),
-        "{} of {} points left",
-        thinned.point_count(),
-        full.point_count()
-    );
+    // Unthinned: 14 401 samples x (counter + temperature + total) = 43 203 points.
+    assert!(l.point_count() < 10_000, "{} points left", l.point_count());
     // Whole-hour energy is exact: 20 W x 3600 s, across a counter wrap.
-    let a = full
+    let whole = l
         .report(&window(0.0, 3_600.0))
         .total
         .expect("total")
         .energy_j;
-    let b = thinned
-        .report(&window(0.0, 3_600.0))
-        .total
-        .expect("total")
-        .energy_j;
-    assert!(close(a, 72_000.0), "{a}");
-    assert!(close(b, 72_000.0), "{b}");
-    // Spans that start and end on retained points are exact too; the recent part is untouched.
-    let r = thinned
+    assert!(close(whole, 72_000.0), "{whole}");
+    // The recent part is untouched, and spans on retained points are exact.
+    let r = l
         .report(&window(3_100.0, 3_350.0))
         .total
         .expect("t")
         .energy_j;
     assert!(close(r, 5_000.0), "{r}");
+    let old = l.report(&window(100.0, 1_000.0)).total.expect("t").energy_j;
+    assert!(close(old, 18_000.0), "{old}");
     // The 97 °C spike at t = 1250.25 s survives thinning.
-    assert_eq!(
-        thinned.report(&window(0.0, 3_600.0)).peak_temp_c,
-        Some(97.0)
-    );
+    assert_eq!(l.report(&window(0.0, 3_600.0)).peak_temp_c, Some(97.0));
 }
