@@ -1,58 +1,108 @@
 #!/usr/bin/env bash
 # Generation speed with the dashboard up (sensors sampling, gauges redrawing, tokens streaming
-# through a real pty) against headless `llmtop bench`, same binary, model, threads, prompt and
-# greedy sampling. Interleaved rounds, so drift on a shared machine hits both sides alike.
-# The dashboard's figure is the one its own run card records (Ctrl-S after each reply).
-# Usage: scripts/bench-dashboard-speed.sh [path/to/llmtop]   (ROUNDS=3, GEN=256, THREADS=nproc)
+# through a real terminal) against headless `llmtop bench`, same binary, model, threads, prompt
+# and greedy sampling. Interleaved rounds, so drift on a shared machine hits both sides alike.
+# Each round runs REPLIES stories headless (`bench --reps`), then the same number in one
+# dashboard session (Ctrl-L, a new conversation, before each); the dashboard's figure for each
+# reply is the one it logs, the same figure its run card records.
+#
+# VIA=tmux (default): the dashboard in a detached tmux pane; tmux parses what it draws.
+# VIA=ssh: the dashboard over a real SSH session on loopback (`ssh -tt`), where sshd reads the
+#   pty and encrypts what it draws. Needs an sshd on 127.0.0.1:$SSH_PORT (default 2222) that
+#   takes the key $SSH_KEY for the current user and AcceptEnv LLMTOP_*; scripts/loopback-sshd.sh
+#   starts one.
+# Usage: scripts/bench-dashboard-speed.sh [path/to/llmtop]
+#   (ROUNDS=3, REPLIES=5, GEN=256, THREADS=nproc)
+# Environment variables starting with LLMTOP_ reach both sides (and the far end of ssh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${1:-${CARGO_TARGET_DIR:-target}/release/llmtop}
+BIN=$(realpath "${1:-${CARGO_TARGET_DIR:-target}/release/llmtop}")
 MODEL=${LLMTOP_MODEL:-$HOME/.local/share/llmtop/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 ROUNDS=${ROUNDS:-3}
+REPLIES=${REPLIES:-5}
 GEN=${GEN:-256}
 THREADS=${THREADS:-$(nproc)}
+VIA=${VIA:-tmux}
+SSH_PORT=${SSH_PORT:-2222}
+SSH_KEY=${SSH_KEY:-/tmp/llmtop-sshd/client}
 PROMPT="Write a 1000-word story about a lighthouse keeper who finds a message in a bottle."
 SOCK="llmtop-speed-$$"
 TMP=$(mktemp -d)
-trap 'tmux -L "$SOCK" kill-server 2>/dev/null || true; rm -rf "$TMP"' EXIT
+SSH_PID=
+cleanup() {
+  tmux -L "$SOCK" kill-server 2>/dev/null || true
+  [ -n "$SSH_PID" ] && kill "$SSH_PID" 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
 COMMON=(--model "$MODEL" --threads "$THREADS" --max-tokens "$GEN" --temperature 0)
 
-wait_for() { # text timeout_s
-  for _ in $(seq 1 $(( $2 * 10 ))); do
-    tmux -L "$SOCK" capture-pane -p -t dash | grep -qF -- "$1" && return 0; sleep 0.1
+wait_log() { # text count timeout_s: the dashboard's log (info level) says when it is ready and done
+  for _ in $(seq 1 $(( $3 * 20 ))); do
+    [ "$(grep -cF -- "$1" "$TMP/dash/llmtop.log" 2>/dev/null)" -ge "$2" ] && return 0; sleep 0.05
   done
-  echo "timed out waiting for $1" >&2; return 1
+  echo "timed out waiting for '$1' in the dashboard's log" >&2; return 1
 }
 
+# Start the dashboard; `keys TEXT` types into it.
+start_dash() {
+  case "$VIA" in
+    tmux)
+      tmux -L "$SOCK" new-session -d -s dash -x 120 -y 40 \
+        "exec env LLMTOP_DATA_DIR='$TMP/dash' '$BIN' ${COMMON[*]}"
+      keys() { tmux -L "$SOCK" send-keys -t dash -l "$1"; } ;;
+    ssh)
+      rm -f "$TMP/in"; mkfifo "$TMP/in"
+      # The fifo stays open for writing (fd 7), so ssh sees no end of input between keys.
+      LLMTOP_DATA_DIR="$TMP/dash" ssh -tt -i "$SSH_KEY" -p "$SSH_PORT" -o LogLevel=ERROR \
+        -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o SendEnv='LLMTOP_*' \
+        "$USER@127.0.0.1" "stty cols 120 rows 40; TERM=xterm-256color exec '$BIN' ${COMMON[*]}" \
+        <"$TMP/in" >"$TMP/ssh.out" 2>&1 &
+      SSH_PID=$!
+      exec 7>"$TMP/in"
+      keys() { printf '%s' "$1" >&7; } ;;
+    *) echo "VIA must be tmux or ssh, not '$VIA'" >&2; exit 2 ;;
+  esac
+}
+
+stop_dash() {
+  keys $'\x11'   # Ctrl-Q
+  sleep 0.5
+  case "$VIA" in
+    tmux) tmux -L "$SOCK" kill-server 2>/dev/null || true ;;
+    ssh) exec 7>&-; wait "$SSH_PID" 2>/dev/null || true; SSH_PID= ;;
+  esac
+}
+
+export USER=${USER:-$(id -un)}
 for r in $(seq 1 "$ROUNDS"); do
-  LLMTOP_DATA_DIR="$TMP/bench" "$BIN" bench "${COMMON[@]}" --no-idle --no-warmup --reps 1 \
-    --prompt "$PROMPT" --json "$TMP/bench-$r.json" >/dev/null 2>&1
+  LLMTOP_DATA_DIR="$TMP/bench" "$BIN" bench "${COMMON[@]}" --no-idle --no-warmup \
+    --reps "$REPLIES" --prompt "$PROMPT" --json "$TMP/bench-$r.json" >/dev/null 2>&1
 
   rm -rf "$TMP/dash"
-  tmux -L "$SOCK" new-session -d -s dash -x 120 -y 40 \
-    "exec env LLMTOP_DATA_DIR='$TMP/dash' '$BIN' ${COMMON[*]}"
-  wait_for "● idle" 120
-  tmux -L "$SOCK" send-keys -t dash -l "$PROMPT"
-  tmux -L "$SOCK" send-keys -t dash Enter
-  wait_for "● generating" 60
-  wait_for "● idle" 300
-  tmux -L "$SOCK" send-keys -t dash C-s
-  for _ in $(seq 1 50); do ls "$TMP"/dash/snapshots/*.json >/dev/null 2>&1 && break; sleep 0.1; done
-  cp "$(ls "$TMP"/dash/snapshots/*.json | head -1)" "$TMP/dash-$r.json"
-  tmux -L "$SOCK" send-keys -t dash C-q
-  sleep 0.5
-  tmux -L "$SOCK" kill-server 2>/dev/null || true
+  start_dash
+  wait_log "model loaded" 1 120
+  sleep 1   # the first frames and the first sensor samples settle
+  for n in $(seq 1 "$REPLIES"); do
+    keys $'\x0c'   # Ctrl-L: a new conversation, as each bench run starts
+    keys "$PROMPT"; keys $'\r'
+    wait_log "reply done" "$n" 300
+  done
+  grep -F "reply done" "$TMP/dash/llmtop.log" > "$TMP/dash-$r.log"
+  stop_dash
 done
 
-python3 - "$TMP" "$ROUNDS" "$THREADS" "$GEN" <<'PY'
-import json, statistics, sys
-tmp, rounds, threads, gen = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+python3 - "$TMP" "$ROUNDS" "$THREADS" "$GEN" "$VIA" <<'PY'
+import json, re, statistics, sys
+tmp, rounds, threads, gen, via = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 ratios = []
 for r in range(1, rounds + 1):
-    b = json.load(open(f"{tmp}/bench-{r}.json"))["runs"][0]
-    d = json.load(open(f"{tmp}/dash-{r}.json"))["last_reply"]
-    ratios.append(d["gen_tok_s"] / b["gen_tok_s"])
-    print(f"round {r}: headless {b['gen_tok_s']:.1f} tok/s ({b['generated_tokens']} tok), "
-          f"dashboard {d['gen_tok_s']:.1f} tok/s ({d['generated_tokens']} tok), ratio {ratios[-1]:.3f}")
-print(f"{threads} threads, {gen} max tokens: median ratio dashboard/headless {statistics.median(ratios):.3f}")
+    b = [x["gen_tok_s"] for x in json.load(open(f"{tmp}/bench-{r}.json"))["runs"]]
+    d = [float(m[1]) for m in re.finditer(r"reply done: \d+ tokens, ([\d.]+) tok/s", open(f"{tmp}/dash-{r}.log").read())]
+    hb, hd = statistics.median(b), statistics.median(d)
+    ratios.append(hd / hb)
+    print(f"round {r}: headless {hb:.1f} tok/s (median of {len(b)}), "
+          f"dashboard {hd:.1f} tok/s (median of {len(d)}), ratio {ratios[-1]:.3f}")
+print(f"{threads} threads, {gen} max tokens, via {via}: "
+      f"median ratio dashboard/headless {statistics.median(ratios):.3f}")
 PY

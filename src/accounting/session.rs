@@ -137,7 +137,7 @@ impl SessionRecorder {
                     };
                 }
             }
-            EngineEvent::Phase(Phase::Prefill | Phase::Generating) | EngineEvent::Token(_) => {
+            EngineEvent::Phase(Phase::Prefill | Phase::Generating) | EngineEvent::Tokens { .. } => {
                 if matches!(self.idle, Idle::Measuring { .. }) {
                     self.idle = Idle::Skipped;
                 }

@@ -163,7 +163,7 @@ pub fn run_once(
     let mut text = String::new();
     loop {
         match handle.events.blocking_recv() {
-            Some(EngineEvent::Token(t)) => text.push_str(&t),
+            Some(EngineEvent::Tokens { text: t, .. }) => text.push_str(&t),
             Some(EngineEvent::ReplyDone(stats)) => return Ok((text, stats)),
             Some(EngineEvent::Failed(e)) => {
                 return Err(BenchError::Engine(sanitize::terminal(&e).into_owned()));
@@ -218,6 +218,8 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
     let (mut books, statuses) = Books::start(&sensors_cfg, tariff);
     let mut handle = engine::spawn(Box::new(LlamaEngine { settings }))?;
     handle.send(Command::Load);
+    // Waiting for replies must not take a CPU from the engine (util::priority).
+    let _ = crate::util::priority::background_thread();
     let model = wait_loaded(&mut handle)?;
     // From here on the settings are the engine's report, not the request.
     let in_effect = CardSettings::from_model_info(&model);

@@ -40,6 +40,9 @@ pub struct UiSection {
     pub theme: String,
     /// Gauge refresh rate, Hz.
     pub refresh_hz: f64,
+    /// Frames per second while a reply streams and the engine has a thread on every CPU
+    /// (dashboard::pace); 60 otherwise.
+    pub generating_fps: f64,
     /// "auto", "always" or "never".
     pub color: String,
 }
@@ -49,6 +52,7 @@ impl Default for UiSection {
         Self {
             theme: "dark".into(),
             refresh_hz: 4.0,
+            generating_fps: 10.0,
             color: "auto".into(),
         }
     }
@@ -288,6 +292,16 @@ fn validate(cfg: &RawConfig, text: &str, path: &Path) -> Result<Parsed, ConfigEr
             format!(
                 "{} is out of range; use 0.1 to 60 (default 4)",
                 cfg.ui.refresh_hz
+            ),
+        );
+    }
+    if !(cfg.ui.generating_fps >= 1.0 && cfg.ui.generating_fps <= 60.0) {
+        return err(
+            "ui",
+            "generating_fps",
+            format!(
+                "{} is out of range; use 1 to 60 (default 10)",
+                cfg.ui.generating_fps
             ),
         );
     }

@@ -346,7 +346,7 @@ impl App {
             EngineEvent::ContextTrimmed { dropped_messages } => self.notice(format!(
                 "context full: the {dropped_messages} oldest messages were dropped from the model's memory"
             )),
-            EngineEvent::Token(piece) => {
+            EngineEvent::Tokens { text: piece, count } => {
                 if self.messages.last().map(|m| m.role) != Some(Role::Assistant) {
                     self.messages.push(Message {
                         role: Role::Assistant,
@@ -360,7 +360,7 @@ impl App {
                 if !matches!(self.engine, EngineState::Generating) {
                     self.engine = EngineState::Generating;
                 }
-                self.live.tokens += 1;
+                self.live.tokens += count;
                 self.live.first_at.get_or_insert(now);
                 self.live.last_at = Some(now);
             }

@@ -9,6 +9,7 @@ pub mod app;
 pub mod card;
 pub mod event;
 pub mod layout;
+pub mod pace;
 pub mod shell;
 pub mod state;
 pub mod theme;
@@ -20,6 +21,7 @@ use crate::accounting::tally::{self, TallyStore};
 use crate::cli::DashboardArgs;
 use crate::config::{self, Config, RawConfig};
 use crate::dashboard::event::{Event, EventSource};
+use crate::dashboard::pace::Pace;
 use crate::dashboard::shell::Shell;
 use crate::dashboard::state::{App, Message, Role};
 use crate::dashboard::theme::Theme;
@@ -137,11 +139,18 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
     // Everything that can fail on bad input, before the terminal is touched (the config was
     // checked when it was loaded).
     let (themes, theme_index) = load_themes(args, cfg)?;
-    let settings = if args.demo {
+    let mut settings = if args.demo {
         EngineSettings::with_model(PathBuf::from("demo.gguf"))
     } else {
         crate::config::engine::resolve_settings(&args.engine, &cfg.raw)?
     };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pace = Pace::new(
+        cfg.raw.ui.generating_fps,
+        engine::effective::threads(settings.threads),
+        cpus,
+    );
+    settings.stream_every = pace.generating;
     let metrics = start_metrics(args, cfg)?;
     let engine: Box<dyn Engine> = if args.demo {
         Box::new(ScriptedEngine::default())
@@ -168,6 +177,11 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let handle = engine::spawn(engine).context("cannot start the engine thread")?;
     handle.send(engine::Command::Load);
+    // This thread (the loop) and those it starts from here on (sensors, terminal input) yield
+    // to the engine's; the engine's thread exists already and keeps the default priority.
+    if let Err(e) = crate::util::priority::background_thread() {
+        tracing::warn!("cannot lower the dashboard's priority: {e}");
+    }
     let meter = start_meter(args, &cfg.raw);
     let statuses = meter.statuses.clone();
     let ledger = crate::accounting::ledger_for(&meter, cfg.tariff.clone());
@@ -195,6 +209,7 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
         cfg: &cfg.raw,
         tariff: &cfg.tariff,
         compare: &cfg.compare,
+        pace,
     };
     // One clock for events and samples: reply spans line up with the sensor readings.
     let result = runtime.block_on(in_terminal(

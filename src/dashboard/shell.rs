@@ -13,6 +13,7 @@ use crate::accounting::tally::TallyStore;
 use crate::config::RawConfig;
 use crate::dashboard::card::{self, CardContext};
 use crate::dashboard::event::{Event, Events, Wake};
+use crate::dashboard::pace::Pace;
 use crate::dashboard::state::{App, Effect};
 use crate::dashboard::theme::Theme;
 use crate::dashboard::tui::{self, FrameBackend};
@@ -23,8 +24,6 @@ use ratatui::Terminal;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Tokens arrive faster than a terminal over SSH should be repainted: one frame per 16 ms at most.
-pub const MIN_FRAME: Duration = Duration::from_millis(16);
 /// Events folded into one frame at most, so keys stay responsive during a token burst.
 pub const MAX_BATCH: usize = 512;
 /// How long the loop's end waits for a reply in progress to stop after it is cancelled: the
@@ -41,6 +40,7 @@ pub struct Shell<'a> {
     pub cfg: &'a RawConfig,
     pub tariff: &'a Tariff,
     pub compare: &'a [Tariff],
+    pub pace: Pace,
 }
 
 fn with_metrics(m: &Option<Arc<Mutex<MetricsState>>>, f: impl FnOnce(&mut MetricsState)) {
@@ -86,6 +86,11 @@ impl Shell<'_> {
             }
             Event::Engine { event, now } => {
                 if let EngineEvent::Loaded(info) = event {
+                    tracing::info!(
+                        "model loaded: {} in {:.0} ms",
+                        crate::util::sanitize::terminal(&info.name),
+                        info.load_ms
+                    );
                     // The settings in effect, as the engine reported them.
                     with_metrics(&self.metrics, |m| m.set_engine(info));
                 }
@@ -96,6 +101,13 @@ impl Shell<'_> {
                     t.add(&delta);
                 }
                 if let EngineEvent::ReplyDone(stats) = event {
+                    tracing::info!(
+                        "reply done: {} tokens, {:.1} tok/s, TTFT {:.0} ms, {}",
+                        stats.generated_tokens,
+                        stats.gen_tok_s,
+                        stats.ttft_ms,
+                        stats.stop
+                    );
                     with_metrics(&self.metrics, |m| {
                         m.record_reply(u64::from(stats.generated_tokens), stats.gen_tok_s);
                     });
@@ -258,7 +270,8 @@ where
         }
         if app.dirty {
             let now = tokio::time::Instant::now();
-            if now >= last_frame + MIN_FRAME {
+            let min_frame = shell.pace.frame_for(app.engine.busy());
+            if now >= last_frame + min_frame {
                 tui::draw(terminal, |f| {
                     crate::dashboard::ui::draw(app, theme_of(app), f)
                 })?;
@@ -266,7 +279,7 @@ where
                 last_frame = now;
                 frame_due = None;
             } else if frame_due.is_none() {
-                frame_due = Some(last_frame + MIN_FRAME);
+                frame_due = Some(last_frame + min_frame);
             }
         }
     }

@@ -5,6 +5,7 @@
 //! what the cache holds and only the new suffix is decoded.
 
 use super::effective::{self, InEffect, SamplerChain, SamplerStep};
+use super::stream::TokenBatch;
 use super::utf8::Utf8Stream;
 use super::{
     Command, Engine, EngineEvent, EngineSettings, ModelInfo, Phase, ReplyStats, StopReason,
@@ -408,6 +409,7 @@ impl Session<'_> {
         let mut reply = String::new();
         let mut generated: u32 = 0;
         let mut first_token_at = None;
+        let mut out = TokenBatch::new(self.settings.stream_every);
         let mut stop = StopReason::EndOfGeneration;
         let mut logits_idx = batch.n_tokens() - 1;
         if interrupted.is_some() {
@@ -429,9 +431,10 @@ impl Session<'_> {
                 self.model
                     .vocab()
                     .token_to_piece_into(token, &mut piece, false, None);
-                if let Some(text) = utf8.push(&piece) {
-                    reply.push_str(&text);
-                    self.send(EngineEvent::Token(text));
+                let text = utf8.push(&piece).unwrap_or_default();
+                reply.push_str(&text);
+                if let Some(ev) = out.push(&text, Instant::now()) {
+                    self.send(ev);
                 }
                 generated += 1;
                 first_token_at.get_or_insert_with(|| start.elapsed());
@@ -457,9 +460,9 @@ impl Session<'_> {
             }
         }
         let tail = utf8.finish();
-        if !tail.is_empty() {
-            reply.push_str(&tail);
-            self.send(EngineEvent::Token(tail));
+        reply.push_str(&tail);
+        if let Some(ev) = out.finish(&tail) {
+            self.send(ev);
         }
         let wall = start.elapsed();
         self.messages.push(Message {

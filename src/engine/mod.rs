@@ -12,6 +12,7 @@ pub mod llama;
 pub mod models;
 pub mod scripted;
 pub mod settings;
+pub mod stream;
 pub mod utf8;
 
 use serde::{Deserialize, Serialize};
@@ -55,8 +56,9 @@ pub enum EngineEvent {
     Phase(Phase),
     /// Older turns were dropped from the context to make room.
     ContextTrimmed { dropped_messages: usize },
-    /// A piece of the reply; always whole UTF-8 characters.
-    Token(String),
+    /// The next piece of the reply: `count` generated tokens (at least 1) and their text, whole
+    /// UTF-8 characters only (a token that ends inside a character adds its bytes later).
+    Tokens { text: String, count: u32 },
     /// The reply ended.
     ReplyDone(ReplyStats),
     /// Something went wrong; the engine stays usable unless the model failed to load.
@@ -149,6 +151,10 @@ pub struct EngineSettings {
     pub seed: u32,
     pub max_tokens: u32,
     pub system_prompt: String,
+    /// How often generated text leaves the engine (the first token goes at once): see
+    /// [`stream`]. Not a user setting: the dashboard matches it to its frame pace.
+    #[serde(skip)]
+    pub stream_every: std::time::Duration,
 }
 
 impl EngineSettings {
@@ -165,6 +171,7 @@ impl EngineSettings {
             seed: 42,
             max_tokens: 1024,
             system_prompt: "You are a helpful assistant.".to_string(),
+            stream_every: stream::SEND_EVERY,
         }
     }
 }

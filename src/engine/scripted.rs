@@ -79,7 +79,10 @@ impl Engine for ScriptedEngine {
                             break;
                         }
                         std::thread::sleep(self.token_interval);
-                        let _ = events.send(EngineEvent::Token(piece.clone()));
+                        let _ = events.send(EngineEvent::Tokens {
+                            text: piece.clone(),
+                            count: 1,
+                        });
                         n += 1;
                     }
                     let wall = start.elapsed().as_secs_f64();

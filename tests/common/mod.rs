@@ -59,6 +59,10 @@ pub fn start(settings: EngineSettings) -> Running {
 #[derive(Debug, Default)]
 pub struct Reply {
     pub pieces: Vec<String>,
+    /// Tokens the stream's events counted.
+    pub tokens: u32,
+    /// Tokens seen when `collect`'s callback asked for a cancel.
+    pub cancelled_at: Option<u32>,
     pub stats: Option<ReplyStats>,
     pub trimmed: usize,
     pub failed: Vec<String>,
@@ -79,14 +83,17 @@ impl Running {
         self.collect(|_| false)
     }
 
-    /// Collect events until ReplyDone; `on_token` may return true to send Cancel.
-    pub fn collect(&mut self, mut on_token: impl FnMut(usize) -> bool) -> Reply {
+    /// Collect events until ReplyDone; `on_tokens` (given the tokens so far) may return true
+    /// to send Cancel, once.
+    pub fn collect(&mut self, mut on_tokens: impl FnMut(u32) -> bool) -> Reply {
         let mut r = Reply::default();
         loop {
             match next(&mut self.handle) {
-                EngineEvent::Token(t) => {
-                    r.pieces.push(t);
-                    if on_token(r.pieces.len()) {
+                EngineEvent::Tokens { text, count } => {
+                    r.pieces.push(text);
+                    r.tokens += count;
+                    if r.cancelled_at.is_none() && on_tokens(r.tokens) {
+                        r.cancelled_at = Some(r.tokens);
                         self.handle.send(Command::Cancel);
                     }
                 }

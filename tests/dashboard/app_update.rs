@@ -56,7 +56,10 @@ fn tokens_stream_into_the_reply_with_a_live_rate() {
     for i in 0..11 {
         engine(
             &mut app,
-            EngineEvent::Token(format!("w{i} ")),
+            EngineEvent::Tokens {
+                text: format!("w{i} "),
+                count: 1,
+            },
             1.0 + 0.1 * f64::from(i),
         );
     }
@@ -77,6 +80,32 @@ fn tokens_stream_into_the_reply_with_a_live_rate() {
 }
 
 #[test]
+fn batched_tokens_count_every_token_in_the_live_rate() {
+    // The engine sends text a few tokens at a time: the rate counts tokens, not events.
+    let mut app = new_app(80, 24);
+    loaded(&mut app);
+    typ(&mut app, "q");
+    key(&mut app, KeyCode::Enter, NONE);
+    engine(&mut app, EngineEvent::Phase(Phase::Generating), 1.0);
+    // The first token alone at 1.0 s, then 20 more in 4 batches up to 1.5 s: 40 tok/s.
+    let batches = [(1, 1.0), (5, 1.125), (5, 1.25), (5, 1.375), (5, 1.5)];
+    for (i, (count, at)) in batches.into_iter().enumerate() {
+        engine(
+            &mut app,
+            EngineEvent::Tokens {
+                text: format!("b{i} "),
+                count,
+            },
+            at,
+        );
+    }
+    assert_eq!(app.live.tokens, 21);
+    let r = app.live.tok_s().expect("rate");
+    assert!((r - 40.0).abs() < 1e-9, "{r}");
+    assert_eq!(app.messages[1].text, "b0 b1 b2 b3 b4 ");
+}
+
+#[test]
 fn esc_cancels_a_running_reply_and_the_state_says_so() {
     let mut app = new_app(80, 24);
     loaded(&mut app);
@@ -84,7 +113,14 @@ fn esc_cancels_a_running_reply_and_the_state_says_so() {
     assert!(key(&mut app, KeyCode::Esc, NONE).is_empty());
     typ(&mut app, "q");
     key(&mut app, KeyCode::Enter, NONE);
-    engine(&mut app, EngineEvent::Token("a".into()), 1.0);
+    engine(
+        &mut app,
+        EngineEvent::Tokens {
+            text: "a".into(),
+            count: 1,
+        },
+        1.0,
+    );
     assert_eq!(
         key(&mut app, KeyCode::Esc, NONE),
         vec![Effect::Engine(Command::Cancel)]
@@ -104,7 +140,14 @@ fn first_ctrl_c_during_generation_cancels_second_quits() {
     loaded(&mut app);
     typ(&mut app, "q");
     key(&mut app, KeyCode::Enter, NONE);
-    engine(&mut app, EngineEvent::Token("a".into()), 1.0);
+    engine(
+        &mut app,
+        EngineEvent::Tokens {
+            text: "a".into(),
+            count: 1,
+        },
+        1.0,
+    );
     assert_eq!(
         key(&mut app, KeyCode::Char('c'), CTRL),
         vec![Effect::Engine(Command::Cancel)]
@@ -209,7 +252,14 @@ fn page_keys_scroll_within_the_conversation_and_resize_clamps() {
     typ(&mut app, "q");
     key(&mut app, KeyCode::Enter, NONE);
     let long: String = (0..60).map(|i| format!("line{i}\n")).collect();
-    engine(&mut app, EngineEvent::Token(long), 1.0);
+    engine(
+        &mut app,
+        EngineEvent::Tokens {
+            text: long,
+            count: 1,
+        },
+        1.0,
+    );
     engine(
         &mut app,
         EngineEvent::ReplyDone(stats(60, StopReason::EndOfGeneration)),

@@ -11,6 +11,7 @@ use llmtop::accounting::session::SessionRecorder;
 use llmtop::accounting::tally::{Tally, TallyStore};
 use llmtop::config::RawConfig;
 use llmtop::dashboard::event::{Event, Events, Wake};
+use llmtop::dashboard::pace::{MIN_FRAME, Pace};
 use llmtop::dashboard::shell::{Shell, event_loop};
 use llmtop::dashboard::state::App;
 use llmtop::dashboard::theme::Theme;
@@ -224,6 +225,16 @@ async fn drive(
     cfg: &RawConfig,
     tally: Option<&mut TallyStore>,
 ) -> Outcome {
+    drive_paced(script, app, cfg, tally, Pace::default()).await
+}
+
+async fn drive_paced(
+    script: Vec<(Duration, Event)>,
+    app: &mut App,
+    cfg: &RawConfig,
+    tally: Option<&mut TallyStore>,
+    pace: Pace,
+) -> Outcome {
     let mut script = script;
     // In time order; events at the same moment keep the order they were written in.
     script.sort_by_key(|(at, _)| *at);
@@ -250,6 +261,7 @@ async fn drive(
         cfg,
         tariff: &tariff,
         compare: &[],
+        pace,
     };
     let themes = [Theme::dark()];
     let ran = tokio::time::timeout(
@@ -277,13 +289,76 @@ fn at(frames: &[Shot]) -> Vec<Duration> {
 }
 
 #[tokio::test(start_paused = true)]
+async fn while_the_engine_takes_every_cpu_a_streaming_reply_is_drawn_at_the_generating_pace() {
+    // 2 engine threads on 2 CPUs at 10 fps: 100 tokens over 1 s (one every 10 ms) are drawn
+    // in about 10 frames, not 60; once the reply is done, a key is drawn within 16 ms again.
+    let pace = Pace::new(10.0, 2, 2);
+    let mut script = loaded();
+    script.extend([(ms(50), ch('h')), (ms(50), ch('i'))]);
+    script.push((ms(50), key(KeyCode::Enter, KeyModifiers::NONE)));
+    script.push(engine(EngineEvent::Phase(Phase::Generating), ms(100)));
+    for i in 0..100u64 {
+        script.push(engine(
+            EngineEvent::Tokens {
+                text: format!("t{i} "),
+                count: 1,
+            },
+            ms(100 + 10 * i),
+        ));
+    }
+    script.push(engine(
+        EngineEvent::ReplyDone(support::stats(100, StopReason::MaxTokens)),
+        ms(1095),
+    ));
+    script.push(engine(EngineEvent::Phase(Phase::Idle), ms(1095)));
+    script.push((ms(1500), ch('x')));
+    script.push((ms(1600), ctrl('q')));
+    let mut app = support::new_app(80, 24);
+    let out = drive_paced(script, &mut app, &RawConfig::default(), None, pace).await;
+    out.result.expect("loop result");
+
+    let streaming: Vec<Duration> = at(&out.frames)
+        .into_iter()
+        .filter(|t| *t >= ms(100) && *t < ms(1095))
+        .collect();
+    assert!(
+        (9..=11).contains(&streaming.len()),
+        "frames while streaming: {streaming:?}"
+    );
+    for w in streaming.windows(2) {
+        assert!(
+            w[1] - w[0] >= ms(100),
+            "frames closer than the pace: {streaming:?}"
+        );
+    }
+    let last = out.frames.iter().rfind(|f| f.at < ms(1500)).expect("frame");
+    assert!(
+        last.text.contains("t99"),
+        "the reply's end is drawn:\n{}",
+        last.text
+    );
+    let key_frame = out.frames.iter().find(|f| f.at >= ms(1500)).expect("frame");
+    assert!(
+        key_frame.at <= ms(1500) + MIN_FRAME,
+        "at {:?}",
+        key_frame.at
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_burst_of_500_tokens_is_one_frame() {
     let mut script = loaded();
     script.extend([(ms(50), ch('h')), (ms(50), ch('i'))]);
     script.push((ms(50), key(KeyCode::Enter, KeyModifiers::NONE)));
     script.push(engine(EngineEvent::Phase(Phase::Generating), ms(200)));
     for i in 0..500 {
-        script.push(engine(EngineEvent::Token(format!("t{i} ")), ms(200)));
+        script.push(engine(
+            EngineEvent::Tokens {
+                text: format!("t{i} "),
+                count: 1,
+            },
+            ms(200),
+        ));
     }
     script.push((ms(1000), ctrl('q')));
     let mut app = support::new_app(80, 24);

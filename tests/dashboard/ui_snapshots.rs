@@ -124,7 +124,10 @@ fn model_output_with_control_characters_never_reaches_the_terminal_raw() {
     {
         engine(
             &mut app,
-            EngineEvent::Token((*t).into()),
+            EngineEvent::Tokens {
+                text: (*t).into(),
+                count: 1,
+            },
             82.0 + 0.01 * i as f64,
         );
     }

@@ -60,7 +60,7 @@ fn commented_examples_are_valid_too() {
 
 #[test]
 fn bad_values_name_file_line_and_key() {
-    let cases: [(&str, &str); 8] = [
+    let cases: [(&str, &str); 9] = [
         (
             "[ui]\ntheme = \"dark\"\ncolor = \"sometimes\"\n",
             "bad.toml:3: ui.color: `sometimes` is not one of auto, always, never",
@@ -68,6 +68,10 @@ fn bad_values_name_file_line_and_key() {
         (
             "[ui]\nrefresh_hz = 0.0\n",
             "bad.toml:2: ui.refresh_hz: 0 is out of range; use 0.1 to 60 (default 4)",
+        ),
+        (
+            "[ui]\ngenerating_fps = 120\n",
+            "bad.toml:2: ui.generating_fps: 120 is out of range; use 1 to 60 (default 10)",
         ),
         (
             "[keys]\nquit = \"ctrl-q\"\nsnapshot = \"s\"\n",

@@ -133,7 +133,10 @@ pub fn idle_app(width: u16, height: u16) -> App {
     {
         engine(
             &mut app,
-            EngineEvent::Token(w.into()),
+            EngineEvent::Tokens {
+                text: w.into(),
+                count: 1,
+            },
             61.1 + 0.02 * i as f64,
         );
     }
@@ -166,7 +169,10 @@ pub fn generating_app(width: u16, height: u16) -> App {
     for (i, w) in words.split_inclusive(' ').take(21).enumerate() {
         engine(
             &mut app,
-            EngineEvent::Token(w.into()),
+            EngineEvent::Tokens {
+                text: w.into(),
+                count: 1,
+            },
             81.0 + 0.025 * i as f64,
         );
     }
