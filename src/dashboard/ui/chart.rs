@@ -170,7 +170,7 @@ impl Shape for Area {
         if let Some((l, _, bad)) = self.limit {
             let from_top = px_h as f64 - (l / self.max * px_h as f64).round();
             let y = (from_top.max(0.0) as usize).min(px_h.saturating_sub(1));
-            for x in (0..self.columns.len()).filter(|x| (x / self.dash) % 2 == 0) {
+            for x in (0..self.columns.len()).filter(|x| (x / self.dash).is_multiple_of(2)) {
                 painter.paint(x, y, bad);
             }
         }
