@@ -1,5 +1,6 @@
 //! The dashboard's update: events in, state changed, effects out. No I/O, no clock reads.
 
+use super::history::{Record, part_keys};
 use super::state::*;
 use crate::accounting::session::{CostLine, SessionEnergy};
 use crate::config::keys::{Action, KeyMap};
@@ -32,10 +33,7 @@ impl App {
             show_help: false,
             gauges: GaugeSummary::default(),
             latest: std::collections::BTreeMap::new(),
-            power_hist: History::default(),
-            speed_hist: History::default(),
-            temp_hist: History::default(),
-            last_hist_second: None,
+            hist: Histories::default(),
             live: LiveRate::default(),
             last_stats: None,
             energy: SessionEnergy::default(),
@@ -413,19 +411,24 @@ impl App {
             parts,
             ..summarize(self.latest.values())
         };
-        let total = self.gauges.total.as_ref();
-        let second = s.t.floor() as i64;
-        if self.last_hist_second != Some(second) {
-            self.last_hist_second = Some(second);
-            self.power_hist.push(total.map_or(0.0, |p| p.watts));
-            self.speed_hist.push(self.live_tok_s().unwrap_or(0.0));
-            let hottest = [&self.gauges.cpu_temp, &self.gauges.gpu_temp]
+        self.record_history(s.t);
+    }
+
+    /// One point a second for each chart, at the sample's own time.
+    fn record_history(&mut self, t: f64) {
+        let g = &self.gauges;
+        let keys = part_keys(g.parts.iter().map(|p| p.label.as_str()));
+        let record = Record {
+            total_w: g.total.as_ref().map(|p| p.watts),
+            parts_w: keys
                 .into_iter()
-                .flatten()
-                .map(|t| t.celsius)
-                .max_by(f64::total_cmp);
-            self.temp_hist.push(hottest.unwrap_or(0.0));
-        }
+                .zip(g.parts.iter().map(|p| p.watts))
+                .collect(),
+            cpu_temp: g.cpu_temp.as_ref().map(|t| t.celsius),
+            gpu_temp: g.gpu_temp.as_ref().map(|t| t.celsius),
+            tok_s: self.live_tok_s().unwrap_or(0.0),
+        };
+        self.hist.record(t, record);
     }
 }
 

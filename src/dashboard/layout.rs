@@ -20,12 +20,15 @@ pub struct Areas {
     pub footer: Rect,
 }
 
-/// Width of the gauges pane for a terminal this wide.
-fn gauges_width(width: u16) -> u16 {
+/// Width of the gauges pane for a terminal this wide: the charts widen with the terminal, the
+/// chat keeps the larger share.
+pub fn gauges_width(width: u16) -> u16 {
     match width {
         0..=89 => 32,
         90..=119 => 36,
-        _ => 44,
+        120..=149 => 44,
+        150..=199 => 56,
+        _ => 64,
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod card;
 pub mod event;
+pub mod history;
 pub mod layout;
 pub mod pace;
 pub mod shell;
@@ -63,11 +64,12 @@ fn load_themes(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<(Vec<Theme>
 /// finds (NVML, RAPL, hwmon, battery, plugs, the estimate).
 fn start_meter(args: &DashboardArgs, cfg: &RawConfig) -> Meter {
     if args.demo {
-        return Meter::with_sensors(
-            vec![Box::new(ScriptedSensor::default())],
-            Vec::new(),
-            cfg.sensors.rate_hz,
-        );
+        // Every source the dashboard can chart: GPU, CPU package and a wall plug.
+        let demo = ScriptedSensor {
+            with_wall: true,
+            ..ScriptedSensor::default()
+        };
+        return Meter::with_sensors(vec![Box::new(demo)], Vec::new(), cfg.sensors.rate_hz);
     }
     let mut section = cfg.sensors.clone();
     if let Some(root) = &args.sensors.sysfs_root {

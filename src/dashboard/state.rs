@@ -1,13 +1,13 @@
 //! Dashboard state: the conversation, the input line, the gauges and the status, as plain data.
 //! `app.rs` changes it (`App::update`), `ui/` draws it, `layout.rs` says where each part goes.
 
+pub use super::history::{Histories, History};
 use crate::accounting::energy::TotalBasis;
 use crate::accounting::ledger::PowerView;
 use crate::accounting::session::{CostLine, SessionEnergy};
 use crate::config::keys::KeyMap;
 use crate::engine::{Command, ModelInfo, ReplyStats};
 use crate::sensors::{Covers, Method, Quantity, Reading, Source};
-use std::collections::VecDeque;
 
 /// What the shell must do after an update.
 #[derive(Debug, Clone, PartialEq)]
@@ -300,22 +300,6 @@ pub fn summarize<'a>(readings: impl Iterator<Item = &'a Reading> + Clone) -> Gau
     }
 }
 
-/// One value per second over the last minutes, for sparklines.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct History {
-    pub points: VecDeque<f64>,
-}
-
-impl History {
-    pub const CAPACITY: usize = 600;
-    pub fn push(&mut self, v: f64) {
-        if self.points.len() == Self::CAPACITY {
-            self.points.pop_front();
-        }
-        self.points.push_back(v);
-    }
-}
-
 /// Live generation rate of the reply being streamed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LiveRate {
@@ -368,10 +352,8 @@ pub struct App {
     pub gauges: GaugeSummary,
     /// The latest reading of every channel: a plug's sample carries only the plug.
     pub(super) latest: std::collections::BTreeMap<String, Reading>,
-    pub power_hist: History,
-    pub speed_hist: History,
-    pub temp_hist: History,
-    pub(super) last_hist_second: Option<i64>,
+    /// What the charts draw: a second-by-second history of power, temperatures and speed.
+    pub hist: Histories,
     pub live: LiveRate,
     pub last_stats: Option<ReplyStats>,
     pub energy: SessionEnergy,

@@ -322,7 +322,12 @@ fn samples_feed_gauges_and_history() {
     let mut app = new_app(80, 24);
     // 61 s of samples at 4 Hz: one history point per second.
     samples(&mut app, 0.0, 60.0);
-    assert_eq!(app.power_hist.points.len(), 61);
+    assert_eq!(app.hist.power.len(), 61);
+    // At the samples' own times: the first of each second.
+    assert_eq!(app.hist.power.first().map(|p| p.0), Some(0.0));
+    assert_eq!(app.hist.power.last().map(|p| p.0), Some(60.0));
+    assert_eq!(app.hist.cpu_temp.len(), 61);
+    assert_eq!(app.hist.parts.len(), 2, "GPU and CPU");
     // Total power is GPU + CPU (no wall): 32 + 190 * load, load 0.5 at t = 60.
     let total = app.gauges.total.as_ref().expect("total");
     assert_eq!(total.label, "Sum");

@@ -153,3 +153,213 @@ fn model_output_with_control_characters_never_reaches_the_terminal_raw() {
     let last = app.messages.last().expect("reply");
     assert!(last.text.contains("\u{1b}[2J"));
 }
+
+/// The gauges pane alone, cut from the whole screen as the terminal shows it.
+fn gauges_pane(app: &App, theme: &Theme) -> String {
+    let buf = llmtop::dashboard::ui::render_buffer(app, theme, app.width, app.height);
+    let area = llmtop::dashboard::ui::layout(app, *buf.area()).gauges;
+    let mut out = String::new();
+    for y in area.top()..area.bottom() {
+        for x in area.left()..area.right() {
+            out.push_str(buf[(x, y)].symbol());
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn rich_app(w: u16, h: u16) -> App {
+    use llmtop::sensors::scripted::ScriptedSensor;
+    support::timeline_app(
+        w,
+        h,
+        ScriptedSensor {
+            with_wall: true,
+            cpu_estimated: false,
+        },
+    )
+}
+
+fn one_source_app(w: u16, h: u16) -> App {
+    support::timeline_app(w, h, support::OneSourceSensor)
+}
+
+macro_rules! pane_snap {
+    ($name:expr, $app:expr) => {{
+        let pane = gauges_pane(&$app, &Theme::dark());
+        // The charts' dots depend on float rounding at pixel edges; the figures do not.
+        insta::assert_snapshot!($name, pane);
+    }};
+}
+
+#[test]
+fn gauges_rich_80x24() {
+    pane_snap!("gauges_rich_80x24", rich_app(80, 24));
+}
+
+#[test]
+fn gauges_rich_120x40() {
+    pane_snap!("gauges_rich_120x40", rich_app(120, 40));
+}
+
+#[test]
+fn gauges_one_source_80x24() {
+    pane_snap!("gauges_one_source_80x24", one_source_app(80, 24));
+}
+
+#[test]
+fn gauges_one_source_120x40() {
+    pane_snap!("gauges_one_source_120x40", one_source_app(120, 40));
+}
+
+fn is_braille(c: char) -> bool {
+    ('\u{2801}'..='\u{28ff}').contains(&c)
+}
+
+#[test]
+fn one_source_machine_gets_big_charts_and_no_empty_rows() {
+    for (w, h) in [(80, 24), (120, 40)] {
+        let pane = gauges_pane(&one_source_app(w, h), &Theme::dark());
+        assert!(!pane.contains("n/a"), "{pane}");
+        assert!(!pane.contains("GPU"), "no GPU on this machine: {pane}");
+        // The one source, marked as the estimate it is, and the temperature with its limit.
+        assert!(pane.contains("Power ~10 W est. CPU"), "{pane}");
+        assert!(pane.contains("CPU  68°C  limit 95°C"), "{pane}");
+        assert!(pane.contains("Speed now 48.0 tok/s"), "{pane}");
+        // Three charts (power, temperature, speed), each with its time axis.
+        assert_eq!(pane.matches("last 3 min").count(), 3, "{pane}");
+        // Every row inside the border is used, and all but the five figure lines (power,
+        // temperature, speed now and last, prefill) and the three axes are chart.
+        let inner: Vec<&str> = pane
+            .lines()
+            .skip(1)
+            .take(usize::from(h) - 4)
+            .map(|l| l.trim_matches('│'))
+            .collect();
+        assert!(inner.iter().all(|l| !l.trim().is_empty()), "{pane}");
+        // A chart row has dots, or is a top row with only its scale label.
+        let chart_rows = inner
+            .iter()
+            .filter(|l| {
+                l.chars().any(is_braille)
+                    || ["15 W", "120°C", "50 tok/s"].iter().any(|s| l.trim() == *s)
+            })
+            .count();
+        assert_eq!(chart_rows, inner.len() - 5 - 3, "{pane}");
+    }
+}
+
+#[test]
+fn rich_machine_charts_every_source_within_the_space() {
+    let pane = gauges_pane(&rich_app(120, 40), &Theme::dark());
+    for want in [
+        "W wall plug",
+        "GPU",
+        "W nvml",
+        "W rapl",
+        "limit 100°C",
+        "limit 90°C",
+        "Speed now 48.0 tok/s",
+        "last 24.0 tok/s",
+        "VRAM",
+        "RPM",
+    ] {
+        assert!(pane.contains(want), "{want}: {pane}");
+    }
+    // Wall, GPU, CPU, two temperatures and speed: six charts, six axes.
+    assert_eq!(pane.matches("last 3 min").count(), 6, "{pane}");
+    // Scales: the wall peaks at (180 + 42) x 1.15 + 25 = 280 W, the GPU at 180 W.
+    assert!(pane.contains("300 W"), "{pane}");
+    assert!(pane.contains("200 W"), "{pane}");
+    assert!(pane.contains("50 tok/s"), "48 tok/s at the peak: {pane}");
+    // At 80x24 the figures all stay; charts give way.
+    let small = gauges_pane(&rich_app(80, 24), &Theme::dark());
+    for want in [
+        "W wall plug",
+        "W nvml",
+        "W rapl",
+        "limit 100°C",
+        "Speed now",
+    ] {
+        assert!(small.contains(want), "{want}: {small}");
+    }
+    assert!(small.matches("last 3 min").count() >= 3, "{small}");
+}
+
+#[test]
+fn the_time_axis_comes_from_timestamps_not_sample_counts() {
+    use llmtop::dashboard::event::Event;
+    use llmtop::sensors::scripted::ScriptedSensor;
+    use llmtop::sensors::{Sample, Sensor};
+    // The same 41 samples, one a second and then one every 10 s.
+    for (step, label) in [(1.0, "last 1 min"), (10.0, "last 10 min")] {
+        let mut app = new_app(80, 24);
+        loaded(&mut app);
+        let mut s = ScriptedSensor::default();
+        let mut ledger = llmtop::accounting::ledger::Ledger::new();
+        for i in 0..=40 {
+            let t = f64::from(i) * step;
+            let sample = Sample {
+                t,
+                readings: s.read(t),
+            };
+            ledger.push(&sample);
+            app.update(Event::Power(ledger.power_view()));
+            app.update(Event::Sample(sample));
+        }
+        assert_eq!(app.hist.power.len(), 41);
+        let pane = gauges_pane(&app, &Theme::dark());
+        assert!(pane.contains(label), "{label}: {pane}");
+    }
+}
+
+#[test]
+fn mono_theme_draws_blocks_and_colour_themes_braille() {
+    let app = rich_app(120, 40);
+    let mono = llmtop::dashboard::theme::Theme::parse(
+        llmtop::dashboard::theme::BUILTIN[3].1,
+        std::path::Path::new("themes/mono.toml"),
+        None,
+    )
+    .expect("mono");
+    let pane = gauges_pane(&app, &mono);
+    assert!(!pane.chars().any(is_braille), "{pane}");
+    assert!(pane.contains('█'), "{pane}");
+    let pane = gauges_pane(&app, &Theme::dark());
+    assert!(pane.chars().any(is_braille), "{pane}");
+}
+
+#[test]
+fn gauges_never_panic_at_any_size() {
+    let app = rich_app(120, 40);
+    let one = one_source_app(80, 24);
+    for w in 0..48u16 {
+        for h in 0..44u16 {
+            for a in [&app, &one] {
+                let mut terminal = Terminal::new(TestBackend::new(48, 44)).expect("terminal");
+                terminal
+                    .draw(|f| {
+                        llmtop::dashboard::ui::gauges::draw(
+                            a,
+                            &Theme::dark(),
+                            f,
+                            ratatui::layout::Rect::new(0, 0, w, h),
+                        )
+                    })
+                    .expect("draw");
+            }
+        }
+    }
+    // And the whole screen at sizes down to a single cell.
+    for (w, h) in [
+        (1, 1),
+        (3, 2),
+        (20, 5),
+        (59, 15),
+        (60, 16),
+        (61, 17),
+        (250, 70),
+    ] {
+        let _ = render(&rich_app(w, h));
+    }
+}

@@ -52,8 +52,8 @@ pub fn samples(app: &mut App, from: f64, to: f64) {
     samples_of(app, ScriptedSensor::default(), from, to);
 }
 
-/// [`samples`] from a given scripted sensor.
-pub fn samples_of(app: &mut App, mut s: ScriptedSensor, from: f64, to: f64) {
+/// [`samples`] from a given sensor.
+pub fn samples_of(app: &mut App, mut s: impl Sensor, from: f64, to: f64) {
     let mut ledger = llmtop::accounting::ledger::Ledger::new();
     let mut t = from;
     while t <= to + 1e-9 {
@@ -184,5 +184,102 @@ pub fn generating_app(width: u16, height: u16) -> App {
         82.0,
         Some(&lifetime()),
     );
+    app
+}
+
+/// A laptop-like machine with one power source: an estimated CPU package (utilisation x TDP)
+/// and a CPU temperature, nothing else.
+#[derive(Debug, Clone, Default)]
+pub struct OneSourceSensor;
+
+impl Sensor for OneSourceSensor {
+    fn name(&self) -> String {
+        "one-source".into()
+    }
+
+    fn read(&mut self, now: f64) -> Vec<llmtop::sensors::Reading> {
+        use llmtop::sensors::{Covers, Method, Quantity, Reading, Source};
+        let load = llmtop::sensors::scripted::load_at(now);
+        let r = |id: &str, q, v: f64, limit, source, method| Reading {
+            id: id.into(),
+            device: "Laptop CPU".into(),
+            label: "package-0".into(),
+            quantity: q,
+            value: Some(v),
+            limit,
+            source,
+            covers: Covers::CpuPackage,
+            method,
+            rejected: None,
+        };
+        vec![
+            r(
+                "estimate:cpu:power",
+                Quantity::Power,
+                4.0 + 11.0 * load,
+                None,
+                Source::Estimate,
+                Method::Estimated,
+            ),
+            r(
+                "hwmon:k10temp:temp1",
+                Quantity::Temperature,
+                48.0 + 40.0 * load,
+                Some(95.0),
+                Source::Hwmon,
+                Method::Measured,
+            ),
+        ]
+    }
+}
+
+/// Two and a half minutes of a session from `sensor`, fed as the shell feeds it: samples at
+/// 4 Hz through a ledger, with a sensor stall from 95 s to 103 s (no samples: a gap in the
+/// charts), two finished replies (40 tok/s from 20 s to 30 s, 24 tok/s from 60 s to 75 s)
+/// and a third streaming at 48 tok/s from 140 s to the end (150 s).
+pub fn timeline_app(width: u16, height: u16, mut sensor: impl Sensor) -> App {
+    let mut app = new_app(width, height);
+    loaded(&mut app);
+    let replies: [(f64, f64, f64); 3] =
+        [(20.0, 30.0, 40.0), (60.0, 75.0, 24.0), (140.0, 151.0, 48.0)];
+    let mut ledger = llmtop::accounting::ledger::Ledger::new();
+    let mut tokens = 0u32;
+    for step in 0..=600 {
+        let t = f64::from(step) * 0.25;
+        for (i, (start, end, rate)) in replies.iter().enumerate() {
+            if (t - start).abs() < 1e-9 {
+                typ(&mut app, &format!("Question {}", i + 1));
+                key(&mut app, KeyCode::Enter, KeyModifiers::NONE);
+                engine(&mut app, EngineEvent::Phase(Phase::Generating), t);
+                tokens = 0;
+            }
+            if t > *start && t <= *end {
+                // The tokens of the last quarter second, evenly spaced.
+                let n = (rate * 0.25).round() as u32;
+                for k in 1..=n {
+                    let at = t - 0.25 + 0.25 * f64::from(k) / f64::from(n);
+                    engine(&mut app, EngineEvent::Token("word ".into()), at);
+                    tokens += 1;
+                }
+            }
+            if (t - end).abs() < 1e-9 {
+                let mut st = stats(tokens, StopReason::EndOfGeneration);
+                st.gen_tok_s = *rate;
+                engine(&mut app, EngineEvent::ReplyDone(st), t);
+                engine(&mut app, EngineEvent::Phase(Phase::Idle), t);
+            }
+        }
+        if t > 95.0 && t < 103.0 {
+            continue;
+        }
+        let sample = Sample {
+            t,
+            readings: sensor.read(t),
+        };
+        ledger.push(&sample);
+        app.update(Event::Power(ledger.power_view()));
+        app.update(Event::Sample(sample));
+    }
+    app.update(Event::Tick { now: 150.0 });
     app
 }

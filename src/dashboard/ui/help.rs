@@ -20,13 +20,20 @@ const EDITING: [(&str, &str); 5] = [
 ];
 
 /// How to read the gauges: shown only when it fits, so 80x24 keeps every key visible.
-const GAUGES: [(&str, &str); 5] = [
+const GAUGES: [(&str, &str); 6] = [
     ("~45 W est.", "estimated from CPU use x TDP, not measured"),
     (
         "sum of parts",
         "GPU + CPU + DRAM sensors: the wall reads more",
     ),
-    ("77°C / 100°C", "hottest sensor and where it throttles"),
+    (
+        "77°C  limit 100°C",
+        "hottest sensor; it throttles at the dashed line",
+    ),
+    (
+        "200 W … last 2 min",
+        "a chart's top and the time it spans, to now",
+    ),
     (
         "now / last",
         "live tok/s; the last reply's rate, prefill, TTFT",

@@ -1,8 +1,9 @@
 //! Drawing: pure functions of `&App` and `&Theme` into a ratatui `Frame`. No I/O, no `&mut App`.
 //!
-//! Layout (80x24 is the design size; larger terminals get wider gauges and taller sparklines):
+//! Layout (80x24 is the design size; larger terminals get wider gauges and taller charts):
 //! header on the first row, footer on the last, the chat on the left, gauges on the right.
 
+pub mod chart;
 pub mod chat;
 pub mod footer;
 pub mod gauges;
