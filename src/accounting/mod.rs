@@ -5,6 +5,7 @@ pub mod ledger;
 pub mod pricing;
 pub mod session;
 pub mod tally;
+pub mod throttle;
 
 use crate::accounting::energy::TotalBasis;
 use crate::accounting::ledger::Ledger;

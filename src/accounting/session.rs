@@ -11,6 +11,7 @@ use crate::accounting::energy::{BasisChange, EnergyReport, IdleBaseline, TotalBa
 use crate::accounting::ledger::{Ledger, Totals};
 use crate::accounting::pricing::format_co2;
 use crate::accounting::tally::{Tally, TallyDelta};
+use crate::accounting::throttle::{Episode, ThrottleDetector, ThrottleSettings};
 use crate::engine::{EngineEvent, Phase, ReplyStats};
 use crate::sensors::{Quantity, Sample};
 use std::collections::BTreeMap;
@@ -91,6 +92,8 @@ pub struct SessionRecorder {
     /// series point keeps the local sensors' last values.
     temps: BTreeMap<String, f64>,
     fans: BTreeMap<String, f64>,
+    /// Whether a slower reply is the hardware holding itself back.
+    throttle: ThrottleDetector,
 }
 
 impl SessionRecorder {
@@ -116,6 +119,7 @@ impl SessionRecorder {
             tallied: Totals::default(),
             temps: BTreeMap::new(),
             fans: BTreeMap::new(),
+            throttle: ThrottleDetector::new(ThrottleSettings::default()),
         }
     }
 
@@ -141,8 +145,14 @@ impl SessionRecorder {
                 if matches!(self.idle, Idle::Measuring { .. }) {
                     self.idle = Idle::Skipped;
                 }
+                if let EngineEvent::Tokens { count, .. } = event {
+                    self.throttle.tokens(now, *count);
+                }
             }
-            EngineEvent::ReplyDone(stats) => return Some(self.reply_done(stats, now)),
+            EngineEvent::ReplyDone(stats) => {
+                self.throttle.reply_done(now);
+                return Some(self.reply_done(stats, now));
+            }
             _ => {}
         }
         None
@@ -171,6 +181,7 @@ impl SessionRecorder {
     /// idle). Returns what the ledger settled since the previous call, for the lifetime tally.
     pub fn push_sample(&mut self, s: &Sample, tok_s: Option<f64>) -> TallyDelta {
         self.ledger.push(s);
+        self.throttle.sample(s);
         for r in &s.readings {
             let Some(v) = r.value.filter(|v| v.is_finite()) else {
                 continue;
@@ -241,6 +252,21 @@ impl SessionRecorder {
         }
         self.tallied = now;
         delta
+    }
+
+    /// The throttling episode in progress, if any: the header's mark.
+    pub fn throttled(&self) -> Option<&Episode> {
+        self.throttle.current()
+    }
+
+    /// Throttling episodes that overlap `[t0, t1]` (sampler clock), the one in progress too.
+    pub fn throttle_between(&self, t0: f64, t1: f64) -> Vec<Episode> {
+        self.throttle.episodes_between(t0, t1)
+    }
+
+    /// Every throttling episode of the session (the oldest dropped past 64).
+    pub fn throttle_episodes(&self) -> Vec<Episode> {
+        self.throttle.episodes()
     }
 
     /// The idle baseline, once measured.

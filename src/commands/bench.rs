@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::engine::llama::LlamaEngine;
 use crate::engine::{self, Command, EngineEvent, EngineHandle, ModelInfo, ReplyStats};
 use crate::report::bench::*;
-use crate::report::runcard::{CardSettings, CardSpans, SeriesPoint};
+use crate::report::runcard::{CardSettings, CardSpans, CardThrottle, SeriesPoint};
 use crate::sensors::host::{BuildInfo, HostInfo};
 use crate::sensors::sampler::SamplerHandle;
 use crate::sensors::{Meter, Sample, SourceStatus};
@@ -76,10 +76,22 @@ impl Books {
 
     /// Energy and cost of the reply that just ended at `t1`.
     fn reply(&mut self, stats: &ReplyStats, t1: f64, tariffs: &[&Tariff]) -> BenchRun {
+        // The run's samples first, while the throttle detector still knows the reply is on
+        // (its tokens came in during the run; the samples only now).
+        self.catch_up(t1);
         self.session
             .observe(&EngineEvent::ReplyDone(stats.clone()), t1);
-        self.catch_up(t1);
         let span = self.session.replies().last().cloned();
+        let throttle = span
+            .as_ref()
+            .map(|s| {
+                self.session
+                    .throttle_between(s.t0, s.t1)
+                    .iter()
+                    .map(|e| CardThrottle::from_episode(e, s.t0))
+                    .collect()
+            })
+            .unwrap_or_default();
         let energy = span.as_ref().and_then(|s| self.session.reply_report(s));
         let costs = span
             .map(|s| run_costs(self.session.ledger(), tariffs, s.t0, s.t1))
@@ -88,6 +100,7 @@ impl Books {
             stats: stats.clone(),
             energy,
             costs,
+            throttle,
         }
     }
 }
@@ -154,16 +167,22 @@ pub fn wait_loaded(handle: &mut EngineHandle) -> Result<ModelInfo, BenchError> {
 }
 
 /// Send one prompt on a fresh conversation and wait for the reply; returns text and stats.
+/// `on_tokens` is called with the number of tokens in each piece as it arrives (the throttle
+/// detector times them).
 pub fn run_once(
     handle: &mut EngineHandle,
     prompt: &str,
+    on_tokens: &mut dyn FnMut(u32),
 ) -> Result<(String, ReplyStats), BenchError> {
     handle.send(Command::Reset);
     handle.send(Command::Send(prompt.to_string()));
     let mut text = String::new();
     loop {
         match handle.events.blocking_recv() {
-            Some(EngineEvent::Tokens { text: t, .. }) => text.push_str(&t),
+            Some(EngineEvent::Tokens { text: t, count }) => {
+                on_tokens(count);
+                text.push_str(&t);
+            }
             Some(EngineEvent::ReplyDone(stats)) => return Ok((text, stats)),
             Some(EngineEvent::Failed(e)) => {
                 return Err(BenchError::Engine(sanitize::terminal(&e).into_owned()));
@@ -253,7 +272,7 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
     let idle = books.session.idle_baseline().cloned();
     let mut cold_ttft_ms = None;
     if !args.no_warmup {
-        let (_, s) = run_once(&mut handle, &prompt)?;
+        let (_, s) = run_once(&mut handle, &prompt, &mut |_| {})?;
         cold_ttft_ms = Some(s.ttft_ms);
         let _ = writeln!(
             err,
@@ -264,7 +283,14 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
     let mut runs = Vec::new();
     let first_t0 = books.now();
     for i in 1..=args.reps {
-        let (_, s) = run_once(&mut handle, &prompt)?;
+        let (_, s) = run_once(&mut handle, &prompt, &mut |count| {
+            let now = books.now();
+            let piece = EngineEvent::Tokens {
+                text: String::new(),
+                count,
+            };
+            books.session.observe(&piece, now);
+        })?;
         let run = books.reply(&s, books.now(), &tariffs);
         let watts = run
             .energy
@@ -272,11 +298,21 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
             .and_then(|e| e.total.as_ref())
             .map(|t| format!(", {:.2} Wh", t.wh))
             .unwrap_or_default();
+        let throttled = run
+            .throttle
+            .iter()
+            .map(|t| t.slowdown_pct)
+            .reduce(f64::max)
+            .map(|p| format!(", THROTTLED (−{p:.0} %)"))
+            .unwrap_or_default();
         let _ = writeln!(
             err,
-            "bench: run {i}/{}: {} tokens, prefill {:.0} tok/s, generation {:.1} tok/s ({}){watts}",
+            "bench: run {i}/{}: {} tokens, prefill {:.0} tok/s, generation {:.1} tok/s ({}){watts}{throttled}",
             args.reps, s.generated_tokens, s.prefill_tok_s, s.gen_tok_s, s.stop
         );
+        for t in &run.throttle {
+            let _ = writeln!(err, "bench:   throttled {}", sanitize::terminal(&t.line()));
+        }
         runs.push(run);
     }
     handle.shutdown();

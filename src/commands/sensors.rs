@@ -106,6 +106,15 @@ pub fn format_value(r: &Reading) -> String {
             format!("{:.2} GiB", v / (1024.0 * 1024.0 * 1024.0))
         }
         Quantity::Clock => format!("{v:.0} MHz"),
+        Quantity::ThrottleCount => format!("{v:.0} events"),
+        Quantity::ThrottleReasons => {
+            let names = crate::sensors::nvml::reason_names(v as u64);
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        }
     }
 }
 
@@ -133,6 +142,10 @@ fn provenance(r: &Reading) -> String {
     let limit = match (r.limit, r.quantity) {
         (Some(l), Quantity::Temperature) => format!("; limit {l:.0} °C"),
         (Some(l), Quantity::Power) => format!("; limit {l:.0} W"),
+        (Some(l), Quantity::Clock) => match r.value {
+            Some(v) if l > 0.0 => format!("; max {l:.0} MHz ({:.0} %)", v / l * 100.0),
+            _ => format!("; max {l:.0} MHz"),
+        },
         _ => String::new(),
     };
     s + &limit

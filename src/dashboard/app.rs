@@ -38,6 +38,7 @@ impl App {
             last_stats: None,
             energy: SessionEnergy::default(),
             cost: CostLine::default(),
+            throttle: None,
             status: None,
             startup_notes: Vec::new(),
             width: 80,
@@ -115,6 +116,13 @@ impl App {
                     self.cost = cost;
                     self.dirty = true;
                 }
+            }
+            Event::Throttle(episode) => {
+                // Repaint when the mark comes or goes, not for every new low of the rate.
+                if episode.is_some() != self.throttle.is_some() {
+                    self.dirty = true;
+                }
+                self.throttle = episode;
             }
             Event::Status(text) => {
                 self.dirty = true;

@@ -7,7 +7,8 @@ use crate::accounting::session::SessionRecorder;
 use crate::config::SnapshotSection;
 use crate::dashboard::state::{App, Role};
 use crate::report::runcard::{
-    CardModel, CardSettings, CardSpans, ReplyMetrics, RunCard, SessionMetrics, TranscriptTurn,
+    CardModel, CardSettings, CardSpans, CardThrottle, ReplyMetrics, RunCard, SessionMetrics,
+    TranscriptTurn,
 };
 use crate::report::snapshot::{SnapshotError, SnapshotPaths};
 use crate::sensors::host::{BuildInfo, HostInfo};
@@ -53,10 +54,15 @@ pub fn card(
         .find(|m| m.role == Role::User)
         .map(|m| m.text.clone());
     let replies = rec.replies();
-    card.last_reply = replies
-        .last()
-        .map(|r| ReplyMetrics::measured(&r.stats, rec.last_reply_report().as_ref()));
-    card.session = session_metrics(rec);
+    let origin = rec.series_origin().unwrap_or(0.0);
+    card.last_reply = replies.last().map(|r| ReplyMetrics {
+        throttle: throttle_of(rec.throttle_between(r.t0, r.t1), origin),
+        ..ReplyMetrics::measured(&r.stats, rec.last_reply_report().as_ref())
+    });
+    card.session = SessionMetrics {
+        throttle: throttle_of(rec.throttle_episodes(), origin),
+        ..session_metrics(rec)
+    };
     card.series = rec.series().to_vec();
     let spans = CardSpans {
         reply: replies.last().map(|r| (r.t0, r.t1)),
@@ -80,6 +86,16 @@ pub fn card(
         .collect();
     card.set_transcript(turns, ctx.snapshot.transcript);
     Ok(card)
+}
+
+fn throttle_of(
+    episodes: Vec<crate::accounting::throttle::Episode>,
+    origin: f64,
+) -> Vec<CardThrottle> {
+    episodes
+        .iter()
+        .map(|e| CardThrottle::from_episode(e, origin))
+        .collect()
 }
 
 /// Load time, cold TTFT (the first reply after load), warm TTFT (median of the later ones),

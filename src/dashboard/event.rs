@@ -40,6 +40,9 @@ pub enum Event {
         energy: crate::accounting::session::SessionEnergy,
         cost: crate::accounting::session::CostLine,
     },
+    /// The throttling episode in progress after a sample (`None`: not throttled), from the
+    /// session's detector; the shell sends it before the sample.
+    Throttle(Option<crate::accounting::throttle::Episode>),
     /// A one-line message from the shell for the status line (a tally warning, an error).
     Status(String),
     /// A signal whose default action ends the process (SIGTERM, SIGHUP, SIGINT, SIGQUIT,

@@ -66,6 +66,7 @@ impl Shell<'_> {
                 }
                 let ledger = self.session.ledger();
                 app.update(Event::Power(ledger.power_view()));
+                app.update(Event::Throttle(self.session.throttled().cloned()));
                 with_metrics(&self.metrics, |m| {
                     m.apply_sample(s);
                     m.apply_ledger(ledger);

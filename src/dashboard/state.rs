@@ -358,6 +358,8 @@ pub struct App {
     pub last_stats: Option<ReplyStats>,
     pub energy: SessionEnergy,
     pub cost: CostLine,
+    /// Throttling in progress (the header's mark), with its evidence.
+    pub throttle: Option<crate::accounting::throttle::Episode>,
     pub status: Option<Status>,
     /// What start-up found wrong (sensor sources not found or unreadable, a tally moved
     /// aside), one line each, listed in the F1 help for as long as the dashboard runs.

@@ -49,6 +49,10 @@ pub struct BenchRun {
     /// What the run's energy cost in each region, each joule priced when it was drawn.
     #[serde(default)]
     pub costs: Vec<RunCost>,
+    /// Where the run slowed while the hardware held itself back, seconds from the run's
+    /// start (absent: never).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttle: Vec<crate::report::runcard::CardThrottle>,
 }
 
 /// The cost of one run in one tariff.

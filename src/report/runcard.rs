@@ -120,6 +120,9 @@ pub struct ReplyMetrics {
     pub energy: Option<EnergyMetrics>,
     #[serde(default)]
     pub thermal: Thermal,
+    /// Where generation slowed while the hardware held itself back (empty: never).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttle: Vec<CardThrottle>,
 }
 
 /// The whole session (or all measured bench runs).
@@ -148,6 +151,92 @@ pub struct SessionMetrics {
     pub energy: Option<EnergyMetrics>,
     #[serde(default)]
     pub thermal: Thermal,
+    /// Where generation slowed while the hardware held itself back (empty: never).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttle: Vec<CardThrottle>,
+}
+
+/// A stretch where the generation rate fell while the hardware held itself back, with the
+/// evidence. Times are seconds on the card's `series` clock (`t_s`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CardThrottle {
+    pub since_s: f64,
+    /// Absent while it was still going on when the card was written.
+    #[serde(default)]
+    pub until_s: Option<f64>,
+    /// The session's best generation rate before, tok/s.
+    #[serde(deserialize_with = "crate::util::json::null_as_nan")]
+    pub rate_before_tok_s: f64,
+    /// The lowest rate while throttled, tok/s.
+    #[serde(deserialize_with = "crate::util::json::null_as_nan")]
+    pub rate_low_tok_s: f64,
+    /// How much slower at the lowest, percent.
+    #[serde(deserialize_with = "crate::util::json::null_as_nan")]
+    pub slowdown_pct: f64,
+    pub evidence: Vec<CardThrottleEvidence>,
+}
+
+/// One signal behind a [`CardThrottle`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CardThrottleEvidence {
+    /// "clock_below_max", "throttle_count", "temp_at_limit" or "gpu_reasons".
+    pub signal: String,
+    /// Reading id, e.g. "cpu:clock", "cpu:core_throttles", "nvml:0:throttle".
+    pub id: String,
+    pub since_s: f64,
+    /// The lowest clock (MHz), events counted, the highest temperature (°C), reason bits.
+    #[serde(deserialize_with = "crate::util::json::null_as_nan")]
+    pub value: f64,
+    /// The clock's maximum (MHz) or the temperature's limit (°C).
+    #[serde(default)]
+    pub limit: Option<f64>,
+    /// In words: "cpufreq CPU clock (mean of 8) 2450 of 4900 MHz (50 %)".
+    pub text: String,
+}
+
+impl CardThrottle {
+    /// From the detector's episode; `origin` is the sampler time where the series' `t_s` is 0.
+    pub fn from_episode(e: &crate::accounting::throttle::Episode, origin: f64) -> Self {
+        Self {
+            since_s: e.since - origin,
+            until_s: e.until.map(|u| u - origin),
+            rate_before_tok_s: e.rate_before_tok_s,
+            rate_low_tok_s: e.rate_low_tok_s,
+            slowdown_pct: e.slowdown_pct(),
+            evidence: e
+                .evidence
+                .iter()
+                .map(|x| CardThrottleEvidence {
+                    signal: snake_name(&x.signal),
+                    id: x.id.clone(),
+                    since_s: x.since - origin,
+                    value: x.value,
+                    limit: x.limit,
+                    text: x.describe(),
+                })
+                .collect(),
+        }
+    }
+
+    /// One line for the Markdown and the terminal (not escaped: the caller does that).
+    pub fn line(&self) -> String {
+        let during = match self.until_s {
+            Some(u) => format!("{:.1}–{u:.1} s", self.since_s),
+            None => format!("from {:.1} s", self.since_s),
+        };
+        let evidence: Vec<String> = self
+            .evidence
+            .iter()
+            .map(|e| format!("{} (since {:.1} s)", e.text, e.since_s))
+            .collect();
+        format!(
+            "{during}: {:.1} → {:.1} tok/s (−{:.0} %) while {}",
+            self.rate_before_tok_s,
+            self.rate_low_tok_s,
+            self.slowdown_pct,
+            evidence.join("; ")
+        )
+    }
 }
 
 /// Sampler-clock spans a card's costs cover.
@@ -567,6 +656,7 @@ impl ReplyMetrics {
             wall_s: s.wall_s,
             energy: None,
             thermal: Thermal::default(),
+            throttle: Vec::new(),
         }
     }
 }

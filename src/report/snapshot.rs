@@ -368,6 +368,10 @@ pub fn markdown_summary(card: &RunCard) -> String {
     if let Some(e) = se {
         energy_lines(&mut o, "session", e);
     }
+    // The session's episodes include the last reply's.
+    for t in &ss.throttle {
+        let _ = writeln!(o, "\n**Throttled** {}.", md_escape(&t.line()));
+    }
     let _ = writeln!(
         o,
         "\n<sub>Made with llmtop {}; compare cards with `llmtop compare`.</sub>",

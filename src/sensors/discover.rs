@@ -2,6 +2,7 @@
 //! with the fix.
 
 use super::battery;
+use super::cpufreq;
 use super::estimate::EstimateSensor;
 use super::hwmon;
 use super::nvml;
@@ -121,6 +122,13 @@ pub fn discover_with(cfg: &SensorsSection, opts: &DiscoverOptions) -> Discovery 
     cpu_power |= hw.iter().any(|h| h.has_cpu_power());
     for h in hw {
         sensors.push(Box::new(h));
+    }
+
+    // Clocks and throttle counters: what the throttle detector weighs a slower reply against.
+    let (cpu, st) = cpufreq::discover(&opts.sysfs);
+    statuses.extend(st);
+    if let Some(c) = cpu {
+        sensors.push(Box::new(c));
     }
 
     let (bats, st) = battery::discover(&opts.sysfs);

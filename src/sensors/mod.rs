@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod battery;
 pub mod counter;
+pub mod cpufreq;
 pub mod discover;
 pub mod estimate;
 pub mod host;
@@ -40,6 +41,8 @@ pub enum Source {
     Battery,
     Plug,
     Estimate,
+    /// The machine itself: CPU utilisation, memory, CPU clocks (cpufreq) and the kernel's
+    /// thermal throttle counters.
     System,
 }
 
@@ -95,8 +98,14 @@ pub enum Quantity {
     MemoryUsed,
     /// Bytes.
     MemoryTotal,
-    /// MHz.
+    /// MHz. `limit` is the clock's maximum, when known.
     Clock,
+    /// Throttle events counted since boot (a cumulative count, `Method::Counter`): the
+    /// kernel's `thermal_throttle/*_throttle_count`.
+    ThrottleCount,
+    /// Why a GPU holds its clocks down now: NVML's clocks-event reason bits, only those that
+    /// cost speed ([`nvml::COSTLY_REASONS`]); 0 when nothing does.
+    ThrottleReasons,
 }
 
 /// How a value was obtained.

@@ -4,6 +4,7 @@
 
 use super::{Covers, Method, Quantity, Reading, Sensor, Source, SourceState, SourceStatus};
 use nvml_wrapper::Nvml;
+use nvml_wrapper::bitmasks::device::ThrottleReasons;
 use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor, TemperatureThreshold};
 use nvml_wrapper::error::NvmlError;
 use std::sync::OnceLock;
@@ -39,18 +40,24 @@ pub fn gpu_names() -> Vec<String> {
         .collect()
 }
 
-#[derive(Debug)]
-struct Gpu {
-    index: u32,
-    name: String,
-    num_fans: u32,
+/// One GPU as found at discovery: what it supports and its fixed limits.
+#[derive(Debug, Clone, Default)]
+pub struct Gpu {
+    pub index: u32,
+    pub name: String,
+    pub num_fans: u32,
     /// Fan i reports RPM (else percent).
-    fan_rpm: Vec<bool>,
-    slowdown_c: Option<f64>,
-    power_limit_w: Option<f64>,
+    pub fan_rpm: Vec<bool>,
+    pub slowdown_c: Option<f64>,
+    pub power_limit_w: Option<f64>,
     /// Volta and newer: the total-energy counter exists. Without it, energy comes from
     /// integrating board power (a counter row that is always n/a would hide the power).
-    energy_counter: bool,
+    pub energy_counter: bool,
+    /// Maximum graphics and SM clocks, MHz: the limits of the clock rows.
+    pub max_gfx_mhz: Option<f64>,
+    pub max_sm_mhz: Option<f64>,
+    /// The board reports clocks-event (throttle) reasons.
+    pub reasons: bool,
 }
 
 /// All NVIDIA GPUs.
@@ -100,6 +107,9 @@ pub fn discover() -> (Option<NvmlSensor>, Vec<SourceStatus>) {
                 .map(f64::from),
             power_limit_w: d.enforced_power_limit().ok().map(|mw| mw as f64 / 1e3),
             energy_counter: d.total_energy_consumption().is_ok(),
+            max_gfx_mhz: d.max_clock_info(Clock::Graphics).ok().map(f64::from),
+            max_sm_mhz: d.max_clock_info(Clock::SM).ok().map(f64::from),
+            reasons: d.current_throttle_reasons().is_ok(),
         });
     }
     let statuses = if gpus.is_empty() {
@@ -116,7 +126,7 @@ pub fn discover() -> (Option<NvmlSensor>, Vec<SourceStatus>) {
                 source: Source::Nvml,
                 device: format!("GPU {} ({})", g.index, g.name),
                 state: SourceState::Found,
-                detail: "power, energy counter, temperature, fans, utilisation, VRAM, clocks"
+                detail: "power, energy counter, temperature, fans, utilisation, VRAM, clocks, throttle reasons"
                     .into(),
                 fix: None,
             })
@@ -128,6 +138,204 @@ pub fn discover() -> (Option<NvmlSensor>, Vec<SourceStatus>) {
     (Some(NvmlSensor { nvml, gpus }), statuses)
 }
 
+/// Clocks-event reasons that cost speed: power caps, thermal slowdowns, hardware slowdown,
+/// an external power brake, a sync-boost group held back by another GPU. Idle, application
+/// clocks and display clocks are settings or rest, not throttling.
+pub const COSTLY_REASONS: u64 = ThrottleReasons::SW_POWER_CAP.bits()
+    | ThrottleReasons::HW_SLOWDOWN.bits()
+    | ThrottleReasons::SYNC_BOOST.bits()
+    | ThrottleReasons::SW_THERMAL_SLOWDOWN.bits()
+    | ThrottleReasons::HW_THERMAL_SLOWDOWN.bits()
+    | ThrottleReasons::HW_POWER_BRAKE_SLOWDOWN.bits();
+
+/// Names of the costly reasons in `bits` (a [`Quantity::ThrottleReasons`] value), in NVML's
+/// bit order: "power cap", "thermal (sw)", ...
+pub fn reason_names(bits: u64) -> Vec<&'static str> {
+    [
+        (ThrottleReasons::SW_POWER_CAP, "power cap"),
+        (ThrottleReasons::HW_SLOWDOWN, "hw slowdown"),
+        (ThrottleReasons::SYNC_BOOST, "sync boost"),
+        (ThrottleReasons::SW_THERMAL_SLOWDOWN, "thermal (sw)"),
+        (ThrottleReasons::HW_THERMAL_SLOWDOWN, "thermal (hw)"),
+        (ThrottleReasons::HW_POWER_BRAKE_SLOWDOWN, "power brake"),
+    ]
+    .into_iter()
+    .filter(|(r, _)| bits & r.bits() != 0)
+    .map(|(_, n)| n)
+    .collect()
+}
+
+/// One read of one GPU, as NVML answered: `None` for a call that failed this time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GpuRead {
+    pub power_mw: Option<u32>,
+    pub energy_mj: Option<u64>,
+    pub temp_c: Option<u32>,
+    /// Per fan: RPM where the fan reports it (see [`Gpu::fan_rpm`]), else percent.
+    pub fans: Vec<Option<u32>>,
+    pub util_pct: Option<u32>,
+    pub vram: Option<(u64, u64)>,
+    pub clock_gfx_mhz: Option<u32>,
+    pub clock_sm_mhz: Option<u32>,
+    pub clock_mem_mhz: Option<u32>,
+    /// Raw clocks-event reason bits.
+    pub reasons: Option<u64>,
+}
+
+impl Gpu {
+    /// Everything this GPU reports now; a call that fails leaves its field `None`.
+    fn read(&self, d: Option<&nvml_wrapper::Device<'_>>) -> GpuRead {
+        let Some(d) = d else {
+            return GpuRead {
+                fans: vec![None; self.num_fans as usize],
+                ..GpuRead::default()
+            };
+        };
+        GpuRead {
+            power_mw: d.power_usage().ok(),
+            energy_mj: self
+                .energy_counter
+                .then(|| d.total_energy_consumption().ok())
+                .flatten(),
+            temp_c: d.temperature(TemperatureSensor::Gpu).ok(),
+            fans: (0..self.num_fans)
+                .map(|f| {
+                    if self.fan_rpm.get(f as usize).copied().unwrap_or(false) {
+                        d.fan_speed_rpm(f).ok()
+                    } else {
+                        d.fan_speed(f).ok()
+                    }
+                })
+                .collect(),
+            util_pct: d.utilization_rates().ok().map(|u| u.gpu),
+            vram: d.memory_info().ok().map(|m| (m.used, m.total)),
+            clock_gfx_mhz: d.clock_info(Clock::Graphics).ok(),
+            clock_sm_mhz: d.clock_info(Clock::SM).ok(),
+            clock_mem_mhz: d.clock_info(Clock::Memory).ok(),
+            reasons: self
+                .reasons
+                .then(|| d.current_throttle_reasons().ok().map(|r| r.bits()))
+                .flatten(),
+        }
+    }
+
+    /// The rows of one read: pure, so every row is tested without a GPU.
+    pub fn rows(&self, r: &GpuRead) -> Vec<Reading> {
+        let row = |what: &str, label: &str, q: Quantity, m: Method, v: Option<f64>| Reading {
+            id: format!("nvml:{}:{what}", self.index),
+            device: self.name.clone(),
+            label: label.into(),
+            quantity: q,
+            value: v,
+            limit: None,
+            source: Source::Nvml,
+            covers: Covers::GpuBoard,
+            method: m,
+            rejected: None,
+        };
+        let mut out = Vec::new();
+        out.push(Reading {
+            limit: self.power_limit_w,
+            ..row(
+                "power",
+                "board power",
+                Quantity::Power,
+                Method::Measured,
+                r.power_mw.map(|mw| f64::from(mw) / 1e3),
+            )
+        });
+        if self.energy_counter {
+            out.push(row(
+                "energy",
+                "board energy",
+                Quantity::Energy,
+                Method::Counter,
+                r.energy_mj.map(|mj| mj as f64 / 1e3),
+            ));
+        }
+        out.push(Reading {
+            limit: self.slowdown_c,
+            ..row(
+                "temp",
+                "GPU",
+                Quantity::Temperature,
+                Method::Measured,
+                r.temp_c.map(f64::from),
+            )
+        });
+        for f in 0..self.num_fans {
+            let rpm = self.fan_rpm.get(f as usize).copied().unwrap_or(false);
+            let q = if rpm {
+                Quantity::FanRpm
+            } else {
+                Quantity::FanPercent
+            };
+            let v = r.fans.get(f as usize).copied().flatten().map(f64::from);
+            out.push(row(
+                &format!("fan{f}"),
+                &format!("fan{f}"),
+                q,
+                Method::Measured,
+                v,
+            ));
+        }
+        out.push(row(
+            "util",
+            "GPU busy",
+            Quantity::Utilization,
+            Method::Measured,
+            r.util_pct.map(f64::from),
+        ));
+        out.push(row(
+            "vram_used",
+            "VRAM used",
+            Quantity::MemoryUsed,
+            Method::Measured,
+            r.vram.map(|m| m.0 as f64),
+        ));
+        out.push(row(
+            "vram_total",
+            "VRAM total",
+            Quantity::MemoryTotal,
+            Method::Measured,
+            r.vram.map(|m| m.1 as f64),
+        ));
+        // Graphics and SM clocks against their maxima: a clock held under its maximum while
+        // generating is one sign of throttling. The memory clock is fixed by the board.
+        for (what, label, v, max) in [
+            (
+                "clock_gfx",
+                "graphics clock",
+                r.clock_gfx_mhz,
+                self.max_gfx_mhz,
+            ),
+            ("clock_sm", "SM clock", r.clock_sm_mhz, self.max_sm_mhz),
+            ("clock_mem", "memory clock", r.clock_mem_mhz, None),
+        ] {
+            out.push(Reading {
+                limit: max,
+                ..row(
+                    what,
+                    label,
+                    Quantity::Clock,
+                    Method::Measured,
+                    v.map(f64::from),
+                )
+            });
+        }
+        if self.reasons {
+            out.push(row(
+                "throttle",
+                "throttle reasons",
+                Quantity::ThrottleReasons,
+                Method::Measured,
+                r.reasons.map(|b| (b & COSTLY_REASONS) as f64),
+            ));
+        }
+        out
+    }
+}
+
 impl Sensor for NvmlSensor {
     fn name(&self) -> String {
         "nvml".into()
@@ -137,107 +345,7 @@ impl Sensor for NvmlSensor {
         let mut out = Vec::new();
         for g in &self.gpus {
             let d = self.nvml.device_by_index(g.index).ok();
-            let row = |what: &str, label: &str, q: Quantity, m: Method, v: Option<f64>| Reading {
-                id: format!("nvml:{}:{what}", g.index),
-                device: g.name.clone(),
-                label: label.into(),
-                quantity: q,
-                value: v,
-                limit: None,
-                source: Source::Nvml,
-                covers: Covers::GpuBoard,
-                method: m,
-                rejected: None,
-            };
-            let d = d.as_ref();
-            out.push(Reading {
-                limit: g.power_limit_w,
-                ..row(
-                    "power",
-                    "board power",
-                    Quantity::Power,
-                    Method::Measured,
-                    d.and_then(|d| d.power_usage().ok())
-                        .map(|mw| mw as f64 / 1e3),
-                )
-            });
-            if g.energy_counter {
-                out.push(row(
-                    "energy",
-                    "board energy",
-                    Quantity::Energy,
-                    Method::Counter,
-                    d.and_then(|d| d.total_energy_consumption().ok())
-                        .map(|mj| mj as f64 / 1e3),
-                ));
-            }
-            out.push(Reading {
-                limit: g.slowdown_c,
-                ..row(
-                    "temp",
-                    "GPU",
-                    Quantity::Temperature,
-                    Method::Measured,
-                    d.and_then(|d| d.temperature(TemperatureSensor::Gpu).ok())
-                        .map(f64::from),
-                )
-            });
-            for f in 0..g.num_fans {
-                let rpm = g.fan_rpm.get(f as usize).copied().unwrap_or(false);
-                let (q, v) = if rpm {
-                    (
-                        Quantity::FanRpm,
-                        d.and_then(|d| d.fan_speed_rpm(f).ok()).map(f64::from),
-                    )
-                } else {
-                    (
-                        Quantity::FanPercent,
-                        d.and_then(|d| d.fan_speed(f).ok()).map(f64::from),
-                    )
-                };
-                out.push(row(
-                    &format!("fan{f}"),
-                    &format!("fan{f}"),
-                    q,
-                    Method::Measured,
-                    v,
-                ));
-            }
-            let util = d.and_then(|d| d.utilization_rates().ok());
-            out.push(row(
-                "util",
-                "GPU busy",
-                Quantity::Utilization,
-                Method::Measured,
-                util.as_ref().map(|u| f64::from(u.gpu)),
-            ));
-            let mem = d.and_then(|d| d.memory_info().ok());
-            out.push(row(
-                "vram_used",
-                "VRAM used",
-                Quantity::MemoryUsed,
-                Method::Measured,
-                mem.as_ref().map(|m| m.used as f64),
-            ));
-            out.push(row(
-                "vram_total",
-                "VRAM total",
-                Quantity::MemoryTotal,
-                Method::Measured,
-                mem.as_ref().map(|m| m.total as f64),
-            ));
-            for (what, label, clock) in [
-                ("clock_gfx", "graphics clock", Clock::Graphics),
-                ("clock_mem", "memory clock", Clock::Memory),
-            ] {
-                out.push(row(
-                    what,
-                    label,
-                    Quantity::Clock,
-                    Method::Measured,
-                    d.and_then(|d| d.clock_info(clock).ok()).map(f64::from),
-                ));
-            }
+            out.extend(g.rows(&g.read(d.as_ref())));
         }
         out
     }
@@ -263,5 +371,86 @@ mod tests {
             "{statuses:?}"
         );
         assert!(gpu_names().is_empty());
+    }
+
+    fn gpu() -> Gpu {
+        Gpu {
+            index: 1,
+            name: "NVIDIA H200".into(),
+            num_fans: 1,
+            fan_rpm: vec![false],
+            slowdown_c: Some(87.0),
+            power_limit_w: Some(700.0),
+            energy_counter: true,
+            max_gfx_mhz: Some(1980.0),
+            max_sm_mhz: Some(1980.0),
+            reasons: true,
+        }
+    }
+
+    /// The seam: what NVML answered becomes rows with units, limits and ids, no GPU needed.
+    #[test]
+    fn rows_carry_clocks_against_their_maxima_and_only_costly_reasons() {
+        let g = gpu();
+        let read = GpuRead {
+            power_mw: Some(512_250),
+            energy_mj: Some(9_000_500),
+            temp_c: Some(86),
+            fans: vec![Some(64)],
+            util_pct: Some(99),
+            vram: Some((40 << 30, 141 << 30)),
+            clock_gfx_mhz: Some(1410),
+            clock_sm_mhz: Some(1395),
+            clock_mem_mhz: Some(3201),
+            // Idle (0x1) and display clock (0x100) are not throttling; power cap (0x4) and
+            // sw thermal (0x20) are.
+            reasons: Some(0x1 | 0x4 | 0x20 | 0x100),
+        };
+        let rows = g.rows(&read);
+        let get = |id: &str| rows.iter().find(|r| r.id == id).expect(id);
+        let p = get("nvml:1:power");
+        assert_eq!((p.value, p.limit), (Some(512.25), Some(700.0)));
+        assert_eq!(get("nvml:1:energy").value, Some(9_000.5));
+        assert_eq!(get("nvml:1:temp").limit, Some(87.0));
+        assert_eq!(get("nvml:1:fan0").quantity, Quantity::FanPercent);
+        let gfx = get("nvml:1:clock_gfx");
+        assert_eq!((gfx.value, gfx.limit), (Some(1410.0), Some(1980.0)));
+        let sm = get("nvml:1:clock_sm");
+        assert_eq!(
+            (sm.value, sm.limit, sm.label.as_str()),
+            (Some(1395.0), Some(1980.0), "SM clock")
+        );
+        assert_eq!(get("nvml:1:clock_mem").limit, None);
+        let why = get("nvml:1:throttle");
+        assert_eq!(why.quantity, Quantity::ThrottleReasons);
+        assert_eq!(why.value, Some(f64::from(0x4 | 0x20)));
+        assert_eq!(reason_names(0x4 | 0x20), ["power cap", "thermal (sw)"]);
+        assert!(reason_names(0x1 | 0x2 | 0x100).is_empty());
+        // A bit NVML adds later is not named, and does not count.
+        assert_eq!(COSTLY_REASONS & (1 << 40), 0);
+    }
+
+    /// A device that vanished between reads (or calls that fail) gives the same rows, n/a.
+    #[test]
+    fn a_failed_read_keeps_every_row_as_na() {
+        let g = gpu();
+        let rows = g.rows(&g.read(None));
+        assert_eq!(rows.len(), 11);
+        assert!(rows.iter().all(|r| r.value.is_none()), "{rows:?}");
+        let no_reasons = Gpu {
+            reasons: false,
+            energy_counter: false,
+            ..gpu()
+        };
+        let ids: Vec<String> = no_reasons
+            .rows(&GpuRead::default())
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert!(
+            !ids.iter()
+                .any(|i| i.ends_with(":throttle") || i.ends_with(":energy")),
+            "{ids:?}"
+        );
     }
 }

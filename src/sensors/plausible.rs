@@ -74,6 +74,9 @@ impl Limits {
             Quantity::Utilization => (UTILIZATION, "%"),
             Quantity::MemoryUsed | Quantity::MemoryTotal => (MEMORY_BYTES, "bytes"),
             Quantity::Clock => (CLOCK_MHZ, "MHz"),
+            Quantity::ThrottleCount => ((0.0, f64::MAX), "events"),
+            // Bit flags travel in an f64, exact up to 2^53.
+            Quantity::ThrottleReasons => ((0.0, 9_007_199_254_740_992.0), "bits"),
         }
     }
 

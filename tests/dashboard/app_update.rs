@@ -566,3 +566,57 @@ mod gauge_totals {
         assert_eq!(g.total.as_ref().map(|t| t.label.as_str()), Some("Platform"));
     }
 }
+
+/// The header's mark: there while the shell says an episode is on, gone when it ends, with the
+/// engine state still in view on a narrow terminal.
+#[test]
+fn throttle_mark_comes_and_goes_with_the_episode() {
+    use llmtop::accounting::throttle::{Episode, Evidence, Signal};
+    let header = |app: &llmtop::dashboard::state::App, w: u16| {
+        let theme = llmtop::dashboard::theme::Theme::dark();
+        let buf = llmtop::dashboard::ui::render_buffer(app, &theme, w, 24);
+        buf.content()[..usize::from(w)]
+            .iter()
+            .map(|c| c.symbol())
+            .collect::<String>()
+    };
+    let mut app = new_app(80, 24);
+    loaded(&mut app);
+    engine(&mut app, EngineEvent::Phase(Phase::Generating), 1.0);
+    assert!(!header(&app, 80).contains("throttled"));
+    let episode = Episode {
+        since: 12.0,
+        until: None,
+        rate_before_tok_s: 40.0,
+        rate_low_tok_s: 26.0,
+        evidence: vec![Evidence {
+            signal: Signal::ClockBelowMax,
+            id: "cpu:clock".into(),
+            name: "cpufreq CPU clock (mean of 8)".into(),
+            since: 11.5,
+            value: 2450.0,
+            limit: Some(4900.0),
+        }],
+    };
+    app.dirty = false;
+    app.update(Event::Throttle(Some(episode.clone())));
+    assert!(app.dirty, "the mark must be drawn");
+    let h = header(&app, 80);
+    assert!(
+        h.trim_end().ends_with("▼ throttled −35% ● generating"),
+        "{h}"
+    );
+    // A new low of the same episode does not force a frame by itself.
+    app.dirty = false;
+    app.update(Event::Throttle(Some(Episode {
+        rate_low_tok_s: 20.0,
+        ..episode
+    })));
+    assert!(!app.dirty);
+    // Narrow: the model name gives way, the mark and the state stay.
+    let h = header(&app, 60);
+    assert!(h.contains("▼ throttled −50% ● generating"), "{h}");
+    app.update(Event::Throttle(None));
+    assert!(app.dirty && app.throttle.is_none());
+    assert!(!header(&app, 80).contains("throttled"));
+}

@@ -31,17 +31,17 @@ use tokio::time::Instant;
 
 /// One frame that reached the terminal: when (since the loop started) and the screen's text.
 #[derive(Debug, Clone)]
-struct Shot {
-    at: Duration,
-    text: String,
+pub(crate) struct Shot {
+    pub(crate) at: Duration,
+    pub(crate) text: String,
 }
 
 /// A `TestBackend` that keeps every frame. ratatui flushes the backend once at the end of each
 /// `Terminal::draw`, so a flush is a frame.
-struct Recorder {
-    inner: TestBackend,
-    start: Instant,
-    frames: Vec<Shot>,
+pub(crate) struct Recorder {
+    pub(crate) inner: TestBackend,
+    pub(crate) start: Instant,
+    pub(crate) frames: Vec<Shot>,
 }
 
 impl Recorder {

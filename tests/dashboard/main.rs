@@ -6,6 +6,10 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+#[path = "../live/mod.rs"]
+mod live;
+
 mod app_update;
 mod dashboard_loop;
+mod throttle_live;
 mod ui_snapshots;

@@ -2,7 +2,9 @@
 //! milliseconds at a known power profile (a RAPL package counter with a small wrap range, an
 //! amdgpu hwmon with power, temperature and fan), and a Shelly Gen2 plug served on 127.0.0.1
 //! that measures the whole machine. The true joules of any interval come from the profile, so
-//! every figure llmtop shows can be checked against them.
+//! every figure llmtop shows can be checked against them. Two CPUs (one core each, one package)
+//! report their clocks and thermal throttle counters; from `Profile::throttle_at` on, the
+//! clocks drop to half and the counters advance, as a CPU at its thermal limit does.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -18,12 +20,21 @@ use std::time::{Duration, Instant};
 /// 45 W would still count every joule.
 pub const RAPL_RANGE_UJ: u64 = 100_000_000;
 
+/// CPU clocks, kHz: the maximum, what the CPUs run at under load, and throttled.
+pub const CPU_MAX_KHZ: u64 = 4_900_000;
+pub const CPU_FAST_KHZ: u64 = 4_800_000;
+pub const CPU_THROTTLED_KHZ: u64 = 2_400_000;
+/// Throttle events per second per core (and for the package) once throttled.
+pub const THROTTLES_PER_S: f64 = 4.0;
+
 /// Power over time, piecewise linear between knots `(t, cpu W, gpu W)`, plus a constant rest
 /// of the machine that only the wall plug sees.
 #[derive(Debug, Clone)]
 pub struct Profile {
     pub knots: Vec<(f64, f64, f64)>,
     pub rest_w: f64,
+    /// From this second on the CPU is throttled (clocks halved, counters advancing).
+    pub throttle_at: Option<f64>,
 }
 
 impl Profile {
@@ -41,6 +52,7 @@ impl Profile {
         Self {
             knots,
             rest_w: 30.0,
+            throttle_at: None,
         }
     }
 
@@ -49,6 +61,29 @@ impl Profile {
         Self {
             knots: vec![(0.0, cpu, gpu), (1e6, cpu, gpu)],
             rest_w: rest,
+            throttle_at: None,
+        }
+    }
+
+    /// The same profile, throttled from `t` on.
+    pub fn throttled_from(mut self, t: f64) -> Self {
+        self.throttle_at = Some(t);
+        self
+    }
+
+    /// Throttle events each core's (and the package's) counter shows at `t`.
+    pub fn throttle_count(&self, t: f64) -> u64 {
+        match self.throttle_at {
+            Some(at) if t >= at => 1 + ((t - at) * THROTTLES_PER_S) as u64,
+            _ => 0,
+        }
+    }
+
+    /// Each CPU's clock at `t`, kHz.
+    pub fn cpu_khz(&self, t: f64) -> u64 {
+        match self.throttle_at {
+            Some(at) if t >= at => CPU_THROTTLED_KHZ,
+            _ => CPU_FAST_KHZ,
         }
     }
 
@@ -149,6 +184,19 @@ impl LiveMachine {
         std::fs::write(hw.join("name"), "amdgpu\n").expect("name");
         std::fs::write(hw.join("temp1_label"), "edge\n").expect("label");
         std::fs::write(hw.join("temp1_crit"), "100000\n").expect("crit");
+        for n in 0..2 {
+            let cpu = root.join(format!("devices/system/cpu/cpu{n}"));
+            for d in ["cpufreq", "topology", "thermal_throttle"] {
+                std::fs::create_dir_all(cpu.join(d)).expect("mkdir cpu");
+            }
+            std::fs::write(
+                cpu.join("cpufreq/cpuinfo_max_freq"),
+                format!("{CPU_MAX_KHZ}\n"),
+            )
+            .expect("max");
+            std::fs::write(cpu.join("topology/physical_package_id"), "0\n").expect("pkg");
+            std::fs::write(cpu.join("topology/core_id"), format!("{n}\n")).expect("core");
+        }
         let start = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let mut m = Self {
@@ -161,11 +209,11 @@ impl LiveMachine {
             threads: Vec::new(),
         };
         m.write_files(0.0);
-        let (p, s, rapl_dir, hw_dir) = (profile.clone(), stop.clone(), rapl, hw);
+        let (p, s, root) = (profile.clone(), stop.clone(), m.root.clone());
         m.threads.push(std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 let t = start.elapsed().as_secs_f64();
-                write_files(&p, t, &rapl_dir, &hw_dir);
+                write_files(&p, t, &root);
                 std::thread::sleep(Duration::from_millis(4));
             }
         }));
@@ -180,12 +228,14 @@ impl LiveMachine {
     }
 
     fn write_files(&self, t: f64) {
-        write_files(
-            &self.profile,
-            t,
-            &self.root.join("class/powercap/intel-rapl:0"),
-            &self.root.join("class/hwmon/hwmon0"),
-        );
+        write_files(&self.profile, t, &self.root);
+    }
+
+    /// The instant the CPU starts throttling, if the profile says it does.
+    pub fn throttle_instant(&self) -> Option<Instant> {
+        self.profile
+            .throttle_at
+            .map(|t| self.start + Duration::from_secs_f64(t))
     }
 
     /// Seconds on the machine's clock at `instant`.
@@ -206,7 +256,17 @@ impl LiveMachine {
     }
 }
 
-fn write_files(p: &Profile, t: f64, rapl: &Path, hw: &Path) {
+fn write_files(p: &Profile, t: f64, root: &Path) {
+    let rapl = root.join("class/powercap/intel-rapl:0");
+    let hw = root.join("class/hwmon/hwmon0");
+    let count = format!("{}\n", p.throttle_count(t));
+    let khz = format!("{}\n", p.cpu_khz(t));
+    for n in 0..2 {
+        let cpu = root.join(format!("devices/system/cpu/cpu{n}"));
+        write_atomic(&cpu.join("cpufreq/scaling_cur_freq"), &khz);
+        write_atomic(&cpu.join("thermal_throttle/core_throttle_count"), &count);
+        write_atomic(&cpu.join("thermal_throttle/package_throttle_count"), &count);
+    }
     let (cpu_j, _) = p.energy_to(t);
     let uj = (cpu_j * 1e6) as u64 % RAPL_RANGE_UJ;
     write_atomic(&rapl.join("energy_uj"), &format!("{uj}\n"));

@@ -52,6 +52,34 @@ fn lists_sources_with_values_units_and_provenance() {
     assert!(text.contains("Found:"));
 }
 
+/// CPU clocks and the kernel's throttle counters, as `llmtop sensors` lists them.
+#[test]
+fn lists_cpu_clock_against_its_max_and_throttle_counters() {
+    let out = llmtop(&["sensors", "--sysfs-root", &fixture("desktop-intel")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |needle: &str| {
+        text.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{text}"))
+    };
+    assert_eq!(
+        line("CPU clock"),
+        "system cpufreq CPU clock (mean of 4) 4600 MHz CPU package, measured; max 4900 MHz (94 %)"
+    );
+    assert_eq!(
+        line("core throttles"),
+        "system thermal_throttle core throttles 8 events CPU package, cumulative counter"
+    );
+    assert!(line("package throttles").contains(" 17 events "));
+    assert!(line("clock of 4 CPU(s)").contains("throttle counters of 2 core(s) and 1 package(s)"));
+}
+
 #[test]
 fn json_has_readings_and_statuses() {
     let out = llmtop(&["sensors", "--json", "--sysfs-root", &fixture("laptop")]);

@@ -56,4 +56,25 @@ fn gpu_rows_have_plausible_values() {
     );
     let total = get(&b, "nvml:0:vram_total").expect("vram");
     assert!(total > 1e9);
+    // Clocks against their maxima, and the throttle reasons (idle is not one of them).
+    for id in ["nvml:0:clock_gfx", "nvml:0:clock_sm"] {
+        let row = b.iter().find(|r| r.id == id).expect(id);
+        let (v, max) = (row.value.expect("clock"), row.limit.expect("max clock"));
+        eprintln!("{id}: {v} of {max} MHz");
+        assert!(
+            v > 0.0 && max >= 300.0 && v <= max * 1.05,
+            "{id}: {v} of {max}"
+        );
+    }
+    let why = b
+        .iter()
+        .find(|r| r.id == "nvml:0:throttle")
+        .expect("reasons row");
+    assert_eq!(why.quantity, Quantity::ThrottleReasons);
+    let bits = why.value.expect("reasons") as u64;
+    eprintln!(
+        "throttle reasons now: {bits:#x} {:?}",
+        nvml::reason_names(bits)
+    );
+    assert_eq!(bits & !nvml::COSTLY_REASONS, 0);
 }

@@ -134,6 +134,48 @@ fn intel_desktop_rapl_coretemp_and_fans() {
     );
 }
 
+/// cpufreq behind its policy symlinks, two hyperthreaded cores in one package: one clock row
+/// (mean against mean max), counters counted once per core and once per package.
+#[test]
+fn intel_desktop_cpu_clock_and_throttle_counters() {
+    let (mut d, _tmp) = discover_at(&fixture("desktop-intel"));
+    let s = read(&mut d, 0.0);
+    let clock = get(&s, "cpu:clock");
+    assert_eq!(
+        (clock.value, clock.limit, clock.quantity),
+        (Some(4600.0), Some(4900.0), Quantity::Clock)
+    );
+    assert_eq!(
+        (clock.source, clock.covers),
+        (Source::System, Covers::CpuPackage)
+    );
+    let core = get(&s, "cpu:core_throttles");
+    // cpu0/cpu1 are core 0 (3 events), cpu2/cpu3 core 4 (5 events): 8, not 16.
+    assert_eq!(
+        (core.value, core.quantity, core.method),
+        (Some(8.0), Quantity::ThrottleCount, Method::Counter)
+    );
+    // Every CPU repeats the package's count: once.
+    assert_eq!(get(&s, "cpu:package_throttles").value, Some(17.0));
+
+    // The counters move and the clock drops: the next read says so.
+    let tree = copy_tree(&fixture("desktop-intel"));
+    let (mut d, _tmp) = discover_at(tree.path());
+    let cpu = tree.path().join("devices/system/cpu");
+    for n in 0..4 {
+        write(
+            &cpu,
+            &format!("cpufreq/policy{n}/scaling_cur_freq"),
+            "2450000",
+        );
+    }
+    write(&cpu, "cpu2/thermal_throttle/core_throttle_count", "9");
+    write(&cpu, "cpu3/thermal_throttle/core_throttle_count", "9");
+    let s = read(&mut d, 0.25);
+    assert_eq!(get(&s, "cpu:clock").value, Some(2450.0));
+    assert_eq!(get(&s, "cpu:core_throttles").value, Some(12.0));
+}
+
 #[test]
 fn amd_box_k10temp_and_amdgpu() {
     let (mut d, _tmp) = discover_at(&fixture("amd-desktop"));

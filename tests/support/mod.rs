@@ -258,7 +258,14 @@ pub fn timeline_app(width: u16, height: u16, mut sensor: impl Sensor) -> App {
                 let n = (rate * 0.25).round() as u32;
                 for k in 1..=n {
                     let at = t - 0.25 + 0.25 * f64::from(k) / f64::from(n);
-                    engine(&mut app, EngineEvent::Token("word ".into()), at);
+                    engine(
+                        &mut app,
+                        EngineEvent::Tokens {
+                            text: "word ".into(),
+                            count: 1,
+                        },
+                        at,
+                    );
                     tokens += 1;
                 }
             }

@@ -30,6 +30,11 @@ pub fn size_text(bytes: u64) -> String {
     }
 }
 
+/// "▼ throttled −35%": the mark, with how much slower the reply runs than it did.
+pub fn throttle_text(e: &crate::accounting::throttle::Episode) -> String {
+    format!("▼ throttled −{:.0}%", e.slowdown_pct())
+}
+
 pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let mut bar = Style::default().fg(theme.header_fg).bg(theme.header_bg);
     if theme.is_colorless() {
@@ -52,7 +57,10 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         EngineState::Loading(p) => format!("● loading {:.0}%", p * 100.0),
         s => format!("● {}", s.label()),
     };
-    let right_w = state.chars().count() + 1;
+    // Throttling that costs speed, kept in view like the state (the evidence is in the card).
+    let throttle = app.throttle.as_ref().map(throttle_text);
+    let right_w =
+        state.chars().count() + 1 + throttle.as_ref().map_or(0, |t| t.chars().count() + 1);
     let mut left = vec![
         Span::styled(" llmtop ", bar.add_modifier(Modifier::BOLD)),
         Span::styled("│ ", bar),
@@ -84,6 +92,13 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         " ".repeat(avail.saturating_sub(used + right_w)),
         bar,
     ));
+    if let Some(t) = throttle {
+        line.push(Span::styled(
+            t,
+            bar.fg(theme.bad).add_modifier(Modifier::BOLD),
+        ));
+        line.push(Span::styled(" ", bar));
+    }
     line.push(Span::styled(
         state,
         bar.fg(state_color).add_modifier(Modifier::BOLD),
