@@ -7,14 +7,14 @@ use crate::accounting::pricing::Tariff;
 use crate::accounting::session::SessionRecorder;
 use crate::cli::BenchArgs;
 use crate::config::Config;
+use crate::engine::EngineSettings;
 use crate::engine::llama::LlamaEngine;
 use crate::engine::{self, Command, EngineEvent, EngineHandle, ModelInfo, ReplyStats};
-use crate::engine::EngineSettings;
 use crate::report::bench::*;
+use crate::report::runcard::{CardSettings, CardSpans, SeriesPoint};
 use crate::report::sweep::{
     SweepKey, SweepPoint, SweepResult, SweepValue, combinations, parse_axes, setting_label,
 };
-use crate::report::runcard::{CardSettings, CardSpans, SeriesPoint};
 use crate::sensors::host::{BuildInfo, HostInfo};
 use crate::sensors::sampler::SamplerHandle;
 use crate::sensors::{Meter, Sample, SourceStatus};

@@ -166,7 +166,25 @@ fn short(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
     } else {
-        format!("{}…", s.chars().take(n.saturating_sub(1)).collect::<String>())
+        format!(
+            "{}…",
+            s.chars().take(n.saturating_sub(1)).collect::<String>()
+        )
+    }
+}
+
+/// An axis tick: three significant figures at most, no trailing zeros (2000, 0.5, 0.0003).
+fn tick(v: &f64) -> String {
+    let v = *v;
+    if v == 0.0 || !v.is_finite() {
+        return "0".into();
+    }
+    let digits = (2 - v.abs().log10().floor() as i32).clamp(0, 8) as usize;
+    let s = format!("{v:.digits$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
     }
 }
 
@@ -243,10 +261,7 @@ pub fn bar_panels(
         let mut x = 12i32;
         for (i, m) in members.iter().enumerate() {
             let name = short(&label(&m.name), 28);
-            top.draw(&Rectangle::new(
-                [(x, 60), (x + 14, 74)],
-                color(i).filled(),
-            ))?;
+            top.draw(&Rectangle::new([(x, 60), (x + 14, 74)], color(i).filled()))?;
             top.draw(&Text::new(
                 name.clone(),
                 (x + 20, 60),
@@ -279,6 +294,7 @@ pub fn bar_panels(
                 .bold_line_style(theme.grid)
                 .axis_style(theme.text)
                 .y_labels(5)
+                .y_label_formatter(&tick)
                 // The machines' names go under their bars (plotters would tick the x range).
                 .x_labels(0)
                 .label_style((FONT, 11).into_font().color(&theme.text))
@@ -424,6 +440,8 @@ pub fn frontier_scatter(
             .axis_style(theme.text)
             .x_desc(label(x_desc))
             .y_desc(label(y_desc))
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .label_style((FONT, 12).into_font().color(&theme.text))
             .axis_desc_style((FONT, 14).into_font().color(&theme.text))
             .draw()?;
@@ -431,6 +449,7 @@ pub fn frontier_scatter(
         front.sort_by(|a, b| a.x.total_cmp(&b.x));
         let accent = RGBColor(213, 94, 0);
         let plain = RGBColor(0, 114, 178);
+        let mut placed: Vec<(i32, i32, i32)> = Vec::new();
         for (class, on_front) in [("dominated", false), ("frontier", true)] {
             groups.open(&root, &[("class", class)])?;
             if on_front && front.len() > 1 {
@@ -460,9 +479,27 @@ pub fn frontier_scatter(
                     style,
                 )))?;
                 let (px, py) = chart.backend_coord(&(p.x, p.y));
+                let text = short(&label(&p.label), 40);
+                // Settings close on the plane would print over each other: step a label
+                // down until it clears those already placed (12 px text, about 7 px a char).
+                let w = 7 * text.chars().count() as i32;
+                // Left of the point when it would run off the right edge.
+                let x = if px + 9 + w > width as i32 - 8 {
+                    px - 9 - w
+                } else {
+                    px + 9
+                };
+                let mut y = py - 16;
+                while placed
+                    .iter()
+                    .any(|&(ox, oy, ow)| x < ox + ow && ox < x + w && (y - oy).abs() < 15)
+                {
+                    y += 15;
+                }
+                placed.push((x, y, w));
                 root.draw(&Text::new(
-                    short(&label(&p.label), 40),
-                    (px + 9, py - 16),
+                    text,
+                    (x, y),
                     (FONT, 12).into_font().color(&theme.text),
                 ))?;
                 groups.close(&root)?;
@@ -539,6 +576,8 @@ pub fn time_lines(
             .axis_style(theme.text)
             .x_desc("seconds")
             .y_desc(desc(false))
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .label_style((FONT, 12).into_font().color(&theme.text))
             .axis_desc_style((FONT, 13).into_font().color(&theme.text))
             .draw()?;
@@ -547,6 +586,7 @@ pub fn time_lines(
                 .configure_secondary_axes()
                 .axis_style(theme.text)
                 .y_desc(desc(true))
+                .y_label_formatter(&tick)
                 .label_style((FONT, 12).into_font().color(&theme.text))
                 .axis_desc_style((FONT, 13).into_font().color(&theme.text))
                 .draw()?;
@@ -606,6 +646,23 @@ mod tests {
         assert_eq!(
             finish(raw, &g),
             "<svg>\n<g class=\"a\">\n<rect/>\n</g>\n<text x=\"1\">\nplain\n</text>\n</svg>\n"
+        );
+    }
+
+    #[test]
+    fn ticks_are_short() {
+        let t = |v: f64| tick(&v);
+        assert_eq!(
+            [
+                t(0.0),
+                t(2000.0),
+                t(2.5),
+                t(0.5),
+                t(0.0003),
+                t(0.00025),
+                t(123.456)
+            ],
+            ["0", "2000", "2.5", "0.5", "0.0003", "0.00025", "123"]
         );
     }
 

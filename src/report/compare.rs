@@ -503,14 +503,13 @@ pub fn render_svg(c: &Comparison) -> Result<Chart, ChartError> {
         value: v.filter(|x| x.is_finite()),
         text: money(v, currency),
     };
-    let panel = |key: &str, title: &str, bars: &[&str], f: &dyn Fn(&MachineRow) -> Vec<Bar>| {
-        Panel {
+    let panel =
+        |key: &str, title: &str, bars: &[&str], f: &dyn Fn(&MachineRow) -> Vec<Bar>| Panel {
             key: key.into(),
             title: title.into(),
             bars: bars.iter().map(|b| b.to_string()).collect(),
             values: c.machines.iter().map(f).collect(),
-        }
-    };
+        };
     let mut panels = vec![
         panel("prefill_tok_s", "prefill (tok/s)", &["prefill"], &|r| {
             vec![figure(r.prefill_tok_s, 1)]
@@ -548,13 +547,25 @@ pub fn render_svg(c: &Comparison) -> Result<Chart, ChartError> {
         .any(|r| r.costs.iter().any(|x| x.hardware.is_some()));
     let period = years_label(&c.tco);
     for (i, reg) in c.regions.iter().enumerate() {
-        let title = format!("cost over {period}, {}", reg.code);
+        let title = if any_hw {
+            format!("{period}, {}: power / + hardware", reg.code)
+        } else {
+            format!("electricity {period}, {}", reg.code)
+        };
         let key = format!("tco_{}", reg.code);
         panels.push(if any_hw {
-            panel(&key, &title, &["electricity", "hardware + electricity"], &|r| {
-                let x = &r.costs[i];
-                vec![priced(x.electricity, &x.currency), priced(x.tco, &x.currency)]
-            })
+            panel(
+                &key,
+                &title,
+                &["electricity", "hardware + electricity"],
+                &|r| {
+                    let x = &r.costs[i];
+                    vec![
+                        priced(x.electricity, &x.currency),
+                        priced(x.tco, &x.currency),
+                    ]
+                },
+            )
         } else {
             panel(&key, &title, &["electricity"], &|r| {
                 vec![priced(r.costs[i].electricity, &r.costs[i].currency)]

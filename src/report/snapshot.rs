@@ -468,7 +468,8 @@ fn series_chart(card: &RunCard, width: Option<u32>) -> Option<crate::report::cha
     .ok()
 }
 
-const SCREEN_FONT: &str = r#"font-family="ui-monospace, 'DejaVu Sans Mono', Menlo, Consolas, monospace" font-size="14""#;
+const SCREEN_FONT: &str =
+    r#"font-family="ui-monospace, 'DejaVu Sans Mono', Menlo, Consolas, monospace" font-size="14""#;
 
 fn screen_width(buf: &Buffer) -> f64 {
     f64::from(buf.area.width) * CELL_W

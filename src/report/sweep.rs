@@ -334,7 +334,11 @@ pub fn render_table(r: &SweepResult) -> String {
             opt(p.j_per_token, 3),
             opt(s.energy_wh.map(|e| e.median), 4),
             cost,
-            if p.frontier { "*".into() } else { String::new() },
+            if p.frontier {
+                "*".into()
+            } else {
+                String::new()
+            },
         ]);
     }
     let widths: Vec<usize> = (0..head.len())

@@ -105,8 +105,14 @@ mod tests {
     #[test]
     fn relative_paths_climb_and_descend() {
         let r = |b: &str, t: &str| relative_to(Path::new(b), Path::new(t));
-        assert_eq!(r("/home/u/cards", "/home/u/cards/c.svg"), Path::new("c.svg"));
-        assert_eq!(r("/home/u/cards", "/home/u/pics/c.svg"), Path::new("../pics/c.svg"));
+        assert_eq!(
+            r("/home/u/cards", "/home/u/cards/c.svg"),
+            Path::new("c.svg")
+        );
+        assert_eq!(
+            r("/home/u/cards", "/home/u/pics/c.svg"),
+            Path::new("../pics/c.svg")
+        );
         assert_eq!(r("/home/u", "/tmp/c.svg"), Path::new("../../tmp/c.svg"));
         assert_eq!(r("/home/u", "pics/c.svg"), Path::new("pics/c.svg"));
     }
@@ -115,7 +121,10 @@ mod tests {
     fn missing_parent_names_the_directory() {
         let dir = tempfile::tempdir().expect("dir");
         let p = dir.path().join("no/such/out.svg");
-        assert_eq!(missing_parent(&p), Some(dir.path().join("no/such").as_path()));
+        assert_eq!(
+            missing_parent(&p),
+            Some(dir.path().join("no/such").as_path())
+        );
         assert_eq!(missing_parent(&dir.path().join("ok.svg")), None);
         assert_eq!(missing_parent(Path::new("here.svg")), None);
     }

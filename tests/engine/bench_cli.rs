@@ -282,7 +282,10 @@ fn bench_sweep_over_threads_on_the_real_model() {
         .expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("bench: sweep of 2 settings, 1 run(s) each"), "{stderr}");
+    assert!(
+        stderr.contains("bench: sweep of 2 settings, 1 run(s) each"),
+        "{stderr}"
+    );
     assert!(stderr.contains("bench: setting 1/2: threads=1"), "{stderr}");
     assert!(stderr.contains("bench: setting 2/2: threads=2"), "{stderr}");
     assert!(!stderr.contains("measuring idle"), "{stderr}");
@@ -394,7 +397,14 @@ fn bad_sweeps_are_one_line_errors_before_any_run() {
     );
     let svg = dir.path().join("nope/s.svg");
     one_line(
-        &run(&["--model", m, "--sweep", "threads=1", "--svg", svg.to_str().expect("utf8")]),
+        &run(&[
+            "--model",
+            m,
+            "--sweep",
+            "threads=1",
+            "--svg",
+            svg.to_str().expect("utf8"),
+        ]),
         &["--svg", "does not exist"],
     );
     // --svg draws a sweep; --snapshot writes one card, not one per setting.

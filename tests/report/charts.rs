@@ -166,7 +166,10 @@ fn compare_svg_has_one_group_per_machine_with_its_figures() {
             .iter()
             .copied()
             .fold((0.0, 0.0), |a, b| if b.0 > a.0 { b } else { a });
-        assert!(vmax >= top && hmax > 50.0, "{panel}: tallest {vmax} at {hmax} px");
+        assert!(
+            vmax >= top && hmax > 50.0,
+            "{panel}: tallest {vmax} at {hmax} px"
+        );
         for (b, w) in bars.iter().zip(want) {
             let h = drawn(b).0;
             assert!(
@@ -202,10 +205,7 @@ fn compare_markdown_links_an_absolute_svg_path_relatively() {
     let cwd = dir.path().canonicalize().expect("canon");
     std::fs::create_dir(cwd.join("out")).expect("mkdir");
     let abs = cwd.join("out/my chart.svg");
-    let o = compare_in(
-        &cwd,
-        &["--markdown", "--svg", abs.to_str().expect("utf8")],
-    );
+    let o = compare_in(&cwd, &["--markdown", "--svg", abs.to_str().expect("utf8")]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let md = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -259,7 +259,10 @@ fn hostile_machine_names_are_escaped_in_the_svg() {
         Some(format!("fixture-mac-mini{clean}").as_str())
     );
     let id = machines[0].attribute("id").expect("id");
-    assert!(id.starts_with("machine-1-fixture-mac-mini_script_alert_1_"), "{id}");
+    assert!(
+        id.starts_with("machine-1-fixture-mac-mini_script_alert_1_"),
+        "{id}"
+    );
     assert!(
         id.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
@@ -513,20 +516,23 @@ fn run_card_svg_charts_power_and_speed_under_the_screen() {
             .expect("points")
             .split_whitespace()
             .count();
-        assert_eq!(
-            vertices.to_string(),
-            g.attribute("data-points").expect("n")
-        );
+        assert_eq!(vertices.to_string(), g.attribute("data-points").expect("n"));
     }
     // With a screen: the screen, then the chart below it, in one document.
     let screen = ratatui::buffer::Buffer::with_lines(["tok/s 42"]);
     let both = snapshot::card_svg(&card, Some(&screen)).expect("svg");
     let doc = Document::parse(&both).expect("XML");
     let root = doc.root_element();
-    assert_eq!(root.attribute("height"), Some("297"), "17 px screen + 280 px chart");
-    assert!(groups(&doc, "screen")[0]
-        .descendants()
-        .any(|n| n.text() == Some("tok/s 42")));
+    assert_eq!(
+        root.attribute("height"),
+        Some("297"),
+        "17 px screen + 280 px chart"
+    );
+    assert!(
+        groups(&doc, "screen")[0]
+            .descendants()
+            .any(|n| n.text() == Some("tok/s 42"))
+    );
     assert_eq!(
         groups(&doc, "run-chart")[0].attribute("transform"),
         Some("translate(0,17)")
@@ -540,4 +546,41 @@ fn run_card_svg_charts_power_and_speed_under_the_screen() {
         Some(snapshot::buffer_to_svg(&screen))
     );
     assert_eq!(snapshot::card_svg(&bare, None), None);
+}
+
+/// Not a check: writes the pictures for a look by eye (`LLMTOP_CHART_DUMP=dir`).
+#[test]
+#[ignore]
+fn dump_pictures() {
+    let Some(dir) = std::env::var_os("LLMTOP_CHART_DUMP") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let card = RunCard::load(&fixture("mac-mini.json")).expect("fixture");
+    std::fs::write(
+        dir.join("card.svg"),
+        snapshot::card_svg(&card, None).expect("svg"),
+    )
+    .expect("w");
+    let screen = ratatui::buffer::Buffer::with_lines(["tok/s 42 ".repeat(12)]);
+    std::fs::write(
+        dir.join("card-screen.svg"),
+        snapshot::card_svg(&card, Some(&screen)).expect("svg"),
+    )
+    .expect("w");
+    std::fs::write(
+        dir.join("sweep.svg"),
+        sweep::render_svg(&constructed()).expect("svg").svg,
+    )
+    .expect("w");
+    print!("{}", sweep::render_table(&constructed()));
+    // A real sweep's JSON, when one was left there, drawn again.
+    if let Ok(text) = std::fs::read_to_string(dir.join("s.json")) {
+        let r: SweepResult = serde_json::from_str(&text).expect("sweep JSON");
+        std::fs::write(
+            dir.join("real-sweep.svg"),
+            sweep::render_svg(&r).expect("svg").svg,
+        )
+        .expect("w");
+    }
 }
