@@ -4,6 +4,7 @@
 #   screenshots/dashboard-generating.svg  real model mid-reply, this machine's real sensors
 #   screenshots/dashboard-demo.svg        --demo (scripted model and sensors: every gauge shown)
 #   screenshots/help.svg                  the F1 help overlay
+#   screenshots/compare.svg               `llmtop compare --svg` over the fixture run cards
 # Usage: scripts/screenshots.sh [path/to/llmtop] (default: target/debug/llmtop, built first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +39,13 @@ start() { # args...
   tmux -L "$SOCK" new-session -d -s s -x "$COLS" -y "$ROWS" \
     "env COLORTERM=truecolor LLMTOP_DATA_DIR='$DATA' '$BIN' $*; sleep 30"
 }
+
+# 0. The comparison charts of three machines, from the fixture run cards (no terminal needed).
+: > "$DATA/config.toml"
+LLMTOP_DATA_DIR="$DATA" "$BIN" --config "$DATA/config.toml" compare \
+  tests/fixtures/runcards/{mac-mini,nuc,rtx4090}.json \
+  --hardware-price fixture-nuc=699 --svg screenshots/compare.svg > /dev/null
+echo "wrote screenshots/compare.svg"
 
 # 1. The real model, mid-generation.
 start --model "'$MODEL'" --seed 3 --max-tokens 600

@@ -142,9 +142,17 @@ pub struct BenchArgs {
     /// Skip measuring the idle baseline before the runs.
     #[arg(long)]
     pub no_idle: bool,
-    /// Also write a run card snapshot (JSON, Markdown) to the snapshots dir.
-    #[arg(long)]
+    /// Also write a run card snapshot (JSON, Markdown, SVG chart) to the snapshots dir.
+    #[arg(long, conflicts_with = "sweep")]
     pub snapshot: bool,
+    /// Run the bench at every combination of settings: KEY=V1,V2,... with KEY threads,
+    /// gpu-layers, ctx or model (GGUF paths). Repeatable: --sweep threads=1,2 --sweep ctx=512,2048.
+    /// One table, one row per setting; --json writes the llmtop.sweep/1 schema.
+    #[arg(long, value_name = "KEY=V1,V2")]
+    pub sweep: Vec<String>,
+    /// With --sweep: draw tok/s against J/token, the Pareto frontier marked, into this SVG file.
+    #[arg(long, value_name = "FILE", requires = "sweep")]
+    pub svg: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -196,6 +204,10 @@ pub struct CompareArgs {
     pub csv: bool,
     #[arg(long, conflicts_with_all = ["markdown", "csv"])]
     pub json: bool,
+    /// Also draw the comparison as charts (one panel per figure) into this SVG file; the
+    /// Markdown output links it.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -7,10 +7,14 @@ use crate::accounting::pricing::Tariff;
 use crate::accounting::session::SessionRecorder;
 use crate::cli::BenchArgs;
 use crate::config::Config;
+use crate::engine::EngineSettings;
 use crate::engine::llama::LlamaEngine;
 use crate::engine::{self, Command, EngineEvent, EngineHandle, ModelInfo, ReplyStats};
 use crate::report::bench::*;
 use crate::report::runcard::{CardSettings, CardSpans, CardThrottle, SeriesPoint};
+use crate::report::sweep::{
+    SweepKey, SweepPoint, SweepResult, SweepValue, combinations, parse_axes, setting_label,
+};
 use crate::sensors::host::{BuildInfo, HostInfo};
 use crate::sensors::sampler::SamplerHandle;
 use crate::sensors::{Meter, Sample, SourceStatus};
@@ -122,34 +126,32 @@ fn run_costs(ledger: &Ledger, tariffs: &[&Tariff], t0: f64, t1: f64) -> Vec<RunC
 /// Errors of the bench command: one line each.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    #[error("--json {0}: directory {1} does not exist (create it first)")]
-    JsonDir(String, String),
+    #[error("{0} {1}: directory {2} does not exist (create it first)")]
+    OutDir(&'static str, String, String),
     #[error("--reps 0: need at least one measured run")]
     NoReps,
     #[error("{0}")]
     Engine(String),
     #[error("the engine stopped unexpectedly")]
     EngineGone,
-    #[error("--json {path}: cannot write: {source}")]
+    #[error("{flag} {path}: cannot write: {source}")]
     Write {
+        flag: &'static str,
         path: String,
         source: std::io::Error,
     },
 }
 
-/// Check the output path before spending minutes on runs.
-pub fn check_json_path(path: &Path) -> Result<(), BenchError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => return Ok(()),
-    };
-    if !dir.is_dir() {
-        return Err(BenchError::JsonDir(
+/// Check an output path before spending minutes on runs.
+pub fn check_out_path(flag: &'static str, path: &Path) -> Result<(), BenchError> {
+    match crate::util::paths::missing_parent(path) {
+        Some(dir) => Err(BenchError::OutDir(
+            flag,
             path.display().to_string(),
             dir.display().to_string(),
-        ));
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Wait for the model to load; returns its info.
@@ -193,20 +195,212 @@ pub fn run_once(
     }
 }
 
+/// What every setting of a bench shares: the prompt, the regions and the sensors' books.
+struct Bench<'a> {
+    args: &'a BenchArgs,
+    prompt: String,
+    tariffs: Vec<&'a Tariff>,
+    statuses: Vec<SourceStatus>,
+    idle_window_s: f64,
+    started_unix: u64,
+    books: Books,
+}
+
+/// One setting, measured: the result and the spans its card and session report need.
+struct Measured {
+    result: BenchResult,
+    cold_ttft_ms: Option<f64>,
+    first_t0: f64,
+    last_t1: f64,
+}
+
+impl Bench<'_> {
+    /// Load the model at `settings`, measure idle power once per bench (before the first
+    /// setting's runs), warm up, run the measured replies and unload.
+    fn measure(&mut self, settings: EngineSettings) -> Result<Measured, BenchError> {
+        let args = self.args;
+        let mut err = std::io::stderr();
+        let mut handle = engine::spawn(Box::new(LlamaEngine { settings }))
+            .map_err(|e| BenchError::Engine(e.to_string()))?;
+        handle.send(Command::Load);
+        let model = wait_loaded(&mut handle)?;
+        // From here on the settings are the engine's report, not the request.
+        let in_effect = CardSettings::from_model_info(&model);
+        let _ = writeln!(
+            err,
+            "bench: loaded {} {} in {:.0} ms: {} threads, GPU layers {}, n_ctx {}, sampler {}",
+            sanitize::terminal(&model.name),
+            sanitize::terminal(&model.quantization),
+            model.load_ms,
+            in_effect.threads,
+            in_effect.gpu_layers,
+            in_effect.n_ctx,
+            in_effect.sampler_text()
+        );
+        let books = &mut self.books;
+        if !args.no_idle && self.idle_window_s > 0.0 && books.session.idle_baseline().is_none() {
+            let _ = writeln!(
+                err,
+                "bench: measuring idle power for {:.0} s (--no-idle skips)",
+                self.idle_window_s
+            );
+            books
+                .session
+                .observe(&EngineEvent::Loaded(model.clone()), books.now());
+            std::thread::sleep(Duration::from_secs_f64(self.idle_window_s));
+            let t1 = books.now();
+            books.catch_up(t1);
+            if let Some(i) = books.session.idle_baseline() {
+                let _ = writeln!(err, "bench: idle {:.1} W ({})", i.watts, i.basis.describe());
+            }
+        }
+        let idle = books.session.idle_baseline().cloned();
+        let mut cold_ttft_ms = None;
+        if !args.no_warmup {
+            let (_, s) = run_once(&mut handle, &self.prompt, &mut |_| {})?;
+            cold_ttft_ms = Some(s.ttft_ms);
+            let _ = writeln!(
+                err,
+                "bench: warm-up: {} tokens, {:.1} tok/s",
+                s.generated_tokens, s.gen_tok_s
+            );
+        }
+        let mut runs = Vec::new();
+        let first_t0 = books.now();
+        for i in 1..=args.reps {
+            let (_, s) = run_once(&mut handle, &self.prompt, &mut |count| {
+                let now = books.now();
+                let piece = EngineEvent::Tokens {
+                    text: String::new(),
+                    count,
+                };
+                books.session.observe(&piece, now);
+            })?;
+            let run = books.reply(&s, books.now(), &self.tariffs);
+            let watts = run
+                .energy
+                .as_ref()
+                .and_then(|e| e.total.as_ref())
+                .map(|t| format!(", {:.2} Wh", t.wh))
+                .unwrap_or_default();
+            let throttled = run
+                .throttle
+                .iter()
+                .map(|t| t.slowdown_pct)
+                .reduce(f64::max)
+                .map(|p| format!(", THROTTLED (−{p:.0} %)"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                err,
+                "bench: run {i}/{}: {} tokens, prefill {:.0} tok/s, generation {:.1} tok/s ({}){watts}{throttled}",
+                args.reps, s.generated_tokens, s.prefill_tok_s, s.gen_tok_s, s.stop
+            );
+            for t in &run.throttle {
+                let _ = writeln!(err, "bench:   throttled {}", sanitize::terminal(&t.line()));
+            }
+            runs.push(run);
+        }
+        handle.shutdown();
+        let last_t1 = books.now();
+        books.catch_up(last_t1);
+        let summary = Summary::of(model.load_ms, &runs);
+        let result = BenchResult {
+            schema: SCHEMA.to_string(),
+            started_unix: self.started_unix,
+            host: HostInfo::detect(crate::sensors::nvml::gpu_names()),
+            build: BuildInfo::current(),
+            model,
+            settings: in_effect,
+            prompt: self.prompt.clone(),
+            warmup: !args.no_warmup,
+            sensors: self.statuses.clone(),
+            idle,
+            runs,
+            summary,
+        };
+        Ok(Measured {
+            result,
+            cold_ttft_ms,
+            first_t0,
+            last_t1,
+        })
+    }
+}
+
+/// The engine settings of each combination of a sweep, resolved (model files and numbers
+/// checked) before any run.
+fn sweep_settings(
+    args: &BenchArgs,
+    base: &crate::cli::EngineArgs,
+    cfg: &Config,
+    combos: &[Vec<SweepValue>],
+) -> anyhow::Result<Vec<EngineSettings>> {
+    let e = &args.engine;
+    for key in combos.first().into_iter().flatten().map(|v| v.key) {
+        let given = match key {
+            SweepKey::Threads => e.threads.is_some().then_some("--threads"),
+            SweepKey::GpuLayers => e.gpu_layers.is_some().then_some("--gpu-layers"),
+            SweepKey::Ctx => e.n_ctx.is_some().then_some("--n-ctx"),
+            SweepKey::Model => e.model.is_some().then_some("--model"),
+        };
+        if let Some(flag) = given {
+            anyhow::bail!(
+                "--sweep {key} and {flag} both set the {key}; drop {flag} or take its value into the sweep",
+                key = key.name()
+            );
+        }
+    }
+    combos
+        .iter()
+        .map(|combo| {
+            let mut ea = base.clone();
+            for v in combo {
+                // The values were checked when the sweep was parsed.
+                let n = || v.value.parse::<u32>().ok();
+                match v.key {
+                    SweepKey::Threads => ea.threads = n(),
+                    SweepKey::GpuLayers => ea.gpu_layers = n(),
+                    SweepKey::Ctx => ea.n_ctx = n(),
+                    SweepKey::Model => ea.model = Some(v.value.clone().into()),
+                }
+            }
+            crate::config::engine::resolve_settings(&ea, &cfg.raw).map_err(|e| {
+                anyhow::anyhow!(
+                    "--sweep {}: {}",
+                    sanitize::terminal(&setting_label(combo)),
+                    e
+                )
+            })
+        })
+        .collect()
+}
+
 pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
     if args.reps == 0 {
         return Err(BenchError::NoReps.into());
     }
     if let Some(p) = &args.json {
-        check_json_path(p)?;
+        check_out_path("--json", p)?;
     }
+    if let Some(p) = &args.svg {
+        check_out_path("--svg", p)?;
+    }
+    let axes = parse_axes(&args.sweep)?;
     // The tariffs were checked when the config was loaded, before minutes of runs.
     let (tariff, compare) = (&cfg.tariff, &cfg.compare);
     let mut engine_args = args.engine.clone();
     // The bench is a measurement: repeatable output unless the user asks otherwise.
     engine_args.temperature = engine_args.temperature.or(Some(0.0));
     engine_args.max_tokens = engine_args.max_tokens.or(Some(STORY_MAX_TOKENS));
-    let settings = crate::config::engine::resolve_settings(&engine_args, &cfg.raw)?;
+    let combos = combinations(&axes);
+    let settings = if axes.is_empty() {
+        vec![crate::config::engine::resolve_settings(
+            &engine_args,
+            &cfg.raw,
+        )?]
+    } else {
+        sweep_settings(args, &engine_args, cfg, &combos)?
+    };
     let prompt = args
         .prompt
         .clone()
@@ -217,118 +411,87 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
         .unwrap_or(0);
 
     let mut err = std::io::stderr();
-    let _ = writeln!(
-        err,
-        "bench: {}, {} run(s){}",
-        sanitize::terminal(&settings.model.display().to_string()),
-        args.reps,
-        if args.no_warmup {
-            ""
-        } else {
-            " after a warm-up"
-        }
-    );
+    let warm = if args.no_warmup {
+        ""
+    } else {
+        " after a warm-up"
+    };
+    if axes.is_empty() {
+        let _ = writeln!(
+            err,
+            "bench: {}, {} run(s){warm}",
+            sanitize::terminal(&settings[0].model.display().to_string()),
+            args.reps,
+        );
+    } else {
+        let _ = writeln!(
+            err,
+            "bench: sweep of {} settings, {} run(s) each{warm}",
+            settings.len(),
+            args.reps,
+        );
+    }
     let sensors_cfg = args
         .sensors
         .apply(&cfg.raw.sensors)
         .map_err(anyhow::Error::msg)?;
     let mut tariffs = vec![tariff];
     tariffs.extend(compare.iter().filter(|t| t.label != tariff.label));
-    let (mut books, statuses) = Books::start(&sensors_cfg, tariff);
-    let mut handle = engine::spawn(Box::new(LlamaEngine { settings }))?;
-    handle.send(Command::Load);
-    // Waiting for replies must not take a CPU from the engine (util::priority).
-    let _ = crate::util::priority::background_thread();
-    let model = wait_loaded(&mut handle)?;
-    // From here on the settings are the engine's report, not the request.
-    let in_effect = CardSettings::from_model_info(&model);
-    let _ = writeln!(
-        err,
-        "bench: loaded {} {} in {:.0} ms: {} threads, GPU layers {}, n_ctx {}, sampler {}",
-        sanitize::terminal(&model.name),
-        sanitize::terminal(&model.quantization),
-        model.load_ms,
-        in_effect.threads,
-        in_effect.gpu_layers,
-        in_effect.n_ctx,
-        in_effect.sampler_text()
-    );
-    if !args.no_idle && sensors_cfg.idle_window_s > 0.0 {
-        let _ = writeln!(
-            err,
-            "bench: measuring idle power for {:.0} s (--no-idle skips)",
-            sensors_cfg.idle_window_s
-        );
-        books
-            .session
-            .observe(&EngineEvent::Loaded(model.clone()), books.now());
-        std::thread::sleep(Duration::from_secs_f64(sensors_cfg.idle_window_s));
-        let t1 = books.now();
-        books.catch_up(t1);
-        if let Some(i) = books.session.idle_baseline() {
-            let _ = writeln!(err, "bench: idle {:.1} W ({})", i.watts, i.basis.describe());
+    let (books, statuses) = Books::start(&sensors_cfg, tariff);
+    let mut bench = Bench {
+        args,
+        prompt,
+        tariffs,
+        statuses,
+        idle_window_s: sensors_cfg.idle_window_s,
+        started_unix,
+        books,
+    };
+    if !axes.is_empty() {
+        let n = settings.len();
+        let mut points = Vec::new();
+        for (i, (s, combo)) in settings.into_iter().zip(combos).enumerate() {
+            let _ = writeln!(
+                err,
+                "bench: setting {}/{n}: {}",
+                i + 1,
+                sanitize::terminal(&setting_label(&combo))
+            );
+            let m = bench.measure(s)?;
+            points.push(SweepPoint::of(combo, m.result));
         }
-    }
-    let idle = books.session.idle_baseline().cloned();
-    let mut cold_ttft_ms = None;
-    if !args.no_warmup {
-        let (_, s) = run_once(&mut handle, &prompt, &mut |_| {})?;
-        cold_ttft_ms = Some(s.ttft_ms);
-        let _ = writeln!(
-            err,
-            "bench: warm-up: {} tokens, {:.1} tok/s",
-            s.generated_tokens, s.gen_tok_s
-        );
-    }
-    let mut runs = Vec::new();
-    let first_t0 = books.now();
-    for i in 1..=args.reps {
-        let (_, s) = run_once(&mut handle, &prompt, &mut |count| {
-            let now = books.now();
-            let piece = EngineEvent::Tokens {
-                text: String::new(),
-                count,
-            };
-            books.session.observe(&piece, now);
-        })?;
-        let run = books.reply(&s, books.now(), &tariffs);
-        let watts = run
-            .energy
-            .as_ref()
-            .and_then(|e| e.total.as_ref())
-            .map(|t| format!(", {:.2} Wh", t.wh))
-            .unwrap_or_default();
-        let throttled = run
-            .throttle
-            .iter()
-            .map(|t| t.slowdown_pct)
-            .reduce(f64::max)
-            .map(|p| format!(", THROTTLED (−{p:.0} %)"))
-            .unwrap_or_default();
-        let _ = writeln!(
-            err,
-            "bench: run {i}/{}: {} tokens, prefill {:.0} tok/s, generation {:.1} tok/s ({}){watts}{throttled}",
-            args.reps, s.generated_tokens, s.prefill_tok_s, s.gen_tok_s, s.stop
-        );
-        for t in &run.throttle {
-            let _ = writeln!(err, "bench:   throttled {}", sanitize::terminal(&t.line()));
+        let sweep = SweepResult::new(started_unix, axes, points);
+        print!("{}", crate::report::sweep::render_table(&sweep));
+        if let Some(path) = &args.json {
+            write_out("--json", path, &serde_json::to_vec_pretty(&sweep)?)?;
         }
-        runs.push(run);
+        if let Some(path) = &args.svg {
+            let chart = crate::report::sweep::render_svg(&sweep)?;
+            write_out("--svg", path, chart.svg.as_bytes())?;
+        }
+        return Ok(());
     }
-    handle.shutdown();
-    let last_t1 = books.now();
-    books.catch_up(last_t1);
-    let tokens: u64 = runs
+    let Some(single) = settings.into_iter().next() else {
+        return Ok(());
+    };
+    let Measured {
+        result,
+        cold_ttft_ms,
+        first_t0,
+        last_t1,
+    } = bench.measure(single)?;
+    let books = &bench.books;
+    let tokens: u64 = result
+        .runs
         .iter()
         .map(|r| u64::from(r.stats.generated_tokens))
         .sum();
-    let ledger = books.session.ledger();
-    let session = ledger.report(&Window {
+    let session = books.session.ledger().report(&Window {
         t0: first_t0,
         t1: last_t1,
         tokens: Some(tokens),
         phase_boundary: None,
-        idle: idle.clone(),
+        idle: result.idle.clone(),
     });
     // The card's series starts at the first measured run.
     let origin = books.session.series_origin().unwrap_or(0.0);
@@ -344,34 +507,10 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
             })
         })
         .collect();
-    let summary = Summary::of(model.load_ms, &runs);
-    let result = BenchResult {
-        schema: SCHEMA.to_string(),
-        started_unix,
-        host: HostInfo::detect(crate::sensors::nvml::gpu_names()),
-        build: BuildInfo::current(),
-        model,
-        settings: in_effect,
-        prompt,
-        warmup: !args.no_warmup,
-        sensors: statuses,
-        idle,
-        runs,
-        summary,
-    };
     print!("{}", render_table(&result));
     print!("{}", cost_lines(&result));
     if let Some(path) = &args.json {
-        let json = serde_json::to_vec_pretty(&result)?;
-        crate::util::fs::write_atomic(path, &json).map_err(|source| BenchError::Write {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let _ = writeln!(
-            err,
-            "bench: wrote {}",
-            sanitize::terminal(&path.display().to_string())
-        );
+        write_out("--json", path, &serde_json::to_vec_pretty(&result)?)?;
     }
     if args.snapshot {
         let session = session.total.is_some().then_some(&session);
@@ -389,6 +528,21 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
             sanitize::terminal(&paths.json.display().to_string())
         );
     }
+    Ok(())
+}
+
+/// Write an output file atomically and say so on stderr.
+fn write_out(flag: &'static str, path: &Path, bytes: &[u8]) -> Result<(), BenchError> {
+    crate::util::fs::write_atomic(path, bytes).map_err(|source| BenchError::Write {
+        flag,
+        path: path.display().to_string(),
+        source,
+    })?;
+    let _ = writeln!(
+        std::io::stderr(),
+        "bench: wrote {}",
+        sanitize::terminal(&path.display().to_string())
+    );
     Ok(())
 }
 
@@ -417,9 +571,10 @@ mod tests {
     fn json_into_missing_directory_is_refused_up_front() {
         let dir = tempfile::tempdir().expect("dir");
         let p = dir.path().join("no/such/dir/out.json");
-        let e = check_json_path(&p).expect_err("missing dir");
+        let e = check_out_path("--json", &p).expect_err("missing dir");
+        assert!(e.to_string().starts_with("--json "), "{e}");
         assert!(e.to_string().contains("does not exist"), "{e}");
-        assert!(check_json_path(&dir.path().join("ok.json")).is_ok());
-        assert!(check_json_path(Path::new("relative.json")).is_ok());
+        assert!(check_out_path("--json", &dir.path().join("ok.json")).is_ok());
+        assert!(check_out_path("--svg", Path::new("relative.json")).is_ok());
     }
 }

@@ -5,7 +5,7 @@ use crate::cli::CompareArgs;
 use crate::config::Config;
 use crate::report::compare::{
     CompareError, TcoOptions, compare, parse_hardware_price, render_csv, render_json,
-    render_markdown, render_table,
+    render_markdown, render_svg, render_table,
 };
 use crate::report::runcard::CardMoney;
 use crate::report::runcard::RunCard;
@@ -20,6 +20,15 @@ pub fn run(args: &CompareArgs, cfg: &Config) -> anyhow::Result<()> {
         if !value.is_finite() || value <= 0.0 || (flag == "hours-per-day" && value > 24.0) {
             return Err(CompareError::BadNumber { flag, value }.into());
         }
+    }
+    if let Some(svg) = &args.svg
+        && let Some(dir) = crate::util::paths::missing_parent(svg)
+    {
+        anyhow::bail!(
+            "--svg {}: directory {} does not exist; create it first or write the chart elsewhere",
+            sanitize::terminal(&svg.display().to_string()),
+            sanitize::terminal(&dir.display().to_string())
+        );
     }
     let tariffs = &cfg.compare;
     let default_currency = tariffs
@@ -73,6 +82,25 @@ pub fn run(args: &CompareArgs, cfg: &Config) -> anyhow::Result<()> {
         },
         errors,
     );
+    // The picture first: the Markdown links it only once it exists.
+    let image = match &args.svg {
+        Some(path) => {
+            let chart = render_svg(&c)?;
+            crate::util::fs::write_atomic(path, chart.svg.as_bytes()).map_err(|e| {
+                anyhow::anyhow!(
+                    "--svg {}: cannot write: {e}",
+                    sanitize::terminal(&path.display().to_string())
+                )
+            })?;
+            let cwd = std::env::current_dir().unwrap_or_default();
+            Some(
+                crate::util::paths::relative_to(&cwd, path)
+                    .display()
+                    .to_string(),
+            )
+        }
+        None => None,
+    };
     let out = if args.json {
         render_json(&c)
     } else if args.csv {
@@ -81,7 +109,7 @@ pub fn run(args: &CompareArgs, cfg: &Config) -> anyhow::Result<()> {
         }
         render_csv(&c)
     } else if args.markdown {
-        render_markdown(&c)
+        render_markdown(&c, image.as_deref())
     } else {
         render_table(&c)
     };

@@ -139,32 +139,45 @@ impl Summary {
     }
 }
 
-/// What the median run cost in each region, and per 1000 runs (sub-cent amounts stay readable).
-pub fn cost_lines(r: &BenchResult) -> String {
-    let mut regions: Vec<(&str, &str)> = Vec::new();
+/// The median cost of one run in each region (regions in the order the runs list them); the
+/// amounts are the ledger's, priced when each joule was drawn.
+pub fn median_costs(r: &BenchResult) -> Vec<RunCost> {
+    let mut out: Vec<RunCost> = Vec::new();
     for c in r.runs.iter().flat_map(|run| &run.costs) {
-        if !regions.contains(&(c.region.as_str(), c.currency.as_str())) {
-            regions.push((c.region.as_str(), c.currency.as_str()));
+        if out
+            .iter()
+            .any(|o| o.region == c.region && o.currency == c.currency)
+        {
+            continue;
         }
-    }
-    let mut out = String::new();
-    for (region, currency) in regions {
         let amounts: Vec<f64> = r
             .runs
             .iter()
             .flat_map(|run| &run.costs)
-            .filter(|c| c.region == region && c.currency == currency)
-            .map(|c| c.amount)
+            .filter(|x| x.region == c.region && x.currency == c.currency)
+            .map(|x| x.amount)
             .collect();
-        let Ok(cur) = Currency::new(currency) else {
+        out.push(RunCost {
+            region: c.region.clone(),
+            currency: c.currency.clone(),
+            amount: Spread::of(&amounts).median,
+        });
+    }
+    out
+}
+
+/// What the median run cost in each region, and per 1000 runs (sub-cent amounts stay readable).
+pub fn cost_lines(r: &BenchResult) -> String {
+    let mut out = String::new();
+    for c in median_costs(r) {
+        let Ok(cur) = Currency::new(&c.currency) else {
             continue;
         };
-        let each = Spread::of(&amounts).median;
         out.push_str(&format!(
             "cost per run, {:<4} {:>12}   per 1000 runs {:>10}\n",
-            region,
-            format_money(each, &cur),
-            format_money(each * 1000.0, &cur)
+            c.region,
+            format_money(c.amount, &cur),
+            format_money(c.amount * 1000.0, &cur)
         ));
     }
     out

@@ -3,6 +3,7 @@
 //! heat, noise, and total cost of ownership.
 
 use crate::accounting::pricing::{Currency, Tariff, format_money, format_unit_price};
+use crate::report::chart::{self, Bar, Chart, ChartError, Member, Panel};
 use crate::report::runcard::{CardMoney, EnergyMetrics, RunCard};
 use crate::util::sanitize;
 use serde::Serialize;
@@ -480,7 +481,129 @@ fn md_cell(s: &str) -> String {
     sanitize::markdown(s)
 }
 
-pub fn render_markdown(c: &Comparison) -> String {
+/// The comparison as charts: one panel per figure of the table (speed, TTFT, idle and load
+/// power, energy per story and per token, cost per story and over the TCO period in each
+/// region), one `<g class="machine">` per machine holding its bars.
+pub fn render_svg(c: &Comparison) -> Result<Chart, ChartError> {
+    let members: Vec<Member> = c
+        .machines
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Member {
+            class: "machine".into(),
+            id: format!("machine-{}-{}", i + 1, id_slug(&m.machine)),
+            name: m.machine.clone(),
+        })
+        .collect();
+    let figure = |v: Option<f64>, digits: usize| Bar {
+        value: v.filter(|x| x.is_finite()),
+        text: num(v, digits),
+    };
+    let priced = |v: Option<f64>, currency: &str| Bar {
+        value: v.filter(|x| x.is_finite()),
+        text: money(v, currency),
+    };
+    let panel =
+        |key: &str, title: &str, bars: &[&str], f: &dyn Fn(&MachineRow) -> Vec<Bar>| Panel {
+            key: key.into(),
+            title: title.into(),
+            bars: bars.iter().map(|b| b.to_string()).collect(),
+            values: c.machines.iter().map(f).collect(),
+        };
+    let mut panels = vec![
+        panel("prefill_tok_s", "prefill (tok/s)", &["prefill"], &|r| {
+            vec![figure(r.prefill_tok_s, 1)]
+        }),
+        panel("gen_tok_s", "generation (tok/s)", &["generation"], &|r| {
+            vec![figure(r.gen_tok_s, 1)]
+        }),
+        panel("ttft_cold_ms", "TTFT cold (ms)", &["cold"], &|r| {
+            vec![figure(r.ttft_cold_ms, 0)]
+        }),
+        panel("ttft_warm_ms", "TTFT warm (ms)", &["warm"], &|r| {
+            vec![figure(r.ttft_warm_ms, 0)]
+        }),
+        panel("power_w", "idle vs load (W)", &["idle", "load"], &|r| {
+            vec![figure(r.idle_w, 1), figure(r.load_w, 1)]
+        }),
+        panel("wh_per_story", "Wh per story", &["story"], &|r| {
+            vec![figure(r.wh_per_story, 3)]
+        }),
+        panel("j_per_token", "J per token", &["token"], &|r| {
+            vec![figure(r.j_per_token, 2)]
+        }),
+    ];
+    for (i, reg) in c.regions.iter().enumerate() {
+        panels.push(panel(
+            &format!("cost_per_story_{}", reg.code),
+            &format!("cost per story, {}", reg.code),
+            &[reg.code.as_str()],
+            &|r| vec![priced(r.costs[i].per_story, &r.costs[i].currency)],
+        ));
+    }
+    let any_hw = c
+        .machines
+        .iter()
+        .any(|r| r.costs.iter().any(|x| x.hardware.is_some()));
+    let period = years_label(&c.tco);
+    for (i, reg) in c.regions.iter().enumerate() {
+        let title = if any_hw {
+            format!("{period}, {}: power / + hardware", reg.code)
+        } else {
+            format!("electricity {period}, {}", reg.code)
+        };
+        let key = format!("tco_{}", reg.code);
+        panels.push(if any_hw {
+            panel(
+                &key,
+                &title,
+                &["electricity", "hardware + electricity"],
+                &|r| {
+                    let x = &r.costs[i];
+                    vec![
+                        priced(x.electricity, &x.currency),
+                        priced(x.tco, &x.currency),
+                    ]
+                },
+            )
+        } else {
+            panel(&key, &title, &["electricity"], &|r| {
+                vec![priced(r.costs[i].electricity, &r.costs[i].currency)]
+            })
+        });
+    }
+    let mut models: Vec<&str> = c.machines.iter().map(|m| m.model.as_str()).collect();
+    models.sort_unstable();
+    models.dedup();
+    let title = format!("llmtop compare: {} machines", c.machines.len());
+    let subtitle = format!(
+        "{}; story = the measured reply; electricity at load power for {}{}",
+        models.join(" / "),
+        period,
+        if c.warnings.is_empty() {
+            ""
+        } else {
+            " (see the warnings in the table)"
+        }
+    );
+    chart::bar_panels(&title, &subtitle, &members, &panels, 4)
+}
+
+/// A machine's name as part of an XML id: ASCII letters, digits, `-` and `_`.
+fn id_slug(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// `image` is the chart's path as the Markdown should link it (relative), when one was drawn.
+pub fn render_markdown(c: &Comparison, image: Option<&str>) -> String {
     let mut o = String::from("| |");
     for m in &c.machines {
         let _ = write!(o, " {} |", md_cell(&m.machine));
@@ -501,7 +624,21 @@ pub fn render_markdown(c: &Comparison) -> String {
     for w in &c.warnings {
         let _ = writeln!(o, "\n> **Warning:** {}", md_cell(w));
     }
+    if let Some(path) = image {
+        let _ = writeln!(o, "\n![llmtop compare charts]({})", md_link(path));
+    }
     o
+}
+
+/// A link target: controls escaped; in `<...>` when it holds a space or a bracket, so the
+/// link still ends where it should.
+fn md_link(path: &str) -> String {
+    let p = sanitize::terminal(path);
+    if p.contains([' ', '(', ')', '<', '>']) {
+        format!("<{}>", p.replace('<', "%3C").replace('>', "%3E"))
+    } else {
+        p.into_owned()
+    }
 }
 
 fn csv_field(s: &str) -> String {

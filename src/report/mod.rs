@@ -2,6 +2,8 @@
 
 pub mod bench;
 pub mod bench_card;
+pub mod chart;
 pub mod compare;
 pub mod runcard;
 pub mod snapshot;
+pub mod sweep;

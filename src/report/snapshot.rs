@@ -32,7 +32,7 @@ impl Default for SnapshotSection {
 pub struct SnapshotPaths {
     pub json: PathBuf,
     pub markdown: PathBuf,
-    /// `None` when no screen was given (headless `bench --snapshot`).
+    /// `None` when there was neither a screen nor a series to draw.
     pub svg: Option<PathBuf>,
 }
 
@@ -54,7 +54,8 @@ pub fn default_dir(section: &SnapshotSection) -> PathBuf {
         .unwrap_or_else(|| crate::util::paths::data_dir().join("snapshots"))
 }
 
-/// Write `card` (plus Markdown, plus SVG of `screen` when given) into `dir`, creating it.
+/// Write `card` (plus Markdown, plus an SVG of `screen` when given and of the card's power and
+/// tok/s over the run when it has a series) into `dir`, creating it.
 /// Files are named `<UTC time>-<host>.{json,md,svg}`; a name already taken gets `-2`, `-3`...
 /// Each file is written atomically (temp file + rename).
 pub fn write(
@@ -79,10 +80,10 @@ pub fn write(
     json_text.push('\n');
     put(&json, json_text.as_bytes())?;
     put(&markdown, markdown_summary(card).as_bytes())?;
-    let svg = match screen {
-        Some(buf) => {
+    let svg = match card_svg(card, screen) {
+        Some(text) => {
             let p = dir.join(format!("{stem}.svg"));
-            put(&p, buffer_to_svg(buf).as_bytes())?;
+            put(&p, text.as_bytes())?;
             Some(p)
         }
         None => None,
@@ -383,25 +384,125 @@ pub fn markdown_summary(card: &RunCard) -> String {
 /// Cell geometry of the SVG, px: a 14 px monospace font is about 0.6 em wide.
 const CELL_W: f64 = 8.4;
 const CELL_H: f64 = 17.0;
-const FONT_PX: f64 = 14.0;
 const DEFAULT_FG: &str = "#d0d0d0";
 const DEFAULT_BG: &str = "#1c1c1c";
 
-/// Render a ratatui buffer as an SVG: one background rect per run of same-coloured cells, one
-/// `<text>` per run of same-styled cells, stretched to the grid so any monospace font lines up.
-pub fn buffer_to_svg(buf: &Buffer) -> String {
-    let area = buf.area;
-    let width = px(f64::from(area.width) * CELL_W);
-    let height = px(f64::from(area.height) * CELL_H);
+/// Height of the run card's chart of power and tok/s, px.
+const CHART_H: u32 = 280;
+/// Width of that chart when there is no screen above it.
+const CHART_W: u32 = 900;
+
+/// The run card's picture: the screen when given, above a chart of whole-system power and
+/// tok/s over the run when the card's series has either; `None` when there is neither.
+pub fn card_svg(card: &RunCard, screen: Option<&Buffer>) -> Option<String> {
+    let chart = series_chart(card, screen.map(|b| screen_width(b).round() as u32));
+    let Some(buf) = screen else {
+        return chart.map(|c| c.svg);
+    };
+    let Some(chart) = chart else {
+        return Some(buffer_to_svg(buf));
+    };
+    let h = f64::from(buf.area.height) * CELL_H;
+    let w = screen_width(buf).max(f64::from(chart.width));
+    let total = h + f64::from(chart.height);
     let mut o = String::new();
     let _ = writeln!(
         o,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="ui-monospace, 'DejaVu Sans Mono', Menlo, Consolas, monospace" font-size="{FONT_PX}">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{0}" height="{1}" viewBox="0 0 {0} {1}">"#,
+        px(w),
+        px(total)
     );
     let _ = writeln!(
         o,
         r#"<rect width="100%" height="100%" fill="{DEFAULT_BG}"/>"#
     );
+    o.push_str(r#"<g class="screen" "#);
+    o.push_str(SCREEN_FONT);
+    o.push_str(">\n");
+    o.push_str(&screen_body(buf));
+    o.push_str("</g>\n");
+    let _ = writeln!(
+        o,
+        r#"<g class="run-chart" transform="translate(0,{})">"#,
+        px(h)
+    );
+    o.push_str(chart.body());
+    o.push_str("</g>\n</svg>\n");
+    Some(o)
+}
+
+/// Power (left axis) and tok/s (right axis) against time, from the card's series.
+fn series_chart(card: &RunCard, width: Option<u32>) -> Option<crate::report::chart::Chart> {
+    use crate::report::chart::{DARK, Line, time_lines};
+    let pick = |f: fn(&crate::report::runcard::SeriesPoint) -> Option<f64>| -> Vec<(f64, f64)> {
+        card.series
+            .iter()
+            .filter_map(|p| Some((p.t_s, f(p)?)))
+            .filter(|(t, v)| t.is_finite() && v.is_finite())
+            .collect()
+    };
+    let lines: Vec<Line> = [
+        ("power_w", "power (W)", pick(|p| p.power_w), false),
+        ("tok_s", "generation (tok/s)", pick(|p| p.tok_s), true),
+    ]
+    .into_iter()
+    .filter(|(_, _, pts, _)| !pts.is_empty())
+    .map(|(key, label, points, right)| Line {
+        key: key.into(),
+        label: label.into(),
+        points,
+        right,
+    })
+    .collect();
+    if lines.is_empty() {
+        return None;
+    }
+    let title = format!(
+        "{} on {}: power and speed over the run",
+        card.model.name, card.host.hostname
+    );
+    time_lines(
+        &title,
+        &lines,
+        width.unwrap_or(CHART_W).max(480),
+        CHART_H,
+        DARK,
+    )
+    .map_err(|e| tracing::warn!("run card chart: {e}"))
+    .ok()
+}
+
+const SCREEN_FONT: &str =
+    r#"font-family="ui-monospace, 'DejaVu Sans Mono', Menlo, Consolas, monospace" font-size="14""#;
+
+fn screen_width(buf: &Buffer) -> f64 {
+    f64::from(buf.area.width) * CELL_W
+}
+
+/// Render a ratatui buffer as an SVG: one background rect per run of same-coloured cells, one
+/// `<text>` per run of same-styled cells, stretched to the grid so any monospace font lines up.
+pub fn buffer_to_svg(buf: &Buffer) -> String {
+    let area = buf.area;
+    let width = px(screen_width(buf));
+    let height = px(f64::from(area.height) * CELL_H);
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" {SCREEN_FONT}>"#
+    );
+    let _ = writeln!(
+        o,
+        r#"<rect width="100%" height="100%" fill="{DEFAULT_BG}"/>"#
+    );
+    o.push_str(&screen_body(buf));
+    o.push_str("</svg>\n");
+    o
+}
+
+/// The screen's rects and texts, without the enclosing element.
+fn screen_body(buf: &Buffer) -> String {
+    let area = buf.area;
+    let mut o = String::new();
     for row in 0..area.height {
         let y = f64::from(row) * CELL_H;
         let mut cells: Vec<CellStyle> = (0..area.width)
@@ -486,7 +587,6 @@ pub fn buffer_to_svg(buf: &Buffer) -> String {
             );
         }
     }
-    o.push_str("</svg>\n");
     o
 }
 

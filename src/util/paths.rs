@@ -1,6 +1,6 @@
 //! Where llmtop's config and data live (XDG paths via `directories`).
 
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
 fn project_dirs() -> Option<directories::ProjectDirs> {
     directories::ProjectDirs::from("", "", "llmtop")
@@ -68,4 +68,64 @@ pub fn check_data_dir() -> Result<(), String> {
 /// Where `scripts/fetch-model.sh` puts the default model.
 pub fn models_dir() -> PathBuf {
     data_dir().join("models")
+}
+
+/// `target` as a path relative to the directory `base` (both absolute, or `target` relative
+/// already, then returned as it is): what a Markdown file in `base` links an image by.
+pub fn relative_to(base: &Path, target: &Path) -> PathBuf {
+    if target.is_relative() || base.is_relative() {
+        return target.to_path_buf();
+    }
+    let b: Vec<Component> = base.components().collect();
+    let t: Vec<Component> = target.components().collect();
+    let common = b.iter().zip(&t).take_while(|(x, y)| x == y).count();
+    let mut out = PathBuf::new();
+    for _ in common..b.len() {
+        out.push("..");
+    }
+    for c in &t[common..] {
+        out.push(c.as_os_str());
+    }
+    out
+}
+
+/// The directory `path` would be written into, when it does not exist: an output flag is
+/// checked before minutes of work rather than failing at the end.
+pub fn missing_parent(path: &Path) -> Option<&Path> {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() && !d.is_dir() => Some(d),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_climb_and_descend() {
+        let r = |b: &str, t: &str| relative_to(Path::new(b), Path::new(t));
+        assert_eq!(
+            r("/home/u/cards", "/home/u/cards/c.svg"),
+            Path::new("c.svg")
+        );
+        assert_eq!(
+            r("/home/u/cards", "/home/u/pics/c.svg"),
+            Path::new("../pics/c.svg")
+        );
+        assert_eq!(r("/home/u", "/tmp/c.svg"), Path::new("../../tmp/c.svg"));
+        assert_eq!(r("/home/u", "pics/c.svg"), Path::new("pics/c.svg"));
+    }
+
+    #[test]
+    fn missing_parent_names_the_directory() {
+        let dir = tempfile::tempdir().expect("dir");
+        let p = dir.path().join("no/such/out.svg");
+        assert_eq!(
+            missing_parent(&p),
+            Some(dir.path().join("no/such").as_path())
+        );
+        assert_eq!(missing_parent(&dir.path().join("ok.svg")), None);
+        assert_eq!(missing_parent(Path::new("here.svg")), None);
+    }
 }

@@ -81,11 +81,23 @@ pub fn xml(s: &str) -> String {
             '"' => o.push_str("&quot;"),
             '\'' => o.push_str("&apos;"),
             '\t' | '\n' | '\r' => o.push(ch),
-            c if is_control(c) || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
+            c if xml_forbidden(c) => {}
             c => o.push(c),
         }
     }
     o
+}
+
+/// Characters an SVG label drops: controls (XML 1.0 forbids most) and the two noncharacters.
+fn xml_forbidden(c: char) -> bool {
+    is_control(c) || c == '\u{FFFE}' || c == '\u{FFFF}'
+}
+
+/// One line of label text for an XML writer that escapes markup itself (the chart library
+/// quotes `<`, `&` and quotes; escaping here too would show `&amp;lt;`): every control
+/// character dropped, newlines and tabs included, so a label stays one line.
+pub fn xml_label(s: &str) -> String {
+    s.chars().filter(|&c| !xml_forbidden(c)).collect()
 }
 
 #[cfg(test)]
@@ -134,5 +146,10 @@ mod tests {
             "a&lt;b&gt;&amp;&quot;c&apos;"
         );
         assert_eq!(xml("a\tb\n"), "a\tb\n");
+    }
+
+    #[test]
+    fn xml_label_is_one_line_without_controls_and_leaves_markup_to_the_writer() {
+        assert_eq!(xml_label("a<b>\n&c\x1b[1m\u{9b}\t"), "a<b>&c[1m");
     }
 }

@@ -246,3 +246,168 @@ fn bench_on_a_live_machine_with_a_wall_plug_matches_the_true_joules() {
         1e-9,
     );
 }
+
+/// `bench --sweep` on the real model through the binary: each setting really runs at its value
+/// (the engine reports it), the JSON round-trips through its schema, its figures are the
+/// bench's own, and the SVG marks the same frontier.
+#[test]
+fn bench_sweep_over_threads_on_the_real_model() {
+    use llmtop::report::sweep::{SweepResult, pareto};
+    let dir = tempfile::tempdir().expect("dir");
+    let (json, svg) = (dir.path().join("sweep.json"), dir.path().join("sweep.svg"));
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, "[sensors]\nrate_hz = 20.0\n").expect("cfg");
+    let out = Command::new(env!("CARGO_BIN_EXE_llmtop"))
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "bench",
+            "--sweep",
+            "threads=1,2",
+            "--reps",
+            "1",
+            "--no-warmup",
+            "--no-idle",
+            "--max-tokens",
+            "8",
+        ])
+        .arg("--model")
+        .arg(common::model_path())
+        .arg("--json")
+        .arg(&json)
+        .arg("--svg")
+        .arg(&svg)
+        .env("LLMTOP_DATA_DIR", dir.path())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("bench: sweep of 2 settings, 1 run(s) each"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("bench: setting 1/2: threads=1"), "{stderr}");
+    assert!(stderr.contains("bench: setting 2/2: threads=2"), "{stderr}");
+    assert!(!stderr.contains("measuring idle"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.starts_with("threads="))
+        .collect();
+    assert_eq!(rows, ["threads=1", "threads=2"], "{stdout}");
+
+    let text = std::fs::read_to_string(&json).expect("json written");
+    let r: SweepResult = serde_json::from_str(&text).expect("matches the schema");
+    assert_eq!(serde_json::to_string_pretty(&r).expect("ser"), text);
+    assert_eq!(r.schema, "llmtop.sweep/1");
+    assert_eq!(r.points.len(), 2);
+    for (p, threads) in r.points.iter().zip([1u32, 2]) {
+        assert_eq!(p.label, format!("threads={threads}"));
+        // The engine's own report of what it ran with.
+        assert_eq!(p.result.settings.threads, threads);
+        assert_eq!(p.result.model.in_effect.threads, threads);
+        assert!(p.result.idle.is_none() && !p.result.warmup);
+        assert_eq!(p.result.runs.len(), 1);
+        let run = &p.result.runs[0];
+        assert_eq!(run.stats.generated_tokens, 8);
+        // One run: the point's figures are that run's, as the bench and the ledger gave them.
+        assert_eq!(p.gen_tok_s, run.stats.gen_tok_s);
+        let e = run.energy.as_ref().expect("energy (at least the estimate)");
+        assert_eq!(p.j_per_token, e.j_per_token);
+        assert!(!run.costs.is_empty());
+        assert_eq!(p.costs, run.costs);
+    }
+    let front = pareto(
+        &r.points
+            .iter()
+            .map(|p| (p.gen_tok_s, p.j_per_token))
+            .collect::<Vec<_>>(),
+    );
+    let marked: Vec<bool> = r.points.iter().map(|p| p.frontier).collect();
+    assert_eq!(marked, front);
+    assert!(front.contains(&true));
+
+    let svg = std::fs::read_to_string(&svg).expect("svg written");
+    let doc = roxmltree::Document::parse(&svg).expect("XML");
+    let in_group = |class: &str| -> Vec<(String, f64)> {
+        doc.descendants()
+            .filter(|n| n.has_tag_name("g") && n.attribute("class") == Some(class))
+            .flat_map(|g| g.descendants())
+            .filter(|n| n.attribute("class") == Some("point"))
+            .map(|n| {
+                (
+                    n.attribute("data-label").expect("label").to_string(),
+                    n.attribute("data-x").expect("x").parse().expect("x"),
+                )
+            })
+            .collect()
+    };
+    let mut on_front = in_group("frontier");
+    on_front.sort_by(|a, b| a.0.cmp(&b.0));
+    let want: Vec<(String, f64)> = r
+        .points
+        .iter()
+        .filter(|p| p.frontier)
+        .map(|p| (p.label.clone(), p.gen_tok_s))
+        .collect();
+    assert_eq!(on_front, want);
+    assert_eq!(in_group("dominated").len(), 2 - want.len());
+}
+
+/// A bad sweep is refused before any model loads: one line naming the key, cause and fix.
+#[test]
+fn bad_sweeps_are_one_line_errors_before_any_run() {
+    let dir = tempfile::tempdir().expect("dir");
+    let model = common::model_path();
+    let run = |extra: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_llmtop"))
+            .args(["bench", "--reps", "1", "--no-idle", "--max-tokens", "4"])
+            .args(extra)
+            .env("LLMTOP_DATA_DIR", dir.path())
+            .output()
+            .expect("run");
+        assert!(!o.status.success(), "{extra:?} should fail");
+        assert!(o.stdout.is_empty(), "{extra:?}: nothing printed");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let one_line = |err: &str, needles: &[&str]| {
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        for n in needles {
+            assert!(err.contains(n), "{n:?} not in {err}");
+        }
+    };
+    let m = model.to_str().expect("utf8");
+    one_line(
+        &run(&["--model", m, "--sweep", "thread=1,2"]),
+        &["\"thread\"", "use threads, gpu-layers, ctx or model"],
+    );
+    one_line(
+        &run(&["--model", m, "--sweep", "threads=1,x"]),
+        &["--sweep threads", "\"x\"", "whole number"],
+    );
+    one_line(
+        &run(&["--model", m, "--threads", "2", "--sweep", "threads=1,2"]),
+        &["--sweep threads and --threads", "drop --threads"],
+    );
+    one_line(
+        &run(&["--sweep", "model=/no/such/model.gguf"]),
+        &["--sweep model=model.gguf", "/no/such/model.gguf"],
+    );
+    let svg = dir.path().join("nope/s.svg");
+    one_line(
+        &run(&[
+            "--model",
+            m,
+            "--sweep",
+            "threads=1",
+            "--svg",
+            svg.to_str().expect("utf8"),
+        ]),
+        &["--svg", "does not exist"],
+    );
+    // --svg draws a sweep; --snapshot writes one card, not one per setting.
+    assert!(run(&["--model", m, "--svg", "x.svg"]).contains("--sweep"));
+    assert!(run(&["--model", m, "--sweep", "threads=1", "--snapshot"]).contains("--snapshot"));
+}

@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod charts;
 mod compare;
 mod metrics;
 mod runcard;

@@ -216,13 +216,17 @@ fn snapshot_writes_three_files_named_by_time_and_host() {
         p2.json,
         snaps.join("20250601T100000Z-fixture-mac-mini-2.json")
     );
-    assert_eq!(p2.svg, None);
+    // No screen, but the card has a series: the SVG is its chart of power and tok/s.
+    assert_eq!(
+        p2.svg,
+        Some(snaps.join("20250601T100000Z-fixture-mac-mini-2.svg"))
+    );
     let mut names: Vec<String> = std::fs::read_dir(&snaps)
         .expect("ls")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names.len(), 5, "{names:?}");
+    assert_eq!(names.len(), 6, "{names:?}");
     assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
 }
 
