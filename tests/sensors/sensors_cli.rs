@@ -23,21 +23,29 @@ fn fixture(name: &str) -> String {
         .to_string()
 }
 
-#[test]
-fn lists_sources_with_values_units_and_provenance() {
-    let out = llmtop(&["sensors", "--sysfs-root", &fixture("amd-desktop")]);
+/// Stdout of a run that must have succeeded (its stderr otherwise).
+fn stdout_of(out: &std::process::Output) -> String {
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = |needle: &str| {
-        text.lines()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-            .find(|l| l.contains(needle))
-            .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{text}"))
-    };
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The first line holding `needle`, its columns joined by single spaces.
+fn line_with(text: &str, needle: &str) -> String {
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{text}"))
+}
+
+#[test]
+fn lists_sources_with_values_units_and_provenance() {
+    let out = llmtop(&["sensors", "--sysfs-root", &fixture("amd-desktop")]);
+    let text = stdout_of(&out);
+    let line = |needle: &str| line_with(&text, needle);
     assert_eq!(
         line("PPT"),
         "hwmon amdgpu@0000:03:00.0 PPT 35.0 W GPU board, measured; limit 203 W"
@@ -56,18 +64,8 @@ fn lists_sources_with_values_units_and_provenance() {
 #[test]
 fn lists_cpu_clock_against_its_max_and_throttle_counters() {
     let out = llmtop(&["sensors", "--sysfs-root", &fixture("desktop-intel")]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = |needle: &str| {
-        text.lines()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-            .find(|l| l.contains(needle))
-            .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{text}"))
-    };
+    let text = stdout_of(&out);
+    let line = |needle: &str| line_with(&text, needle);
     assert_eq!(
         line("CPU clock"),
         "system cpufreq CPU clock (mean of 4) 4600 MHz CPU package, measured; max 4900 MHz (94 %)"
