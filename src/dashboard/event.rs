@@ -40,6 +40,8 @@ pub enum Event {
         energy: crate::accounting::session::SessionEnergy,
         cost: crate::accounting::session::CostLine,
     },
+    /// A finished reply's energy and money, settled by the session's accounting.
+    ReplyFigures(crate::accounting::session::ReplyFigures),
     /// A one-line message from the shell for the status line (a tally warning, an error).
     Status(String),
     /// A signal whose default action ends the process (SIGTERM, SIGHUP, SIGINT, SIGQUIT,

@@ -82,12 +82,12 @@ fn terminal_table_has_the_videos_rows() {
     // 3600 J = 0.001 kWh x 0.38 = 0.00038.
     assert_eq!(
         table_row(&out, "cost per story, DE"),
-        ["€0.00025", "€0.00063", "€0.00038"]
+        ["0.025 €ct", "0.063 €ct", "0.038 €ct"]
     );
     // 1M tokens at 2, 5, 3 J = 0.556, 1.389, 0.833 kWh x 0.175 USD.
     assert_eq!(
         table_row(&out, "cost per 1M tokens, US"),
-        ["$0.097", "$0.24", "$0.15"]
+        ["9.7 ¢", "$0.24", "$0.15"]
     );
     assert_eq!(table_row(&out, "peak temp (°C)"), ["68", "92", "81"]);
     assert_eq!(table_row(&out, "max fan (RPM)"), ["1700", "4200", "1900"]);
@@ -105,7 +105,7 @@ fn terminal_table_has_the_videos_rows() {
     // Only the Mac has a EUR price (flag): 1399 + 438 kWh x 0.38 = 1565.44.
     assert_eq!(
         table_row(&out, "hardware + electricity, DE"),
-        ["€1,565.44", "n/a", "n/a"]
+        ["€1,565", "n/a", "n/a"]
     );
     assert!(
         out.contains("warning: energy scope differs: fixture-rtx4090 measured components only"),
@@ -127,7 +127,7 @@ fn markdown_has_the_same_figures() {
         "{out}"
     );
     assert!(
-        out.contains("\n| cost per story, DK | €0.00023 | €0.00058 | €0.00035 |\n"),
+        out.contains("\n| cost per story, DK | 0.023 €ct | 0.058 €ct | 0.035 €ct |\n"),
         "{out}"
     );
     // No hardware price for the NUC and no flags: TCO rows still appear for cards that have one.
