@@ -21,6 +21,12 @@ use crate::accounting::ledger::{FULL_RESOLUTION_S, THINNED_GAP_S};
 /// ten minutes), once a minute, so a dashboard left running for days stays small.
 const THIN_EVERY_S: f64 = 60.0;
 
+/// How far past a reply's end the ledger must have settled before the reply's figures are
+/// taken. A slow source's step across the end (a plug at 1 Hz) is shaped by the fast sensors
+/// only once they have reported past that step; a second more lets both arrive, so the figures
+/// a reply keeps are the ones a run card taken later reports.
+const SETTLE_AFTER_S: f64 = 1.0;
+
 /// Energy of this session as the footer shows it; the shell's energy accounting
 /// (`session::SessionRecorder`: counters first, trapezoid only without a counter) fills it in.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -59,7 +65,7 @@ pub struct CostLine {
     pub lifetime_replies: Option<u64>,
     pub lifetime_since: Option<String>,
     /// The lifetime money over its replies (idle time between them included), per 1000:
-    /// "70 ¢ / 1000 replies".
+    /// "$0.70 / 1000 replies".
     pub lifetime_per_1000_replies: Option<String>,
 }
 
@@ -271,7 +277,11 @@ impl SessionRecorder {
         };
         let (ready, waiting): (Vec<usize>, Vec<usize>) = std::mem::take(&mut self.pending)
             .into_iter()
-            .partition(|&i| self.replies.get(i).is_none_or(|r| r.t1 <= until));
+            .partition(|&i| {
+                self.replies
+                    .get(i)
+                    .is_none_or(|r| r.t1 + SETTLE_AFTER_S <= until)
+            });
         self.pending = waiting;
         for i in ready {
             let Some(f) = self.reply_figures(i) else {

@@ -279,7 +279,13 @@ fn dashboard_reads_the_wall_plug_on_every_surface() {
     assert_eq!(card.cost[0].currency, "USD");
     assert_eq!(figures[2], format_money(cost, &usd), "{figures:?}");
     // And the money is the wall's joules at the US price: 190 W over the reply.
-    live::assert_within("reply cost", cost, reply.total_j / 3.6e6 * 0.175, 1e-6);
+    eprintln!("reply figures on screen: {figures:?}");
+    live::assert_within(
+        "reply cost (micro-USD)",
+        cost * 1e6,
+        reply.total_j / 3.6e6 * 0.175 * 1e6,
+        1e-6,
+    );
 
     tmux.keys(&["C-q"]);
     tmux.wait_for("llmtop to exit", Duration::from_secs(30), |s| {

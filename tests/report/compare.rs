@@ -91,16 +91,17 @@ fn terminal_table_has_the_videos_rows() {
     );
     assert_eq!(table_row(&out, "peak temp (°C)"), ["68", "92", "81"]);
     assert_eq!(table_row(&out, "max fan (RPM)"), ["1700", "4200", "1900"]);
-    // 3 years x 8 h/day x 365 at 50, 40, 300 W = 438, 350.4, 2628 kWh x 0.175 USD.
+    // 3 years x 8 h/day x 365 at 50, 40, 300 W = 438, 350.4, 2628 kWh x 0.175 USD (whole
+    // units from 100: $459.90 is $460).
     assert_eq!(
         table_row(&out, "electricity 3y x 8h/day, US"),
-        ["$76.65", "$61.32", "$459.90"]
+        ["$76.65", "$61.32", "$460"]
     );
     // Mac: 1299 USD from its card; NUC: 699 from the flag (first region's currency, USD);
     // RTX: 3200 USD from its card.
     assert_eq!(
         table_row(&out, "hardware + electricity, US"),
-        ["$1,375.65", "$760.32", "$3,659.90"]
+        ["$1,376", "$760", "$3,660"]
     );
     // Only the Mac has a EUR price (flag): 1399 + 438 kWh x 0.38 = 1565.44.
     assert_eq!(
@@ -132,7 +133,7 @@ fn markdown_has_the_same_figures() {
     );
     // No hardware price for the NUC and no flags: TCO rows still appear for cards that have one.
     assert!(
-        out.contains("\n| hardware + electricity, US | $1,375.65 | n/a | $3,659.90 |\n"),
+        out.contains("\n| hardware + electricity, US | $1,376 | n/a | $3,660 |\n"),
         "{out}"
     );
     assert!(out.contains("> **Warning:** energy scope differs"), "{out}");

@@ -1,5 +1,6 @@
 //! The footer row: the session's electricity tally (Wh, money, region), what it comes to a
-//! month and a year at this pace, the lifetime tally, the status message and the key hints. The shell's session accounting fills `App::energy` and `App::cost`.
+//! month and a year at this pace, the lifetime tally, the status message and the key hints.
+//! The shell's session accounting fills `App::energy` and `App::cost`.
 
 use crate::accounting::pricing::format_j_per_token;
 use crate::config::keys::Action;
@@ -29,14 +30,13 @@ pub fn energy_text(app: &App) -> String {
     }
 }
 
-/// "at this pace $1.20/mo, $14.61/yr": the session's average draw so far, around the clock.
+/// "at this pace $1.20/mo, $14.61/yr": the session's average draw so far, around the clock;
+/// "est." when the session's energy is partly an estimate.
 pub fn pace_text(app: &App) -> Option<String> {
     let c = &app.cost;
-    Some(match (&c.per_month, &c.per_year) {
-        (Some(m), Some(y)) => format!("at this pace {m}/mo, {y}/yr"),
-        (Some(m), None) => format!("at this pace {m}/mo"),
-        _ => return None,
-    })
+    let (m, y) = (c.per_month.as_ref()?, c.per_year.as_ref()?);
+    let est = if app.energy.estimated { " est." } else { "" };
+    Some(format!("at this pace {m}/mo, {y}/yr{est}"))
 }
 
 /// The lifetime tally's energy and money: "1.23 kWh $0.21".
