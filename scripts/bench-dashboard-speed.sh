@@ -13,7 +13,8 @@
 #   starts one.
 # Usage: scripts/bench-dashboard-speed.sh [path/to/llmtop]
 #   (ROUNDS=3, REPLIES=5, GEN=256, THREADS=nproc)
-# Environment variables starting with LLMTOP_ reach both sides (and the far end of ssh).
+# Environment variables starting with LLMTOP_ reach both sides (and the far end of ssh);
+# DASH_ARGS are added to the dashboard's command line only (e.g. "--config fps60.toml").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(realpath "${1:-${CARGO_TARGET_DIR:-target}/release/llmtop}")
@@ -49,14 +50,14 @@ start_dash() {
   case "$VIA" in
     tmux)
       tmux -L "$SOCK" new-session -d -s dash -x 120 -y 40 \
-        "exec env LLMTOP_DATA_DIR='$TMP/dash' '$BIN' ${COMMON[*]}"
+        "exec env LLMTOP_DATA_DIR='$TMP/dash' '$BIN' ${COMMON[*]} ${DASH_ARGS:-}"
       keys() { tmux -L "$SOCK" send-keys -t dash -l "$1"; } ;;
     ssh)
       rm -f "$TMP/in"; mkfifo "$TMP/in"
       # The fifo stays open for writing (fd 7), so ssh sees no end of input between keys.
       LLMTOP_DATA_DIR="$TMP/dash" ssh -tt -i "$SSH_KEY" -p "$SSH_PORT" -o LogLevel=ERROR \
         -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o SendEnv='LLMTOP_*' \
-        "$USER@127.0.0.1" "stty cols 120 rows 40; TERM=xterm-256color exec '$BIN' ${COMMON[*]}" \
+        "$USER@127.0.0.1" "stty cols 120 rows 40; TERM=xterm-256color exec '$BIN' ${COMMON[*]} ${DASH_ARGS:-}" \
         <"$TMP/in" >"$TMP/ssh.out" 2>&1 &
       SSH_PID=$!
       exec 7>"$TMP/in"

@@ -5,6 +5,7 @@
 //! maintained, pure-Rust tz library reading the system tz database): the tariff carries its
 //! [`TimeZone`], so tests inject a fixed zone instead of depending on the machine's.
 
+use crate::accounting::energy::J_PER_WH;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
@@ -307,7 +308,8 @@ impl Currency {
         &self.0
     }
 
-    /// Symbol placed before the amount, or the code after it when there is no common symbol.
+    /// Symbol placed before the amount, or the code after it when there is no common symbol;
+    /// the digits after the decimal point in ordinary amounts.
     fn style(&self) -> (&str, &str, usize) {
         match self.0.as_str() {
             "USD" => ("$", "", 2),
@@ -318,6 +320,21 @@ impl Currency {
             "SEK" => ("", " kr", 2),
             "NOK" => ("", " kr", 2),
             other => ("", other, 2),
+        }
+    }
+
+    /// The hundredth part of the currency, as written after an amount: `¢` (US cent), `€ct`
+    /// (euro cent; no symbol is standard, and a bare `ct` or `¢` would hide the currency),
+    /// `p` (penny), `øre`/`öre`. `None` where llmtop does not know it (JPY has none in use;
+    /// an unknown code may not divide by 100): those amounts stay in the main unit.
+    fn minor_unit(&self) -> Option<&'static str> {
+        match self.0.as_str() {
+            "USD" => Some("¢"),
+            "EUR" => Some("€ct"),
+            "GBP" => Some("p"),
+            "DKK" | "NOK" => Some("øre"),
+            "SEK" => Some("öre"),
+            _ => None,
         }
     }
 
@@ -333,9 +350,26 @@ impl std::fmt::Display for Currency {
     }
 }
 
-/// Format money the usual way for its currency: symbol, decimals, thousands separators.
-/// Amounts below one minor unit (a cent, a yen) keep two significant digits so they stay
-/// readable: `$0.00042`, `¥0.31`. Zero is `$0.00`.
+/// Below this many main units (a dime, 10 p) an amount is written in the minor unit: `4.2 ¢`
+/// reads faster than `$0.042`.
+const MINOR_BELOW: f64 = 0.1;
+/// The most digits after the point: below `0.0000000001 ¢` an amount is rounding noise.
+const MAX_DECIMALS: usize = 10;
+
+/// Format money so a person can read it: the unit is picked to give two or three significant
+/// digits. Every surface that prints money (footer, reply line, run card Markdown, compare,
+/// bench) calls this one function.
+///
+/// - 100 and more: whole units with thousands separators: `$1,235`, `¥12,346`.
+/// - 1 to 100: the currency's own decimals, at least two significant digits: `$4.20`,
+///   `$14.61`, `¥31`, `¥3.1`.
+/// - 0.10 to 1: `$0.42`, `£0.36`.
+/// - Below 0.10, in the minor unit with two significant digits: `4.2 ¢`, `0.42 ¢`,
+///   `0.0012 ¢`, `0.063 €ct`, `0.5 p`, `3.1 øre`; a currency without a known minor unit keeps
+///   its main unit: `¥0.0012`, `0.00042 CHF`.
+///
+/// Zero is `$0.00`; what cannot be a number is `n/a`. Negative amounts (some tariffs pay for
+/// use at times) keep their sign: `-1.2 ¢`.
 pub fn format_money(amount: f64, currency: &Currency) -> String {
     if !amount.is_finite() {
         return "n/a".into();
@@ -343,25 +377,45 @@ pub fn format_money(amount: f64, currency: &Currency) -> String {
     let (prefix, suffix, decimals) = currency.style();
     let sign = if amount < 0.0 { "-" } else { "" };
     let abs = amount.abs();
-    let digits = significant_decimals(abs, decimals);
-    let body = group_thousands(&format!("{abs:.digits$}"));
     let suffix = if suffix.is_empty() || suffix.starts_with(' ') {
         suffix.to_string()
     } else {
         format!(" {suffix}")
     };
+    if abs == 0.0 {
+        return format!("{prefix}{:.decimals$}{suffix}", 0.0);
+    }
+    if abs < MINOR_BELOW
+        && let Some(minor) = currency.minor_unit()
+    {
+        let cents = abs * 100.0;
+        let digits = two_significant(cents);
+        // 9.996 ¢ rounds to 10.0 ¢: that is a dime, written as one.
+        if format!("{cents:.digits$}").parse::<f64>().unwrap_or(0.0) < 10.0 {
+            return format!("{sign}{cents:.digits$} {minor}");
+        }
+        return format!("{sign}{prefix}{abs:.decimals$}{suffix}");
+    }
+    let digits = if abs >= 100.0 {
+        0
+    } else {
+        decimals.max(two_significant(abs))
+    };
+    let body = group_thousands(&format!("{abs:.digits$}"));
     format!("{sign}{prefix}{body}{suffix}")
 }
 
-/// Decimals so that `abs` shows at least two significant digits, never fewer than the
-/// currency's own and never more than 8 (below that it is rounding noise).
-fn significant_decimals(abs: f64, min_decimals: usize) -> usize {
-    if abs == 0.0 || abs >= 1.0 {
-        return min_decimals;
+/// Decimals that show `abs` with two significant digits (none at 10 and above), at most
+/// [`MAX_DECIMALS`].
+fn two_significant(abs: f64) -> usize {
+    if abs >= 10.0 || abs == 0.0 || !abs.is_finite() {
+        return 0;
     }
-    // First significant digit sits at 10^-k with k = ceil(-log10(abs)).
-    let k = (-abs.log10()).ceil().max(1.0) as usize;
-    (k + 1).clamp(min_decimals, 8)
+    // The first significant digit sits at 10^-k; one decimal more shows the second.
+    let k = (-abs.log10()).ceil() as i64;
+    usize::try_from((k + 1).max(0))
+        .unwrap_or(0)
+        .min(MAX_DECIMALS)
 }
 
 fn group_thousands(number: &str) -> String {
@@ -384,7 +438,8 @@ fn group_thousands(number: &str) -> String {
 }
 
 /// A unit price, with up to 4 decimals so tariffs like 0.175 or 0.2635 show exactly:
-/// `$0.175`, `£0.2635`, `€0.38`, `¥31`.
+/// `$0.175`, `£0.2635`, `€0.38`, `¥31`. (A tariff is quoted, not measured: it keeps its own
+/// digits and its main unit, unlike [`format_money`].)
 pub fn format_unit_price(price: f64, currency: &Currency) -> String {
     if !price.is_finite() {
         return "n/a".into();
@@ -412,13 +467,86 @@ pub fn format_unit_price(price: f64, currency: &Currency) -> String {
     format!("{sign}{prefix}{body}{suffix}")
 }
 
-/// Money per 1000 of something (replies, stories): `$0.42 / 1000 replies`, for amounts too small
-/// to read one at a time.
+/// Money per 1000 of something (replies, stories): `0.42 ¢ / 1000 replies`, for amounts too
+/// small to read one at a time.
 pub fn format_per_1000(amount_each: f64, currency: &Currency, what: &str) -> String {
     format!(
         "{} / 1000 {what}",
         format_money(amount_each * 1000.0, currency)
     )
+}
+
+/// Money per million generated tokens, the unit hosted models are priced in:
+/// `1.0 ¢ / 1M tok` from an amount per token.
+pub fn format_per_million_tokens(amount_per_token: f64, currency: &Currency) -> String {
+    format!(
+        "{} / 1M tok",
+        format_money(amount_per_token * 1e6, currency)
+    )
+}
+
+/// True when an amount is below one minor unit (a cent): too small to mean much alone, so
+/// a surface adds a per-1000 or per-million figure beside it.
+pub fn is_tiny(amount: f64) -> bool {
+    amount.is_finite() && amount.abs() < 0.01
+}
+
+/// Hours in an average month and year (365.25 days).
+pub const HOURS_PER_YEAR: f64 = 8766.0;
+pub const HOURS_PER_MONTH: f64 = HOURS_PER_YEAR / 12.0;
+
+/// What a cost run rate comes to over a month and a year.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Projection {
+    pub per_hour: f64,
+    pub per_month: f64,
+    pub per_year: f64,
+}
+
+/// The shortest stretch a projection is made from: over a few seconds the rate is mostly the
+/// model's load.
+pub const MIN_PROJECTION_S: f64 = 60.0;
+
+/// Project `cost` spent over `seconds` at the same pace, around the clock: the session's
+/// average draw (idle time and replies as they came) for a month and a year. `None` for less
+/// than [`MIN_PROJECTION_S`] or figures that are not numbers.
+pub fn project(cost: f64, seconds: f64) -> Option<Projection> {
+    if !(cost.is_finite() && seconds.is_finite() && seconds >= MIN_PROJECTION_S) {
+        return None;
+    }
+    let per_hour = cost / seconds * 3600.0;
+    Some(Projection {
+        per_hour,
+        per_month: per_hour * HOURS_PER_MONTH,
+        per_year: per_hour * HOURS_PER_YEAR,
+    })
+}
+
+/// Energy as a person reads it: joules below a watt-hour, with two significant digits when
+/// small (`0.41 J`, `4.1 J`, `41 J`, `410 J`), then watt-hours (`1.2 Wh`, `12 Wh`,
+/// `1,234 Wh`).
+pub fn format_energy(joules: f64) -> String {
+    if !joules.is_finite() {
+        return "n/a".into();
+    }
+    let (value, unit) = if joules.abs() >= J_PER_WH {
+        (joules / J_PER_WH, "Wh")
+    } else {
+        (joules, "J")
+    };
+    let sign = if value < 0.0 { "-" } else { "" };
+    let abs = value.abs();
+    let d = two_significant(abs).min(3);
+    format!("{sign}{} {unit}", group_thousands(&format!("{abs:.d$}")))
+}
+
+/// Joules per generated token: `0.52 J/tok`, `12.3 J/tok`.
+pub fn format_j_per_token(j: f64) -> String {
+    if !j.is_finite() {
+        return "n/a".into();
+    }
+    let digits = if j.abs() >= 10.0 { 1 } else { 2 };
+    format!("{j:.digits$} J/tok")
 }
 
 /// Grams CO2e, switching to kg at 1000 g: `12.3 g CO2e`, `4.56 kg CO2e`.
@@ -430,7 +558,7 @@ pub fn format_co2(grams: f64) -> String {
     } else if grams.abs() >= 10.0 || grams == 0.0 {
         format!("{grams:.1} g CO2e")
     } else {
-        let d = significant_decimals(grams.abs(), 1);
+        let d = two_significant(grams.abs()).max(1);
         format!("{grams:.d$} g CO2e")
     }
 }
@@ -695,12 +823,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn significant_decimals_keeps_two_digits() {
-        assert_eq!(significant_decimals(0.00042, 2), 5);
-        assert_eq!(significant_decimals(0.42, 2), 2);
-        assert_eq!(significant_decimals(0.042, 2), 3);
-        assert_eq!(significant_decimals(12.0, 2), 2);
-        assert_eq!(significant_decimals(1e-12, 2), 8);
+    fn two_significant_digits() {
+        assert_eq!(two_significant(0.00042), 5);
+        assert_eq!(two_significant(0.42), 2);
+        assert_eq!(two_significant(0.042), 3);
+        assert_eq!(two_significant(4.2), 1);
+        assert_eq!(two_significant(12.0), 0);
+        assert_eq!(two_significant(1e-12), MAX_DECIMALS);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use crate::accounting::energy::SeriesPoint;
 use crate::accounting::energy::{BasisChange, EnergyReport, IdleBaseline, TotalBasis, Window};
 use crate::accounting::ledger::{Ledger, Totals};
-use crate::accounting::pricing::format_co2;
+use crate::accounting::pricing::{Currency, format_co2, format_per_1000, project};
 use crate::accounting::tally::{Tally, TallyDelta};
 use crate::accounting::throttle::{Episode, ThrottleDetector, ThrottleSettings};
 use crate::engine::{EngineEvent, Phase, ReplyStats};
@@ -21,6 +21,12 @@ use crate::accounting::ledger::{FULL_RESOLUTION_S, THINNED_GAP_S};
 /// The run card's series is thinned like the ledger (one point per ten seconds beyond the last
 /// ten minutes), once a minute, so a dashboard left running for days stays small.
 const THIN_EVERY_S: f64 = 60.0;
+
+/// How far past a reply's end the ledger must have settled before the reply's figures are
+/// taken. A slow source's step across the end (a plug at 1 Hz) is shaped by the fast sensors
+/// only once they have reported past that step; a second more lets both arrive, so the figures
+/// a reply keeps are the ones a run card taken later reports.
+const SETTLE_AFTER_S: f64 = 1.0;
 
 /// Energy of this session as the footer shows it; the shell's energy accounting
 /// (`session::SessionRecorder`: counters first, trapezoid only without a counter) fills it in.
@@ -38,8 +44,14 @@ pub struct SessionEnergy {
 /// The footer's money line, formatted by the pricing module.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CostLine {
-    /// Session cost with its currency, e.g. "$0.0012".
+    /// Session cost with its currency, e.g. "0.12 ¢".
     pub session: Option<String>,
+    /// At this session's pace (its average draw so far, around the clock), a month and a
+    /// year: "$1.20", "$14.61". `None` for the first [`MIN_PROJECTION_S`] seconds.
+    ///
+    /// [`MIN_PROJECTION_S`]: crate::accounting::pricing::MIN_PROJECTION_S
+    pub per_month: Option<String>,
+    pub per_year: Option<String>,
     /// Region code of the tariff, e.g. "US", or "own".
     pub region: Option<String>,
     /// Session CO2, e.g. "0.41 g CO2e", when the grid intensity is known.
@@ -50,6 +62,44 @@ pub struct CostLine {
     pub lifetime_wh: Option<f64>,
     /// Money over all sessions in the tariff's currency, e.g. "$1.20".
     pub lifetime_cost: Option<String>,
+    /// Replies over all sessions, and the day the tally began ("2025-05-01").
+    pub lifetime_replies: Option<u64>,
+    pub lifetime_since: Option<String>,
+    /// The lifetime money over its replies (idle time between them included), per 1000:
+    /// "$0.70 / 1000 replies".
+    pub lifetime_per_1000_replies: Option<String>,
+}
+
+/// One reply's energy and money, settled once the ledger has data past the reply's end.
+/// The dashboard keeps it with the message, so an old reply keeps its own figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplyFigures {
+    /// The reply's place among the session's replies (0: the first), in the order
+    /// [`SessionRecorder::observe`] saw their `ReplyDone`.
+    pub seq: usize,
+    pub tokens: u32,
+    /// Whole-system energy over the reply, J.
+    pub energy_j: f64,
+    pub j_per_token: Option<f64>,
+    /// Above the idle baseline, once one is measured on the same basis.
+    pub net_j: Option<f64>,
+    pub net_j_per_token: Option<f64>,
+    /// In `currency`, each joule priced when it was drawn; `None` without a tariff.
+    pub cost: Option<f64>,
+    /// The net energy priced over the reply's span.
+    pub net_cost: Option<f64>,
+    pub currency: Option<Currency>,
+    /// Some part of the energy is an estimate (utilisation x TDP), not a measurement.
+    pub estimated: bool,
+}
+
+impl ReplyFigures {
+    /// Money per generated token, for the per-million-tokens figure.
+    pub fn cost_per_token(&self) -> Option<f64> {
+        self.cost
+            .filter(|_| self.tokens > 0)
+            .map(|c| c / f64::from(self.tokens))
+    }
 }
 
 /// One finished reply and when it ran, sampler clock seconds.
@@ -82,7 +132,10 @@ pub struct SessionRecorder {
     replies: Vec<ReplySpan>,
     /// J per generated token of the last reply, once the ledger has settled past its end.
     last_j_per_token: Option<f64>,
-    j_per_token_pending: bool,
+    /// Replies (indices into `replies`) whose end the ledger has not settled yet.
+    pending: Vec<usize>,
+    /// Figures of replies settled since [`Self::take_reply_figures`] was last called.
+    settled: Vec<ReplyFigures>,
     series: Vec<SeriesPoint>,
     last_series_second: Option<i64>,
     last_thin_t: f64,
@@ -112,7 +165,8 @@ impl SessionRecorder {
             load_ms: None,
             replies: Vec::new(),
             last_j_per_token: None,
-            j_per_token_pending: false,
+            pending: Vec::new(),
+            settled: Vec::new(),
             series: Vec::new(),
             last_series_second: None,
             last_thin_t: f64::NEG_INFINITY,
@@ -168,7 +222,7 @@ impl SessionRecorder {
             stats: stats.clone(),
         });
         self.last_j_per_token = None;
-        self.j_per_token_pending = true;
+        self.pending.push(self.replies.len() - 1);
         TallyDelta {
             generated_tokens: u64::from(stats.generated_tokens),
             prompt_tokens: u64::from(stats.prompt_tokens),
@@ -223,14 +277,70 @@ impl SessionRecorder {
         {
             self.idle = Idle::Done(self.ledger.idle_baseline(from, from + self.idle_window_s));
         }
-        if self.j_per_token_pending
-            && let Some(span) = self.replies.last()
-            && self.ledger.settled_until().is_some_and(|t| t >= span.t1)
-        {
-            self.j_per_token_pending = false;
-            self.last_j_per_token = self.last_reply_report().and_then(|r| r.j_per_token);
-        }
+        self.settle_replies();
         delta
+    }
+
+    /// Figures for every pending reply the ledger has now settled past.
+    fn settle_replies(&mut self) {
+        let Some(until) = self.ledger.settled_until() else {
+            return;
+        };
+        let (ready, waiting): (Vec<usize>, Vec<usize>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|&i| {
+                self.replies
+                    .get(i)
+                    .is_none_or(|r| r.t1 + SETTLE_AFTER_S <= until)
+            });
+        self.pending = waiting;
+        for i in ready {
+            let Some(f) = self.reply_figures(i) else {
+                continue;
+            };
+            if i + 1 == self.replies.len() {
+                self.last_j_per_token = f.j_per_token;
+            }
+            self.settled.push(f);
+        }
+    }
+
+    /// The figures of reply `i`, from the ledger's report and prices over its span; `None`
+    /// when the ledger had no total over it.
+    fn reply_figures(&self, i: usize) -> Option<ReplyFigures> {
+        let span = self.replies.get(i)?;
+        let r = self.reply_report(span)?;
+        let total = r.total.as_ref()?;
+        let tariff = self.ledger.tariff();
+        let cost = tariff.and_then(|t| self.ledger.cost_between(t, span.t0, span.t1));
+        let net_cost = match (tariff, r.net_j) {
+            // The net energy drawn evenly over the reply, each hour at its own price.
+            (Some(t), Some(net)) => {
+                match (self.ledger.wall_at(span.t0), self.ledger.wall_at(span.t1)) {
+                    (Some(a), Some(b)) => Some(t.cost_over(net, a, b)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        Some(ReplyFigures {
+            seq: i,
+            tokens: span.stats.generated_tokens,
+            energy_j: total.energy_j,
+            j_per_token: r.j_per_token,
+            net_j: r.net_j,
+            net_j_per_token: r.net_j_per_token,
+            cost,
+            net_cost,
+            currency: tariff.map(|t| t.currency.clone()),
+            estimated: total.estimated,
+        })
+    }
+
+    /// Figures of the replies settled since the last call, oldest first (the shell hands
+    /// them to the dashboard, which keeps each with its message).
+    pub fn take_reply_figures(&mut self) -> Vec<ReplyFigures> {
+        std::mem::take(&mut self.settled)
     }
 
     /// What the ledger settled since the tally was last given its share.
@@ -358,8 +468,14 @@ impl SessionRecorder {
             return (energy, CostLine::default());
         };
         let currency = tariff.currency.code();
+        let pace = self
+            .ledger
+            .span()
+            .and_then(|(t0, t1)| project(totals.cost, t1 - t0));
         let cost = CostLine {
             session: Some(tariff.format(totals.cost)),
+            per_month: pace.map(|p| tariff.format(p.per_month)),
+            per_year: pace.map(|p| tariff.format(p.per_year)),
             region: Some(tariff.label.clone()),
             co2: tariff.co2_g_per_kwh.map(|_| format_co2(totals.co2_g)),
             j_per_token: self.last_j_per_token,
@@ -367,6 +483,15 @@ impl SessionRecorder {
             lifetime_cost: lifetime
                 .and_then(|t| t.cost.get(currency))
                 .map(|&c| tariff.format(c)),
+            lifetime_replies: lifetime.map(|t| t.replies),
+            lifetime_per_1000_replies: lifetime
+                .filter(|t| t.replies > 0)
+                .and_then(|t| Some((t.cost.get(currency)?, t.replies)))
+                .map(|(&c, n)| format_per_1000(c / n as f64, &tariff.currency, "replies")),
+            // A date read back from the tally file: only a valid one reaches the screen.
+            lifetime_since: lifetime
+                .and_then(|t| t.since.parse::<jiff::Timestamp>().ok())
+                .map(|ts| ts.strftime("%Y-%m-%d").to_string()),
         };
         (energy, cost)
     }

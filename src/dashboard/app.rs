@@ -36,6 +36,7 @@ impl App {
             hist: Histories::default(),
             live: LiveRate::default(),
             last_stats: None,
+            replies_done: 0,
             energy: SessionEnergy::default(),
             cost: CostLine::default(),
             throttle: None,
@@ -123,6 +124,18 @@ impl App {
                     self.dirty = true;
                 }
                 self.throttle = episode;
+            }
+            Event::ReplyFigures(f) => {
+                // A reply of a conversation cleared since (Ctrl-N) has no message left.
+                if let Some(m) = self
+                    .messages
+                    .iter_mut()
+                    .rev()
+                    .find(|m| m.reply_seq == Some(f.seq))
+                {
+                    m.figures = Some(f);
+                    self.dirty = true;
+                }
             }
             Event::Status(text) => {
                 self.dirty = true;
@@ -294,11 +307,7 @@ impl App {
         self.draft.clear();
         self.input.set(String::new());
         self.scroll = 0;
-        self.messages.push(Message {
-            role: Role::User,
-            text: text.clone(),
-            stats: None,
-        });
+        self.messages.push(Message::new(Role::User, text.clone()));
         if matches!(self.engine, EngineState::Loading(_)) {
             self.pending = Some(text);
             self.set_status("sent when the model has loaded");
@@ -308,22 +317,14 @@ impl App {
     }
 
     fn start_reply(&mut self, text: String, fx: &mut Vec<Effect>) {
-        self.messages.push(Message {
-            role: Role::Assistant,
-            text: String::new(),
-            stats: None,
-        });
+        self.messages.push(Message::new(Role::Assistant, ""));
         self.live = LiveRate::default();
         self.engine = EngineState::Prefill;
         fx.push(Effect::Engine(Command::Send(text)));
     }
 
     fn notice(&mut self, text: String) {
-        self.messages.push(Message {
-            role: Role::Notice,
-            text,
-            stats: None,
-        });
+        self.messages.push(Message::new(Role::Notice, text));
     }
 
     fn on_engine(&mut self, event: EngineEvent, now: f64, fx: &mut Vec<Effect>) {
@@ -354,11 +355,7 @@ impl App {
             )),
             EngineEvent::Tokens { text: piece, count } => {
                 if self.messages.last().map(|m| m.role) != Some(Role::Assistant) {
-                    self.messages.push(Message {
-                        role: Role::Assistant,
-                        text: String::new(),
-                        stats: None,
-                    });
+                    self.messages.push(Message::new(Role::Assistant, ""));
                 }
                 if let Some(m) = self.messages.last_mut() {
                     m.text.push_str(&piece);
@@ -371,6 +368,10 @@ impl App {
                 self.live.last_at = Some(now);
             }
             EngineEvent::ReplyDone(stats) => {
+                // Numbered as the session's accounting numbers them, so the reply's energy
+                // and money find their message when the ledger settles them.
+                let seq = self.replies_done;
+                self.replies_done += 1;
                 if let Some(m) = self
                     .messages
                     .iter_mut()
@@ -378,6 +379,7 @@ impl App {
                     .find(|m| m.role == Role::Assistant)
                 {
                     m.stats = Some(stats.clone());
+                    m.reply_seq = Some(seq);
                 }
                 self.engine = if stats.stop == StopReason::Cancelled {
                     self.set_status("reply cancelled");

@@ -43,6 +43,8 @@ pub enum Event {
     /// The throttling episode in progress after a sample (`None`: not throttled), from the
     /// session's detector; the shell sends it before the sample.
     Throttle(Option<crate::accounting::throttle::Episode>),
+    /// A finished reply's energy and money, settled by the session's accounting.
+    ReplyFigures(crate::accounting::session::ReplyFigures),
     /// A one-line message from the shell for the status line (a tally warning, an error).
     Status(String),
     /// A signal whose default action ends the process (SIGTERM, SIGHUP, SIGINT, SIGQUIT,

@@ -2,6 +2,10 @@
 //! the update (page size, scroll limits) and the drawing, so both agree on every row.
 
 use super::state::{App, EngineState, Input, Role};
+use crate::accounting::pricing::{
+    format_energy, format_j_per_token, format_money, format_per_million_tokens, is_tiny,
+};
+use crate::accounting::session::ReplyFigures;
 use crate::util::sanitize;
 use ratatui::layout::Rect;
 use unicode_width::UnicodeWidthChar;
@@ -144,15 +148,68 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
     out
 }
 
-fn stats_line(s: &crate::engine::ReplyStats) -> String {
-    let mut t = format!(
-        "{} tok · {:.1} tok/s · TTFT {:.0} ms",
-        s.generated_tokens, s.gen_tok_s, s.ttft_ms
-    );
+/// The reply's speed: "236 tok", "110.5 tok/s", "TTFT 101 ms", and why it stopped when it did
+/// not end by itself.
+fn stats_parts(s: &crate::engine::ReplyStats) -> Vec<String> {
+    let mut parts = vec![
+        format!("{} tok", s.generated_tokens),
+        format!("{:.1} tok/s", s.gen_tok_s),
+        format!("TTFT {:.0} ms", s.ttft_ms),
+    ];
     if s.stop != crate::engine::StopReason::EndOfGeneration {
-        t.push_str(&format!(" · {}", s.stop));
+        parts.push(s.stop.to_string());
     }
-    t
+    parts
+}
+
+/// A reply's energy and money under its speed, one line's parts each: "41 J", "0.17 J/tok",
+/// "0.00020 ¢", "0.84 ¢ / 1M tok" (the per-million figure only when the reply cost less than
+/// a cent); "est." first when any part of the energy is an estimate; and the same net of idle
+/// once a baseline exists.
+pub fn figures_lines(f: &ReplyFigures) -> Vec<Vec<String>> {
+    let money = |amount: Option<f64>| match (amount, &f.currency) {
+        (Some(a), Some(c)) => Some(format_money(a, c)),
+        _ => None,
+    };
+    let lead = if f.estimated { "est. " } else { "" };
+    let mut total = vec![format!("{lead}{}", format_energy(f.energy_j))];
+    total.extend(f.j_per_token.map(format_j_per_token));
+    total.extend(money(f.cost));
+    if f.cost.is_some_and(is_tiny)
+        && let (Some(each), Some(c)) = (f.cost_per_token(), &f.currency)
+    {
+        total.push(format_per_million_tokens(each, c));
+    }
+    let mut out = vec![total];
+    if let Some(net) = f.net_j {
+        let mut parts = vec![format!("net of idle {}", format_energy(net))];
+        parts.extend(f.net_j_per_token.map(format_j_per_token));
+        parts.extend(money(f.net_cost));
+        out.push(parts);
+    }
+    out
+}
+
+fn text_width(s: &str) -> usize {
+    s.chars().map(|c| c.width().unwrap_or(0)).sum()
+}
+
+/// Join `parts` with " · " into lines at most `width` wide, breaking between parts so a
+/// figure stays with its unit; a part wider than a line is word-wrapped.
+fn pack(parts: &[String], width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for p in parts {
+        if !line.is_empty() && text_width(&line) + 3 + text_width(p) > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push_str(" · ");
+        }
+        line.push_str(p);
+    }
+    lines.push(line);
+    lines.iter().flat_map(|l| wrap(l, width)).collect()
 }
 
 /// The scrollback as rows `width` columns wide.
@@ -198,8 +255,9 @@ pub fn rows(app: &App, width: u16) -> Vec<Row> {
                 },
             });
         }
-        if let Some(s) = &m.stats {
-            for l in wrap(&stats_line(s), w) {
+        let figures = m.figures.iter().flat_map(figures_lines);
+        for parts in m.stats.iter().map(stats_parts).chain(figures) {
+            for l in pack(&parts, w) {
                 out.push(Row {
                     kind: RowKind::Stats,
                     text: format!("{INDENT}{l}"),
@@ -285,6 +343,26 @@ mod tests {
         assert_eq!(wrap("", 5), vec![""]);
         // Wide characters count two columns.
         assert_eq!(wrap("日本語です", 4), vec!["日本", "語で", "す"]);
+    }
+
+    #[test]
+    fn figures_break_between_parts_never_inside_one() {
+        let parts: Vec<String> = ["170 J", "13.1 J/tok", "0.00083 ¢", "$0.64 / 1M tok"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            pack(&parts, 44),
+            ["170 J · 13.1 J/tok · 0.00083 ¢", "$0.64 / 1M tok"]
+        );
+        assert_eq!(
+            pack(&parts, 80),
+            ["170 J · 13.1 J/tok · 0.00083 ¢ · $0.64 / 1M tok"]
+        );
+        // A part wider than the line is word-wrapped.
+        assert_eq!(
+            pack(&["a very long part".to_string()], 6),
+            ["a very", "long", "part"]
+        );
     }
 
     #[test]

@@ -104,21 +104,13 @@ pub fn report_startup(app: &mut App, tally_note: Option<String>, statuses: &[Sou
     if let Some(n) = &tally_note {
         tracing::warn!("{n}");
         notes.push(n.clone());
-        app.messages.push(Message {
-            role: Role::Notice,
-            text: n.clone(),
-            stats: None,
-        });
+        app.messages.push(Message::new(Role::Notice, n.clone()));
     }
     for s in &problems {
         let line = format!("sensor: {}", s.line());
         tracing::warn!("{line}");
         if s.state == SourceState::Unreadable {
-            app.messages.push(Message {
-                role: Role::Notice,
-                text: line.clone(),
-                stats: None,
-            });
+            app.messages.push(Message::new(Role::Notice, line.clone()));
         }
         notes.push(line);
     }

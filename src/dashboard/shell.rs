@@ -64,6 +64,9 @@ impl Shell<'_> {
                 if let Some(t) = self.tally.as_deref_mut() {
                     t.add(&delta);
                 }
+                for f in self.session.take_reply_figures() {
+                    app.update(Event::ReplyFigures(f));
+                }
                 let ledger = self.session.ledger();
                 app.update(Event::Power(ledger.power_view()));
                 app.update(Event::Throttle(self.session.throttled().cloned()));

@@ -4,7 +4,7 @@
 pub use super::history::{Histories, History};
 use crate::accounting::energy::TotalBasis;
 use crate::accounting::ledger::PowerView;
-use crate::accounting::session::{CostLine, SessionEnergy};
+use crate::accounting::session::{CostLine, ReplyFigures, SessionEnergy};
 use crate::config::keys::KeyMap;
 use crate::engine::{Command, ModelInfo, ReplyStats};
 use crate::sensors::{Covers, Method, Quantity, Reading, Source};
@@ -61,6 +61,22 @@ pub struct Message {
     pub role: Role,
     pub text: String,
     pub stats: Option<ReplyStats>,
+    /// The reply's energy and money, once the ledger has settled past its end.
+    pub figures: Option<ReplyFigures>,
+    /// Which of the session's replies this is (0: the first), to match its figures.
+    pub reply_seq: Option<usize>,
+}
+
+impl Message {
+    pub fn new(role: Role, text: impl Into<String>) -> Self {
+        Self {
+            role,
+            text: text.into(),
+            stats: None,
+            figures: None,
+            reply_seq: None,
+        }
+    }
 }
 
 /// The input line: text with a cursor at a char boundary (byte index).
@@ -356,6 +372,8 @@ pub struct App {
     pub hist: Histories,
     pub live: LiveRate,
     pub last_stats: Option<ReplyStats>,
+    /// Replies finished this session (`ReplyDone` events), the next reply's sequence number.
+    pub(super) replies_done: usize,
     pub energy: SessionEnergy,
     pub cost: CostLine,
     /// Throttling in progress (the header's mark), with its evidence.

@@ -4,8 +4,9 @@ use jiff::Timestamp;
 use jiff::civil::date;
 use jiff::tz::{TimeZone, offset};
 use llmtop::accounting::pricing::{
-    Currency, PricingError, Tariff, format_co2, format_money, format_per_1000, format_unit_price,
-    region,
+    Currency, HOURS_PER_MONTH, HOURS_PER_YEAR, PricingError, Tariff, format_co2, format_energy,
+    format_j_per_token, format_money, format_per_1000, format_per_million_tokens,
+    format_unit_price, is_tiny, project, region,
 };
 use llmtop::config::{PricingSection, TariffBand, parse};
 use std::path::Path;
@@ -65,7 +66,7 @@ fn flat_cost_and_co2() {
     // 1000 J = 1/3600 kWh; x 0.175 USD = 4.8611e-5 USD.
     let us = Tariff::preset("US").expect("US");
     close(us.cost_flat(1000.0), 0.175 / 3600.0);
-    assert_eq!(us.format(us.cost_flat(1000.0)), "$0.000049");
+    assert_eq!(us.format(us.cost_flat(1000.0)), "0.0049 ¢");
     assert_eq!(Tariff::preset("EU").expect("EU").co2_g(KWH), None);
 }
 
@@ -170,22 +171,39 @@ fn zero_length_span_is_priced_at_its_instant() {
 
 #[test]
 fn money_formatting() {
-    assert_eq!(format_money(1234.5, &cur("USD")), "$1,234.50");
+    assert_eq!(format_money(1234.5, &cur("USD")), "$1,234");
     assert_eq!(format_money(0.38, &cur("eur")), "€0.38");
-    assert_eq!(format_money(0.00042, &cur("USD")), "$0.00042");
-    assert_eq!(format_money(0.015, &cur("USD")), "$0.015");
+    assert_eq!(format_money(0.00042, &cur("USD")), "0.042 ¢");
+    assert_eq!(format_money(0.015, &cur("USD")), "1.5 ¢");
     assert_eq!(format_money(0.0, &cur("USD")), "$0.00");
+    assert_eq!(format_money(0.0, &cur("JPY")), "¥0");
     assert_eq!(format_money(-1.5, &cur("GBP")), "-£1.50");
+    assert_eq!(format_money(-0.01234, &cur("USD")), "-1.2 ¢");
     assert_eq!(format_money(31.0, &cur("JPY")), "¥31");
     assert_eq!(format_money(1234.4, &cur("JPY")), "¥1,234");
     assert_eq!(format_money(0.31, &cur("JPY")), "¥0.31");
     assert_eq!(format_money(2.6, &cur("DKK")), "2.60 kr");
     assert_eq!(format_money(5.0, &cur("CHF")), "5.00 CHF");
-    assert_eq!(format_money(1e-12, &cur("USD")), "$0.00000000");
+    assert_eq!(format_money(f64::NAN, &cur("USD")), "n/a");
+    assert_eq!(format_money(f64::INFINITY, &cur("USD")), "n/a");
+    // Rounding up to a dime writes a dime, not "10.0 ¢".
+    assert_eq!(format_money(0.09996, &cur("USD")), "$0.10");
+    assert_eq!(format_money(0.0994, &cur("USD")), "9.9 ¢");
+    // Below a ten-billionth of a cent is noise: the digits stop there.
+    assert_eq!(format_money(1e-15, &cur("USD")), "0.0000000000 ¢");
     assert_eq!(
         format_per_1000(0.00042, &cur("USD"), "replies"),
         "$0.42 / 1000 replies"
     );
+    assert_eq!(
+        format_per_million_tokens(1.2e-8, &cur("USD")),
+        "1.2 ¢ / 1M tok"
+    );
+    assert_eq!(
+        format_per_million_tokens(3.8e-7, &cur("EUR")),
+        "€0.38 / 1M tok"
+    );
+    assert!(is_tiny(0.0099) && !is_tiny(0.01) && !is_tiny(f64::NAN));
     assert_eq!(format_unit_price(0.175, &cur("USD")), "$0.175");
     assert_eq!(format_unit_price(0.2635, &cur("GBP")), "£0.2635");
     assert_eq!(format_unit_price(0.38, &cur("EUR")), "€0.38");
@@ -194,6 +212,166 @@ fn money_formatting() {
     assert_eq!(format_co2(38.1), "38.1 g CO2e");
     assert_eq!(format_co2(4560.0), "4.56 kg CO2e");
     assert_eq!(format_co2(0.5), "0.50 g CO2e");
+}
+
+/// 1.234 x 10^k for k = -9 ..= 4 in each currency: a unit with two or three significant
+/// digits at every size (the minor unit below a tenth of the main one, where one is known).
+#[test]
+fn money_is_readable_from_a_billionth_to_ten_thousand() {
+    let table: [(&str, [&str; 14]); 6] = [
+        (
+            "USD",
+            [
+                "0.00000012 ¢",
+                "0.0000012 ¢",
+                "0.000012 ¢",
+                "0.00012 ¢",
+                "0.0012 ¢",
+                "0.012 ¢",
+                "0.12 ¢",
+                "1.2 ¢",
+                "$0.12",
+                "$1.23",
+                "$12.34",
+                "$123",
+                "$1,234",
+                "$12,340",
+            ],
+        ),
+        (
+            "EUR",
+            [
+                "0.00000012 €ct",
+                "0.0000012 €ct",
+                "0.000012 €ct",
+                "0.00012 €ct",
+                "0.0012 €ct",
+                "0.012 €ct",
+                "0.12 €ct",
+                "1.2 €ct",
+                "€0.12",
+                "€1.23",
+                "€12.34",
+                "€123",
+                "€1,234",
+                "€12,340",
+            ],
+        ),
+        (
+            "GBP",
+            [
+                "0.00000012 p",
+                "0.0000012 p",
+                "0.000012 p",
+                "0.00012 p",
+                "0.0012 p",
+                "0.012 p",
+                "0.12 p",
+                "1.2 p",
+                "£0.12",
+                "£1.23",
+                "£12.34",
+                "£123",
+                "£1,234",
+                "£12,340",
+            ],
+        ),
+        (
+            // No minor unit in use: yen with two significant digits.
+            "JPY",
+            [
+                "¥0.0000000012",
+                "¥0.000000012",
+                "¥0.00000012",
+                "¥0.0000012",
+                "¥0.000012",
+                "¥0.00012",
+                "¥0.0012",
+                "¥0.012",
+                "¥0.12",
+                "¥1.2",
+                "¥12",
+                "¥123",
+                "¥1,234",
+                "¥12,340",
+            ],
+        ),
+        (
+            "DKK",
+            [
+                "0.00000012 øre",
+                "0.0000012 øre",
+                "0.000012 øre",
+                "0.00012 øre",
+                "0.0012 øre",
+                "0.012 øre",
+                "0.12 øre",
+                "1.2 øre",
+                "0.12 kr",
+                "1.23 kr",
+                "12.34 kr",
+                "123 kr",
+                "1,234 kr",
+                "12,340 kr",
+            ],
+        ),
+        (
+            // A code llmtop has no minor unit for stays in its main unit.
+            "CHF",
+            [
+                "0.0000000012 CHF",
+                "0.000000012 CHF",
+                "0.00000012 CHF",
+                "0.0000012 CHF",
+                "0.000012 CHF",
+                "0.00012 CHF",
+                "0.0012 CHF",
+                "0.012 CHF",
+                "0.12 CHF",
+                "1.23 CHF",
+                "12.34 CHF",
+                "123 CHF",
+                "1,234 CHF",
+                "12,340 CHF",
+            ],
+        ),
+    ];
+    for (code, want) in table {
+        for (i, w) in want.iter().enumerate() {
+            let amount = 1.234 * 10f64.powi(i as i32 - 9);
+            assert_eq!(format_money(amount, &cur(code)), *w, "{amount:e} {code}");
+        }
+    }
+}
+
+#[test]
+fn energy_and_energy_per_token_formatting() {
+    assert_eq!(format_energy(0.412), "0.41 J");
+    assert_eq!(format_energy(4.12), "4.1 J");
+    assert_eq!(format_energy(41.2), "41 J");
+    assert_eq!(format_energy(412.0), "412 J");
+    assert_eq!(format_energy(3599.0), "3,599 J");
+    assert_eq!(format_energy(4320.0), "1.2 Wh");
+    assert_eq!(format_energy(43_200.0), "12 Wh");
+    assert_eq!(format_energy(4.5e6), "1,250 Wh");
+    assert_eq!(format_energy(-123.0), "-123 J");
+    assert_eq!(format_energy(0.0), "0 J");
+    assert_eq!(format_j_per_token(0.523), "0.52 J/tok");
+    assert_eq!(format_j_per_token(12.34), "12.3 J/tok");
+}
+
+#[test]
+fn a_pace_is_projected_over_a_month_and_a_year() {
+    // $0.01 over 10 minutes: $0.06 an hour.
+    let p = project(0.01, 600.0).expect("projection");
+    close(p.per_hour, 0.06);
+    close(p.per_month, 0.06 * 730.5);
+    close(p.per_year, 0.06 * 8766.0);
+    close(HOURS_PER_MONTH * 12.0, HOURS_PER_YEAR);
+    // Under a minute the rate is mostly the model's load: no projection.
+    assert_eq!(project(0.01, 59.0), None);
+    assert_eq!(project(f64::NAN, 600.0), None);
+    assert_eq!(project(0.01, f64::INFINITY), None);
 }
 
 fn err(p: &PricingSection) -> String {

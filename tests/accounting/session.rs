@@ -92,7 +92,7 @@ fn session_energy_cost_and_co2_add_up_per_sample() {
     let (energy, cost) = rec.footer(None);
     assert!((energy.wh - 2.116_667).abs() < 1e-5);
     assert!(!energy.estimated);
-    assert_eq!(cost.session.as_deref(), Some("€0.00064"));
+    assert_eq!(cost.session.as_deref(), Some("0.064 €ct"));
     assert_eq!(cost.region.as_deref(), Some("own"));
     assert_eq!(cost.co2.as_deref(), Some("0.85 g CO2e"));
     assert_eq!(cost.lifetime_wh, None);
@@ -289,4 +289,128 @@ fn a_two_hour_session_is_thinned_but_its_energy_stays_right() {
     // One series point per second for the last 10 minutes, one per 10 s before: not 7200.
     let n = rec.series().len();
     assert!((1_250..=1_330).contains(&n), "{n} series points");
+}
+
+#[test]
+fn each_reply_gets_its_own_figures_once_the_ledger_has_settled_past_its_end() {
+    let mut rec = SessionRecorder::new(ledger(), 10.0);
+    engine(
+        &mut rec,
+        EngineEvent::Loaded(ScriptedEngine::model_info()),
+        0.0,
+    );
+    feed(&mut rec, 0.0, 12.0);
+    let idle = rec.idle_baseline().expect("baseline").watts;
+
+    // Two replies: 40 tokens over [14, 18], then 10 tokens over [20, 21].
+    engine(&mut rec, EngineEvent::Phase(Phase::Prefill), 14.0);
+    let mut a = stats(40, StopReason::EndOfGeneration);
+    a.wall_s = 4.0;
+    engine(&mut rec, EngineEvent::ReplyDone(a), 18.0);
+    feed(&mut rec, 12.25, 17.75);
+    assert!(rec.take_reply_figures().is_empty(), "not settled yet");
+    let mut b = stats(10, StopReason::Cancelled);
+    b.wall_s = 1.0;
+    engine(&mut rec, EngineEvent::ReplyDone(b), 21.0);
+    feed(&mut rec, 18.0, 20.0);
+    let first = rec.take_reply_figures();
+    assert_eq!(first.len(), 1, "{first:?}");
+    let f = &first[0];
+    assert_eq!((f.seq, f.tokens), (0, 40));
+    let want_j = exact_j(14.0, 18.0);
+    assert!(
+        (f.energy_j - want_j).abs() < 0.5,
+        "{} vs {want_j}",
+        f.energy_j
+    );
+    assert!((f.j_per_token.expect("J/tok") - want_j / 40.0).abs() < 0.02);
+    // EUR 0.30 per kWh, priced when drawn (a flat tariff: the reply's energy x price).
+    let want_cost = f.energy_j / 3.6e6 * 0.30;
+    assert!(
+        (f.cost.expect("cost") - want_cost).abs() < 1e-12,
+        "{:?} vs {want_cost}",
+        f.cost
+    );
+    assert_eq!(f.currency.as_ref().map(|c| c.code()), Some("EUR"));
+    let net = f.net_j.expect("net of idle");
+    assert!((net - (want_j - idle * 4.0)).abs() < 1.0, "{net}");
+    assert!((f.net_cost.expect("net cost") - net / 3.6e6 * 0.30).abs() < 1e-9);
+    assert!((f.cost_per_token().expect("per token") - want_cost / 40.0).abs() < 1e-10);
+    assert!(!f.estimated);
+    // The footer's J/token waits for the last reply.
+    assert_eq!(rec.footer(None).1.j_per_token, None);
+
+    feed(&mut rec, 20.25, 22.0);
+    let second = rec.take_reply_figures();
+    assert_eq!(second.len(), 1);
+    assert_eq!((second[0].seq, second[0].tokens), (1, 10));
+    let want_j = exact_j(20.0, 21.0);
+    assert!((second[0].energy_j - want_j).abs() < 0.5);
+    assert_eq!(rec.footer(None).1.j_per_token, second[0].j_per_token);
+    // Handed over once.
+    feed(&mut rec, 22.25, 23.0);
+    assert!(rec.take_reply_figures().is_empty());
+}
+
+#[test]
+fn estimated_energy_marks_the_reply_figures() {
+    let mut rec = SessionRecorder::new(ledger(), 0.0);
+    let mut sensor = ScriptedSensor {
+        with_wall: false,
+        cpu_estimated: true,
+    };
+    let mut t = 0.0;
+    while t <= 6.0 {
+        rec.push_sample(
+            &Sample {
+                t,
+                readings: sensor.read(t),
+            },
+            None,
+        );
+        if t == 3.0 {
+            let mut s = stats(20, StopReason::EndOfGeneration);
+            s.wall_s = 2.0;
+            engine(&mut rec, EngineEvent::ReplyDone(s), 3.0);
+        }
+        t += 0.25;
+    }
+    let f = rec.take_reply_figures();
+    assert_eq!(f.len(), 1);
+    assert!(f[0].estimated, "{f:?}");
+    // No idle baseline (window 0): nothing net.
+    assert_eq!(f[0].net_j, None);
+    assert_eq!(f[0].net_cost, None);
+}
+
+#[test]
+fn the_footer_projects_the_sessions_pace_over_a_month_and_a_year() {
+    let mut rec = SessionRecorder::new(ledger(), 0.0);
+    feed(&mut rec, 0.0, 40.0);
+    assert_eq!(
+        rec.footer(None).1.per_month,
+        None,
+        "under a minute: no projection"
+    );
+    feed(&mut rec, 40.25, 120.0);
+    // 127 W on average (six whole periods) is EUR 0.0381 an hour at EUR 0.30 per kWh:
+    // 730.5 h a month is EUR 27.83, 8766 h a year EUR 333.98.
+    let (_, cost) = rec.footer(None);
+    assert_eq!(cost.per_month.as_deref(), Some("€27.83"));
+    assert_eq!(cost.per_year.as_deref(), Some("€334"));
+
+    let tally: llmtop::accounting::tally::Tally = serde_json::from_str(
+        r#"{"schema":"llmtop.tally/1","energy_j":4444200,"generated_tokens":90000,
+            "prompt_tokens":1000,"replies":300,"cost":{"EUR":0.21},"co2_g":1500,
+            "since":"2025-05-01T08:00:00Z","updated":"2025-06-01T00:00:00Z"}"#,
+    )
+    .expect("tally JSON");
+    let (_, cost) = rec.footer(Some(&tally));
+    assert_eq!(cost.lifetime_since.as_deref(), Some("2025-05-01"));
+    assert_eq!(cost.lifetime_replies, Some(300));
+    // EUR 0.21 over 300 replies: EUR 0.0007 each, 70 ct per 1000.
+    assert_eq!(
+        cost.lifetime_per_1000_replies.as_deref(),
+        Some("€0.70 / 1000 replies")
+    );
 }

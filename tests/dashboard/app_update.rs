@@ -3,7 +3,7 @@ use crate::support;
 
 use crossterm::event::{KeyCode, KeyModifiers};
 use llmtop::dashboard::event::Event;
-use llmtop::dashboard::state::{Effect, EngineState, Role};
+use llmtop::dashboard::state::{App, Effect, EngineState, Role};
 use llmtop::engine::{Command, EngineEvent, Phase, StopReason};
 use support::*;
 
@@ -619,4 +619,109 @@ fn throttle_mark_comes_and_goes_with_the_episode() {
     app.update(Event::Throttle(None));
     assert!(app.dirty && app.throttle.is_none());
     assert!(!header(&app, 80).contains("throttled"));
+}
+
+fn figures(seq: usize, energy_j: f64) -> llmtop::accounting::session::ReplyFigures {
+    llmtop::accounting::session::ReplyFigures {
+        seq,
+        tokens: 10,
+        energy_j,
+        j_per_token: Some(energy_j / 10.0),
+        net_j: None,
+        net_j_per_token: None,
+        cost: Some(energy_j / 3.6e6 * 0.175),
+        net_cost: None,
+        currency: Some(llmtop::accounting::pricing::Currency::new("USD").expect("USD")),
+        estimated: false,
+    }
+}
+
+fn reply(app: &mut App, text: &str, at: f64) {
+    typ(app, text);
+    key(app, KeyCode::Enter, NONE);
+    engine(
+        app,
+        EngineEvent::Tokens {
+            text: "ok".into(),
+            count: 1,
+        },
+        at,
+    );
+    engine(
+        app,
+        EngineEvent::ReplyDone(stats(10, StopReason::EndOfGeneration)),
+        at + 0.1,
+    );
+    engine(app, EngineEvent::Phase(Phase::Idle), at + 0.1);
+}
+
+fn reply_rows(app: &App) -> Vec<String> {
+    llmtop::dashboard::layout::rows(app, 200)
+        .into_iter()
+        .filter(|r| r.kind == llmtop::dashboard::layout::RowKind::Stats)
+        .map(|r| r.text.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn each_reply_keeps_the_figures_settled_for_it() {
+    let mut app = new_app(80, 24);
+    loaded(&mut app);
+    reply(&mut app, "first", 1.0);
+    reply(&mut app, "second", 2.0);
+    // The ledger may settle them in any order; each finds its own reply.
+    app.dirty = false;
+    app.update(Event::ReplyFigures(figures(1, 200.0)));
+    assert!(app.dirty);
+    app.update(Event::ReplyFigures(figures(0, 41.0)));
+    let answers: Vec<_> = app
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::Assistant)
+        .collect();
+    assert_eq!(answers[0].figures.as_ref().map(|f| f.energy_j), Some(41.0));
+    assert_eq!(answers[1].figures.as_ref().map(|f| f.energy_j), Some(200.0));
+    // 41 J at $0.175/kWh is $0.0000020: tiny, so the price of a million tokens comes too
+    // ($0.0000020 / 10 tokens x 1M = $0.20).
+    assert_eq!(
+        reply_rows(&app),
+        [
+            "10 tok · 52.5 tok/s · TTFT 84 ms",
+            "41 J · 4.10 J/tok · 0.00020 ¢ · $0.20 / 1M tok",
+            "10 tok · 52.5 tok/s · TTFT 84 ms",
+            "200 J · 20.0 J/tok · 0.00097 ¢ · $0.97 / 1M tok",
+        ]
+    );
+
+    // A new conversation: figures of the old replies have no message left, and the next
+    // reply is numbered after them.
+    key(&mut app, KeyCode::Char('l'), CTRL);
+    app.update(Event::ReplyFigures(figures(0, 41.0)));
+    reply(&mut app, "third", 3.0);
+    app.update(Event::ReplyFigures(figures(2, 80.0)));
+    let last = app.messages.last().expect("reply");
+    assert_eq!(last.reply_seq, Some(2));
+    assert_eq!(last.figures.as_ref().map(|f| f.energy_j), Some(80.0));
+}
+
+#[test]
+fn reply_figures_say_estimate_and_net_of_idle() {
+    let mut app = new_app(80, 24);
+    loaded(&mut app);
+    reply(&mut app, "hi", 1.0);
+    let mut f = figures(0, 5000.0);
+    f.estimated = true;
+    f.net_j = Some(2000.0);
+    f.net_j_per_token = Some(200.0);
+    f.net_cost = Some(2000.0 / 3.6e6 * 0.175);
+    app.update(Event::ReplyFigures(f));
+    // 5000 J = 1.39 Wh at $0.175/kWh: $0.000243 (0.024 ¢), $24.31 a million tokens at 10 a
+    // reply; net 2000 J is 0.0097 ¢.
+    assert_eq!(
+        reply_rows(&app)[1..],
+        [
+            "est. 1.4 Wh · 500.0 J/tok · 0.024 ¢ · $24.31 / 1M tok",
+            "net of idle 2,000 J · 200.0 J/tok · 0.0097 ¢",
+        ]
+    );
 }

@@ -535,3 +535,67 @@ async fn sigterm_ends_the_loop_with_the_tally_written() {
         out.session_energy_j
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_finished_reply_gets_its_energy_and_money_from_the_session() {
+    let mut script = loaded();
+    script.extend([(ms(50), ch('h')), (ms(50), ch('i'))]);
+    script.push((ms(50), key(KeyCode::Enter, KeyModifiers::NONE)));
+    script.push(engine(EngineEvent::Phase(Phase::Generating), secs(2.0)));
+    script.push(engine(
+        EngineEvent::Tokens {
+            text: "Hello.".into(),
+            count: 1,
+        },
+        secs(2.1),
+    ));
+    let mut stats = support::stats(13, StopReason::EndOfGeneration);
+    stats.wall_s = 2.0;
+    script.push(engine(EngineEvent::ReplyDone(stats.clone()), secs(3.0)));
+    script.push(engine(EngineEvent::Phase(Phase::Idle), secs(3.0)));
+    // The same samples and reply through a recorder of our own: what the shell must hand on.
+    let tariff = Tariff::preset("US").expect("US preset");
+    let wall: jiff::Timestamp = "2025-06-01T12:00:00Z".parse().expect("time");
+    let mut own = SessionRecorder::new(Ledger::new().priced(tariff, wall), 0.0);
+    let mut sensor = ScriptedSensor::default();
+    let mut want = Vec::new();
+    for i in 0..=20 {
+        let t = f64::from(i) * 0.25;
+        let s = Sample {
+            t,
+            readings: sensor.read(t),
+        };
+        if i == 12 {
+            own.observe(&EngineEvent::ReplyDone(stats.clone()), 3.0);
+        }
+        own.push_sample(&s, None);
+        want.extend(own.take_reply_figures());
+        script.push((secs(t), Event::Sample(s)));
+    }
+    script.push((secs(5.5), ctrl('q')));
+    let mut app = support::new_app(80, 24);
+    let out = drive(script, &mut app, &RawConfig::default(), None).await;
+    out.result.expect("loop result");
+
+    assert_eq!(want.len(), 1, "{want:?}");
+    let reply = app.messages.last().expect("the reply");
+    assert_eq!(reply.text, "Hello.");
+    assert_eq!(reply.figures.as_ref(), Some(&want[0]));
+    // 13 tokens over [1, 3] s of the scripted machine, priced in USD.
+    let f = &want[0];
+    assert!(f.energy_j > 100.0, "{f:?}");
+    assert_eq!(f.currency.as_ref().map(|c| c.code()), Some("USD"));
+    let last = out.frames.last().expect("a frame").text.clone();
+    let money = llmtop::accounting::pricing::format_money(
+        f.cost.expect("cost"),
+        f.currency.as_ref().expect("currency"),
+    );
+    // The reply's rows as drawn (a line may wrap between a number and its unit).
+    let (w, _) = llmtop::dashboard::layout::messages_size(&app);
+    let rows: Vec<String> = llmtop::dashboard::layout::rows(&app, w)
+        .into_iter()
+        .map(|r| r.text.trim().to_string())
+        .collect();
+    assert!(rows.join(" ").contains(&money), "{money} in {rows:?}");
+    assert!(last.contains("J/tok"), "{last}");
+}

@@ -38,6 +38,46 @@ fn loading_app(w: u16, h: u16) -> App {
     app
 }
 
+/// The chat pane and the footer row only: the reply lines and the money, apart from the
+/// gauges pane (drawn and tested on its own).
+fn chat_and_footer(app: &App) -> String {
+    let backend = TestBackend::new(app.width, app.height);
+    let mut terminal = Terminal::new(backend).expect("terminal");
+    terminal
+        .draw(|f| llmtop::dashboard::ui::draw(app, &Theme::dark(), f))
+        .expect("draw");
+    let buf = terminal.backend().buffer();
+    let a =
+        llmtop::dashboard::ui::layout(app, ratatui::layout::Rect::new(0, 0, app.width, app.height));
+    let row = |y: u16, x0: u16, x1: u16| -> String {
+        (x0..x1).map(|x| buf[(x, y)].symbol()).collect::<String>()
+    };
+    let mut out: Vec<String> = (a.chat.y..a.chat.bottom())
+        .map(|y| row(y, a.chat.x, a.chat.right()))
+        .collect();
+    out.push(row(a.footer.y, a.footer.x, a.footer.right()));
+    out.join("\n")
+}
+
+macro_rules! snap_money {
+    ($name:expr, $app:expr) => {{
+        let screen = chat_and_footer(&$app);
+        insta::with_settings!({filters => vec![(r"loaded in \d+ ms", "loaded in [N] ms")]}, {
+            insta::assert_snapshot!($name, screen);
+        });
+    }};
+}
+
+#[test]
+fn reply_money_80x24() {
+    snap_money!("reply_money_80x24", idle_app(80, 24));
+}
+
+#[test]
+fn reply_money_120x40() {
+    snap_money!("reply_money_120x40", idle_app(120, 40));
+}
+
 #[test]
 fn idle_80x24() {
     snap!("idle_80x24", idle_app(80, 24));

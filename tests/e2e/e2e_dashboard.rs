@@ -137,6 +137,24 @@ fn real_model_in_a_real_terminal() {
     assert_eq!(tally["replies"], 1);
 }
 
+/// The parts of the last reply's energy line in the chat pane: ["41 J", "0.17 J/tok",
+/// "0.00020 ¢", ...] ("est." first when estimated).
+fn reply_figures(screen: &str) -> Vec<String> {
+    let line = screen
+        .lines()
+        .rfind(|l| l.starts_with('│') && l.contains(" J/tok") && !l.contains("net of idle"))
+        .unwrap_or_else(|| panic!("no reply figures on the screen:\n{screen}"));
+    // The chat pane is the first box on the line: "│  41 J · ... │".
+    let inner = line.trim_start_matches('│');
+    let inner = &inner[..inner.find('│').unwrap_or(inner.len())];
+    inner
+        .trim()
+        .trim_start_matches("est. ")
+        .split(" · ")
+        .map(str::to_string)
+        .collect()
+}
+
 /// `GET /metrics` over loopback: the value of the first line of `name`.
 fn scrape(port: u16, name: &str) -> Option<f64> {
     use std::io::{Read, Write};
@@ -214,6 +232,10 @@ fn dashboard_reads_the_wall_plug_on_every_surface() {
     tmux.wait_for("the reply", Duration::from_secs(60), |s| {
         s.contains("tok/s · TTFT")
     });
+    // Its energy and money once the ledger has the plug's reading past its end.
+    tmux.wait_for("the reply's figures", Duration::from_secs(20), |s| {
+        s.contains(" J/tok")
+    });
     // Samples keep arriving after the reply: the exporter still shows its rate.
     std::thread::sleep(Duration::from_millis(1500));
     let rate = scrape(port, "llmtop_generation_tokens_per_second").expect("rate");
@@ -244,6 +266,26 @@ fn dashboard_reads_the_wall_plug_on_every_surface() {
         .and_then(|r| r.energy.as_ref())
         .expect("reply energy");
     live::assert_within("card reply power", reply.avg_w, watts, 0.01);
+
+    // The real reply ends with its own energy, J/token and money, the same figures the card
+    // has (both from the ledger), in the configured region's money (US, no [pricing]).
+    let figures = reply_figures(&tmux.screen());
+    assert!(figures.len() >= 3, "reply figures {figures:?}");
+    use llmtop::accounting::pricing::{Currency, format_j_per_token, format_money};
+    let usd = Currency::new("USD").expect("USD");
+    let jpt = reply.j_per_token.expect("card J/token");
+    assert_eq!(figures[1], format_j_per_token(jpt), "{figures:?}");
+    let cost = card.cost[0].last_reply.expect("card reply cost");
+    assert_eq!(card.cost[0].currency, "USD");
+    assert_eq!(figures[2], format_money(cost, &usd), "{figures:?}");
+    // And the money is the wall's joules at the US price: 190 W over the reply.
+    eprintln!("reply figures on screen: {figures:?}");
+    live::assert_within(
+        "reply cost (micro-USD)",
+        cost * 1e6,
+        reply.total_j / 3.6e6 * 0.175 * 1e6,
+        1e-6,
+    );
 
     tmux.keys(&["C-q"]);
     tmux.wait_for("llmtop to exit", Duration::from_secs(30), |s| {

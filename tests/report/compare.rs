@@ -82,30 +82,31 @@ fn terminal_table_has_the_videos_rows() {
     // 3600 J = 0.001 kWh x 0.38 = 0.00038.
     assert_eq!(
         table_row(&out, "cost per story, DE"),
-        ["€0.00025", "€0.00063", "€0.00038"]
+        ["0.025 €ct", "0.063 €ct", "0.038 €ct"]
     );
     // 1M tokens at 2, 5, 3 J = 0.556, 1.389, 0.833 kWh x 0.175 USD.
     assert_eq!(
         table_row(&out, "cost per 1M tokens, US"),
-        ["$0.097", "$0.24", "$0.15"]
+        ["9.7 ¢", "$0.24", "$0.15"]
     );
     assert_eq!(table_row(&out, "peak temp (°C)"), ["68", "92", "81"]);
     assert_eq!(table_row(&out, "max fan (RPM)"), ["1700", "4200", "1900"]);
-    // 3 years x 8 h/day x 365 at 50, 40, 300 W = 438, 350.4, 2628 kWh x 0.175 USD.
+    // 3 years x 8 h/day x 365 at 50, 40, 300 W = 438, 350.4, 2628 kWh x 0.175 USD (whole
+    // units from 100: $459.90 is $460).
     assert_eq!(
         table_row(&out, "electricity 3y x 8h/day, US"),
-        ["$76.65", "$61.32", "$459.90"]
+        ["$76.65", "$61.32", "$460"]
     );
     // Mac: 1299 USD from its card; NUC: 699 from the flag (first region's currency, USD);
     // RTX: 3200 USD from its card.
     assert_eq!(
         table_row(&out, "hardware + electricity, US"),
-        ["$1,375.65", "$760.32", "$3,659.90"]
+        ["$1,376", "$760", "$3,660"]
     );
     // Only the Mac has a EUR price (flag): 1399 + 438 kWh x 0.38 = 1565.44.
     assert_eq!(
         table_row(&out, "hardware + electricity, DE"),
-        ["€1,565.44", "n/a", "n/a"]
+        ["€1,565", "n/a", "n/a"]
     );
     assert!(
         out.contains("warning: energy scope differs: fixture-rtx4090 measured components only"),
@@ -127,12 +128,12 @@ fn markdown_has_the_same_figures() {
         "{out}"
     );
     assert!(
-        out.contains("\n| cost per story, DK | €0.00023 | €0.00058 | €0.00035 |\n"),
+        out.contains("\n| cost per story, DK | 0.023 €ct | 0.058 €ct | 0.035 €ct |\n"),
         "{out}"
     );
     // No hardware price for the NUC and no flags: TCO rows still appear for cards that have one.
     assert!(
-        out.contains("\n| hardware + electricity, US | $1,375.65 | n/a | $3,659.90 |\n"),
+        out.contains("\n| hardware + electricity, US | $1,376 | n/a | $3,660 |\n"),
         "{out}"
     );
     assert!(out.contains("> **Warning:** energy scope differs"), "{out}");

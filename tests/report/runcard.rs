@@ -84,8 +84,8 @@ fn pricing_the_card_uses_hand_computed_costs() {
     // 2.0 J/token: 1M tokens = 2 MJ = 0.5556 kWh x 0.175 USD = 0.097222 USD.
     assert!((c.cost[1].per_million_tokens.expect("per M") - 2e6 / 3.6e6 * 0.175).abs() < 1e-12);
     let md = markdown_summary(&c);
-    assert!(md.contains("| DE | €0.38 | €0.00025 |"), "{md}");
-    assert!(md.contains("| US | $0.175 | $0.00012 |"), "{md}");
+    assert!(md.contains("| DE | €0.38 | 0.025 €ct |"), "{md}");
+    assert!(md.contains("| US | $0.175 | 0.012 ¢ |"), "{md}");
 }
 
 fn load_text(text: &str) -> String {

@@ -147,6 +147,11 @@ pub fn idle_app(width: u16, height: u16) -> App {
     );
     engine(&mut app, EngineEvent::Phase(Phase::Idle), 61.5);
     samples(&mut app, 60.25, 70.0);
+    shell_reply_figures(
+        &mut app,
+        &[(stats(13, StopReason::EndOfGeneration), 61.5)],
+        70.0,
+    );
     shell_footer(
         &mut app,
         ScriptedSensor::default(),
@@ -289,4 +294,31 @@ pub fn timeline_app(width: u16, height: u16, mut sensor: impl Sensor) -> App {
     }
     app.update(Event::Tick { now: 150.0 });
     app
+}
+
+/// What the shell does for replies: a recorder (US tariff, a 20 s idle baseline after the load
+/// at 0.5 s: one period of the scripted load) takes the scripted samples from 0 to `to` and each reply's end, `(stats, done
+/// at)`; the figures it settles go to the app, as the shell sends them.
+pub fn shell_reply_figures(app: &mut App, replies: &[(ReplyStats, f64)], to: f64) {
+    let tariff = llmtop::accounting::pricing::Tariff::preset("US").expect("US preset");
+    let wall: jiff::Timestamp = "2025-06-01T12:00:00Z".parse().expect("time");
+    let ledger = llmtop::accounting::ledger::Ledger::new().priced(tariff, wall);
+    let mut rec = llmtop::accounting::session::SessionRecorder::new(ledger, 20.0);
+    rec.observe(&EngineEvent::Loaded(ScriptedEngine::model_info()), 0.5);
+    let mut sensor = ScriptedSensor::default();
+    let mut pending = replies.iter();
+    let mut next = pending.next();
+    let mut t = 0.0;
+    while t <= to + 1e-9 {
+        while let Some((stats, at)) = next.filter(|(_, at)| *at <= t) {
+            rec.observe(&EngineEvent::ReplyDone(stats.clone()), *at);
+            next = pending.next();
+        }
+        let readings = sensor.read(t);
+        rec.push_sample(&Sample { t, readings }, None);
+        for f in rec.take_reply_figures() {
+            app.update(Event::ReplyFigures(f));
+        }
+        t += 0.25;
+    }
 }

@@ -1,6 +1,8 @@
-//! The footer row: the session's electricity tally (Wh, money, region), the status message and
-//! the key hints. The shell's session accounting fills `App::energy` and `App::cost`.
+//! The footer row: the session's electricity tally (Wh, money, region), what it comes to a
+//! month and a year at this pace, the lifetime tally, the status message and the key hints.
+//! The shell's session accounting fills `App::energy` and `App::cost`.
 
+use crate::accounting::pricing::format_j_per_token;
 use crate::config::keys::Action;
 use crate::dashboard::state::App;
 use crate::dashboard::theme::Theme;
@@ -28,8 +30,33 @@ pub fn energy_text(app: &App) -> String {
     }
 }
 
-/// The footer's figures after the energy, most important first: cost in the region, J/token
-/// of the last reply, CO2, the lifetime tally. Later ones give way on narrow terminals.
+/// "at this pace $1.20/mo, $14.61/yr": the session's average draw so far, around the clock;
+/// "est." when the session's energy is partly an estimate.
+pub fn pace_text(app: &App) -> Option<String> {
+    let c = &app.cost;
+    let (m, y) = (c.per_month.as_ref()?, c.per_year.as_ref()?);
+    let est = if app.energy.estimated { " est." } else { "" };
+    Some(format!("at this pace {m}/mo, {y}/yr{est}"))
+}
+
+/// The lifetime tally's energy and money: "1.23 kWh $0.21".
+pub fn lifetime_text(app: &App) -> Option<String> {
+    let c = &app.cost;
+    let l = c.lifetime_wh?;
+    let wh = if l >= 1000.0 {
+        format!("{:.2} kWh", l / 1000.0)
+    } else {
+        format!("{l:.1} Wh")
+    };
+    Some(match &c.lifetime_cost {
+        Some(m) => format!("{wh} {m}"),
+        None => wh,
+    })
+}
+
+/// The footer's figures after the energy, most important first: cost in the region, what
+/// that pace costs a month and a year, the lifetime tally, J/token of the last reply (every
+/// reply shows its own), CO2. Later ones give way on narrow terminals.
 pub fn extras(app: &App) -> Vec<String> {
     let c = &app.cost;
     let mut out = Vec::new();
@@ -39,23 +66,17 @@ pub fn extras(app: &App) -> Vec<String> {
             None => format!(" · {cost}"),
         });
     }
+    if let Some(p) = pace_text(app) {
+        out.push(format!(" · {p}"));
+    }
+    if let Some(l) = lifetime_text(app) {
+        out.push(format!(" · all {l}"));
+    }
     if let Some(j) = c.j_per_token.filter(|j| j.is_finite()) {
-        let digits = if j >= 10.0 { 1 } else { 2 };
-        out.push(format!(" · {j:.digits$} J/tok"));
+        out.push(format!(" · {}", format_j_per_token(j)));
     }
     if let Some(co2) = &c.co2 {
         out.push(format!(" · {co2}"));
-    }
-    if let Some(l) = c.lifetime_wh {
-        let wh = if l >= 1000.0 {
-            format!("{:.2} kWh", l / 1000.0)
-        } else {
-            format!("{l:.1} Wh")
-        };
-        out.push(match &c.lifetime_cost {
-            Some(m) => format!(" · all {wh} {m}"),
-            None => format!(" · all {wh}"),
-        });
     }
     out
 }
@@ -82,7 +103,8 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         Some(s) => (s.text.chars().count() + 3).min(STATUS_ROOM),
         None => short_hints.chars().count() + 1,
     };
-    // Keep the session cost; drop the lifetime, CO2 and J/token first when space is short.
+    // Keep the session cost; drop CO2, J/token, the lifetime and the pace first when space is
+    // short.
     while extras.len() > 1 && width(&extras) + wanted > avail {
         extras.pop();
     }

@@ -1,10 +1,12 @@
 //! The F1 help overlay: every action with its (possibly reconfigured) keys, the editing keys,
 //! what start-up found wrong (sensor sources not available, the tally), and, where the
-//! terminal is tall enough, how to read the gauges.
+//! terminal is tall enough, the money (this pace a month and a year, the lifetime tally) and
+//! how to read the gauges.
 
 use crate::config::keys::Action;
 use crate::dashboard::state::App;
 use crate::dashboard::theme::Theme;
+use crate::dashboard::ui::footer;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
@@ -38,8 +40,36 @@ const GAUGES: [(&str, &str); 6] = [
         "now / last",
         "live tok/s; the last reply's rate, prefill, TTFT",
     ),
-    ("Session Wh", "energy since start, its cost, and all-time"),
+    ("Session Wh", "energy, cost, a month at this pace, all-time"),
 ];
+
+/// The money section: the session's pace projected over a month and a year, and the
+/// lifetime tally with its cost per 1000 replies.
+fn money_lines(app: &App) -> Vec<(String, String)> {
+    let c = &app.cost;
+    let mut out = Vec::new();
+    if let (Some(m), Some(y)) = (&c.per_month, &c.per_year) {
+        out.push((
+            "At this pace".to_string(),
+            format!("{m} a month, {y} a year (this session's average draw, 24 h a day)"),
+        ));
+    }
+    if let Some(total) = footer::lifetime_text(app) {
+        let since = match &c.lifetime_since {
+            Some(d) => format!("Since {d}"),
+            None => "All sessions".to_string(),
+        };
+        let mut d = total;
+        if let Some(n) = c.lifetime_replies {
+            d.push_str(&format!(", {n} replies"));
+        }
+        if let Some(p) = &c.lifetime_per_1000_replies {
+            d.push_str(&format!(" ({p})"));
+        }
+        out.push((since, d));
+    }
+    out
+}
 
 pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let key_style = Style::default()
@@ -81,6 +111,17 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
                 let lead = if i == 0 { " - " } else { "   " };
                 lines.push(Line::from(Span::styled(format!("{lead}{part}"), warn)));
             }
+        }
+    }
+    // Then the money, where it fits: what this pace costs a month and a year, and the tally.
+    let money = money_lines(app);
+    if !money.is_empty() && usize::from(area.height) >= lines.len() + money.len() + 1 + 4 {
+        lines.push(Line::from(""));
+        for (k, d) in money {
+            lines.push(Line::from(vec![
+                Span::styled(format!(" {k:<key_w$}  "), key_style),
+                Span::styled(d, desc),
+            ]));
         }
     }
     // Keys first; the legend only when it fits in full (borders and a margin included).
