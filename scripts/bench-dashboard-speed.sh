@@ -2,9 +2,9 @@
 # Generation speed with the dashboard up (sensors sampling, gauges redrawing, tokens streaming
 # through a real terminal) against headless `llmtop bench`, same binary, model, threads, prompt
 # and greedy sampling. Interleaved rounds, so drift on a shared machine hits both sides alike.
-# Each round runs REPLIES stories headless (`bench --reps`), then the same number in one
-# dashboard session (Ctrl-L, a new conversation, before each); the dashboard's figure for each
-# reply is the one it logs, the same figure its run card records.
+# Each round keeps one dashboard session up and runs REPLIES pairs: a headless story (`bench
+# --reps 1`), then the same story in the dashboard (Ctrl-L, a new conversation, before each);
+# the dashboard's figure for each reply is the one it logs, the same its run card records.
 #
 # VIA=tmux (default): the dashboard in a detached tmux pane; tmux parses what it draws.
 # VIA=ssh: the dashboard over a real SSH session on loopback (`ssh -tt`), where sshd reads the
@@ -76,15 +76,25 @@ stop_dash() {
 }
 
 export USER=${USER:-$(id -un)}
+# Pairs: one headless run, then one dashboard reply, a few seconds apart, so both sides see the
+# same machine (on a shared VM the speed drifts by 10 % from minute to minute, but holds within
+# a pair). The dashboard stays up between its replies and is stopped (SIGSTOP) while the
+# headless side runs, so neither disturbs the other.
 for r in $(seq 1 "$ROUNDS"); do
-  LLMTOP_DATA_DIR="$TMP/bench" "$BIN" bench "${COMMON[@]}" --no-idle --no-warmup \
-    --reps "$REPLIES" --prompt "$PROMPT" --json "$TMP/bench-$r.json" >/dev/null 2>&1
-
   rm -rf "$TMP/dash"
   start_dash
   wait_log "model loaded" 1 120
   sleep 1   # the first frames and the first sensor samples settle
+  case "$VIA" in
+    tmux) DPID=$(tmux -L "$SOCK" list-panes -t dash -F '#{pane_pid}') ;;
+    ssh) DPID=$(pgrep -n -f -- "^$BIN .*--max-tokens $GEN") ;;
+  esac
   for n in $(seq 1 "$REPLIES"); do
+    kill -STOP "$DPID"
+    LLMTOP_DATA_DIR="$TMP/bench" "$BIN" bench "${COMMON[@]}" --no-idle --no-warmup \
+      --reps 1 --prompt "$PROMPT" --json "$TMP/bench-$r-$n.json" >/dev/null 2>&1
+    kill -CONT "$DPID"
+    sleep 0.5
     keys $'\x0c'   # Ctrl-L: a new conversation, as each bench run starts
     keys "$PROMPT"; keys $'\r'
     wait_log "reply done" "$n" 300
@@ -98,12 +108,13 @@ import json, re, statistics, sys
 tmp, rounds, threads, gen, via = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 ratios = []
 for r in range(1, rounds + 1):
-    b = [x["gen_tok_s"] for x in json.load(open(f"{tmp}/bench-{r}.json"))["runs"]]
     d = [float(m[1]) for m in re.finditer(r"reply done: \d+ tokens, ([\d.]+) tok/s", open(f"{tmp}/dash-{r}.log").read())]
-    hb, hd = statistics.median(b), statistics.median(d)
-    ratios.append(hd / hb)
-    print(f"round {r}: headless {hb:.1f} tok/s (median of {len(b)}), "
-          f"dashboard {hd:.1f} tok/s (median of {len(d)}), ratio {ratios[-1]:.3f}")
-print(f"{threads} threads, {gen} max tokens, via {via}: "
-      f"median ratio dashboard/headless {statistics.median(ratios):.3f}")
+    b = [json.load(open(f"{tmp}/bench-{r}-{n}.json"))["runs"][0]["gen_tok_s"] for n in range(1, len(d) + 1)]
+    pairs = [y / x for x, y in zip(b, d)]
+    ratios.extend(pairs)
+    print(f"round {r}: headless {statistics.median(b):.1f} tok/s, dashboard {statistics.median(d):.1f} "
+          f"tok/s (medians of {len(d)}), ratio of each pair {' '.join(f'{p:.3f}' for p in pairs)}, "
+          f"ratio {statistics.median(pairs):.3f}")
+print(f"{threads} threads, {gen} max tokens, via {via}: median ratio dashboard/headless over "
+      f"{len(ratios)} pairs {statistics.median(ratios):.3f}")
 PY

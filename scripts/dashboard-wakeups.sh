@@ -10,8 +10,15 @@ MODEL=${LLMTOP_MODEL:-$HOME/.local/share/llmtop/models/SmolLM2-135M-Instruct.Q4_
 TMP=$(mktemp -d)
 SOCK=llmtop-wakeups-$$
 trap 'tmux -L "$SOCK" kill-server 2>/dev/null || true; rm -rf "$TMP"' EXIT
-snap() { for t in /proc/$1/task/* ${2:+/proc/$2}; do echo "$(cat $t/comm | tr -d ' :')-$(basename $t) $(awk '{print $14+$15}' $t/stat) $(awk '/^voluntary/{v=$2} /^nonvoluntary/{n=$2} END{print v, n}' $t/status)"; done | sort; }
-show() { join $1 $2 | awk '{printf "  %-24s cpu %5.2f s  vol/s %5.0f  invol/s %5.0f\n", $1, ($5-$2)/100, ($6-$3)/3, ($7-$4)/3}'; }
+# name-tid cpu_ticks voluntary involuntary migrations, per thread
+snap() {
+  for t in /proc/$1/task/* ${2:+/proc/$2}; do
+    echo "$(tr -d ' :' < $t/comm)-$(basename $t) $(awk '{print $14+$15}' $t/stat)" \
+      "$(awk '/^voluntary/{v=$2} /^nonvoluntary/{n=$2} END{print v, n}' $t/status)" \
+      "$(awk '/nr_migrations/{print $3}' $t/sched 2>/dev/null || echo 0)"
+  done | sort
+}
+show() { join $1 $2 | awk '{printf "  %-24s cpu %5.2f s  vol/s %5.0f  invol/s %5.0f  migrations/s %4.0f\n", $1, ($6-$2)/100, ($7-$3)/3, ($8-$4)/3, ($9-$5)/3}'; }
 echo "== headless"
 LLMTOP_DATA_DIR=$TMP/bd $BIN bench --model $MODEL --threads 2 --max-tokens 1500 --temperature 0 --no-idle --no-warmup --reps 1 --json $TMP/b.json >/dev/null 2>&1 &
 BP=$!
