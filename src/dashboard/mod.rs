@@ -171,11 +171,6 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let handle = engine::spawn(engine).context("cannot start the engine thread")?;
     handle.send(engine::Command::Load);
-    // This thread (the loop) and those it starts from here on (sensors, terminal input) yield
-    // to the engine's; the engine's thread exists already and keeps the default priority.
-    if let Err(e) = crate::util::priority::background_thread() {
-        tracing::warn!("cannot lower the dashboard's priority: {e}");
-    }
     let meter = start_meter(args, &cfg.raw);
     let statuses = meter.statuses.clone();
     let ledger = crate::accounting::ledger_for(&meter, cfg.tariff.clone());

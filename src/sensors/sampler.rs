@@ -181,9 +181,6 @@ fn run(
     tx: UnboundedSender<Sample>,
     stop: StopFlag,
 ) {
-    // Reading sensors must not take a CPU from the engine (see util::priority); a failure only
-    // means the default priority.
-    let _ = crate::util::priority::background_thread();
     let mut tracked: Vec<Tracked> = sensors.into_iter().map(Tracked::new).collect();
     let mut next = Instant::now();
     loop {

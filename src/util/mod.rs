@@ -1,8 +1,6 @@
-//! Helpers every layer may use: capped file reads, atomic writes, paths, sanitising, thread
-//! priority.
+//! Helpers every layer may use: capped file reads, atomic writes, paths, sanitising.
 
 pub mod fs;
 pub mod json;
 pub mod paths;
-pub mod priority;
 pub mod sanitize;
