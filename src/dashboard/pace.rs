@@ -36,6 +36,16 @@ impl Pace {
         }
     }
 
+    /// How early a frame at `frame` pace may be drawn when the loop is awake anyway: a quarter
+    /// of the interval at the generating pace, none at full speed.
+    pub fn slack(&self, frame: Duration) -> Duration {
+        if frame > MIN_FRAME {
+            frame / 4
+        } else {
+            Duration::ZERO
+        }
+    }
+
     /// The least time between two frames now.
     pub fn frame_for(&self, generating: bool) -> Duration {
         if generating {
@@ -71,5 +81,7 @@ mod tests {
         let p = Pace::new(4.0, 2, 2);
         assert_eq!(p.frame_for(true), ms(250));
         assert_eq!(p.frame_for(false), MIN_FRAME);
+        assert_eq!(p.slack(ms(250)), Duration::from_micros(62_500));
+        assert_eq!(p.slack(MIN_FRAME), Duration::ZERO);
     }
 }

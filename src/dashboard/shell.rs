@@ -275,7 +275,10 @@ where
         if app.dirty {
             let now = tokio::time::Instant::now();
             let min_frame = shell.pace.frame_for(app.engine.busy());
-            if now >= last_frame + min_frame {
+            // At the slow pace a frame nearly due is drawn now, with the text that woke the
+            // loop, rather than by a timer wake of its own a few ms later (pace.rs).
+            let slack = shell.pace.slack(min_frame);
+            if now + slack >= last_frame + min_frame {
                 tui::draw(terminal, |f| {
                     crate::dashboard::ui::draw(app, theme_of(app), f)
                 })?;

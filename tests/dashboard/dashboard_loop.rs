@@ -291,7 +291,9 @@ fn at(frames: &[Shot]) -> Vec<Duration> {
 #[tokio::test(start_paused = true)]
 async fn while_the_engine_takes_every_cpu_a_streaming_reply_is_drawn_at_the_generating_pace() {
     // 2 engine threads on 2 CPUs at 10 fps: 100 tokens over 1 s (one every 10 ms) are drawn
-    // in about 10 frames, not 60; once the reply is done, a key is drawn within 16 ms again.
+    // in about 10 frames, not 60, each at least 75 ms after the last (a frame due within a
+    // quarter of the interval is drawn by the event that woke the loop); once the reply is
+    // done, a key is drawn within 16 ms again.
     let pace = Pace::new(10.0, 2, 2);
     let mut script = loaded();
     script.extend([(ms(50), ch('h')), (ms(50), ch('i'))]);
@@ -322,12 +324,12 @@ async fn while_the_engine_takes_every_cpu_a_streaming_reply_is_drawn_at_the_gene
         .filter(|t| *t >= ms(100) && *t < ms(1095))
         .collect();
     assert!(
-        (9..=11).contains(&streaming.len()),
+        (9..=14).contains(&streaming.len()),
         "frames while streaming: {streaming:?}"
     );
     for w in streaming.windows(2) {
         assert!(
-            w[1] - w[0] >= ms(100),
+            w[1] - w[0] >= ms(75),
             "frames closer than the pace: {streaming:?}"
         );
     }
