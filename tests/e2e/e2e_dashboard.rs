@@ -265,7 +265,11 @@ fn dashboard_reads_the_wall_plug_on_every_surface() {
         .as_ref()
         .and_then(|r| r.energy.as_ref())
         .expect("reply energy");
-    live::assert_within("card reply power", reply.avg_w, watts, 0.01);
+    // A reply spans part of one 1 Hz plug step, which the ledger shapes by the 4 Hz component
+    // counters; when the machine is busy (the other tests), the thread rewriting the live tree
+    // falls behind and those counters advance in bursts, so a window this short is within 2 %
+    // (seen: -1.8 % in CI, within 0.25 % alone). The wall plus the parts would be +84 %.
+    live::assert_within("card reply power", reply.avg_w, watts, 0.02);
 
     // The real reply ends with its own energy, J/token and money, the same figures the card
     // has (both from the ledger), in the configured region's money (US, no [pricing]).
