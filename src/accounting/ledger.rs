@@ -622,6 +622,12 @@ impl Ledger {
         Some(cost)
     }
 
+    /// What `j` joules cost in `tariff` when drawn evenly over `t0..t1`, each hour at its own
+    /// price: for a figure the knots do not hold, such as a reply's energy net of idle.
+    pub fn cost_spread(&self, tariff: &Tariff, j: f64, t0: f64, t1: f64) -> Option<f64> {
+        Some(tariff.cost_over(j, self.wall_at(t0)?, self.wall_at(t1)?))
+    }
+
     fn clamp(&self, t0: f64, t1: f64) -> Option<(f64, f64)> {
         let first = self.knots.first()?.t;
         let last = self.knots.last()?.t;

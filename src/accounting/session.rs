@@ -314,13 +314,7 @@ impl SessionRecorder {
         let tariff = self.ledger.tariff();
         let cost = tariff.and_then(|t| self.ledger.cost_between(t, span.t0, span.t1));
         let net_cost = match (tariff, r.net_j) {
-            // The net energy drawn evenly over the reply, each hour at its own price.
-            (Some(t), Some(net)) => {
-                match (self.ledger.wall_at(span.t0), self.ledger.wall_at(span.t1)) {
-                    (Some(a), Some(b)) => Some(t.cost_over(net, a, b)),
-                    _ => None,
-                }
-            }
+            (Some(t), Some(net)) => self.ledger.cost_spread(t, net, span.t0, span.t1),
             _ => None,
         };
         Some(ReplyFigures {
