@@ -74,6 +74,14 @@ pub trait Events {
     /// An event that is ready wins over a frame due at the same moment.
     fn next(&mut self, frame_at: Option<tokio::time::Instant>) -> impl Future<Output = Wake>;
 
+    /// Wait until `until` (then [`Wake::Frame`]) or for input from the user or a signal, and
+    /// nothing else: engine and sensor events stay queued for [`Events::try_next_queued`]. The
+    /// loop sleeps this way between frames while a reply streams, so the engine's text, the
+    /// samples and the tick do not each wake it on a CPU that llama.cpp needs.
+    fn hold_until(&mut self, until: tokio::time::Instant) -> impl Future<Output = Wake> {
+        self.next(Some(until))
+    }
+
     /// An engine or sensor event that is already waiting, without blocking: lets the shell fold
     /// a burst of tokens into one frame.
     fn try_next_queued(&mut self) -> Option<Event>;
@@ -173,6 +181,22 @@ impl EventSource {
     }
 }
 
+/// What a terminal event wakes the loop with; `None` for those the app ignores (key
+/// releases, focus, mouse).
+fn from_terminal(term: Option<std::io::Result<TermEvent>>) -> Option<Wake> {
+    match term {
+        Some(Ok(TermEvent::Key(k))) if k.kind == KeyEventKind::Press => {
+            Some(Wake::Event(Event::Key(k)))
+        }
+        Some(Ok(TermEvent::Paste(s))) => Some(Wake::Event(Event::Paste(s))),
+        Some(Ok(TermEvent::Resize(width, height))) => {
+            Some(Wake::Event(Event::Resize { width, height }))
+        }
+        Some(Ok(_)) => None,
+        Some(Err(_)) | None => Some(Wake::InputClosed),
+    }
+}
+
 impl Events for EventSource {
     async fn next(&mut self, frame_at: Option<tokio::time::Instant>) -> Wake {
         loop {
@@ -198,16 +222,9 @@ impl Events for EventSource {
             tokio::select! {
                 // Input first: keys must never starve behind a fast token stream.
                 biased;
-                term = self.terminal.next() => match term {
-                    Some(Ok(TermEvent::Key(k))) if k.kind == KeyEventKind::Press => {
-                        return Wake::Event(Event::Key(k));
-                    }
-                    Some(Ok(TermEvent::Paste(s))) => return Wake::Event(Event::Paste(s)),
-                    Some(Ok(TermEvent::Resize(width, height))) => {
-                        return Wake::Event(Event::Resize { width, height });
-                    }
-                    Some(Ok(_)) => continue,
-                    Some(Err(_)) | None => return Wake::InputClosed,
+                term = self.terminal.next() => match from_terminal(term) {
+                    Some(wake) => return wake,
+                    None => continue,
                 },
                 ev = engine => match ev {
                     Some(event) => return Wake::Event(Event::Engine { event, now: self.now() }),
@@ -228,6 +245,21 @@ impl Events for EventSource {
                 name = signals => return Wake::Event(Event::Terminate(name)),
                 _ = self.tick.tick() => return Wake::Event(Event::Tick { now: self.now() }),
                 _ = frame => return Wake::Frame,
+            }
+        }
+    }
+
+    async fn hold_until(&mut self, until: tokio::time::Instant) -> Wake {
+        loop {
+            let signals = any_signal(&mut self.signals);
+            tokio::select! {
+                biased;
+                term = self.terminal.next() => match from_terminal(term) {
+                    Some(wake) => return wake,
+                    None => continue,
+                },
+                name = signals => return Wake::Event(Event::Terminate(name)),
+                _ = tokio::time::sleep_until(until) => return Wake::Frame,
             }
         }
     }

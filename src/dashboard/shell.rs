@@ -13,7 +13,7 @@ use crate::accounting::tally::TallyStore;
 use crate::config::RawConfig;
 use crate::dashboard::card::{self, CardContext};
 use crate::dashboard::event::{Event, Events, Wake};
-use crate::dashboard::pace::Pace;
+use crate::dashboard::pace::{MIN_FRAME, Pace};
 use crate::dashboard::state::{App, Effect};
 use crate::dashboard::theme::Theme;
 use crate::dashboard::tui::{self, FrameBackend};
@@ -237,13 +237,24 @@ where
     app.dirty = false;
     let mut last_frame = tokio::time::Instant::now();
     let mut frame_due: Option<tokio::time::Instant> = None;
+    // Set after a frame drawn at the generating pace: until the next frame is due, only the
+    // user (or a signal) wakes the loop; the text and samples that arrive meanwhile are
+    // folded in when it is (pace.rs).
+    let mut hold: Option<tokio::time::Instant> = None;
 
     let mut quit = false;
     while !quit {
         let mut batch = Vec::new();
-        match events.next(frame_due).await {
+        let wake = match hold {
+            Some(until) => events.hold_until(until).await,
+            None => events.next(frame_due).await,
+        };
+        match wake {
             Wake::Event(ev) => batch.push(ev),
-            Wake::Frame => frame_due = None,
+            Wake::Frame => {
+                frame_due = None;
+                hold = None;
+            }
             Wake::InputClosed => break,
         }
         while batch.len() < MAX_BATCH {
@@ -285,6 +296,7 @@ where
                 app.dirty = false;
                 last_frame = now;
                 frame_due = None;
+                hold = (min_frame > MIN_FRAME && app.engine.busy()).then(|| now + min_frame);
             } else if frame_due.is_none() {
                 frame_due = Some(last_frame + min_frame);
             }

@@ -108,10 +108,62 @@ impl FrameBackend for Recorder {}
 struct Script {
     start: Instant,
     items: VecDeque<(Duration, Event)>,
+    /// When the loop was woken (by `next` or `hold_until` returning), since the start.
+    wakes: Vec<Duration>,
+}
+
+/// Events `EventSource::hold_until` lets through: the user's and signals.
+fn wakes_a_held_loop(ev: &Event) -> bool {
+    !matches!(
+        ev,
+        Event::Engine { .. } | Event::Sample(_) | Event::Tick { .. }
+    )
 }
 
 impl Events for Script {
     async fn next(&mut self, frame_at: Option<Instant>) -> Wake {
+        let wake = self.next_inner(frame_at).await;
+        self.wakes.push(self.start.elapsed());
+        wake
+    }
+
+    async fn hold_until(&mut self, until: Instant) -> Wake {
+        let user = self
+            .items
+            .iter()
+            .position(|(_, ev)| wakes_a_held_loop(ev))
+            .filter(|&i| self.start + self.items[i].0 < until);
+        let wake = match user {
+            Some(i) => {
+                tokio::time::sleep_until(self.start + self.items[i].0).await;
+                match self.items.remove(i) {
+                    Some((_, ev)) => Wake::Event(ev),
+                    None => Wake::InputClosed,
+                }
+            }
+            None => {
+                tokio::time::sleep_until(until).await;
+                Wake::Frame
+            }
+        };
+        self.wakes.push(self.start.elapsed());
+        wake
+    }
+
+    fn try_next_queued(&mut self) -> Option<Event> {
+        match self.items.front() {
+            Some((at, Event::Engine { .. } | Event::Sample(_)))
+                if self.start + *at <= Instant::now() =>
+            {
+                self.items.pop_front().map(|(_, ev)| ev)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Script {
+    async fn next_inner(&mut self, frame_at: Option<Instant>) -> Wake {
         let due = self.items.front().map(|(at, _)| self.start + *at);
         match (due, frame_at) {
             (Some(at), Some(frame)) if frame < at => {
@@ -131,17 +183,6 @@ impl Events for Script {
             }
             // The script is spent: wait, as a quiet terminal does (the loop must end by itself).
             (None, None) => std::future::pending().await,
-        }
-    }
-
-    fn try_next_queued(&mut self) -> Option<Event> {
-        match self.items.front() {
-            Some((at, Event::Engine { .. } | Event::Sample(_)))
-                if self.start + *at <= Instant::now() =>
-            {
-                self.items.pop_front().map(|(_, ev)| ev)
-            }
-            _ => None,
         }
     }
 }
@@ -175,6 +216,8 @@ struct Outcome {
     commands: Vec<Command>,
     /// Scripted events the loop never read.
     unread: usize,
+    /// When the loop was woken, since the start.
+    wakes: Vec<Duration>,
     session_energy_j: f64,
 }
 
@@ -248,6 +291,7 @@ async fn drive_paced(
     let mut events = Script {
         start,
         items: script.into(),
+        wakes: Vec::new(),
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = llmtop::engine::spawn(Box::new(RecordingEngine(tx))).expect("engine thread");
@@ -280,6 +324,7 @@ async fn drive_paced(
         frames: std::mem::take(&mut terminal.backend_mut().frames),
         commands: rx.try_iter().collect(),
         unread: events.items.len(),
+        wakes: std::mem::take(&mut events.wakes),
         session_energy_j,
     }
 }
@@ -313,11 +358,29 @@ async fn while_the_engine_takes_every_cpu_a_streaming_reply_is_drawn_at_the_gene
         ms(1095),
     ));
     script.push(engine(EngineEvent::Phase(Phase::Idle), ms(1095)));
+    // The sampler at 4 Hz and a key typed mid-reply.
+    let mut sensor = ScriptedSensor::default();
+    for i in 0..=6u32 {
+        let t = f64::from(i) * 0.25;
+        let readings = sensor.read(t);
+        script.push((secs(t), Event::Sample(Sample { t, readings })));
+    }
+    script.push((ms(555), ch('y')));
     script.push((ms(1500), ch('x')));
     script.push((ms(1600), ctrl('q')));
     let mut app = support::new_app(80, 24);
     let out = drive_paced(script, &mut app, &RawConfig::default(), None, pace).await;
     out.result.expect("loop result");
+    assert_eq!(out.unread, 0, "every event was folded in");
+    assert!(
+        out.session_energy_j > 0.0,
+        "the samples reached the session"
+    );
+    assert!(
+        app.input.text.contains('y'),
+        "the key typed mid-reply: {:?}",
+        app.input
+    );
 
     let streaming: Vec<Duration> = at(&out.frames)
         .into_iter()
@@ -333,6 +396,20 @@ async fn while_the_engine_takes_every_cpu_a_streaming_reply_is_drawn_at_the_gene
             "frames closer than the pace: {streaming:?}"
         );
     }
+    // Between frames only the user wakes the loop: 100 token events, 4 samples and the tick
+    // wait for the next frame instead of each waking it (about 10 frames + 1 key, not 100+).
+    let woken: Vec<Duration> = out
+        .wakes
+        .iter()
+        .copied()
+        .filter(|t| *t > ms(100) && *t < ms(1095))
+        .collect();
+    assert!(
+        woken.len() <= streaming.len() + 3,
+        "woken {} times for {} frames while streaming: {woken:?}",
+        woken.len(),
+        streaming.len()
+    );
     let last = out.frames.iter().rfind(|f| f.at < ms(1500)).expect("frame");
     assert!(
         last.text.contains("t99"),
