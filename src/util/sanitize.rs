@@ -14,32 +14,46 @@ pub fn is_control(c: char) -> bool {
     matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}')
 }
 
-/// `s` with every control character for which `keep` is false written as `\xNN`.
-fn escape_with(s: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
-    if !s.chars().any(|c| is_control(c) && !keep(c)) {
+/// Unicode's explicit direction controls (embeddings, overrides, isolates, marks): in a
+/// one-line label they can make a terminal show text in another order than it is stored
+/// (a model named "x\u{202e}fdp.exe" shows as "xexe.pdf"), so a label shows them as `\u{NNNN}`.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
+/// `s` with every character `escape` picks written visibly: controls as `\xNN`, direction
+/// controls as `\u{NNNN}`.
+fn escape_with(s: &str, escape: impl Fn(char) -> bool) -> Cow<'_, str> {
+    if !s.chars().any(&escape) {
         return Cow::Borrowed(s);
     }
     let mut o = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        if is_control(c) && !keep(c) {
+        if !escape(c) {
+            o.push(c);
+        } else if is_control(c) {
             o.push_str(&format!("\\x{:02x}", c as u32));
         } else {
-            o.push(c);
+            o.push_str(&format!("\\u{{{:04x}}}", c as u32));
         }
     }
     Cow::Owned(o)
 }
 
 /// One line of terminal output (a table cell, a label, a warning): every control character
-/// escaped, newlines and tabs included.
+/// escaped, newlines and tabs included, and the direction controls that could reorder it.
 pub fn terminal(s: &str) -> Cow<'_, str> {
-    escape_with(s, |_| false)
+    escape_with(s, |c| is_control(c) || is_bidi_control(c))
 }
 
 /// Multi-line text for a terminal or a TUI pane (model output): newlines kept, a tab becomes
 /// spaces (a TUI cell cannot hold one), every other control character escaped.
 pub fn text(s: &str) -> Cow<'_, str> {
-    let escaped = escape_with(s, |c| c == '\n' || c == '\t');
+    // Direction controls stay: in prose they are how right-to-left text is written.
+    let escaped = escape_with(s, |c| is_control(c) && c != '\n' && c != '\t');
     if escaped.contains('\t') {
         Cow::Owned(escaped.replace('\t', "    "))
     } else {
@@ -114,6 +128,20 @@ mod tests {
         assert!(matches!(terminal("Ryzen 9 · 7950X ✓"), Cow::Borrowed(_)));
         // U+00A0 and above are not controls.
         assert_eq!(terminal("\u{a0}é"), "\u{a0}é");
+    }
+
+    #[test]
+    fn a_label_shows_direction_controls_instead_of_obeying_them() {
+        assert_eq!(terminal("x\u{202e}fdp.exe"), "x\\u{202e}fdp.exe");
+        assert_eq!(
+            terminal("\u{2066}a\u{2069}\u{200f}\u{61c}"),
+            "\\u{2066}a\\u{2069}\\u{200f}\\u{061c}"
+        );
+        assert_eq!(markdown("m\u{202d}|"), "m\\u{202d}\\|");
+        // Right-to-left letters themselves are text, not controls.
+        assert!(matches!(terminal("שלום مرحبا"), Cow::Borrowed(_)));
+        // Chat text keeps them: that is how mixed-direction prose is written.
+        assert_eq!(text("a\u{202b}b"), "a\u{202b}b");
     }
 
     #[test]
