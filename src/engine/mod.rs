@@ -10,6 +10,7 @@ pub mod effective;
 pub mod gguf;
 pub mod llama;
 pub mod models;
+pub mod remote;
 pub mod scripted;
 pub mod settings;
 pub mod stream;
