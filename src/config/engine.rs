@@ -5,6 +5,9 @@ use crate::cli::EngineArgs;
 use crate::config::RawConfig;
 use crate::engine::EngineSettings;
 use crate::engine::models::{FoundModel, HOW_TO_GET_A_MODEL, SearchRoots, discover};
+use crate::engine::remote::client::Server;
+use crate::engine::remote::engine::AttachSettings;
+use crate::engine::remote::kind::{KIND_NAMES, Kind};
 use std::path::PathBuf;
 
 /// Why no settings could be made: one line for the user.
@@ -82,6 +85,53 @@ fn resolve_with(
             .map(|m| m.path)
             .ok_or(SettingsError::NoModel(HOW_TO_GET_A_MODEL))?,
     };
+    let s = merge(args, cfg, model)?;
+    crate::engine::llama::validate(&s).map_err(SettingsError::Model)?;
+    Ok(s)
+}
+
+/// The settings for `--attach`: sampling, max tokens and the system prompt as for a local
+/// model (CLI over config over defaults), and where to attach, checked. `None` when not
+/// attached (no `--attach`, no `[backend] attach`).
+pub fn resolve_attach(
+    args: &EngineArgs,
+    attach: Option<&str>,
+    kind: Option<&str>,
+    cfg: &RawConfig,
+) -> Result<Option<(EngineSettings, AttachSettings)>, SettingsError> {
+    let b = &cfg.backend;
+    let Some(url) = attach.map(str::to_string).or_else(|| b.attach.clone()) else {
+        return Ok(None);
+    };
+    let server = Server::parse(&url).map_err(|e| SettingsError::Model(e.to_string()))?;
+    let kind = match kind {
+        Some(k) => Some(Kind::parse(k).ok_or_else(|| SettingsError::Bad {
+            flag: "--kind",
+            value: crate::util::sanitize::terminal(k).into_owned(),
+            why: format!("must be one of {KIND_NAMES}; leave it out to detect it"),
+        })?),
+        None => b.kind.as_deref().and_then(Kind::parse),
+    };
+    let model = match &args.model {
+        Some(p) if p.as_os_str().is_empty() => {
+            return Err(SettingsError::EmptyModel("--model"));
+        }
+        Some(p) => Some(p.to_string_lossy().into_owned()),
+        None => b.model.clone(),
+    };
+    let mut a = AttachSettings::new(server.base);
+    a.kind = kind;
+    a.model = model;
+    let s = merge(args, cfg, PathBuf::new())?;
+    Ok(Some((s, a)))
+}
+
+/// CLI over config over defaults, checked, for `model`.
+fn merge(
+    args: &EngineArgs,
+    cfg: &RawConfig,
+    model: PathBuf,
+) -> Result<EngineSettings, SettingsError> {
     let mut s = EngineSettings::with_model(model);
     let m = &cfg.model;
     let sp = &cfg.sampling;
@@ -156,7 +206,6 @@ fn resolve_with(
             "must be between 0 and 1",
         ));
     }
-    crate::engine::llama::validate(&s).map_err(SettingsError::Model)?;
     Ok(s)
 }
 
