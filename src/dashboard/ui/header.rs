@@ -11,15 +11,16 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 /// Where the model runs, from the engine's report: "CPU 4 threads", "GPU 33 layers · CPU 8 thr";
-/// for a server, the server and where it holds the model: "Ollama 0.5.7 at 127.0.0.1:11434 ·
-/// 62 % on GPU".
+/// for a server, where it holds the model and the server: "62 % on GPU · Ollama 0.5.7 at
+/// 127.0.0.1:11434".
 pub fn device_text(info: &ModelInfo, backend: Option<&BackendStatus>) -> String {
     if let Some(b) = &info.backend {
         let placement = backend
             .and_then(|s| s.loaded.iter().find(|l| l.name == s.current))
             .and_then(|l| l.placement());
         return match placement {
-            Some(p) => format!("{b} · {p}"),
+            // Where the model sits first: on a narrow terminal the server's address is cut.
+            Some(p) => format!("{p} · {b}"),
             None => b.clone(),
         };
     }
@@ -155,7 +156,7 @@ mod tests {
         };
         assert_eq!(
             super::device_text(&info, Some(&status)),
-            "Ollama 0.5.7 at 127.0.0.1:11434 · 62 % on GPU"
+            "62 % on GPU · Ollama 0.5.7 at 127.0.0.1:11434"
         );
     }
 
