@@ -111,6 +111,7 @@ fn fake_ollama_reply_with_the_servers_figures_in_seconds() {
     );
     assert_eq!(info.quantization, "Q4_K_M");
     assert_eq!(info.n_params, 3_200_000_000);
+    assert_eq!(info.n_ctx, 4096, "Ollama's context_length from /api/ps");
     assert_eq!(backend.models, ollama::MODELS);
     assert_eq!(
         backend.loaded[0].placement().as_deref(),
@@ -218,7 +219,15 @@ fn server_down_at_start_wrong_kind_and_http_errors_are_one_line() {
         "{:?}",
         t.failed
     );
-    // The failed question is not kept in the conversation.
+    // A model deleted since it was listed: Ollama's 404 and its message.
+    fake.set_mode(Mode::Status(404));
+    let t = turn(&mut h, "hi", None);
+    assert!(
+        t.failed.iter().any(|f| f.contains("HTTP 404")),
+        "{:?}",
+        t.failed
+    );
+    // The failed questions are not kept in the conversation.
     fake.set_mode(Mode::Normal);
     turn(&mut h, "again", None);
     let last = fake.chats().pop().expect("chat");
@@ -332,6 +341,11 @@ fn real_llama_server_counts_and_cancel() {
     assert_eq!(
         info.backend.as_deref(),
         Some(format!("llama-server at {}", server.addr).as_str())
+    );
+    assert_eq!(info.name, "SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert_eq!(
+        info.n_ctx, 2048,
+        "llama-server's /props: the context per slot"
     );
 
     let before = metric(&server, "llamacpp:tokens_predicted_total");

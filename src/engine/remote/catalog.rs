@@ -175,6 +175,30 @@ pub fn loaded(server: &Server, kind: Kind) -> Result<Vec<LoadedModel>, RemoteErr
     }
 }
 
+/// The context the server runs `model` with: llama-server's `/props`
+/// (`default_generation_settings.n_ctx`, per slot), Ollama's `/api/ps` `context_length` once
+/// loaded; `None` where the server does not say.
+pub fn context_size(server: &Server, kind: Kind, model: &str) -> Option<u32> {
+    match kind {
+        Kind::LlamaServer => {
+            let v = server.get_json("/props").ok()?;
+            let n = v
+                .get("default_generation_settings")?
+                .get("n_ctx")?
+                .as_u64()?;
+            u32::try_from(n).ok()
+        }
+        Kind::Ollama => {
+            loaded(server, kind)
+                .ok()?
+                .into_iter()
+                .find(|l| l.name == model)?
+                .context_length
+        }
+        Kind::LmStudio | Kind::OpenAi => None,
+    }
+}
+
 /// `wanted` among `models`: the exact name, else Ollama's implied `:latest` tag, else the one
 /// whose file name (llama-server lists a path) is `wanted`.
 pub fn find<'a>(models: &'a [RemoteModel], wanted: &str) -> Option<&'a RemoteModel> {

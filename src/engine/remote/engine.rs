@@ -136,7 +136,7 @@ impl AttachEngine {
             file_size: m.and_then(|m| m.size).unwrap_or(0),
             quantization: m.and_then(|m| m.quantization.clone()).unwrap_or_default(),
             n_ctx_train: m.and_then(|m| m.n_ctx_train).unwrap_or(0),
-            n_ctx: 0,
+            n_ctx: catalog::context_size(&a.server, a.detected.kind, &a.model).unwrap_or(0),
             chat_template: "the server's".into(),
             load_ms: 0.0,
             in_effect: Box::new(InEffect {
