@@ -101,6 +101,13 @@ pub fn resolve_attach(
 ) -> Result<Option<(EngineSettings, AttachSettings)>, SettingsError> {
     let b = &cfg.backend;
     let Some(url) = attach.map(str::to_string).or_else(|| b.attach.clone()) else {
+        if let Some(k) = kind {
+            return Err(SettingsError::Bad {
+                flag: "--kind",
+                value: crate::util::sanitize::terminal(k).into_owned(),
+                why: "names a server's kind: give the server with --attach URL too".into(),
+            });
+        }
         return Ok(None);
     };
     let server = Server::parse(&url).map_err(|e| SettingsError::Model(e.to_string()))?;
@@ -343,6 +350,49 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "--model is empty; give the path of a GGUF file"
+        );
+    }
+
+    #[test]
+    fn attach_comes_from_the_flag_or_the_backend_section_with_the_model_by_name() {
+        let mut args = EngineArgs::default();
+        let mut cfg = RawConfig::default();
+        assert!(
+            resolve_attach(&args, None, None, &cfg)
+                .expect("ok")
+                .is_none()
+        );
+        let e = resolve_attach(&args, None, Some("ollama"), &cfg).expect_err("no server");
+        assert!(e.to_string().contains("--attach URL"), "{e}");
+        cfg.backend.attach = Some("127.0.0.1:11434/".into());
+        cfg.backend.model = Some("qwen2.5:0.5b".into());
+        cfg.backend.kind = Some("ollama".into());
+        let (s, a) = resolve_attach(&args, None, None, &cfg)
+            .expect("ok")
+            .expect("attached");
+        assert_eq!(a.url, "http://127.0.0.1:11434");
+        assert_eq!(a.model.as_deref(), Some("qwen2.5:0.5b"));
+        assert_eq!(a.kind, Some(Kind::Ollama));
+        assert_eq!(s.max_tokens, 1024, "the usual defaults apply");
+        // The flags win; --model is a name here, not a file.
+        args.model = Some(PathBuf::from("llama3.2"));
+        args.max_tokens = Some(64);
+        let (s, a) = resolve_attach(&args, Some("http://box:8080"), Some("llama-server"), &cfg)
+            .expect("ok")
+            .expect("attached");
+        assert_eq!(a.url, "http://box:8080");
+        assert_eq!(a.model.as_deref(), Some("llama3.2"));
+        assert_eq!(a.kind, Some(Kind::LlamaServer));
+        assert_eq!(s.max_tokens, 64);
+        let e = resolve_attach(&args, None, Some("tgi"), &cfg).expect_err("bad kind");
+        assert!(
+            e.to_string().starts_with("--kind tgi: must be one of"),
+            "{e}"
+        );
+        let e = resolve_attach(&args, Some("ftp://x"), None, &cfg).expect_err("bad url");
+        assert!(
+            e.to_string().starts_with("--attach ftp://x: bad URL"),
+            "{e}"
         );
     }
 }

@@ -227,6 +227,16 @@ fn server_down_at_start_wrong_kind_and_http_errors_are_one_line() {
         "{:?}",
         t.failed
     );
+    fake.set_mode(Mode::Html);
+    let t = turn(&mut h, "hi", None);
+    assert!(
+        t.failed
+            .iter()
+            .any(|f| f.contains("answered with a web page")),
+        "{:?}",
+        t.failed
+    );
+    assert_eq!(t.failed.len(), 1, "{:?}", t.failed);
     // The failed questions are not kept in the conversation.
     fake.set_mode(Mode::Normal);
     turn(&mut h, "again", None);

@@ -32,6 +32,8 @@ pub enum Mode {
     ErrorMidStream,
     /// Accept, read the request, then say nothing at all.
     Silent,
+    /// A 200 web page (a web UI or a proxy's landing page at the address).
+    Html,
 }
 
 /// The figures the final object reports (nanoseconds, as Ollama sends them).
@@ -265,6 +267,15 @@ fn chat(w: &mut TcpStream, s: &Shared, path: &str, body: &Value, mode: Mode) {
         }
         Mode::Silent => {
             std::thread::sleep(Duration::from_secs(30));
+            return;
+        }
+        Mode::Html => {
+            let page = "<html><body>It works!</body></html>";
+            let _ = write!(
+                w,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                page.len()
+            );
             return;
         }
         _ => {}

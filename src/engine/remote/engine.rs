@@ -346,8 +346,18 @@ impl<'a> Turn<'a> {
             };
             match piece {
                 Piece::Head { content_type } => {
-                    // The server's own framing wins (an error page, a non-streamed answer).
-                    if let Some(f) = content_type.as_deref().and_then(Framing::from_content_type)
+                    let ct = content_type.as_deref().unwrap_or("");
+                    // A web page where a stream should be: a web UI or a proxy at the address.
+                    if ct.contains("html") {
+                        failure = Some(format!(
+                            "{}{}: answered with a web page, not a chat stream; check the address (a web UI or a proxy?)",
+                            self.a.server.base,
+                            api.path()
+                        ));
+                        break;
+                    }
+                    // The server's own stream framing wins.
+                    if let Some(f) = Framing::from_content_type(ct)
                         && f != api.framing(true)
                         && f != Framing::Body
                     {
