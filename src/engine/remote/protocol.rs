@@ -19,9 +19,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// The longest line (or non-streamed body) kept: 1 MiB. Real chunks are well under a kilobyte;
-/// Ollama's `/api/generate` `context` array is the largest thing a sane server sends.
-pub const MAX_LINE: usize = 1 << 20;
+/// The longest line (or non-streamed body) kept: 4 MiB. Real chunks are well under a kilobyte;
+/// the largest thing a sane server sends is the `context` token array in Ollama's last
+/// `/api/generate` object, about 7 bytes a token: some 900 KiB at a 128k context, so 1 MiB
+/// would drop the final figures of a long conversation.
+pub const MAX_LINE: usize = 4 << 20;
 
 /// How the response body is cut into messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +96,11 @@ impl std::fmt::Display for WireError {
             WireError::Malformed { why, start } => {
                 write!(f, "unreadable line from the server ({why}): {start:?}")
             }
+            WireError::LineTooLong { cap } if cap % (1 << 20) == 0 => write!(
+                f,
+                "the server sent a line over {} MiB; it was dropped",
+                cap >> 20
+            ),
             WireError::LineTooLong { cap } => write!(
                 f,
                 "the server sent a line over {} KiB; it was dropped",
