@@ -422,3 +422,47 @@ fn real_llama_server_counts_and_cancel() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Text leaves the engine at most once per `stream_every` (the first piece at once), like the
+/// llama engine's, with every chunk's token counted.
+#[test]
+fn text_leaves_at_the_stream_pace() {
+    let fake = FakeOllama::start();
+    fake.set_mode(Mode::Slow(Duration::from_millis(40)));
+    let mut s = settings();
+    s.stream_every = Duration::from_millis(150);
+    let mut h = engine::spawn(Box::new(AttachEngine {
+        attach: AttachSettings::new(fake.url()),
+        settings: s,
+    }))
+    .expect("spawn");
+    h.send(Command::Load);
+    load(&mut h).expect("attached");
+    h.send(Command::Send("hi".into()));
+    let mut events = Vec::new();
+    loop {
+        match next(&mut h, Duration::from_secs(30)) {
+            EngineEvent::Tokens { text, count } => events.push((Instant::now(), text, count)),
+            EngineEvent::Phase(Phase::Idle) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(events[0].1, "The", "the first piece goes at once");
+    assert_eq!(events[0].2, 1);
+    let text: String = events.iter().map(|e| e.1.as_str()).collect();
+    assert_eq!(text, "The sky is blue 😀.");
+    assert_eq!(events.iter().map(|e| e.2).sum::<u32>(), 6);
+    // Six chunks 40 ms apart, sent at most every 150 ms: the first, then a batch or two.
+    assert!(events.len() <= 4, "{} events", events.len());
+    for w in events.windows(2) {
+        // The last batch goes at the end of the reply, whenever that is.
+        if w[1].1.ends_with('.') {
+            continue;
+        }
+        assert!(
+            w[1].0 - w[0].0 >= Duration::from_millis(140),
+            "{:?}",
+            w[1].0 - w[0].0
+        );
+    }
+}
