@@ -111,6 +111,28 @@ fn ollama_shows_what_is_loaded_where_and_the_picker_switches_model() {
     assert!(screen.contains("model load 1500 ms (server)"), "{screen}");
     assert_eq!(fake.chats()[0]["model"], "qwen2.5:0.5b");
 
+    // The run card says which server ran the model.
+    tmux.keys(&["C-s"]);
+    tmux.wait_for("the snapshot path", Duration::from_secs(20), |s| {
+        s.contains("snapshot: ")
+    });
+    let card = std::fs::read_dir(data.path().join("snapshots"))
+        .expect("snapshots dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("card");
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&card).expect("read")).expect("JSON");
+    assert_eq!(card["model"]["name"], "qwen2.5:0.5b");
+    assert!(
+        card["model"]["backend"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("Ollama 0.5.7 at 127.0.0.1:")),
+        "{}",
+        card["model"]
+    );
+    assert_eq!(card["last_reply"]["generated_tokens"], 6);
+
     tmux.keys(&["C-q"]);
     tmux.wait_for("llmtop to exit", Duration::from_secs(30), |s| {
         s.contains("LLMTOP-EXIT:0")
