@@ -221,7 +221,14 @@ impl Engine for AttachEngine {
                             history.pop();
                         }
                     }
-                    if let Some(a) = &attached {
+                    if outcome.reset {
+                        history.clear();
+                    }
+                    // What the server holds now; not asked of a server that just failed (a
+                    // stuck one would hold the engine for the probe's timeout).
+                    if !outcome.failed
+                        && let Some(a) = &attached
+                    {
                         send(EngineEvent::Backend(Box::new(self.status(a))));
                     }
                     send(EngineEvent::Phase(Phase::Idle));
@@ -255,6 +262,10 @@ impl Engine for AttachEngine {
 struct Outcome {
     /// The reply text to keep in the conversation (a cancelled reply keeps what arrived).
     reply: Option<String>,
+    /// The request failed (the server is down, stuck or confused).
+    failed: bool,
+    /// A Reset came in during the reply.
+    reset: bool,
     shutdown: bool,
 }
 
@@ -320,6 +331,7 @@ impl<'a> Turn<'a> {
         let mut out = Vec::new();
         let mut stop = None;
         let mut shutdown = false;
+        let mut reset = false;
         let mut failure: Option<String> = None;
         loop {
             // Esc or quit between chunks: the request is dropped at once.
@@ -333,7 +345,7 @@ impl<'a> Turn<'a> {
                     shutdown = true;
                     break;
                 }
-                Ok(Command::Reset) => {} // after this reply, by the caller's next message
+                Ok(Command::Reset) => reset = true,
                 Ok(Command::Load | Command::Send(_) | Command::UseModel(_)) => {
                     self.send(EngineEvent::Failed(
                         "still replying: wait for the reply or cancel it first".into(),
@@ -391,6 +403,7 @@ impl<'a> Turn<'a> {
             let stats = self.stats(stop);
             self.send(EngineEvent::ReplyDone(stats));
         }
+        let failed = failure.is_some();
         if let Some(f) = failure {
             self.send(EngineEvent::Failed(f));
         }
@@ -398,7 +411,9 @@ impl<'a> Turn<'a> {
             self.send(EngineEvent::Failed(w));
         }
         Outcome {
-            reply: (got_any).then(|| std::mem::take(&mut self.reply)),
+            reply: got_any.then(|| std::mem::take(&mut self.reply)),
+            failed,
+            reset,
             shutdown,
         }
     }
