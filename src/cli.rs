@@ -37,7 +37,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the 1000-word-story benchmark headless and print a table (and JSON).
     Bench(BenchArgs),
-    /// List GGUF models found on this machine.
+    /// List GGUF models found on this machine, or a running server's models (--attach URL).
     Models(ModelsArgs),
     /// List every power, temperature and fan source found, with provenance.
     Sensors(SensorsArgs),
