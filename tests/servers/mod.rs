@@ -2,6 +2,9 @@
 //! scripts/llama-server.sh (the test command runs it first), serving the default model.
 #![allow(dead_code)]
 
+/// A stand-in Ollama (Ollama cannot be installed here).
+pub mod ollama;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -134,7 +137,10 @@ impl LlamaServer {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Err(format!("not healthy after {limit:?}; log {}", self.log.display()))
+        Err(format!(
+            "not healthy after {limit:?}; log {}",
+            self.log.display()
+        ))
     }
 }
 
