@@ -8,5 +8,6 @@ mod common;
 
 mod charts;
 mod compare;
+mod deploy;
 mod metrics;
 mod runcard;
