@@ -1,0 +1,293 @@
+//! The fleet view, end to end: `llmtop serve` on live synthetic sysfs trees scraped by Debian's
+//! real Prometheus (deploy/'s config and rules), `llmtop --remote` reading other hosts'
+//! `/metrics` in a real terminal, and run cards fetched over HTTP by `llmtop compare`.
+//!
+//! Needs `prometheus` (and promtool) on PATH: scripts/bootstrap.sh installs Debian's package.
+
+use crate::live::{self, LiveMachine, Profile};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A program on PATH, or a failure that says how to get it.
+fn which(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("{name} is not on PATH: run scripts/bootstrap.sh (apt-get install prometheus)")
+        })
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
+    l.local_addr().expect("addr").port()
+}
+
+/// Kills the process whatever happens, so a failed assertion leaves nothing behind.
+pub struct Reap(pub Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// GET `url`: status and body (`None`: no answer).
+pub fn http_get(url: &str) -> Option<(u16, String)> {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .new_agent();
+    let mut r = agent.get(url).call().ok()?;
+    let status = r.status().as_u16();
+    let body = r.body_mut().read_to_string().ok()?;
+    Some((status, body))
+}
+
+/// `llmtop serve` on a live machine's tree and plug, priced in `region`, on a free port.
+pub struct Serve {
+    pub addr: SocketAddr,
+    pub data: tempfile::TempDir,
+    _child: Reap,
+}
+
+impl Serve {
+    pub fn start(machine: &LiveMachine, region: &str) -> Self {
+        let data = tempfile::tempdir().expect("tempdir");
+        Self::start_in(machine, region, data)
+    }
+
+    /// With a data dir prepared beforehand (snapshots in it, say).
+    pub fn start_in(machine: &LiveMachine, region: &str, data: tempfile::TempDir) -> Self {
+        let cfg = data.path().join("config.toml");
+        // The plug polled at the sampler's 4 Hz: its counter is at most 0.25 s old at a scrape.
+        std::fs::write(
+            &cfg,
+            format!(
+                "{}rate_hz = 4.0\n\n[pricing]\nregion = \"{region}\"\n",
+                machine.plug_config()
+            ),
+        )
+        .expect("config");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let child = Reap(
+            Command::new(env!("CARGO_BIN_EXE_llmtop"))
+                .arg("--config")
+                .arg(&cfg)
+                .args(["serve", "--sysfs-root"])
+                .arg(&machine.root)
+                .args(["--metrics-addr", &addr.to_string()])
+                .env("LLMTOP_DATA_DIR", data.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn llmtop serve"),
+        );
+        let s = Self {
+            addr,
+            data,
+            _child: child,
+        };
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(20) {
+            if let Some((200, body)) = http_get(&s.url("/metrics"))
+                && body.contains("llmtop_system_power_watts{")
+            {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("llmtop serve on {addr} did not report whole-machine power within 20 s");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// Debian's Prometheus on 127.0.0.1 with deploy/prometheus.yml made to scrape `targets` every
+/// second, the rules evaluated every second, storage in a temp dir.
+struct Prometheus {
+    port: u16,
+    _child: Reap,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(targets: &[SocketAddr]) -> Self {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let example = std::fs::read_to_string(deploy.join("prometheus.yml")).expect("config");
+        let list: String = targets
+            .iter()
+            .map(|a| format!("          - {a}\n"))
+            .collect();
+        let cfg = example
+            .replace("scrape_interval: 15s", "scrape_interval: 1s")
+            .replace("evaluation_interval: 15s", "evaluation_interval: 1s")
+            .replace(
+                "          - gpu-box-1:9464\n          - gpu-box-2:9464\n          - mac-mini:9464\n",
+                &list,
+            );
+        assert!(
+            cfg.contains(&list) && cfg.contains("scrape_interval: 1s"),
+            "deploy/prometheus.yml changed shape; update this test:\n{cfg}"
+        );
+        std::fs::write(dir.path().join("prometheus.yml"), cfg).expect("write config");
+        std::fs::copy(
+            deploy.join("llmtop.rules.yml"),
+            dir.path().join("llmtop.rules.yml"),
+        )
+        .expect("copy rules");
+        let port = free_port();
+        let child = Reap(
+            Command::new(which("prometheus"))
+                .arg(format!(
+                    "--config.file={}",
+                    dir.path().join("prometheus.yml").display()
+                ))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--log.level=warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn prometheus"),
+        );
+        let p = Self {
+            port,
+            _child: child,
+            _dir: dir,
+        };
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(30) {
+            if let Some((200, _)) = http_get(&format!("http://127.0.0.1:{port}/-/ready")) {
+                return p;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("prometheus on 127.0.0.1:{port} not ready within 30 s");
+    }
+
+    /// An instant query: (labels, value) of each series.
+    fn query(&self, q: &str) -> Vec<(serde_json::Value, f64)> {
+        let agent = ureq::Agent::config_builder()
+            .proxy(None)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .new_agent();
+        let body = agent
+            .get(&format!("http://127.0.0.1:{}/api/v1/query", self.port))
+            .query("query", q)
+            .call()
+            .expect("query prometheus")
+            .body_mut()
+            .read_to_string()
+            .expect("body");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(v["status"], "success", "{q}: {body}");
+        v["data"]["result"]
+            .as_array()
+            .expect("vector")
+            .iter()
+            .map(|r| {
+                let value: f64 = r["value"][1]
+                    .as_str()
+                    .expect("value")
+                    .parse()
+                    .expect("number");
+                (r["metric"].clone(), value)
+            })
+            .collect()
+    }
+
+    /// The one series `q` returns.
+    fn one(&self, q: &str) -> f64 {
+        let r = self.query(q);
+        assert_eq!(r.len(), 1, "{q}: {r:?}");
+        r[0].1
+    }
+}
+
+#[test]
+fn real_prometheus_scrapes_serve_and_the_rules_match_the_profile() {
+    // 40 W CPU (RAPL counter), 100 W GPU (hwmon power, integrated), 30 W rest: the plug
+    // measures 170 W at the wall. A flat profile: any window's true rate is exactly these.
+    let (cpu, gpu, rest) = (40.0, 100.0, 30.0);
+    let machine = LiveMachine::start(Profile::flat(cpu, gpu, rest));
+    let wall = cpu + gpu + rest;
+    let serve = Serve::start(&machine, "DE");
+    let prom = Prometheus::start(&[serve.addr]);
+
+    // The rules' windows are a minute: wait until Prometheus holds a minute and a bit of
+    // scrapes, so rate() over [1m] has no gap at its start.
+    let t0 = Instant::now();
+    let mut first_scrape = None;
+    while t0.elapsed() < Duration::from_secs(20) {
+        let up = prom.query("up{job=\"llmtop\"} == 1");
+        if up.len() == 1 {
+            first_scrape = Some(Instant::now());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let first = first_scrape.expect("Prometheus scraped llmtop serve within 20 s");
+    let host = prom.query("up{job=\"llmtop\"}");
+    assert_eq!(host[0].0["host"], "127.0.0.1", "{host:?}");
+    std::thread::sleep(Duration::from_secs(63).saturating_sub(first.elapsed()));
+
+    // Each joule counter's rate is its channel's power.
+    let rate = |covers: &str| {
+        prom.one(&format!(
+            "rate(llmtop_energy_joules_total{{covers=\"{covers}\"}}[50s])"
+        ))
+    };
+    live::assert_within("RAPL package rate, W", rate("cpu_package"), cpu, 0.01);
+    live::assert_within("amdgpu power integrated, W", rate("gpu_board"), gpu, 0.01);
+    live::assert_within("wall plug rate, W", rate("wall"), wall, 0.01);
+    live::assert_within(
+        "whole-machine energy rate, W",
+        prom.one("rate(llmtop_system_energy_joules_total[50s])"),
+        wall,
+        0.01,
+    );
+
+    // The recording rules, as Prometheus evaluated them (every second).
+    live::assert_within(
+        "host:llmtop_system_power_watts:rate1m",
+        prom.one("host:llmtop_system_power_watts:rate1m{host=\"127.0.0.1\"}"),
+        wall,
+        0.01,
+    );
+    let price = 0.38; // DE, EUR per kWh
+    live::assert_within(
+        "host:llmtop_electricity_cost_per_hour:rate1m, EUR",
+        prom.one("host:llmtop_electricity_cost_per_hour:rate1m{currency=\"EUR\",region=\"DE\"}"),
+        wall / 1000.0 * price,
+        0.01,
+    );
+    live::assert_within(
+        "host:llmtop_co2_grams_per_hour:rate1m",
+        prom.one("host:llmtop_co2_grams_per_hour:rate1m{region=\"DE\"}"),
+        wall / 1000.0 * 381.0,
+        0.01,
+    );
+    // Nothing generated: zero tokens per second, and no joules per token at all (not +Inf).
+    assert_eq!(prom.one("host:llmtop_generated_tokens:rate1m"), 0.0);
+    assert!(
+        prom.query("host:llmtop_joules_per_token:ratio_rate1m")
+            .is_empty()
+    );
+    assert_eq!(prom.one("llmtop_build_info"), 1.0);
+    drop(serve);
+}
