@@ -182,8 +182,10 @@ pub struct SensorsArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
-    /// Run card JSON files (from Ctrl-S in the dashboard or `bench --snapshot`).
-    #[arg(required = true, value_name = "FILE")]
+    /// Run card JSON files (from Ctrl-S in the dashboard or `bench --snapshot`), or URLs of
+    /// `llmtop serve` on other machines: http://HOST:9464 (its latest card),
+    /// http://HOST:9464/runcards/ (all of them) or a card's own URL.
+    #[arg(required = true, value_name = "FILE|URL")]
     pub files: Vec<PathBuf>,
     /// Purchase price of a machine, for total cost of ownership: HOST=AMOUNT, optionally with a
     /// currency (mini=1299EUR); without one, the first region's currency. Repeatable.

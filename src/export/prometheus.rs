@@ -10,6 +10,7 @@
 //! deploy/'s rules and dashboard are checked against a render of this state plus
 //! [`REQUEST_METRIC_NAMES`].
 
+use super::runcards::Shelf;
 use super::server::{Handler, HttpServer, Reply, ServerError};
 use crate::accounting::ledger::{Ledger, TotalPower, Totals};
 use crate::accounting::pricing::Tariff;
@@ -393,6 +394,15 @@ pub struct MetricsServer(HttpServer);
 impl MetricsServer {
     /// Bind `addr` (e.g. "127.0.0.1:9464", or port 0 for any) and serve `state`.
     pub fn start(addr: &str, state: Arc<Mutex<MetricsState>>) -> Result<Self, MetricsError> {
+        Self::start_with_cards(addr, state, None)
+    }
+
+    /// As [`MetricsServer::start`], and the run cards in `cards` under `/runcards/`.
+    pub fn start_with_cards(
+        addr: &str,
+        state: Arc<Mutex<MetricsState>>,
+        cards: Option<Shelf>,
+    ) -> Result<Self, MetricsError> {
         let handler: Handler = Arc::new(move |path: &str| match path {
             "/metrics" => Reply {
                 status: 200,
@@ -402,8 +412,18 @@ impl MetricsServer {
                     Err(poisoned) => poisoned.into_inner().render(),
                 },
             },
-            "/" => Reply::text(200, "llmtop metrics: GET /metrics\n"),
-            _ => Reply::text(404, "not found\n"),
+            "/" => Reply::text(
+                200,
+                if cards.is_some() {
+                    "llmtop: GET /metrics, /runcards/, /runcards/latest.json\n"
+                } else {
+                    "llmtop metrics: GET /metrics\n"
+                },
+            ),
+            _ => cards
+                .as_ref()
+                .and_then(|c| c.route(path))
+                .unwrap_or_else(|| Reply::text(404, "not found\n")),
         });
         Ok(Self(HttpServer::start(addr, handler)?))
     }

@@ -291,3 +291,134 @@ fn real_prometheus_scrapes_serve_and_the_rules_match_the_profile() {
     assert_eq!(prom.one("llmtop_build_info"), 1.0);
     drop(serve);
 }
+
+#[test]
+fn serve_serves_its_run_cards_and_compare_fetches_them_beside_files() {
+    // Three cards in the snapshots dir of the serving machine, plus a JSON file that is not a
+    // card; the served copies leave the conversation behind.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runcards");
+    let data = tempfile::tempdir().expect("tempdir");
+    let shelf = data.path().join("snapshots");
+    std::fs::create_dir_all(&shelf).expect("mkdir");
+    for (file, name) in [
+        ("mac-mini.json", "20250601T100000Z-fixture-mac-mini.json"),
+        ("rtx4090.json", "20250601T120000Z-fixture-rtx4090.json"),
+    ] {
+        std::fs::copy(fixtures.join(file), shelf.join(name)).expect("copy card");
+    }
+    std::fs::write(shelf.join("notes.json"), "{\"secret\": 1}").expect("write");
+    std::fs::write(data.path().join("private.json"), "{\"secret\": 2}").expect("write");
+    let machine = LiveMachine::start(Profile::flat(10.0, 20.0, 30.0));
+    let serve = Serve::start_in(&machine, "DE", data);
+
+    let (status, body) = http_get(&serve.url("/runcards/")).expect("list");
+    assert_eq!(status, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).expect("JSON list");
+    assert_eq!(list["schema"], "llmtop.runcards/1");
+    let names: Vec<&str> = list["cards"]
+        .as_array()
+        .expect("cards")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "20250601T120000Z-fixture-rtx4090.json",
+            "20250601T100000Z-fixture-mac-mini.json"
+        ]
+    );
+    assert_eq!(list["cards"][0]["host"], "fixture-rtx4090");
+    assert_eq!(
+        list["cards"][0]["url"],
+        "/runcards/20250601T120000Z-fixture-rtx4090.json"
+    );
+
+    let (status, latest) = http_get(&serve.url("/runcards/latest.json")).expect("latest");
+    assert_eq!(status, 200);
+    let latest: serde_json::Value = serde_json::from_str(&latest).expect("card");
+    assert_eq!(latest["host"]["hostname"], "fixture-rtx4090");
+    assert!(latest["transcript"].is_null(), "{latest}");
+    let on_disk: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures.join("rtx4090.json")).expect("read"),
+    )
+    .expect("card");
+    assert!(on_disk["transcript"].is_array());
+    for key in ["generated_tokens", "gen_tok_s"] {
+        assert_eq!(latest["session"][key], on_disk["session"][key], "{key}");
+    }
+    assert_eq!(
+        latest["session"]["energy"]["total_j"],
+        on_disk["session"]["energy"]["total_j"]
+    );
+
+    // Only cards, only by plain name.
+    for path in [
+        "/runcards/notes.json",
+        "/runcards/../private.json",
+        "/runcards/%2e%2e/private.json",
+        "/runcards/nothing.json",
+    ] {
+        let (status, body) = http_get(&serve.url(path)).expect("answer");
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(!body.contains("secret"), "{path}: {body}");
+    }
+
+    // compare: the served machine's latest card by its bare URL, all its cards by the list,
+    // a file beside them, and a host that is not there: one line for it, the rest compared.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let out = Command::new(env!("CARGO_BIN_EXE_llmtop"))
+        .args(["compare", "--json"])
+        .arg(format!("http://{}", serve.addr))
+        .arg(serve.url("/runcards/"))
+        .arg(fixtures.join("nuc.json"))
+        .arg(&dead)
+        .env("LLMTOP_DATA_DIR", serve.data.path())
+        .output()
+        .expect("run compare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let c: serde_json::Value = serde_json::from_str(&stdout).expect("compare JSON");
+    let machines: Vec<(&str, &str)> = c["machines"]
+        .as_array()
+        .expect("machines")
+        .iter()
+        .map(|m| {
+            (
+                m["machine"].as_str().expect("machine"),
+                m["file"].as_str().expect("file"),
+            )
+        })
+        .collect();
+    let latest_url = format!("http://{}/runcards/latest.json", serve.addr);
+    assert_eq!(machines.len(), 4, "{machines:?}");
+    assert!(
+        machines
+            .iter()
+            .any(|(m, f)| m.contains("rtx4090") && *f == latest_url),
+        "{machines:?}"
+    );
+    assert!(
+        machines.iter().any(|(m, f)| m.contains("mac-mini")
+            && f.ends_with("20250601T100000Z-fixture-mac-mini.json")),
+        "{machines:?}"
+    );
+    assert!(
+        machines
+            .iter()
+            .any(|(m, f)| m.contains("nuc") && f.ends_with("nuc.json")),
+        "{machines:?}"
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.iter().any(|l| l
+            .starts_with(&format!("llmtop compare: {dead}/runcards/latest.json: "))
+            && l.contains("llmtop serve")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1 of 4 run cards could not be read"),
+        "{stderr}"
+    );
+}
