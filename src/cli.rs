@@ -16,7 +16,8 @@ Ctrl-S snapshot, Ctrl-L new chat, Ctrl-T theme, PgUp/PgDn scroll, F1 help, Ctrl-
 llmtop bench --reps 3           the 1000-word-story benchmark, headless\n  \
 llmtop sensors                  what power/temperature sources this machine has\n  \
 llmtop models                   GGUF models found on this machine\n  \
-llmtop compare a.json b.json    compare run cards from several machines"
+llmtop compare a.json b.json    compare run cards from several machines\n  \
+llmtop --remote http://gpu:9464 http://mini:9464   watch other hosts' llmtop serve"
 )]
 pub struct Cli {
     /// Config file (default: ~/.config/llmtop/config.toml).
@@ -119,6 +120,10 @@ pub struct DashboardArgs {
     /// Also serve Prometheus metrics on this address, e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<String>,
+    /// Watch other hosts instead of running a model: their /metrics (`llmtop serve` there),
+    /// e.g. --remote http://gpu-box:9464 http://mini:9464. No chat in this mode.
+    #[arg(long, num_args = 1.., value_name = "URL", conflicts_with_all = ["demo", "metrics_addr"])]
+    pub remote: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -5,6 +5,7 @@
 //! Needs `prometheus` (and promtool) on PATH: scripts/bootstrap.sh installs Debian's package.
 
 use crate::live::{self, LiveMachine, Profile};
+use crate::tmux::Tmux;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -421,4 +422,112 @@ fn serve_serves_its_run_cards_and_compare_fetches_them_beside_files() {
         stderr.contains("1 of 4 run cards could not be read"),
         "{stderr}"
     );
+}
+
+/// The first "N W" figure in `line`.
+fn watts_in(line: &str) -> Option<f64> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    words
+        .windows(2)
+        .find(|w| w[1] == "W")
+        .and_then(|w| w[0].parse().ok())
+}
+
+fn near(line: &str, want: f64) -> bool {
+    watts_in(line).is_some_and(|w| (w - want).abs() <= 0.02 * want)
+}
+
+/// The table row of the host at `addr`.
+fn row<'a>(screen: &'a str, addr: &str) -> &'a str {
+    screen
+        .lines()
+        .find(|l| l.contains(addr) && l.trim_start().starts_with('│'))
+        .unwrap_or("")
+}
+
+#[test]
+fn remote_view_shows_two_live_hosts_and_two_dead_ones_in_a_real_terminal() {
+    // Two machines at known power, each with its own `llmtop serve`; a host that accepts the
+    // connection and never answers, and one with nothing listening.
+    let a = LiveMachine::start(Profile::flat(20.0, 60.0, 30.0));
+    let b = LiveMachine::start(Profile::flat(40.0, 100.0, 30.0));
+    let serve_a = Serve::start(&a, "DE");
+    let serve_b = Serve::start(&b, "US");
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_addr = silent.local_addr().expect("addr").to_string();
+    let dead_addr = format!("127.0.0.1:{}", free_port());
+    let data = tempfile::tempdir().expect("tempdir");
+    let script = format!(
+        "LLMTOP_DATA_DIR='{}' '{}' --remote http://{} {} http://{silent_addr} http://{dead_addr}/metrics; echo LLMTOP-EXIT:$?; sleep 60",
+        data.path().display(),
+        env!("CARGO_BIN_EXE_llmtop"),
+        serve_a.addr,
+        serve_b.addr,
+    );
+    let started = Instant::now();
+    let tmux = Tmux::start("remote", 130, 40, &script);
+    let (a_addr, b_addr) = (serve_a.addr.to_string(), serve_b.addr.to_string());
+    // Both live hosts up and the refused one down at once; the silent one down after the
+    // 2 s timeout, never holding the others up.
+    let screen = tmux.wait_for("the host table", Duration::from_secs(15), |s| {
+        near(row(s, &a_addr), 110.0)
+            && near(row(s, &b_addr), 170.0)
+            && row(s, &silent_addr).contains("down")
+            && row(s, &dead_addr).contains("down")
+    });
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(screen.contains("2 of 4 hosts up"), "{screen}");
+    for h in [&a_addr, &b_addr] {
+        assert!(row(&screen, h).contains(" up "), "{screen}");
+    }
+    // A few seconds of the hosts' cost counters give the cost per hour of 110 W at
+    // 0.38 EUR/kWh (0.0418) and of 170 W at 0.175 USD/kWh (0.02975), in each one's currency.
+    let screen = tmux.wait_for("cost rates", Duration::from_secs(15), |s| {
+        row(s, &a_addr).contains("4.2 €ct/h") && row(s, &b_addr).contains("3.0 ¢/h")
+    });
+    assert!(
+        row(&screen, &silent_addr).contains("down: no answer within 2000 ms"),
+        "{screen}"
+    );
+    assert!(row(&screen, &dead_addr).contains("down: "), "{screen}");
+    // No tokens generated anywhere: no J/token, not a division by zero.
+    assert!(!screen.contains("inf"), "{screen}");
+    // The first host's gauges: whole machine on the wall basis and each channel.
+    assert!(screen.contains(&format!("Power · {a_addr}")), "{screen}");
+    let gauge = |s: &str, what: &str| {
+        s.lines()
+            .find(|l| l.contains(what))
+            .and_then(|l| watts_in(l.split('│').nth(1).unwrap_or("")))
+    };
+    assert!(screen.contains("W whole machine (wall)"), "{screen}");
+    assert!(
+        gauge(&screen, "whole machine").is_some_and(|w| (w - 110.0).abs() < 2.2),
+        "{screen}"
+    );
+    assert!(
+        gauge(&screen, "package-0").is_some_and(|w| (w - 20.0).abs() < 1.0),
+        "{screen}"
+    );
+    assert!(
+        gauge(&screen, "gpu_board").is_some_and(|w| (w - 60.0).abs() < 0.1),
+        "{screen}"
+    );
+    // Select the second host: its gauges and temperature (40 + 100 W x 0.2 = 60 °C).
+    tmux.keys(&["Down"]);
+    let screen = tmux.wait_for("the second host", Duration::from_secs(5), |s| {
+        s.contains(&format!("Power · {b_addr}")) && s.contains("W whole machine")
+    });
+    assert!(screen.contains("60.0°C"), "{screen}");
+    // The silent host's own view names the timeout.
+    tmux.keys(&["Down"]);
+    let screen = tmux.wait_for("the silent host", Duration::from_secs(5), |s| {
+        s.contains(&format!("Power · {silent_addr}")) || s.contains("no answer within")
+    });
+    assert!(screen.contains("no answer within 2000 ms"), "{screen}");
+    tmux.keys(&["q"]);
+    tmux.wait_for("a clean exit", Duration::from_secs(5), |s| {
+        s.contains("LLMTOP-EXIT:0")
+    });
+    assert_eq!(tmux.terminal_flags(), "0 1");
+    drop(silent);
 }

@@ -10,4 +10,5 @@ mod charts;
 mod compare;
 mod deploy;
 mod metrics;
+mod remote;
 mod runcard;
