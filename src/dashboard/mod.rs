@@ -88,7 +88,11 @@ fn start_metrics(
         return Ok(None);
     };
     let state = Arc::new(Mutex::new(MetricsState::new(Some(cfg.tariff.clone()))));
-    let server = MetricsServer::start(addr, state.clone())?;
+    // The run cards Ctrl-S writes are served beside the metrics, as `llmtop serve` does.
+    let cards = crate::export::runcards::Shelf::new(&crate::report::snapshot::default_dir(
+        &cfg.raw.snapshot,
+    ));
+    let server = MetricsServer::start_with_cards(addr, state.clone(), Some(cards))?;
     Ok(Some((server, state)))
 }
 

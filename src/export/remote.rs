@@ -239,7 +239,7 @@ impl RemoteHost {
     fn deltas(&self) -> Option<(f64, f64, f64, f64)> {
         let (a, b) = (self.counters.front()?, self.counters.back()?);
         let dt = b.0 - a.0;
-        (dt > 0.0).then(|| (dt, b.1 - a.1, b.2 - a.2, b.3 - a.3))
+        (dt > 0.0).then_some((dt, b.1 - a.1, b.2 - a.2, b.3 - a.3))
     }
 
     /// Generated tokens per second over the window.
