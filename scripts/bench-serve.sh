@@ -3,7 +3,8 @@
 # energy sources, and serve's CPU over 60 s when nobody scrapes.
 #   scripts/bench-serve.sh [LLMTOP_BINARY] [SCRAPES] [IDLE_SECONDS]
 # The tree: 46 hwmon devices (power1_average, 4 temperatures, 2 fans each) and 4 RAPL zones
-# (package-0, core, uncore, dram), made by scripts/gen-sysfs-tree.sh.
+# (package-0, core, uncore, dram), made by scripts/gen-sysfs-tree.sh; TREE=DIR uses another
+# (e.g. TREE=tests/fixtures/sysfs/amd-desktop, where the sampler has little to read).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-target/release/llmtop}
@@ -13,15 +14,22 @@ work=$(mktemp -d)
 pid=""
 cleanup() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; rm -rf "$work"; }
 trap cleanup EXIT
-scripts/gen-sysfs-tree.sh "$work/sys" 46 4 2 >/dev/null
+if [ -n "${TREE:-}" ]; then
+    sys=$TREE
+    want=1
+else
+    sys=$work/sys
+    want=50
+    scripts/gen-sysfs-tree.sh "$sys" 46 4 2 >/dev/null
+fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 printf '[pricing]\nregion = "DE"\n' > "$work/config.toml"
-LLMTOP_DATA_DIR="$work/data" "$bin" --config "$work/config.toml" serve --sysfs-root "$work/sys" \
+LLMTOP_DATA_DIR="$work/data" "$bin" --config "$work/config.toml" serve --sysfs-root "$sys" \
     --metrics-addr "127.0.0.1:$port" 2>/dev/null &
 pid=$!
-python3 - "$port" "$scrapes" <<'PY'
+python3 - "$port" "$scrapes" "$want" <<'PY'
 import http.client, sys, time
-port, n = int(sys.argv[1]), int(sys.argv[2])
+port, n, want = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 def scrape():
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     c.request("GET", "/metrics")
@@ -33,12 +41,12 @@ deadline = time.time() + 20
 while True:
     try:
         st, body = scrape()
-        if st == 200 and body.count(b"\nllmtop_energy_joules_total{") + body.startswith(b"llmtop_energy_joules_total{") >= 50:
+        if st == 200 and body.count(b"\nllmtop_energy_joules_total{") + body.startswith(b"llmtop_energy_joules_total{") >= want:
             break
     except OSError:
         pass
     if time.time() > deadline:
-        sys.exit("serve did not report 50 energy sources within 20 s")
+        sys.exit(f"serve did not report {want} energy sources within 20 s")
     time.sleep(0.2)
 times = []
 for _ in range(n):

@@ -129,8 +129,8 @@ fn draw_table(view: &RemoteView, theme: &Theme, f: &mut Frame, area: Rect) {
         row
     });
     let widths = [
-        Constraint::Fill(3),
         Constraint::Fill(2),
+        Constraint::Fill(3),
         Constraint::Length(9),
         Constraint::Length(6),
         Constraint::Length(11),
