@@ -12,6 +12,8 @@ use std::time::Duration;
 
 /// A scrape or a card fetch gives up after this: an unreachable host is a status, not a hang.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
+/// At most this many cards are fetched from one list (a host could list thousands).
+pub const MAX_LISTED_CARDS: usize = 100;
 /// Window of the rates, seconds (the rules' `[1m]`).
 pub const RATE_WINDOW_S: f64 = 60.0;
 
@@ -64,6 +66,12 @@ pub fn fetch_cards(url: &str) -> Result<Vec<(String, RunCard)>, String> {
             if list.cards.is_empty() {
                 return Err(format!(
                     "{url}: no run cards there; write one with `llmtop bench --snapshot` on that machine"
+                ));
+            }
+            if list.cards.len() > MAX_LISTED_CARDS {
+                return Err(format!(
+                    "{url}: lists {} run cards, more than {MAX_LISTED_CARDS}; name the cards to compare by their URLs",
+                    list.cards.len()
                 ));
             }
             list.cards.iter().map(|c| card(&c.url)).collect()

@@ -530,4 +530,34 @@ fn remote_view_shows_two_live_hosts_and_two_dead_ones_in_a_real_terminal() {
     });
     assert_eq!(tmux.terminal_flags(), "0 1");
     drop(silent);
+
+    // SIGTERM (a closed SSH session, a service manager) also puts the terminal back.
+    let script = format!(
+        "LLMTOP_DATA_DIR='{}' '{}' --remote http://{dead_addr}; echo LLMTOP-EXIT:$?; sleep 60",
+        data.path().display(),
+        env!("CARGO_BIN_EXE_llmtop"),
+    );
+    let tmux = Tmux::start("remote-term", 100, 30, &script);
+    tmux.wait_for("the dead host", Duration::from_secs(10), |s| {
+        s.contains("0 of 1 hosts up") && s.contains("down: ")
+    });
+    let shell: u32 = tmux
+        .cmd(&["display", "-p", "-t", "e2e", "#{pane_pid}"])
+        .trim()
+        .parse()
+        .expect("pane pid");
+    let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+        .expect("children of the pane's shell");
+    let llmtop: i32 = children
+        .split_whitespace()
+        .next()
+        .expect("llmtop runs under the shell")
+        .parse()
+        .expect("pid");
+    // SAFETY: kill(2) on the llmtop this test started, by its PID.
+    assert_eq!(unsafe { libc::kill(llmtop, libc::SIGTERM) }, 0);
+    tmux.wait_for("exit on SIGTERM", Duration::from_secs(5), |s| {
+        s.contains("LLMTOP-EXIT:0")
+    });
+    assert_eq!(tmux.terminal_flags(), "0 1");
 }

@@ -102,6 +102,36 @@ fn poll(
     }
 }
 
+/// Set `quit` on SIGTERM, SIGHUP and the other signals that would kill the process with the
+/// terminal still raw (as the dashboard does), from a thread of its own.
+fn watch_signals(quit: Arc<AtomicBool>) {
+    let _ = std::thread::Builder::new()
+        .name("llmtop-signals".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                let mut streams: Vec<_> = crate::dashboard::event::TERMINATING
+                    .iter()
+                    .filter_map(|&(sig, _)| signal(SignalKind::from_raw(sig)).ok())
+                    .collect();
+                if streams.is_empty() {
+                    return;
+                }
+                let any = futures_util::future::select_all(
+                    streams.iter_mut().map(|s| Box::pin(s.recv())),
+                );
+                any.await;
+                quit.store(true, Ordering::SeqCst);
+            });
+        });
+}
+
 /// Run the remote view until the user quits.
 pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
     let urls = args
@@ -130,12 +160,17 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
     }
     drop(tx);
     let mut view = RemoteView::new(&urls);
+    let quit = Arc::new(AtomicBool::new(false));
+    watch_signals(quit.clone());
     let log = crate::util::paths::log_file();
     let mut tui = Tui::enter().context("cannot set up the terminal")?;
     let _ = crate::dashboard::tui::redirect_stderr(&log);
     let result = (|| -> anyhow::Result<()> {
         let mut dirty = true;
         loop {
+            if quit.load(Ordering::SeqCst) {
+                return Ok(());
+            }
             while let Ok((i, t, outcome)) = rx.try_recv() {
                 if let Some(h) = view.hosts.get_mut(i) {
                     h.apply(t, outcome);
