@@ -561,3 +561,28 @@ fn remote_view_shows_two_live_hosts_and_two_dead_ones_in_a_real_terminal() {
     });
     assert_eq!(tmux.terminal_flags(), "0 1");
 }
+
+#[test]
+fn remote_urls_that_cannot_be_used_are_one_line_before_the_terminal_is_touched() {
+    for (url, why) in [
+        ("ftp://gpu-box", "the scheme must be http:// or https://"),
+        (
+            "http://gpu-box:99999",
+            "the port must be a number from 0 to 65535",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_llmtop"))
+            .args(["--remote", url])
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("llmtop: --remote {url}: bad URL: {why}")),
+            "{stderr}"
+        );
+        // Nothing drawn: no alternate screen was entered.
+        assert!(out.stdout.is_empty());
+    }
+}

@@ -68,8 +68,13 @@ pub fn normalise(url: &str) -> Result<String, String> {
         .trim_end_matches('/')
         .trim_end_matches("/metrics")
         .to_string();
-    crate::sensors::http::parse_url(&base)
-        .map_err(|e| format!("--remote {}: {e}", crate::util::sanitize::terminal(url)))?;
+    // The error names the URL already: "--remote http://x:99999: bad URL: ...".
+    crate::sensors::http::parse_url(&base).map_err(|e| {
+        format!(
+            "--remote {}",
+            crate::util::sanitize::terminal(&e.to_string())
+        )
+    })?;
     Ok(base)
 }
 
