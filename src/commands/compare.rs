@@ -38,6 +38,15 @@ pub fn run(args: &CompareArgs, cfg: &Config) -> anyhow::Result<()> {
     let mut cards = Vec::new();
     let mut errors = Vec::new();
     for f in &args.files {
+        let text = f.to_string_lossy();
+        if text.starts_with("http://") || text.starts_with("https://") {
+            // Another machine's `llmtop serve`: its latest card, a card, or all it lists.
+            match crate::export::remote::fetch_cards(&text) {
+                Ok(fetched) => cards.extend(fetched.into_iter().map(|(u, c)| (u.into(), c))),
+                Err(e) => errors.push(e),
+            }
+            continue;
+        }
         match RunCard::load(f) {
             Ok(card) => cards.push((f.clone(), card)),
             Err(e) => errors.push(e.to_string()),

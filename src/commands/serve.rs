@@ -1,23 +1,32 @@
-//! `llmtop serve`: Prometheus metrics of this machine's sensors, without the dashboard.
+//! `llmtop serve`: Prometheus metrics of this machine's sensors, without the dashboard, and the
+//! run cards this machine wrote.
 
 use crate::accounting::ledger::Ledger;
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::export::prometheus::{MetricsServer, MetricsState};
+use crate::export::runcards::Shelf;
 use crate::sensors::{Meter, Sample};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Serve metrics of `samples`, every energy figure through `ledger`, until the stream ends.
+/// The run cards in `cards` (the snapshots dir) are served under `/runcards/`.
 pub fn serve(
     args: &ServeArgs,
     mut ledger: Ledger,
     mut samples: UnboundedReceiver<Sample>,
+    cards: &Path,
 ) -> anyhow::Result<()> {
     let state = Arc::new(Mutex::new(MetricsState::new(ledger.tariff().cloned())));
-    let server = MetricsServer::start(&args.metrics_addr, state.clone())?;
+    let server = MetricsServer::start_with_cards(
+        &args.metrics_addr,
+        state.clone(),
+        Some(Shelf::new(cards)),
+    )?;
     eprintln!(
-        "llmtop: serving Prometheus metrics on http://{}/metrics (Ctrl-C to stop)",
+        "llmtop: serving Prometheus metrics on http://{0}/metrics and run cards on http://{0}/runcards/ (Ctrl-C to stop)",
         server.local_addr()
     );
     while let Some(sample) = samples.blocking_recv() {
@@ -43,5 +52,6 @@ pub fn run(args: &ServeArgs, cfg: &Config) -> anyhow::Result<()> {
     let ledger = crate::accounting::ledger_for(&meter, cfg.tariff.clone());
     // The sampler's threads run for the life of the process.
     let (_handle, samples) = meter.into_parts();
-    serve(args, ledger, samples)
+    let cards = crate::report::snapshot::default_dir(&cfg.raw.snapshot);
+    serve(args, ledger, samples, &cards)
 }

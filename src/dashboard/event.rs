@@ -101,7 +101,7 @@ pub struct EventSource {
 /// Every signal whose default action ends the process and that can be caught, except the
 /// synchronous ones (SIGSEGV, SIGBUS, SIGABRT, ...) that `tui` restores the terminal for.
 /// SIGPIPE is left out: Rust ignores it and write errors report it.
-const TERMINATING: &[(libc::c_int, &str)] = &[
+pub(crate) const TERMINATING: &[(libc::c_int, &str)] = &[
     (libc::SIGTERM, "SIGTERM"),
     (libc::SIGHUP, "SIGHUP"),
     (libc::SIGINT, "SIGINT"),

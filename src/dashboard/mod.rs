@@ -11,6 +11,7 @@ pub mod event;
 pub mod history;
 pub mod layout;
 pub mod pace;
+pub mod remote;
 pub mod shell;
 pub mod state;
 pub mod theme;
@@ -87,7 +88,11 @@ fn start_metrics(
         return Ok(None);
     };
     let state = Arc::new(Mutex::new(MetricsState::new(Some(cfg.tariff.clone()))));
-    let server = MetricsServer::start(addr, state.clone())?;
+    // The run cards Ctrl-S writes are served beside the metrics, as `llmtop serve` does.
+    let cards = crate::export::runcards::Shelf::new(&crate::report::snapshot::default_dir(
+        &cfg.raw.snapshot,
+    ));
+    let server = MetricsServer::start_with_cards(addr, state.clone(), Some(cards))?;
     Ok(Some((server, state)))
 }
 
@@ -130,6 +135,9 @@ pub fn report_startup(app: &mut App, tally_note: Option<String>, statuses: &[Sou
 
 /// Run the dashboard until the user quits.
 pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
+    if !args.remote.is_empty() {
+        return remote::run(args, cfg);
+    }
     // Everything that can fail on bad input, before the terminal is touched (the config was
     // checked when it was loaded).
     let (themes, theme_index) = load_themes(args, cfg)?;

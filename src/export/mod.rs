@@ -1,4 +1,6 @@
-//! Export: Prometheus exposition and its HTTP server.
+//! Export: Prometheus exposition, run cards over HTTP, and their HTTP server.
 
 pub mod prometheus;
+pub mod remote;
+pub mod runcards;
 pub mod server;

@@ -1,14 +1,21 @@
 //! Prometheus export: sensor samples, the ledger's figures and token counts folded into a small
 //! state, served as the text exposition format (version 0.0.4) on `GET /metrics`.
 //!
-//! Names follow Prometheus conventions: base units (`_watts`, `_joules_total`, `_celsius`,
-//! `_ratio`), counters end in `_total`. Energy counters are built from deltas, so they start at
-//! 0 with the process and only go up, even when a hardware counter wraps or resets.
+//! Names follow Prometheus conventions: base units (`_watts`, `_joules_total`, `_seconds`,
+//! `_celsius`, `_grams`, `_ratio`, prices per joule), counters end in `_total`. Labels: `source`
+//! (where a figure is read), `covers` (what it measures), `method` (counter, integrated,
+//! estimated); the per-model request metrics add `model` and `backend`. No `host` label:
+//! Prometheus adds the target's own labels. Energy counters are built from deltas, so they
+//! start at 0 with the process and only go up, even when a hardware counter wraps or resets.
+//! deploy/'s rules and dashboard are checked against a render of this state plus
+//! [`REQUEST_METRIC_NAMES`].
 
+use super::runcards::Shelf;
 use super::server::{Handler, HttpServer, Reply, ServerError};
 use crate::accounting::ledger::{Ledger, TotalPower, Totals};
 use crate::accounting::pricing::Tariff;
 use crate::engine::ModelInfo;
+use crate::sensors::host::BuildInfo;
 use crate::sensors::{Method, Quantity, Reading, Sample};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -22,6 +29,18 @@ pub struct MetricsSection {
     /// Serve Prometheus metrics from the dashboard on this address, e.g. "127.0.0.1:9464".
     pub addr: Option<String>,
 }
+
+/// The per-model request metrics (recorded by `llmtop proxy`), by the names agreed for them;
+/// histograms add `_bucket`, `_sum` and `_count` series.
+pub const REQUEST_METRIC_NAMES: [&str; 7] = [
+    "llmtop_requests_total",
+    "llmtop_model_tokens_total",
+    "llmtop_model_energy_joules_total",
+    "llmtop_model_cost_total",
+    "llmtop_model_co2_grams_total",
+    "llmtop_request_ttft_seconds",
+    "llmtop_request_generation_tokens_per_second",
+];
 
 /// Why the endpoint could not start: one line with the fix.
 pub type MetricsError = ServerError;
@@ -261,15 +280,15 @@ impl MetricsState {
             );
             family(
                 &mut o,
-                "llmtop_electricity_price_per_kwh",
+                "llmtop_electricity_price_per_joule",
                 "gauge",
-                "Electricity price now, per kWh, in the labelled currency.",
-                std::iter::once((l.clone(), t.price_at(jiff::Timestamp::now()))),
+                "Electricity price now, per joule (base unit; times 3.6e6 is per kWh), in the labelled currency.",
+                std::iter::once((l.clone(), t.cost(1.0, jiff::Timestamp::now()))),
             );
             if t.co2_g_per_kwh.is_some() {
                 family(
                     &mut o,
-                    "llmtop_co2e_grams_total",
+                    "llmtop_co2_grams_total",
                     "counter",
                     "Grid CO2e of the system energy since llmtop started, grams.",
                     std::iter::once((
@@ -288,6 +307,21 @@ impl MetricsState {
                 std::iter::once((labels.clone(), 1.0)),
             );
         }
+        let build = BuildInfo::current();
+        family(
+            &mut o,
+            "llmtop_build_info",
+            "gauge",
+            "The llmtop build: version and Cargo features (GPU backends) compiled in, as labels; the value is always 1.",
+            std::iter::once((
+                format!(
+                    "{{version=\"{}\",features=\"{}\"}}",
+                    escape(&build.llmtop_version),
+                    escape(&build.features.join(","))
+                ),
+                1.0,
+            )),
+        );
         family(
             &mut o,
             "llmtop_samples_total",
@@ -360,6 +394,15 @@ pub struct MetricsServer(HttpServer);
 impl MetricsServer {
     /// Bind `addr` (e.g. "127.0.0.1:9464", or port 0 for any) and serve `state`.
     pub fn start(addr: &str, state: Arc<Mutex<MetricsState>>) -> Result<Self, MetricsError> {
+        Self::start_with_cards(addr, state, None)
+    }
+
+    /// As [`MetricsServer::start`], and the run cards in `cards` under `/runcards/`.
+    pub fn start_with_cards(
+        addr: &str,
+        state: Arc<Mutex<MetricsState>>,
+        cards: Option<Shelf>,
+    ) -> Result<Self, MetricsError> {
         let handler: Handler = Arc::new(move |path: &str| match path {
             "/metrics" => Reply {
                 status: 200,
@@ -369,8 +412,18 @@ impl MetricsServer {
                     Err(poisoned) => poisoned.into_inner().render(),
                 },
             },
-            "/" => Reply::text(200, "llmtop metrics: GET /metrics\n"),
-            _ => Reply::text(404, "not found\n"),
+            "/" => Reply::text(
+                200,
+                if cards.is_some() {
+                    "llmtop: GET /metrics, /runcards/, /runcards/latest.json\n"
+                } else {
+                    "llmtop metrics: GET /metrics\n"
+                },
+            ),
+            _ => cards
+                .as_ref()
+                .and_then(|c| c.route(path))
+                .unwrap_or_else(|| Reply::text(404, "not found\n")),
         });
         Ok(Self(HttpServer::start(addr, handler)?))
     }

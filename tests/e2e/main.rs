@@ -17,3 +17,4 @@ mod config_files;
 mod e2e_attach;
 mod e2e_dashboard;
 mod e2e_signals;
+mod fleet;

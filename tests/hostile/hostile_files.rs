@@ -775,7 +775,7 @@ fn compare_without_files_names_the_missing_argument() {
     let line = one_line(&home.run(&["compare"]), 2, &[]);
     assert_eq!(
         line,
-        "llmtop: missing <FILE>... (usage: llmtop compare <FILE>...)"
+        "llmtop: missing <FILE|URL>... (usage: llmtop compare <FILE|URL>...)"
     );
 }
 

@@ -8,5 +8,7 @@ mod common;
 
 mod charts;
 mod compare;
+mod deploy;
 mod metrics;
+mod remote;
 mod runcard;

@@ -299,12 +299,21 @@ fn scrape_the_real_endpoint() {
         &[("region", "DE"), ("currency", "EUR")],
     );
     assert!((cost - 550.0 / 3.6e6 * 0.38).abs() < 1e-15, "{cost}");
-    let co2 = get(&s, "llmtop_co2e_grams_total", &[("region", "DE")]);
+    let co2 = get(&s, "llmtop_co2_grams_total", &[("region", "DE")]);
     assert!((co2 - 550.0 / 3.6e6 * 381.0).abs() < 1e-12, "{co2}");
-    assert_eq!(
-        get(&s, "llmtop_electricity_price_per_kwh", &[("region", "DE")]),
-        0.38
+    let price = get(
+        &s,
+        "llmtop_electricity_price_per_joule",
+        &[("region", "DE")],
     );
+    assert!((price - 0.38 / 3.6e6).abs() < 1e-18, "{price}");
+    let build = s
+        .keys()
+        .find(|(n, _)| n == "llmtop_build_info")
+        .map(|(_, l)| l.clone())
+        .expect("build info");
+    assert_eq!(build["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(build["features"], "");
     assert_eq!(
         get(
             &s,
@@ -426,14 +435,12 @@ fn serve_subcommand_answers_on_its_address() {
     }
     drop(child);
     let s = parse(&body.expect("server came up"));
-    assert_eq!(
-        get(
-            &s,
-            "llmtop_electricity_price_per_kwh",
-            &[("region", "FR"), ("currency", "EUR")]
-        ),
-        0.24
+    let price = get(
+        &s,
+        "llmtop_electricity_price_per_joule",
+        &[("region", "FR"), ("currency", "EUR")],
     );
+    assert!((price * 3.6e6 - 0.24).abs() < 1e-12, "{price}");
     assert_eq!(get(&s, "llmtop_tokens_generated_total", &[]), 0.0);
 }
 
@@ -617,4 +624,113 @@ fn engine_info_carries_the_settings_in_effect_once_loaded() {
     assert_eq!(get(&s, "llmtop_engine_info", &[("threads", "6")]), 1.0);
     assert!(body.contains("# TYPE llmtop_engine_info gauge"), "{body}");
     drop(server);
+}
+
+/// `promtool check metrics` on `text`: its complaints, empty when it has none.
+fn promtool_complaints(text: &str) -> String {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(crate::deploy::promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() && said.trim().is_empty() {
+        String::new()
+    } else {
+        format!("exit {:?}: {said}", out.status.code())
+    }
+}
+
+#[test]
+fn promtool_accepts_a_live_scrape_of_serve() {
+    // The real binary on a captured sysfs tree, priced (cost and CO2 counters), scraped once
+    // its sensors have reported, the body checked by Prometheus's own linter.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
+        l.local_addr().expect("addr").port()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, "[pricing]\nregion = \"DE\"\n").expect("config");
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let tree =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sysfs/amd-desktop");
+    let _child = Reap(
+        std::process::Command::new(env!("CARGO_BIN_EXE_llmtop"))
+            .args(["--config"])
+            .arg(&cfg)
+            .args(["serve", "--sysfs-root"])
+            .arg(&tree)
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+            .env("LLMTOP_DATA_DIR", dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let mut body = String::new();
+    for _ in 0..100 {
+        if TcpStream::connect(addr).is_ok() {
+            body = scrape(addr, "/metrics").1;
+            if body.contains("llmtop_power_watts{") && body.contains("llmtop_temperature_celsius{")
+            {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for family in [
+        "llmtop_power_watts{",
+        "llmtop_energy_joules_total{",
+        "llmtop_temperature_celsius{",
+        "llmtop_electricity_cost_total{",
+        "llmtop_co2_grams_total{",
+        "llmtop_build_info{",
+    ] {
+        assert!(body.contains(family), "{family} missing:\n{body}");
+    }
+    assert_eq!(promtool_complaints(&body), "", "{body}");
+}
+
+#[test]
+fn promtool_accepts_label_values_that_need_escaping() {
+    // Quotes, a backslash and a newline in a device name, and an engine whose model name has
+    // them too: escaped per the text format, or promtool refuses the whole scrape.
+    let mut st = MetricsState::new(Some(st_tariff()));
+    let mut ledger = Ledger::new().priced(st_tariff(), jiff::Timestamp::now());
+    feed(&mut st, &mut ledger, &sample(0.0, 100.0, 1000.0, 55.5));
+    feed(&mut st, &mut ledger, &sample(1.0, 200.0, 1030.0, 60.0));
+    let mut info = llmtop::engine::scripted::ScriptedEngine::model_info();
+    info.name = "a \"b\"\\c\nd".into();
+    st.set_engine(&info);
+    let text = st.render();
+    assert!(text.contains(r#"device="RTX \"4090\"\nx\\y""#), "{text}");
+    assert!(text.contains(r#"model="a \"b\"\\c\nd""#), "{text}");
+    assert_eq!(promtool_complaints(&text), "", "{text}");
+    // The check can fail: a counter without _total is refused.
+    assert_ne!(
+        promtool_complaints("# HELP x_joules X.\n# TYPE x_joules counter\nx_joules 1\n"),
+        ""
+    );
 }
