@@ -4,6 +4,7 @@ pub mod energy;
 pub mod ledger;
 pub mod pricing;
 pub mod session;
+pub mod share;
 pub mod tally;
 pub mod throttle;
 

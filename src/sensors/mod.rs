@@ -22,6 +22,7 @@ pub mod nvml;
 pub mod plausible;
 pub mod plug;
 pub mod powercap;
+pub mod process;
 pub mod procstat;
 pub mod sampler;
 pub mod sysfs;
