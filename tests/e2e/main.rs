@@ -14,3 +14,4 @@ mod cli_errors;
 mod config_files;
 mod e2e_dashboard;
 mod e2e_signals;
+mod gpu_build;
