@@ -228,6 +228,9 @@ pub struct ShareTracker {
     last: Option<Split>,
     vram_bytes: Option<u64>,
     splits: Vec<Split>,
+    /// `(t, joules attributed by t)` at each split's end, from the first split's start: the
+    /// share over any window, long after the splits themselves are dropped.
+    cum: Vec<(f64, f64)>,
 }
 
 impl ShareTracker {
@@ -240,6 +243,7 @@ impl ShareTracker {
             last: None,
             vram_bytes: None,
             splits: Vec::new(),
+            cum: Vec::new(),
         }
     }
 
@@ -272,7 +276,19 @@ impl ShareTracker {
             let Some(s) = split(ledger, prev.t, next.t, cpu, &next.gpu, overdue) else {
                 break;
             };
+            if self.cum.is_empty() {
+                self.cum.push((s.t0, 0.0));
+            }
             self.joules += s.joules();
+            self.cum.push((s.t1, self.joules));
+            // Days of samples: halve the older half's resolution now and then.
+            if self.cum.len() > 16384 {
+                let half = self.cum.len() / 2;
+                let mut kept: Vec<(f64, f64)> =
+                    self.cum[..half].iter().step_by(2).copied().collect();
+                kept.extend_from_slice(&self.cum[half..]);
+                self.cum = kept;
+            }
             self.splits.push(s.clone());
             // Keep the history short: the dashboard needs the latest, tests a few seconds.
             if self.splits.len() > 4096 {
@@ -282,6 +298,30 @@ impl ShareTracker {
             self.prev = self.pending.pop_front();
         }
         self.share()
+    }
+
+    /// Joules attributed over `[t0, t1]` (from where splitting began, if later than `t0`);
+    /// `None` until the splits reach `t1`.
+    pub fn joules_between(&self, t0: f64, t1: f64) -> Option<f64> {
+        let first = *self.cum.first()?;
+        let last = *self.cum.last()?;
+        if t1 > last.0 + 1e-9 || t1 < t0 {
+            return None;
+        }
+        let at = |t: f64| -> f64 {
+            let t = t.clamp(first.0, last.0);
+            let i = self.cum.partition_point(|p| p.0 < t);
+            match (
+                i.checked_sub(1).and_then(|k| self.cum.get(k)),
+                self.cum.get(i),
+            ) {
+                (Some(a), Some(b)) if b.0 > a.0 => a.1 + (b.1 - a.1) * (t - a.0) / (b.0 - a.0),
+                (_, Some(b)) => b.1,
+                (Some(a), None) => a.1,
+                (None, None) => 0.0,
+            }
+        };
+        Some(at(t1) - at(t0))
     }
 
     /// Every interval split so far (the most recent 2-4 thousand).

@@ -5,3 +5,4 @@ pub mod compare;
 pub mod models;
 pub mod sensors;
 pub mod serve;
+pub mod watch;

@@ -17,6 +17,7 @@ pub mod estimate;
 pub mod host;
 pub mod http;
 pub mod hwmon;
+pub mod llama_metrics;
 pub mod meter;
 pub mod nvml;
 pub mod plausible;

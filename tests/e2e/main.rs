@@ -7,6 +7,8 @@
 mod common;
 #[path = "../live/mod.rs"]
 mod live;
+#[path = "../servers/mod.rs"]
+mod servers;
 #[path = "../tmux/mod.rs"]
 mod tmux;
 
@@ -15,3 +17,4 @@ mod config_files;
 mod e2e_dashboard;
 mod e2e_signals;
 mod gpu_build;
+mod watch_server;
