@@ -7,6 +7,7 @@ use crate::live;
 use live::{LiveMachine, Profile};
 use llmtop::accounting::ledger::Ledger;
 use llmtop::accounting::share::{METHOD, Mark, ServerMeter, ShareTracker};
+use llmtop::sensors::nvml::{ComputeProcess, GpuProcesses, ProcessSm};
 use llmtop::sensors::process::{CpuTicks, Procfs};
 use llmtop::sensors::sampler::read_all;
 use llmtop::sensors::sysfs::Sysfs;
@@ -264,4 +265,143 @@ fn a_busy_child_gets_its_cpu_time_share_of_the_live_packages_active_energy() {
     assert!(share.covers.contains("not split"), "{}", share.covers);
     assert_eq!(share.gpu_share, None);
     assert!(share.joules >= got);
+}
+
+/// NVIDIA's per-process figures, scripted: each look returns the samples newer than
+/// `since_us`, as `nvmlDeviceGetProcessUtilization` does.
+struct FakeGpu {
+    samples: std::sync::Arc<std::sync::Mutex<Vec<ProcessSm>>>,
+    asked_since: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+impl GpuProcesses for FakeGpu {
+    fn indices(&self) -> Vec<u32> {
+        vec![0]
+    }
+
+    fn utilization(&mut self, index: u32, since_us: u64) -> Result<Vec<ProcessSm>, String> {
+        assert_eq!(index, 0);
+        self.asked_since.lock().expect("lock").push(since_us);
+        Ok(self
+            .samples
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|s| s.timestamp_us > since_us)
+            .copied()
+            .collect())
+    }
+
+    fn compute_processes(&mut self, _index: u32) -> Result<Vec<ComputeProcess>, String> {
+        Ok(vec![
+            ComputeProcess {
+                pid: 77,
+                vram_bytes: Some(3 << 30),
+            },
+            ComputeProcess {
+                pid: 88,
+                vram_bytes: Some(1 << 30),
+            },
+        ])
+    }
+}
+
+/// The whole path the dashboard calls each sample, with a GPU: a procfs fixture rewritten
+/// between looks (the server gets half the busy CPU time) and scripted NVML samples (the
+/// server 75 % of the SM use, another process 25 %), on a ledger whose package steps 20 -> 60 W
+/// and whose NVIDIA board steps 100 -> 300 W at 2 s.
+#[test]
+fn server_meter_splits_an_nvidia_board_by_the_processes_sm_samples() {
+    let proc = tempfile::tempdir().expect("procfs");
+    let write_ticks = |k: u64| {
+        std::fs::create_dir_all(proc.path().join("77")).expect("mkdir");
+        std::fs::write(
+            proc.path().join("77/stat"),
+            format!(
+                "77 (llama-server) S 1 77 77 0 -1 0 0 0 0 0 {} {} 0 0 20 0 4 0 1 0 0\n",
+                40 * k,
+                10 * k
+            ),
+        )
+        .expect("pid stat");
+        std::fs::write(
+            proc.path().join("stat"),
+            format!("cpu  {} 0 {} {} 0 0 0 0 0 0\n", 80 * k, 20 * k, 100 * k),
+        )
+        .expect("stat");
+    };
+    let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let gpu = FakeGpu {
+        samples: samples.clone(),
+        asked_since: asked.clone(),
+    };
+    let mut meter = ServerMeter::for_pid(77, Procfs::new(proc.path()), Some(Box::new(gpu)));
+    let mut ledger = Ledger::new();
+    let mut last = None;
+    for i in 0..=60 {
+        let t = f64::from(i) * 0.1;
+        ledger.push(&Sample {
+            t,
+            readings: vec![
+                reading(
+                    "rapl:package-0:energy",
+                    Source::Rapl,
+                    Covers::CpuPackage,
+                    Quantity::Energy,
+                    Method::Counter,
+                    step_j(t, 20.0, 60.0),
+                ),
+                reading(
+                    "nvml:0:energy",
+                    Source::Nvml,
+                    Covers::GpuBoard,
+                    Quantity::Energy,
+                    Method::Counter,
+                    step_j(t, 100.0, 300.0),
+                ),
+            ],
+        });
+        let k = u64::from(i as u32);
+        write_ticks(k);
+        {
+            let mut s = samples.lock().expect("lock");
+            let us = 1_000_000 + k * 100_000;
+            s.push(ProcessSm {
+                pid: 77,
+                timestamp_us: us,
+                sm_pct: 60,
+                mem_pct: 10,
+            });
+            s.push(ProcessSm {
+                pid: 88,
+                timestamp_us: us,
+                sm_pct: 20,
+                mem_pct: 5,
+            });
+        }
+        last = Some(meter.on_sample(t, &ledger));
+    }
+    let s = last.expect("share");
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.abs().max(1.0);
+    // CPU (60-20 W) x 4 s x 1/2 = 80 J; GPU (300-100 W) x 4 s x 3/4 = 600 J.
+    assert!(close(s.joules, 680.0), "{s:?}");
+    assert_eq!((s.cpu_share, s.gpu_share), (Some(0.5), Some(0.75)));
+    assert_eq!(s.vram_bytes, Some(3 << 30));
+    assert!(
+        s.covers.starts_with(
+            "CPU package rapl:package-0:energy and GPU board nvml:0:energy above idle"
+        ),
+        "{}",
+        s.covers
+    );
+    // Each look asked only for samples newer than the last one it saw.
+    let asked = asked.lock().expect("lock");
+    assert_eq!(asked[0], 0);
+    assert_eq!(asked[5], 1_000_000 + 4 * 100_000);
+    drop(asked);
+    // The process gone: the meter keeps its figures and says nothing new, no panic.
+    std::fs::remove_dir_all(proc.path().join("77")).expect("rm");
+    let after = meter.on_sample(6.1, &ledger);
+    assert!(after.joules >= s.joules);
 }
