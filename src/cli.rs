@@ -57,6 +57,18 @@ this machine, its process's share of the CPU-package and GPU energy is shown too
 split: active energy x its share of busy CPU time and of GPU SM use), also an attribution."
     )]
     Watch(WatchArgs),
+    /// The share of this machine's energy drawn by the server listening at a URL (attribution).
+    #[command(
+        long_about = "Find the process that listens at URL on this machine (from /proc/net/tcp and \
+/proc/PID/fd), sample this machine's sensors for a few seconds, and print that process's share \
+of the energy beside the machine's total.\n\n\
+The share is an attribution (Kepler's split), not a measurement: the CPU package's energy above \
+its idle floor x the process's share of the busy CPU time, and the NVIDIA GPU boards' energy \
+above idle x its share of the SM use NVML reports per process. Idle power, DRAM, disks, fans \
+and power-supply losses are not attributed. Another user's server can only be found as that \
+user or as root."
+    )]
+    Share(ShareArgs),
     /// Test helper: write the lifetime tally in a loop (for the kill -9 test).
     #[command(name = "__tally-writer", hide = true)]
     TallyWriter(TallyWriterArgs),
@@ -250,6 +262,21 @@ pub struct WatchArgs {
     #[arg(long, value_name = "S", allow_negative_numbers = true, value_parser = number)]
     pub duration: Option<f64>,
     /// One JSON object per line: each interval, then the totals (`"total": true`).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub sensors: SensorArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ShareArgs {
+    /// The server's URL, e.g. http://127.0.0.1:8080 (it must run on this machine).
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// Seconds to sample before printing.
+    #[arg(long, default_value_t = 5.0, value_name = "S", allow_negative_numbers = true, value_parser = number)]
+    pub seconds: f64,
+    /// Print as JSON.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

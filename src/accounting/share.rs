@@ -404,7 +404,7 @@ pub enum ShareError {
         "{url}: the server is not on this machine; its share of the energy can only be found where it runs"
     )]
     NotLocal { url: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Proc(#[from] ProcError),
 }
 

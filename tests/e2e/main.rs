@@ -17,4 +17,5 @@ mod config_files;
 mod e2e_dashboard;
 mod e2e_signals;
 mod gpu_build;
+mod share_cli;
 mod watch_server;
