@@ -2,8 +2,9 @@
 //!
 //! Kepler's split, on the ledger's figures only (nothing here integrates power):
 //! - **CPU.** Active CPU-package energy (the channel's joules less its idle floor, the lowest
-//!   power the ledger has seen on it, times the interval) × the process's share of the busy
-//!   CPU time of the interval (its utime+stime over the machine's non-idle ticks).
+//!   power the ledger has seen on it, times the interval) × the server's share of the busy
+//!   CPU time of the interval (utime+stime of its process and every descendant, reaped ones
+//!   included, over the machine's non-idle ticks: Ollama runs each model in a child process).
 //! - **GPU.** Active GPU-board energy (idle = the lowest power seen) × the process's share of
 //!   the SM utilisation NVML reports per process in the interval. A GPU without per-process
 //!   figures (not NVIDIA, or NVML unsupported) is not split, and `covers` says so.
@@ -19,22 +20,23 @@ use crate::sensors::{Covers, Method};
 use std::collections::{BTreeMap, VecDeque};
 
 /// How every figure here is obtained, in one line for output and JSON.
-pub const METHOD: &str = "attribution (Kepler's split): active CPU-package energy x the process's share of busy CPU time, active GPU-board energy x its share of SM utilisation; idle = each channel's lowest power seen";
+pub const METHOD: &str = "attribution (Kepler's split): active CPU-package energy x the server's share of busy CPU time, active GPU-board energy x its share of SM utilisation (the server = its process and their children); idle = each channel's lowest power seen";
 
 /// An interval waits this long (sampler seconds behind the newest look) for every channel to
 /// cover it; after that it is split with what the ledger has.
 pub const MAX_WAIT_S: f64 = 5.0;
 
-/// The process's share of the SM utilisation in `samples` (every process's): `Some(0.0)` when
+/// The share of the SM utilisation in `samples` (every process's) that `pids` (the server and
+/// its workers) used: 0 when
 /// nothing used the SMs, as nothing then added GPU energy for anyone.
-pub fn sm_share(samples: &[ProcessSm], pid: u32) -> f64 {
+pub fn sm_share(samples: &[ProcessSm], pids: &[u32]) -> f64 {
     let all: u64 = samples.iter().map(|s| u64::from(s.sm_pct)).sum();
     if all == 0 {
         return 0.0;
     }
     let mine: u64 = samples
         .iter()
-        .filter(|s| s.pid == pid)
+        .filter(|s| pids.contains(&s.pid))
         .map(|s| u64::from(s.sm_pct))
         .sum();
     mine as f64 / all as f64
@@ -62,15 +64,15 @@ pub struct Mark {
 }
 
 impl Mark {
-    /// A probe's read, as a mark for `pid` at `t`.
-    pub fn from_read(t: f64, pid: u32, r: &ProbeRead) -> Self {
+    /// A probe's read, as a mark at `t`.
+    pub fn from_read(t: f64, r: &ProbeRead) -> Self {
         Self {
             t,
             cpu: r.cpu,
             gpu: r
                 .gpu
                 .iter()
-                .filter_map(|(i, s)| Some((*i, sm_share(s.as_ref().ok()?, pid))))
+                .filter_map(|(i, s)| Some((*i, sm_share(s.as_ref().ok()?, &r.pids))))
                 .collect(),
             vram_bytes: r.vram_bytes,
         }
@@ -364,7 +366,7 @@ pub fn describe_covers(channels: &[ChannelSplit]) -> String {
         } else {
             ""
         };
-        format!("{what} {}{est}", crate::util::sanitize::text(&c.id))
+        format!("{what} {}{est}", crate::util::sanitize::terminal(&c.id))
     };
     // CPU before GPU, as every surface lists them.
     let mut channels: Vec<&ChannelSplit> = channels.iter().collect();
@@ -470,7 +472,7 @@ impl ServerMeter {
     /// split what the ledger covers.
     pub fn on_sample(&mut self, t: f64, ledger: &Ledger) -> ServerShare {
         let read = self.probe.read();
-        self.tracker.push(Mark::from_read(t, self.probe.pid, &read));
+        self.tracker.push(Mark::from_read(t, &read));
         self.tracker.update(ledger)
     }
 
@@ -522,8 +524,9 @@ mod tests {
             sm_pct: sm,
             mem_pct: 0,
         };
-        assert_eq!(sm_share(&[s(7, 60), s(8, 20), s(7, 0)], 7), 0.75);
-        assert_eq!(sm_share(&[s(8, 0)], 7), 0.0);
+        assert_eq!(sm_share(&[s(7, 60), s(8, 20), s(7, 0)], &[7]), 0.75);
+        assert_eq!(sm_share(&[s(7, 60), s(8, 20), s(9, 20)], &[7, 9]), 0.8);
+        assert_eq!(sm_share(&[s(8, 0)], &[7]), 0.0);
         assert_eq!(nvml_index("nvml:12:energy"), Some(12));
         assert_eq!(nvml_index("hwmon:amdgpu:power1"), None);
         assert!(is_local("127.0.0.1") && is_local("[::1]") && is_local("LocalHost"));

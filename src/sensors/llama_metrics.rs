@@ -77,8 +77,21 @@ fn number(f: &MetricFamily<PrometheusType, PrometheusValue>) -> Option<f64> {
 
 /// The counters in a `/metrics` body; `Err(why)` when it is not llama-server's.
 pub fn parse(text: &str) -> Result<LlamaCounters, String> {
-    let exp = openmetrics_parser::prometheus::parse_prometheus(text)
-        .map_err(|e| format!("/metrics is not Prometheus text ({e})"))?;
+    let exp = openmetrics_parser::prometheus::parse_prometheus(text).map_err(|e| {
+        // The parser's message quotes the input over several lines: its first line will do.
+        let first: String = e
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(120)
+            .collect();
+        format!(
+            "/metrics is not Prometheus text ({})",
+            crate::util::sanitize::terminal(first.trim())
+        )
+    })?;
     let get = |name: &str| exp.families.get(name).and_then(number);
     let need = |name: &str| {
         get(name).ok_or_else(|| {
@@ -92,7 +105,7 @@ pub fn parse(text: &str) -> Result<LlamaCounters, String> {
             };
             format!(
                 "/metrics has no {name} ({})",
-                crate::util::sanitize::text(&seen)
+                crate::util::sanitize::terminal(&seen)
             )
         })
     };
@@ -207,7 +220,9 @@ mod tests {
             ),
             "{e}"
         );
-        assert!(parse("<html>hello</html>").is_err());
+        let e = parse("<html>\x1b[31mhello</html>").expect_err("html");
+        assert!(e.starts_with("/metrics is not Prometheus text ("), "{e}");
+        assert!(!e.contains('\n') && !e.contains('\x1b'), "{e}");
         assert_eq!(
             metrics_url("http://127.0.0.1:8080/v1/chat").expect("url"),
             "http://127.0.0.1:8080/metrics"

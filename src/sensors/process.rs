@@ -195,7 +195,50 @@ impl Procfs {
         )
     }
 
-    /// utime + stime of `pid`, in clock ticks.
+    /// CPU ticks of `pid` and every process below it (a server's workers: Ollama runs each
+    /// model in a child `ollama runner`), reaped children included; and those pids.
+    pub fn tree_ticks(&self, pid: u32) -> Result<(u64, Vec<u32>), ProcError> {
+        let rel = format!("{pid}/stat");
+        let text = self.read(&rel).map_err(|e| match e {
+            ProcError::Unreadable { .. } if !self.root.join(pid.to_string()).exists() => {
+                ProcError::Gone { pid }
+            }
+            other => other,
+        })?;
+        let (_, own) = parse_stat(&text).ok_or_else(|| ProcError::Malformed {
+            path: self.root.join(&rel).display().to_string(),
+            root: self.root.display().to_string(),
+        })?;
+        let mut stats: Vec<(u32, u32, u64)> = Vec::new();
+        for p in self.pids()? {
+            if p == pid {
+                continue;
+            }
+            // A process that exits while we look is simply not counted this time.
+            if let Some((ppid, t)) = self
+                .read(&format!("{p}/stat"))
+                .ok()
+                .and_then(|t| parse_stat(&t))
+            {
+                stats.push((p, ppid, t));
+            }
+        }
+        let mut tree = vec![pid];
+        let mut ticks = own;
+        let mut i = 0;
+        while let Some(&parent) = tree.get(i) {
+            for &(p, ppid, t) in &stats {
+                if ppid == parent && !tree.contains(&p) {
+                    tree.push(p);
+                    ticks += t;
+                }
+            }
+            i += 1;
+        }
+        Ok((ticks, tree))
+    }
+
+    /// CPU ticks of `pid` alone (utime + stime + reaped children).
     pub fn process_ticks(&self, pid: u32) -> Result<u64, ProcError> {
         let rel = format!("{pid}/stat");
         let text = self.read(&rel).map_err(|e| match e {
@@ -204,10 +247,12 @@ impl Procfs {
             }
             other => other,
         })?;
-        parse_stat_ticks(&text).ok_or_else(|| ProcError::Malformed {
-            path: self.root.join(rel).display().to_string(),
-            root: self.root.display().to_string(),
-        })
+        parse_stat(&text)
+            .map(|(_, t)| t)
+            .ok_or_else(|| ProcError::Malformed {
+                path: self.root.join(rel).display().to_string(),
+                root: self.root.display().to_string(),
+            })
     }
 
     /// The whole machine's (busy, total) ticks from `stat`.
@@ -218,15 +263,23 @@ impl Procfs {
         })
     }
 
-    /// The process's and the machine's CPU time now.
+    /// The process's (with its descendants) and the machine's CPU time now.
     pub fn cpu_ticks(&self, pid: u32) -> Result<CpuTicks, ProcError> {
-        let process = self.process_ticks(pid)?;
+        Ok(self.cpu_ticks_tree(pid)?.0)
+    }
+
+    /// As [`Procfs::cpu_ticks`], with the pids counted.
+    pub fn cpu_ticks_tree(&self, pid: u32) -> Result<(CpuTicks, Vec<u32>), ProcError> {
+        let (process, pids) = self.tree_ticks(pid)?;
         let (busy, total) = self.machine_ticks()?;
-        Ok(CpuTicks {
-            process,
-            busy,
-            total,
-        })
+        Ok((
+            CpuTicks {
+                process,
+                busy,
+                total,
+            },
+            pids,
+        ))
     }
 }
 
@@ -242,6 +295,8 @@ pub struct ProbeRead {
     pub gpu: std::collections::BTreeMap<u32, Result<Vec<super::nvml::ProcessSm>, String>>,
     /// VRAM the process holds, summed over GPUs (`None`: no compute context or unknown).
     pub vram_bytes: Option<u64>,
+    /// The process and its descendants, whose CPU time, SM use and VRAM count.
+    pub pids: Vec<u32>,
 }
 
 /// Looks at one process each sample: procfs for CPU time, [`GpuProcesses`] for the GPU.
@@ -282,9 +337,15 @@ impl ProcessProbe {
 
     pub fn read(&mut self) -> ProbeRead {
         let mut out = ProbeRead::default();
-        match self.procfs.cpu_ticks(self.pid) {
-            Ok(c) => out.cpu = Some(c),
-            Err(e) => out.cpu_error = Some(e.to_string()),
+        match self.procfs.cpu_ticks_tree(self.pid) {
+            Ok((c, pids)) => {
+                out.cpu = Some(c);
+                out.pids = pids;
+            }
+            Err(e) => {
+                out.cpu_error = Some(e.to_string());
+                out.pids = vec![self.pid];
+            }
         }
         let Some(gpu) = self.gpu.as_mut() else {
             return out;
@@ -302,7 +363,7 @@ impl ProcessProbe {
             }
             out.gpu.insert(index, samples);
             if let Ok(procs) = gpu.compute_processes(index) {
-                for p in procs.iter().filter(|p| p.pid == self.pid) {
+                for p in procs.iter().filter(|p| out.pids.contains(&p.pid)) {
                     if let Some(b) = p.vram_bytes {
                         vram = Some(vram.unwrap_or(0) + b);
                     }
@@ -352,14 +413,21 @@ fn parse_hex_addr(hex: &str) -> Option<std::net::IpAddr> {
     }
 }
 
-/// utime + stime from `/proc/PID/stat`. The name (field 2) may hold spaces and parentheses,
-/// so fields are counted from the last `)`: state is the first after it, utime the 12th.
-fn parse_stat_ticks(text: &str) -> Option<u64> {
+/// `(ppid, ticks)` from `/proc/PID/stat`: utime + stime, plus cutime + cstime (the children it
+/// has reaped, so a worker that exits moves its time to its parent instead of out of the sum).
+/// The name (field 2) may hold spaces and parentheses, so fields are counted from the last
+/// `)`: state is the first after it, ppid the 2nd, utime the 12th.
+fn parse_stat(text: &str) -> Option<(u32, u64)> {
     let rest = &text[text.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = f.get(11)?.parse().ok()?;
-    let stime: u64 = f.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    let ppid: u32 = f.get(1)?.parse().ok()?;
+    let mut ticks = 0u64;
+    for i in 11..=14 {
+        // cutime/cstime are signed in the kernel's format; never negative in practice.
+        let v: i64 = f.get(i)?.parse().ok()?;
+        ticks += u64::try_from(v).unwrap_or(0);
+    }
+    Some((ppid, ticks))
 }
 
 #[cfg(test)]
@@ -388,9 +456,9 @@ mod tests {
 
     #[test]
     fn stat_ticks_survive_a_name_with_parens_and_spaces() {
-        let stat = "1234 (llama (srv) x) S 1 1234 1234 0 -1 4194560 100 0 0 0 750 250 0 0 20 0 3 0 100 0 0";
-        assert_eq!(parse_stat_ticks(stat), Some(1000));
-        assert_eq!(parse_stat_ticks("1 (x) S 1"), None);
+        let stat = "1234 (llama (srv) x) S 1 1234 1234 0 -1 4194560 100 0 0 0 700 250 40 10 20 0 3 0 100 0 0";
+        assert_eq!(parse_stat(stat), Some((1, 1000)));
+        assert_eq!(parse_stat("1 (x) S 1"), None);
         assert_eq!(socket_inode("socket:[77]"), Some(77));
         assert_eq!(socket_inode("pipe:[77]"), None);
         assert!(ticks_per_second() >= 1.0);

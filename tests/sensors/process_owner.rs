@@ -60,6 +60,22 @@ fn tree() -> tempfile::TempDir {
         "311/stat",
         "311 (llama-server) S 1 311 311 0 -1 4194560 1 0 0 0 750 250 0 0 20 0 3 0 1 0 0\n",
     );
+    // A worker of 311 (as `ollama runner` is of `ollama serve`), and a grandchild.
+    write(
+        r,
+        "312/stat",
+        "312 (worker) R 311 311 311 0 -1 0 0 0 0 0 80 20 0 0 20 0 1 0 5 0 0\n",
+    );
+    write(
+        r,
+        "313/stat",
+        "313 (helper) S 312 311 311 0 -1 0 0 0 0 0 5 5 0 0 20 0 1 0 6 0 0\n",
+    );
+    write(
+        r,
+        "200/stat",
+        "200 (curl) S 1 200 200 0 -1 0 0 0 0 0 999 999 0 0 20 0 1 0 7 0 0\n",
+    );
     write(r, "400/comm", "ollama\n");
     fd(r, 400, 5, "socket:[99]");
     std::fs::create_dir_all(r.join("250/fd")).expect("mkdir");
@@ -91,8 +107,11 @@ fn the_listener_not_a_connection_on_the_same_port_names_the_owner() {
     if cfg!(target_endian = "little") {
         assert_eq!(ls[0].addr.to_string(), "127.0.0.1");
     }
-    let c = p.cpu_ticks(311).expect("ticks");
-    assert_eq!((c.process, c.busy, c.total), (1000, 4000, 10000));
+    // The server's CPU time is its own and its workers': 1000 + 100 + 10 ticks.
+    let (c, pids) = p.cpu_ticks_tree(311).expect("ticks");
+    assert_eq!((c.process, c.busy, c.total), (1110, 4000, 10000));
+    assert_eq!(pids, [311, 312, 313]);
+    assert_eq!(p.process_ticks(311).expect("own"), 1000);
 }
 
 #[test]
