@@ -312,6 +312,27 @@ fn a_server_without_metrics_down_or_not_llama_server_is_one_clear_line() {
         e.contains("not llama-server: /metrics has no llamacpp:prompt_tokens_total (metrics such as vllm:num_requests_running)"),
         "{e}"
     );
+    // A server that accepts and never answers, and one whose /metrics is 2 MiB.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let e = one_line_error(
+        &[
+            "watch",
+            "--server",
+            &format!("http://{}", silent.local_addr().expect("addr")),
+        ],
+        dir.path(),
+    );
+    assert!(e.contains("no answer (nothing within 2000 ms)"), "{e}");
+    let huge: &'static str = Box::leak("# padding\n".repeat(200_000).into_boxed_str());
+    let big = Canned::start("200 OK", huge);
+    let e = one_line_error(
+        &["watch", "--server", &format!("http://{}", big.addr)],
+        dir.path(),
+    );
+    assert!(
+        e.contains("not llama-server: /metrics is over 1 MiB"),
+        "{e}"
+    );
     let e = one_line_error(&["watch", "--server", "ftp://x"], dir.path());
     assert!(e.contains("bad URL"), "{e}");
 }
