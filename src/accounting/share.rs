@@ -400,7 +400,8 @@ pub fn describe_covers(channels: &[ChannelSplit]) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShareError {
-    #[error("{url}: {why}")]
+    /// `why` already names the URL.
+    #[error("{why}")]
     Url { url: String, why: String },
     #[error(
         "{url}: the server is not on this machine; its share of the energy can only be found where it runs"

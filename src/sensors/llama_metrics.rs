@@ -45,7 +45,8 @@ pub enum MetricsError {
         "{url}: not llama-server: {why}; watch reads llama-server's /metrics (for Ollama or other servers, put llmtop proxy in front)"
     )]
     NotLlamaServer { url: String, why: String },
-    #[error("{url}: {why}")]
+    /// `why` already names the URL.
+    #[error("{why}")]
     Other { url: String, why: String },
 }
 

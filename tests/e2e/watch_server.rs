@@ -334,5 +334,8 @@ fn a_server_without_metrics_down_or_not_llama_server_is_one_clear_line() {
         "{e}"
     );
     let e = one_line_error(&["watch", "--server", "ftp://x"], dir.path());
-    assert!(e.contains("bad URL"), "{e}");
+    assert_eq!(
+        e.trim_end(),
+        "llmtop: ftp://x: bad URL: the scheme must be http:// or https://; use http://HOST[:PORT] or https://HOST[:PORT]"
+    );
 }
