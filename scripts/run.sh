@@ -1,10 +1,34 @@
 #!/usr/bin/env bash
 # The README's first command: install what is missing, build llmtop (release, tuned for this
-# CPU) and run it. Arguments go to llmtop: `scripts/run.sh bench --reps 5`.
+# CPU, with the GPU backend this machine can use) and run it. Arguments go to llmtop:
+# `scripts/run.sh bench --reps 5`.
+#
+# The first lines say which build (cpu, cuda, vulkan, metal) and why: see scripts/gpu-build.sh.
+# LLMTOP_BUILD=cpu|cuda|vulkan|metal overrides it; LLMTOP_DETECT_ONLY=1 prints the choice and
+# stops (nothing installed or built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/gpu-build.sh
+if [ -n "${LLMTOP_DETECT_ONLY:-}" ]; then
+    exit 0
+fi
 scripts/bootstrap.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 . scripts/ccache-env.sh
-cargo build --release
+if [ -n "$LLMTOP_FEATURE" ]; then
+    # nvcc outside PATH (found under CUDA_HOME or /usr/local/cuda) must be on it for cmake.
+    if [ "$LLMTOP_FEATURE" = cuda ] && ! command -v nvcc >/dev/null 2>&1; then
+        export PATH="$(dirname "$(llmtop_nvcc)"):$PATH"
+    fi
+    if ! cargo build --release --features "$LLMTOP_FEATURE"; then
+        if [ -n "${LLMTOP_BUILD:-}" ]; then
+            echo "llmtop build: the $LLMTOP_FEATURE build failed (LLMTOP_BUILD=$LLMTOP_BUILD); see the errors above" >&2
+            exit 1
+        fi
+        echo "llmtop build: the $LLMTOP_FEATURE build failed (errors above); building for the CPU instead (LLMTOP_BUILD=cpu skips the attempt)" >&2
+        cargo build --release
+    fi
+else
+    cargo build --release
+fi
 exec "${CARGO_TARGET_DIR:-target}/release/llmtop" "$@"

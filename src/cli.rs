@@ -46,6 +46,33 @@ pub enum Command {
     Compare(CompareArgs),
     /// Serve sensor and energy metrics for Prometheus, without the dashboard.
     Serve(ServeArgs),
+    /// Watch a running llama-server: tokens, energy and J/token for all of its clients.
+    #[command(
+        long_about = "Watch a llama.cpp llama-server that is already running, without a proxy: every \
+interval, read its /metrics counters (tokens processed for all of its clients) beside this \
+machine's energy from the sensors, and print the tokens, the joules and J/token; at the end \
+(--duration, or Ctrl-C) the totals.\n\n\
+The server must be started with --metrics (llama-server -m MODEL --metrics); without it there \
+is no /metrics to read. The server counts a request's prompt tokens once the prompt is \
+evaluated and its generated tokens once it finishes: a long request counts where those fall.\n\n\
+J/token here is the whole machine's energy over every client's tokens: an attribution, not a \
+per-request measurement (for per-request figures use llmtop proxy). When the server runs on \
+this machine, its process's share of the CPU-package and GPU energy is shown too (Kepler's \
+split: active energy x its share of busy CPU time and of GPU SM use), also an attribution."
+    )]
+    Watch(WatchArgs),
+    /// The share of this machine's energy drawn by the server listening at a URL (attribution).
+    #[command(
+        long_about = "Find the process that listens at URL on this machine (from /proc/net/tcp and \
+/proc/PID/fd), sample this machine's sensors for a few seconds, and print that process's share \
+of the energy beside the machine's total.\n\n\
+The share is an attribution (Kepler's split), not a measurement: the CPU package's energy above \
+its idle floor x the process's share of the busy CPU time, and the NVIDIA GPU boards' energy \
+above idle x its share of the SM use NVML reports per process. Idle power, DRAM, disks, fans \
+and power-supply losses are not attributed. Another user's server can only be found as that \
+user or as root."
+    )]
+    Share(ShareArgs),
     /// Test helper: write the lifetime tally in a loop (for the kill -9 test).
     #[command(name = "__tally-writer", hide = true)]
     TallyWriter(TallyWriterArgs),
@@ -253,6 +280,43 @@ pub struct ServeArgs {
     /// Address to serve /metrics on.
     #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
     pub metrics_addr: String,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Examples:\n  llmtop watch --server http://127.0.0.1:8080\n  \
+llmtop watch --server http://127.0.0.1:8080 --interval 10 --duration 600 --json > watch.jsonl"
+)]
+pub struct WatchArgs {
+    /// The llama-server to watch, e.g. http://127.0.0.1:8080 (started with --metrics).
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// Seconds between reads of its counters (one line each).
+    #[arg(long, default_value_t = 5.0, value_name = "S", allow_negative_numbers = true, value_parser = number)]
+    pub interval: f64,
+    /// Stop after this many seconds and print the totals (default: until Ctrl-C).
+    #[arg(long, value_name = "S", allow_negative_numbers = true, value_parser = number)]
+    pub duration: Option<f64>,
+    /// One JSON object per line: each interval, then the totals (`"total": true`).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub sensors: SensorArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ShareArgs {
+    /// The server's URL, e.g. http://127.0.0.1:8080 (it must run on this machine).
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// Seconds to sample before printing.
+    #[arg(long, default_value_t = 5.0, value_name = "S", allow_negative_numbers = true, value_parser = number)]
+    pub seconds: f64,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub sensors: SensorArgs,
 }
 
 #[derive(Debug, Clone, Args)]

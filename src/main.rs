@@ -35,6 +35,8 @@ fn main() -> ExitCode {
         Some(Command::Sensors(a)) => llmtop::commands::sensors::run(a, &cfg),
         Some(Command::Compare(a)) => llmtop::commands::compare::run(a, &cfg),
         Some(Command::Serve(a)) => llmtop::commands::serve::run(a, &cfg),
+        Some(Command::Watch(a)) => llmtop::commands::watch::run(a, &cfg),
+        Some(Command::Share(a)) => llmtop::commands::share::run(a, &cfg),
         Some(Command::TallyWriter(a)) => {
             llmtop::accounting::tally::writer_loop(&a.path, a.count).map_err(Into::into)
         }

@@ -43,6 +43,9 @@ pub const START_GRACE_S: f64 = 5.0;
 pub const FULL_RESOLUTION_S: f64 = 600.0;
 pub const THINNED_GAP_S: f64 = 10.0;
 const THIN_EVERY_S: f64 = 60.0;
+/// The idle floor of a channel ([`Ledger::lowest_power`]) is its lowest power over at least
+/// this long.
+pub const FLOOR_SPAN_S: f64 = 1.0;
 /// Peak power is taken over intervals at least this long (shorter ones are jitter).
 const MIN_PEAK_INTERVAL_S: f64 = 0.1;
 /// A counter step is judged against the power ceiling over at least this long: counters
@@ -814,6 +817,44 @@ impl Ledger {
             basis,
             window_s: covered,
         })
+    }
+
+    /// The lowest power an energy channel has drawn over any stretch of at least
+    /// [`FLOOR_SPAN_S`] since the ledger started: its idle floor as seen so far (Kepler's
+    /// idle for a GPU board). Taken over a second or more, so one late or early counter
+    /// update cannot read as a dip. `None`: no such stretch yet.
+    pub fn lowest_power(&self, id: &str) -> Option<f64> {
+        let c = self.channels.get(id)?;
+        let pts = &c.points;
+        // A silence or a counter reset inside a stretch counts as zero joules: not idle.
+        let silence = c.silence_s();
+        let mut run = Vec::with_capacity(pts.len());
+        let mut r = 0usize;
+        for (k, p) in pts.iter().enumerate() {
+            let broken = k > 0 && {
+                let prev = pts[k - 1].t;
+                p.t - prev > silence || c.resets.iter().any(|&x| x > prev && x <= p.t)
+            };
+            r += usize::from(broken);
+            run.push(r);
+        }
+        let mut best: Option<f64> = None;
+        let mut j = 0;
+        for (i, a) in pts.iter().enumerate() {
+            j = j.max(i + 1);
+            while j < pts.len() && pts[j].t - a.t < FLOOR_SPAN_S {
+                j += 1;
+            }
+            let Some(b) = pts.get(j) else { break };
+            if run[i] != run[j] {
+                continue;
+            }
+            let w = (b.j - a.j) / (b.t - a.t);
+            if best.is_none_or(|x| w < x) {
+                best = Some(w);
+            }
+        }
+        best
     }
 
     /// The segments that overlap `[t0, t1]`.

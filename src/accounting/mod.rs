@@ -3,7 +3,9 @@
 pub mod energy;
 pub mod ledger;
 pub mod pricing;
+pub mod server_watch;
 pub mod session;
+pub mod share;
 pub mod tally;
 pub mod throttle;
 

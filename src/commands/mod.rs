@@ -5,3 +5,5 @@ pub mod compare;
 pub mod models;
 pub mod sensors;
 pub mod serve;
+pub mod share;
+pub mod watch;

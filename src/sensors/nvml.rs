@@ -351,6 +351,101 @@ impl Sensor for NvmlSensor {
     }
 }
 
+/// One NVML per-process utilisation sample (`nvmlDeviceGetProcessUtilization`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessSm {
+    pub pid: u32,
+    /// CPU timestamp of the sample, µs.
+    pub timestamp_us: u64,
+    /// SM (compute) utilisation, percent.
+    pub sm_pct: u32,
+    /// Frame-buffer memory utilisation, percent.
+    pub mem_pct: u32,
+}
+
+/// A process with a compute context on a GPU (`running_compute_processes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ComputeProcess {
+    pub pid: u32,
+    /// VRAM it holds, bytes; `None` where the driver does not say (some vGPU and MIG setups).
+    pub vram_bytes: Option<u64>,
+}
+
+/// Per-process GPU figures: NVML on a real machine, a scripted fake in tests. NVML has no
+/// per-process energy; these are what an attribution splits a board's energy by.
+pub trait GpuProcesses: Send {
+    /// The GPU indices, as the `nvml:{index}:...` reading ids name them.
+    fn indices(&self) -> Vec<u32>;
+    /// Utilisation samples of every process newer than `since_us` (0: all the driver kept).
+    fn utilization(&mut self, index: u32, since_us: u64) -> Result<Vec<ProcessSm>, String>;
+    /// Processes with a compute context, and their VRAM.
+    fn compute_processes(&mut self, index: u32) -> Result<Vec<ComputeProcess>, String>;
+}
+
+/// [`GpuProcesses`] through the process-wide NVML handle.
+#[derive(Debug)]
+pub struct NvmlProcesses {
+    nvml: &'static Nvml,
+    count: u32,
+}
+
+/// NVML's per-process figures, or why there are none ("no NVIDIA driver ...").
+pub fn processes() -> Result<NvmlProcesses, &'static str> {
+    let nvml = handle()?;
+    Ok(NvmlProcesses {
+        nvml,
+        count: nvml.device_count().unwrap_or(0),
+    })
+}
+
+impl GpuProcesses for NvmlProcesses {
+    fn indices(&self) -> Vec<u32> {
+        (0..self.count).collect()
+    }
+
+    fn utilization(&mut self, index: u32, since_us: u64) -> Result<Vec<ProcessSm>, String> {
+        let d = self
+            .nvml
+            .device_by_index(index)
+            .map_err(|e| format!("GPU {index}: {e}"))?;
+        match d.process_utilization_stats(since_us) {
+            Ok(v) => Ok(v
+                .into_iter()
+                .map(|s| ProcessSm {
+                    pid: s.pid,
+                    timestamp_us: s.timestamp,
+                    sm_pct: s.sm_util,
+                    mem_pct: s.mem_util,
+                })
+                .collect()),
+            // No process ran a kernel since `since_us`: no samples, not a failure.
+            Err(NvmlError::NotFound) => Ok(Vec::new()),
+            Err(e) => Err(format!("GPU {index}: per-process utilisation: {e}")),
+        }
+    }
+
+    fn compute_processes(&mut self, index: u32) -> Result<Vec<ComputeProcess>, String> {
+        use nvml_wrapper::enums::device::UsedGpuMemory;
+        let d = self
+            .nvml
+            .device_by_index(index)
+            .map_err(|e| format!("GPU {index}: {e}"))?;
+        let procs = d
+            .running_compute_processes()
+            .map_err(|e| format!("GPU {index}: compute processes: {e}"))?;
+        Ok(procs
+            .into_iter()
+            .map(|p| ComputeProcess {
+                pid: p.pid,
+                vram_bytes: match p.used_gpu_memory {
+                    UsedGpuMemory::Used(b) => Some(b),
+                    UsedGpuMemory::Unavailable => None,
+                },
+            })
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,4 +12,5 @@ mod energy;
 mod ledger_live;
 mod pricing;
 mod session;
+mod share;
 mod tally;

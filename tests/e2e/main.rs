@@ -18,3 +18,6 @@ mod e2e_attach;
 mod e2e_dashboard;
 mod e2e_signals;
 mod fleet;
+mod gpu_build;
+mod share_cli;
+mod watch_server;

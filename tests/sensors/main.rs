@@ -4,6 +4,7 @@
 //! One test binary per layer: each links llama.cpp once.
 
 mod plugs;
+mod process_owner;
 mod sensors_cli;
 mod sensors_nvml;
 mod sensors_sampler;

@@ -1,0 +1,536 @@
+//! A local server's share of the machine's energy: an **attribution**, not a measurement.
+//!
+//! Kepler's split, on the ledger's figures only (nothing here integrates power):
+//! - **CPU.** Active CPU-package energy (the channel's joules less its idle floor, the lowest
+//!   power the ledger has seen on it, times the interval) × the server's share of the busy
+//!   CPU time of the interval (utime+stime of its process and every descendant, reaped ones
+//!   included, over the machine's non-idle ticks: Ollama runs each model in a child process).
+//! - **GPU.** Active GPU-board energy (idle = the lowest power seen) × the process's share of
+//!   the SM utilisation NVML reports per process in the interval. A GPU without per-process
+//!   figures (not NVIDIA, or NVML unsupported) is not split, and `covers` says so.
+//!
+//! Idle power, DRAM, disks, fans and the power supply's losses are not attributed: the share
+//! covers only what the server's work added on the CPU package and GPU boards.
+
+use super::energy::Window;
+use super::ledger::Ledger;
+use crate::sensors::nvml::ProcessSm;
+use crate::sensors::process::{CpuTicks, ProbeRead, ProcError, ProcessProbe, Procfs};
+use crate::sensors::{Covers, Method};
+use std::collections::{BTreeMap, VecDeque};
+
+/// How every figure here is obtained, in one line for output and JSON.
+pub const METHOD: &str = "attribution (Kepler's split): active CPU-package energy x the server's share of busy CPU time, active GPU-board energy x its share of SM utilisation (the server = its process and their children); idle = each channel's lowest power seen";
+
+/// An interval waits this long (sampler seconds behind the newest look) for every channel to
+/// cover it; after that it is split with what the ledger has.
+pub const MAX_WAIT_S: f64 = 5.0;
+
+/// The share of the SM utilisation in `samples` (every process's) that `pids` (the server and
+/// its workers) used: 0 when
+/// nothing used the SMs, as nothing then added GPU energy for anyone.
+pub fn sm_share(samples: &[ProcessSm], pids: &[u32]) -> f64 {
+    let all: u64 = samples.iter().map(|s| u64::from(s.sm_pct)).sum();
+    if all == 0 {
+        return 0.0;
+    }
+    let mine: u64 = samples
+        .iter()
+        .filter(|s| pids.contains(&s.pid))
+        .map(|s| u64::from(s.sm_pct))
+        .sum();
+    mine as f64 / all as f64
+}
+
+/// The process's share of the machine's busy CPU time between two looks, in `[0, 1]`.
+pub fn cpu_share(a: &CpuTicks, b: &CpuTicks) -> Option<f64> {
+    let busy = b.busy.checked_sub(a.busy)?;
+    let mine = b.process.checked_sub(a.process)?;
+    if busy == 0 {
+        return Some(0.0);
+    }
+    Some((mine as f64 / busy as f64).clamp(0.0, 1.0))
+}
+
+/// One look at the process at sampler time `t`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Mark {
+    pub t: f64,
+    pub cpu: Option<CpuTicks>,
+    /// Per GPU index, the process's SM share since the previous look; a GPU missing here has
+    /// no per-process figures and is not split.
+    pub gpu: BTreeMap<u32, f64>,
+    pub vram_bytes: Option<u64>,
+}
+
+impl Mark {
+    /// A probe's read, as a mark at `t`.
+    pub fn from_read(t: f64, r: &ProbeRead) -> Self {
+        Self {
+            t,
+            cpu: r.cpu,
+            gpu: r
+                .gpu
+                .iter()
+                .filter_map(|(i, s)| Some((*i, sm_share(s.as_ref().ok()?, &r.pids))))
+                .collect(),
+            vram_bytes: r.vram_bytes,
+        }
+    }
+}
+
+/// One channel's part of a split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelSplit {
+    pub id: String,
+    pub covers: Covers,
+    pub method: Method,
+    /// What the channel drew in the interval (ledger).
+    pub energy_j: f64,
+    /// Its idle floor, W (the lowest power seen).
+    pub idle_w: f64,
+    /// Energy above idle.
+    pub active_j: f64,
+    /// The process's share applied (`None`: not split, no per-process figures).
+    pub share: Option<f64>,
+    /// The process's joules from this channel.
+    pub attributed_j: f64,
+}
+
+/// Kepler's split of one interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    pub t0: f64,
+    pub t1: f64,
+    pub cpu_share: Option<f64>,
+    /// Mean SM share over the GPUs that have per-process figures.
+    pub gpu_share: Option<f64>,
+    pub channels: Vec<ChannelSplit>,
+}
+
+impl Split {
+    /// The process's joules over the interval.
+    pub fn joules(&self) -> f64 {
+        self.channels.iter().map(|c| c.attributed_j).sum()
+    }
+
+    fn cover(&self, c: Covers) -> f64 {
+        self.channels
+            .iter()
+            .filter(|x| x.covers == c)
+            .map(|x| x.attributed_j)
+            .sum()
+    }
+
+    pub fn cpu_j(&self) -> f64 {
+        self.cover(Covers::CpuPackage)
+    }
+
+    pub fn gpu_j(&self) -> f64 {
+        self.cover(Covers::GpuBoard)
+    }
+}
+
+/// `nvml:3:energy` -> 3.
+fn nvml_index(id: &str) -> Option<u32> {
+    id.strip_prefix("nvml:")?.split(':').next()?.parse().ok()
+}
+
+/// Kepler's split of `[t0, t1]` on the ledger's per-channel energies. `None` while a CPU or
+/// GPU channel has not covered the interval or has no idle floor yet (less than a second of
+/// data), unless `partial` (then such a channel counts what it has, idle unknown = 0 W).
+pub fn split(
+    ledger: &Ledger,
+    t0: f64,
+    t1: f64,
+    cpu_share: Option<f64>,
+    gpu_shares: &BTreeMap<u32, f64>,
+    partial: bool,
+) -> Option<Split> {
+    let report = ledger.report(&Window {
+        t0,
+        t1,
+        ..Window::default()
+    });
+    let span = t1 - t0;
+    let mut channels = Vec::new();
+    let measured_cpu = report
+        .sources
+        .iter()
+        .any(|s| s.covers == Covers::CpuPackage && s.method != Method::Estimated);
+    for s in &report.sources {
+        if !matches!(s.covers, Covers::CpuPackage | Covers::GpuBoard) {
+            continue;
+        }
+        // An estimate stands in only where nothing measures the package.
+        if s.covers == Covers::CpuPackage && s.method == Method::Estimated && measured_cpu {
+            continue;
+        }
+        let floor = ledger.lowest_power(&s.id);
+        if !partial && (s.covered_s < span - 1e-6 || floor.is_none()) {
+            return None;
+        }
+        let idle_w = floor.unwrap_or(0.0);
+        let active_j = (s.energy_j - idle_w * s.covered_s).max(0.0);
+        let share = match s.covers {
+            Covers::CpuPackage => cpu_share,
+            _ => nvml_index(&s.id).and_then(|i| gpu_shares.get(&i).copied()),
+        };
+        channels.push(ChannelSplit {
+            id: s.id.clone(),
+            covers: s.covers,
+            method: s.method,
+            energy_j: s.energy_j,
+            idle_w,
+            active_j,
+            share,
+            attributed_j: active_j * share.unwrap_or(0.0),
+        });
+    }
+    let gpu: Vec<f64> = gpu_shares.values().copied().collect();
+    Some(Split {
+        t0,
+        t1,
+        cpu_share,
+        gpu_share: (!gpu.is_empty()).then(|| gpu.iter().sum::<f64>() / gpu.len() as f64),
+        channels,
+    })
+}
+
+/// What a surface shows for the server: labelled as attribution (`method`), with what it
+/// covers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerShare {
+    pub pid: u32,
+    /// Joules attributed to the server since tracking began.
+    pub joules: f64,
+    /// Its attributed power over the latest interval split.
+    pub watts_now: Option<f64>,
+    /// Its share of busy CPU time in that interval.
+    pub cpu_share: Option<f64>,
+    /// Its share of SM utilisation in that interval (NVIDIA GPUs only).
+    pub gpu_share: Option<f64>,
+    /// VRAM it holds (NVML), bytes.
+    pub vram_bytes: Option<u64>,
+    /// What the joules cover and what they leave out, in one line.
+    pub covers: String,
+    pub method: &'static str,
+    /// Sampler time split so far (`None`: nothing yet).
+    pub until: Option<f64>,
+}
+
+/// Folds looks at one process into its attributed joules, interval by interval, as the ledger
+/// covers them.
+#[derive(Debug, Clone)]
+pub struct ShareTracker {
+    pid: u32,
+    prev: Option<Mark>,
+    pending: VecDeque<Mark>,
+    joules: f64,
+    last: Option<Split>,
+    vram_bytes: Option<u64>,
+    splits: Vec<Split>,
+    /// `(t, joules attributed by t)` at each split's end, from the first split's start: the
+    /// share over any window, long after the splits themselves are dropped.
+    cum: Vec<(f64, f64)>,
+}
+
+impl ShareTracker {
+    pub fn new(pid: u32) -> Self {
+        Self {
+            pid,
+            prev: None,
+            pending: VecDeque::new(),
+            joules: 0.0,
+            last: None,
+            vram_bytes: None,
+            splits: Vec::new(),
+            cum: Vec::new(),
+        }
+    }
+
+    /// A look at the process; looks must come in time order.
+    pub fn push(&mut self, mark: Mark) {
+        let newest = self
+            .pending
+            .back()
+            .or(self.prev.as_ref())
+            .map_or(f64::NEG_INFINITY, |m| m.t);
+        if mark.t > newest {
+            self.vram_bytes = mark.vram_bytes;
+            self.pending.push_back(mark);
+        }
+    }
+
+    /// Split every interval the ledger now covers; the figures so far.
+    pub fn update(&mut self, ledger: &Ledger) -> ServerShare {
+        let newest = self.pending.back().map(|m| m.t);
+        while let Some(next) = self.pending.front() {
+            let Some(prev) = self.prev.as_ref() else {
+                self.prev = self.pending.pop_front();
+                continue;
+            };
+            let cpu = match (&prev.cpu, &next.cpu) {
+                (Some(a), Some(b)) => cpu_share(a, b),
+                _ => None,
+            };
+            let overdue = newest.is_some_and(|n| n - next.t > MAX_WAIT_S);
+            let Some(s) = split(ledger, prev.t, next.t, cpu, &next.gpu, overdue) else {
+                break;
+            };
+            if self.cum.is_empty() {
+                self.cum.push((s.t0, 0.0));
+            }
+            self.joules += s.joules();
+            self.cum.push((s.t1, self.joules));
+            // Days of samples: halve the older half's resolution now and then.
+            if self.cum.len() > 16384 {
+                let half = self.cum.len() / 2;
+                let mut kept: Vec<(f64, f64)> =
+                    self.cum[..half].iter().step_by(2).copied().collect();
+                kept.extend_from_slice(&self.cum[half..]);
+                self.cum = kept;
+            }
+            self.splits.push(s.clone());
+            // Keep the history short: the dashboard needs the latest, tests a few seconds.
+            if self.splits.len() > 4096 {
+                self.splits.drain(..2048);
+            }
+            self.last = Some(s);
+            self.prev = self.pending.pop_front();
+        }
+        self.share()
+    }
+
+    /// Joules attributed over `[t0, t1]` (from where splitting began, if later than `t0`);
+    /// `None` until the splits reach `t1`.
+    pub fn joules_between(&self, t0: f64, t1: f64) -> Option<f64> {
+        let first = *self.cum.first()?;
+        let last = *self.cum.last()?;
+        if t1 > last.0 + 1e-9 || t1 < t0 {
+            return None;
+        }
+        let at = |t: f64| -> f64 {
+            let t = t.clamp(first.0, last.0);
+            let i = self.cum.partition_point(|p| p.0 < t);
+            match (
+                i.checked_sub(1).and_then(|k| self.cum.get(k)),
+                self.cum.get(i),
+            ) {
+                (Some(a), Some(b)) if b.0 > a.0 => a.1 + (b.1 - a.1) * (t - a.0) / (b.0 - a.0),
+                (_, Some(b)) => b.1,
+                (Some(a), None) => a.1,
+                (None, None) => 0.0,
+            }
+        };
+        Some(at(t1) - at(t0))
+    }
+
+    /// Every interval split so far (the most recent 2-4 thousand).
+    pub fn splits(&self) -> &[Split] {
+        &self.splits
+    }
+
+    pub fn share(&self) -> ServerShare {
+        let last = self.last.as_ref();
+        ServerShare {
+            pid: self.pid,
+            joules: self.joules,
+            watts_now: last.and_then(|s| {
+                let dt = s.t1 - s.t0;
+                (dt > 0.0).then(|| s.joules() / dt)
+            }),
+            cpu_share: last.and_then(|s| s.cpu_share),
+            gpu_share: last.and_then(|s| s.gpu_share),
+            vram_bytes: self.vram_bytes,
+            covers: last.map_or_else(
+                || "nothing split yet".to_string(),
+                |s| describe_covers(&s.channels),
+            ),
+            method: METHOD,
+            until: last.map(|s| s.t1),
+        }
+    }
+}
+
+/// "CPU package rapl:package-0 and GPU board nvml:0 above idle; hwmon:amdgpu:power not split
+/// (no per-process figures); not idle power, DRAM, disks, fans or PSU losses".
+pub fn describe_covers(channels: &[ChannelSplit]) -> String {
+    let name = |c: &ChannelSplit| {
+        let what = match c.covers {
+            Covers::CpuPackage => "CPU package",
+            _ => "GPU board",
+        };
+        let est = if c.method == Method::Estimated {
+            " (estimated)"
+        } else {
+            ""
+        };
+        format!("{what} {}{est}", crate::util::sanitize::terminal(&c.id))
+    };
+    // CPU before GPU, as every surface lists them.
+    let mut channels: Vec<&ChannelSplit> = channels.iter().collect();
+    channels.sort_by_key(|c| c.covers != Covers::CpuPackage);
+    let split: Vec<String> = channels
+        .iter()
+        .copied()
+        .filter(|c| c.share.is_some())
+        .map(name)
+        .collect();
+    let unsplit: Vec<String> = channels
+        .iter()
+        .copied()
+        .filter(|c| c.share.is_none())
+        .map(name)
+        .collect();
+    let mut out = if split.is_empty() {
+        "no CPU or GPU energy channel to split".to_string()
+    } else {
+        format!("{} above idle", split.join(" and "))
+    };
+    if !unsplit.is_empty() {
+        out.push_str(&format!(
+            "; {} not split (no per-process figures)",
+            unsplit.join(", ")
+        ));
+    }
+    out.push_str("; not idle power, DRAM, disks, fans or PSU losses");
+    out
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShareError {
+    /// `why` already names the URL.
+    #[error("{why}")]
+    Url { url: String, why: String },
+    #[error(
+        "{url}: the server is not on this machine; its share of the energy can only be found where it runs"
+    )]
+    NotLocal { url: String },
+    #[error(transparent)]
+    Proc(#[from] ProcError),
+}
+
+/// The server behind a URL, watched sample by sample: what the dashboard calls.
+#[derive(Debug)]
+pub struct ServerMeter {
+    probe: ProcessProbe,
+    tracker: ShareTracker,
+    pub name: String,
+    /// Processes of other users skipped while finding the owner.
+    pub denied: usize,
+}
+
+impl ServerMeter {
+    /// Find the process listening at `url` in `/proc`, with NVML's per-process figures when
+    /// the driver is there.
+    pub fn for_url(url: &str) -> Result<Self, ShareError> {
+        let gpu = crate::sensors::nvml::processes()
+            .ok()
+            .map(|g| Box::new(g) as Box<dyn crate::sensors::nvml::GpuProcesses>);
+        Self::for_url_with(url, Procfs::default(), gpu)
+    }
+
+    /// As [`ServerMeter::for_url`], on a given procfs tree and GPU source.
+    pub fn for_url_with(
+        url: &str,
+        procfs: Procfs,
+        gpu: Option<Box<dyn crate::sensors::nvml::GpuProcesses>>,
+    ) -> Result<Self, ShareError> {
+        let target = crate::sensors::http::parse_url(url).map_err(|e| ShareError::Url {
+            url: url.into(),
+            why: e.to_string(),
+        })?;
+        if !is_local(&target.host) {
+            return Err(ShareError::NotLocal { url: url.into() });
+        }
+        let owner = procfs.socket_owner(target.port)?;
+        let mut m = Self::for_pid(owner.pid, procfs, gpu);
+        m.name = owner.name;
+        m.denied = owner.denied;
+        Ok(m)
+    }
+
+    /// Watch a known process.
+    pub fn for_pid(
+        pid: u32,
+        procfs: Procfs,
+        gpu: Option<Box<dyn crate::sensors::nvml::GpuProcesses>>,
+    ) -> Self {
+        Self {
+            probe: ProcessProbe::new(pid, procfs, gpu),
+            tracker: ShareTracker::new(pid),
+            name: String::new(),
+            denied: 0,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.probe.pid
+    }
+
+    /// Look at the process now (sampler time `t`, the sample just pushed into `ledger`) and
+    /// split what the ledger covers.
+    pub fn on_sample(&mut self, t: f64, ledger: &Ledger) -> ServerShare {
+        let read = self.probe.read();
+        self.tracker.push(Mark::from_read(t, &read));
+        self.tracker.update(ledger)
+    }
+
+    pub fn tracker(&self) -> &ShareTracker {
+        &self.tracker
+    }
+}
+
+/// A host name or address that is this machine: loopback, `localhost`, or this host's name.
+pub fn is_local(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = h.parse::<std::net::IpAddr>() {
+        return ip.is_loopback() || ip.is_unspecified();
+    }
+    if h.eq_ignore_ascii_case("localhost") || h.to_ascii_lowercase().ends_with(".localhost") {
+        return true;
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `len` bytes into the buffer we own.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return false;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    std::str::from_utf8(&buf[..end]).is_ok_and(|me| !me.is_empty() && me.eq_ignore_ascii_case(h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_of_cpu_time_and_sm_utilisation() {
+        let a = CpuTicks {
+            process: 100,
+            busy: 1000,
+            total: 4000,
+        };
+        let b = CpuTicks {
+            process: 175,
+            busy: 1300,
+            total: 4400,
+        };
+        assert_eq!(cpu_share(&a, &b), Some(0.25));
+        assert_eq!(cpu_share(&b, &a), None);
+        let s = |pid, sm| ProcessSm {
+            pid,
+            timestamp_us: 1,
+            sm_pct: sm,
+            mem_pct: 0,
+        };
+        assert_eq!(sm_share(&[s(7, 60), s(8, 20), s(7, 0)], &[7]), 0.75);
+        assert_eq!(sm_share(&[s(7, 60), s(8, 20), s(9, 20)], &[7, 9]), 0.8);
+        assert_eq!(sm_share(&[s(8, 0)], &[7]), 0.0);
+        assert_eq!(nvml_index("nvml:12:energy"), Some(12));
+        assert_eq!(nvml_index("hwmon:amdgpu:power1"), None);
+        assert!(is_local("127.0.0.1") && is_local("[::1]") && is_local("LocalHost"));
+        assert!(!is_local("192.0.2.7") && !is_local("example.com"));
+    }
+}

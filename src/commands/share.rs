@@ -1,0 +1,90 @@
+//! `llmtop share URL`: the process listening at URL on this machine, and its attributed share
+//! of the machine's energy over a few seconds, beside the machine's total (both from the
+//! ledger).
+
+use crate::accounting::share::{ServerMeter, ServerShare};
+use crate::cli::ShareArgs;
+use crate::config::Config;
+use crate::sensors::Meter;
+use crate::util::sanitize;
+use serde_json::json;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+pub fn run(args: &ShareArgs, cfg: &Config) -> anyhow::Result<()> {
+    if !(args.seconds >= 1.0 && args.seconds <= 3600.0) {
+        anyhow::bail!(
+            "--seconds {}: must be between 1 and 3600 (the split needs a second of readings)",
+            args.seconds
+        );
+    }
+    let section = args
+        .sensors
+        .apply(&cfg.raw.sensors)
+        .map_err(anyhow::Error::msg)?;
+    let mut server = ServerMeter::for_url(&args.url)?;
+    let meter = Meter::start(&section);
+    let mut ledger = crate::accounting::ledger_for(&meter, cfg.tariff.clone());
+    let (handle, mut samples) = meter.into_parts();
+    let end = Instant::now() + Duration::from_secs_f64(args.seconds);
+    let mut first_t = None;
+    let mut share: Option<ServerShare> = None;
+    while Instant::now() < end {
+        let Some(s) = samples.blocking_recv() else {
+            break;
+        };
+        first_t.get_or_insert(s.t);
+        ledger.push(&s);
+        share = Some(server.on_sample(s.t, &ledger));
+    }
+    handle.stop();
+    let share = share.unwrap_or_else(|| server.tracker().share());
+    // The machine over the same stretch the share covers.
+    let machine = match (first_t, share.until) {
+        (Some(a), Some(b)) => ledger.energy_between(a, b).map(|(j, _)| j),
+        _ => None,
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let v = json!({
+            "url": args.url,
+            "pid": share.pid,
+            "name": server.name,
+            "skipped_other_users": server.denied,
+            "joules": share.joules,
+            "watts_now": share.watts_now,
+            "cpu_share": share.cpu_share,
+            "gpu_share": share.gpu_share,
+            "vram_bytes": share.vram_bytes,
+            "machine_joules": machine,
+            "covers": share.covers,
+            "method": share.method,
+        });
+        writeln!(out, "{v}")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "server at {}: process {} ({})",
+        sanitize::terminal(&args.url),
+        share.pid,
+        sanitize::terminal(&server.name)
+    )?;
+    let pct =
+        |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |s| format!("{:.0} %", s * 100.0));
+    writeln!(
+        out,
+        "its share over {:.0} s: {:.1} J attributed{} (machine: {}); CPU time share {}, GPU SM share {}",
+        args.seconds,
+        share.joules,
+        share
+            .watts_now
+            .map_or_else(String::new, |w| format!(", {w:.1} W now")),
+        machine.map_or_else(|| "n/a".to_string(), |j| format!("{j:.1} J")),
+        pct(share.cpu_share),
+        pct(share.gpu_share),
+    )?;
+    writeln!(out, "covers: {}", sanitize::terminal(&share.covers))?;
+    writeln!(out, "method: {}", share.method)?;
+    Ok(())
+}
