@@ -42,6 +42,7 @@ impl App {
             energy: SessionEnergy::default(),
             cost: CostLine::default(),
             throttle: None,
+            server_share: None,
             status: None,
             startup_notes: Vec::new(),
             width: 80,
@@ -119,6 +120,10 @@ impl App {
                     self.cost = cost;
                     self.dirty = true;
                 }
+            }
+            Event::ServerShare(share) => {
+                self.server_share = Some(share);
+                self.dirty = true;
             }
             Event::Throttle(episode) => {
                 // Repaint when the mark comes or goes, not for every new low of the rate.

@@ -43,6 +43,9 @@ pub enum Event {
     /// The throttling episode in progress after a sample (`None`: not throttled), from the
     /// session's detector; the shell sends it before the sample.
     Throttle(Option<crate::accounting::throttle::Episode>),
+    /// The attached server's share of the machine's energy after a sample (the shell sends it
+    /// before the sample), when the server runs on this machine.
+    ServerShare(crate::accounting::share::ServerShare),
     /// A finished reply's energy and money, settled by the session's accounting.
     ReplyFigures(crate::accounting::session::ReplyFigures),
     /// A one-line message from the shell for the status line (a tally warning, an error).

@@ -167,6 +167,10 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
     );
     settings.stream_every = pace.generating;
     let metrics = start_metrics(args, cfg)?;
+    // A server on this machine: its process's share of the energy beside the machine's total.
+    let server = attach
+        .as_ref()
+        .map(|(_, a)| crate::accounting::share::ServerMeter::for_url(&a.url));
     let attach_label = attach.as_ref().map(|(_, a)| {
         let what = a.model.clone().unwrap_or_else(|| "attaching".into());
         (what, format!("server {}", a.url))
@@ -225,6 +229,24 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
         app.device = device;
     }
     report_startup(&mut app, tally_note, &statuses);
+    let server = match server {
+        Some(Ok(m)) => {
+            tracing::info!(
+                "attached server runs here: pid {} ({})",
+                m.pid(),
+                crate::util::sanitize::terminal(&m.name)
+            );
+            Some(m)
+        }
+        Some(Err(e)) => {
+            // Not fatal: the machine's total is still right; only the split is missing.
+            let line = format!("server share: {e}");
+            tracing::info!("{line}");
+            app.startup_notes.push(line);
+            None
+        }
+        None => None,
+    };
 
     let mut shell = Shell {
         handle,
@@ -235,6 +257,7 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
         tariff: &cfg.tariff,
         compare: &cfg.compare,
         pace,
+        server,
     };
     // One clock for events and samples: reply spans line up with the sensor readings.
     let result = runtime.block_on(in_terminal(

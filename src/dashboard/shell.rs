@@ -9,6 +9,7 @@
 
 use crate::accounting::pricing::Tariff;
 use crate::accounting::session::SessionRecorder;
+use crate::accounting::share::ServerMeter;
 use crate::accounting::tally::TallyStore;
 use crate::config::RawConfig;
 use crate::dashboard::card::{self, CardContext};
@@ -41,6 +42,8 @@ pub struct Shell<'a> {
     pub tariff: &'a Tariff,
     pub compare: &'a [Tariff],
     pub pace: Pace,
+    /// The attached server's process, when it runs on this machine.
+    pub server: Option<ServerMeter>,
 }
 
 fn with_metrics(m: &Option<Arc<Mutex<MetricsState>>>, f: impl FnOnce(&mut MetricsState)) {
@@ -70,6 +73,9 @@ impl Shell<'_> {
                 let ledger = self.session.ledger();
                 app.update(Event::Power(ledger.power_view()));
                 app.update(Event::Throttle(self.session.throttled().cloned()));
+                if let Some(server) = self.server.as_mut() {
+                    app.update(Event::ServerShare(server.on_sample(s.t, ledger)));
+                }
                 with_metrics(&self.metrics, |m| {
                     m.apply_sample(s);
                     m.apply_ledger(ledger);

@@ -383,6 +383,8 @@ pub struct App {
     pub cost: CostLine,
     /// Throttling in progress (the header's mark), with its evidence.
     pub throttle: Option<crate::accounting::throttle::Episode>,
+    /// Attached to a server on this machine: its attributed share of the machine's energy.
+    pub server_share: Option<crate::accounting::share::ServerShare>,
     pub status: Option<Status>,
     /// What start-up found wrong (sensor sources not found or unreadable, a tally moved
     /// aside), one line each, listed in the F1 help for as long as the dashboard runs.

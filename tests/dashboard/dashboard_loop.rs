@@ -306,6 +306,7 @@ async fn drive_paced(
         tariff: &tariff,
         compare: &[],
         pace,
+        server: None,
     };
     let themes = [Theme::dark()];
     let ran = tokio::time::timeout(

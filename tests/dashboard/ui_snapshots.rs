@@ -501,3 +501,45 @@ fn server_strings_with_control_characters_are_escaped() {
     );
     assert!(screen.contains("m\\x1b[2J\\x07"), "{screen}");
 }
+
+#[test]
+fn an_attached_servers_share_sits_beside_the_machines_total_and_f1_explains_it() {
+    use llmtop::accounting::share::ServerShare;
+    let mut app = generating_app(120, 40);
+    use llmtop::dashboard::event::Event;
+    app.update(Event::ServerShare(ServerShare {
+        pid: 4242,
+        joules: 5400.0,
+        watts_now: Some(23.45),
+        cpu_share: Some(0.61),
+        gpu_share: None,
+        vram_bytes: None,
+        covers: "CPU package above idle\u{1b}[2J".into(),
+        method: "attribution (Kepler's split)",
+        until: Some(5.0),
+    }));
+    let gauges = gauges_pane(&app, &Theme::dark());
+    // 5400 J = 1.5 Wh; the power over the latest interval, one decimal.
+    assert!(
+        gauges.contains(" server 23.4 W · 1.5 Wh attrib."),
+        "{gauges}"
+    );
+    let power_row = gauges
+        .lines()
+        .position(|l| l.contains("Power "))
+        .expect("power");
+    let share_row = gauges
+        .lines()
+        .position(|l| l.contains(" server "))
+        .expect("share");
+    assert!(share_row > power_row, "{gauges}");
+    key(&mut app, KeyCode::F(1), KeyModifiers::NONE);
+    let help = render(&app);
+    assert!(help.contains("Server share (pid 4242):"), "{help}");
+    assert!(help.contains("attribution (Kepler's split)"), "{help}");
+    // What the server's process table said is escaped, never obeyed.
+    assert!(
+        help.contains("\\x1b[2J") && !help.contains('\u{1b}'),
+        "{help}"
+    );
+}

@@ -64,6 +64,20 @@ fn chat_through_a_real_llama_server_in_a_real_terminal() {
         "no reply text: {screen}"
     );
 
+    // The server runs here: its process (found by its listening socket) has a share of the
+    // machine's energy beside the total, and F1 names its pid and the method.
+    let screen = tmux.wait_for("the server's share", Duration::from_secs(30), |s| {
+        s.contains(" server ") && s.contains("attrib.") && !s.contains("server … W")
+    });
+    assert!(screen.contains(" W · "), "{screen}");
+    tmux.keys(&["F1"]);
+    let pid = format!("Server share (pid {}):", server.pid());
+    let help = tmux.wait_for("the share in the help", Duration::from_secs(10), |s| {
+        s.contains(&pid)
+    });
+    assert!(help.contains("attribution"), "{help}");
+    tmux.keys(&["Escape"]);
+
     tmux.keys(&["C-q"]);
     tmux.wait_for("llmtop to exit", Duration::from_secs(30), |s| {
         s.contains("LLMTOP-EXIT:0")

@@ -55,7 +55,10 @@ impl Default for Options {
         Self {
             parallel: 1,
             ctx: 2048,
-            threads: 2,
+            // One thread: tests run side by side, and llama.cpp's threads spin at their
+            // barriers; two servers (or a server and an in-process model) with a thread per
+            // CPU each collapse to a fraction of a token a second.
+            threads: 1,
             extra: Vec::new(),
         }
     }

@@ -153,6 +153,27 @@ fn pack<'a>(items: Vec<String>, width: u16, style: Style) -> Vec<Line<'a>> {
 
 /// The pieces of the pane in the order they are shown, each with its priority. Only what the
 /// machine has: no sensor, no row.
+/// The attached server's share beside the machine's total: " server 23 W · 1.2 Wh attrib."
+/// (power over the latest split interval, energy since it was found); the F1 help says what it
+/// covers and how it is split.
+fn server_share_line<'a>(app: &App, theme: &Theme) -> Option<Line<'a>> {
+    let s = app.server_share.as_ref()?;
+    let watts = s
+        .watts_now
+        .map_or_else(|| "… W".to_string(), |w| format!("{w:.1} W"));
+    Some(Line::from(vec![
+        Span::raw(" server "),
+        Span::styled(watts, Style::default().fg(theme.fg)),
+        Span::styled(
+            format!(
+                " · {} attrib.",
+                crate::accounting::pricing::format_energy(s.joules)
+            ),
+            Style::default().fg(theme.dim),
+        ),
+    ]))
+}
+
 fn pieces<'a>(app: &'a App, theme: &Theme, width: u16) -> Vec<(Piece<'a>, u8)> {
     let g = &app.gauges;
     let h = &app.hist;
@@ -207,6 +228,9 @@ fn pieces<'a>(app: &'a App, theme: &Theme, width: u16) -> Vec<(Piece<'a>, u8)> {
             prio::FIGURE,
         )),
         None => {}
+    }
+    if let Some(line) = server_share_line(app, theme) {
+        out.push((text(line), prio::FIGURE));
     }
     let show_parts = g.total.as_ref().is_some_and(|t| t.label != "Sum") || g.parts.len() > 1;
     if show_parts {

@@ -113,6 +113,24 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             }
         }
     }
+    // The attached server's share: how it is split and what it leaves out, read in full.
+    if let Some(s) = &app.server_share {
+        let text_w = usize::from(area.width.saturating_sub(7)).max(20);
+        lines.push(Line::from(""));
+        lines.push(Line::from(Span::styled(
+            format!(" Server share (pid {}):", s.pid),
+            key_style,
+        )));
+        for note in [s.method, s.covers.as_str()] {
+            for (i, part) in wrap(&crate::util::sanitize::terminal(note), text_w)
+                .into_iter()
+                .enumerate()
+            {
+                let lead = if i == 0 { " - " } else { "   " };
+                lines.push(Line::from(Span::styled(format!("{lead}{part}"), desc)));
+            }
+        }
+    }
     // Then the money, where it fits: what this pace costs a month and a year, and the tally.
     let money = money_lines(app);
     if !money.is_empty() && usize::from(area.height) >= lines.len() + money.len() + 1 + 4 {
