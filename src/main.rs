@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         Some(Command::Sensors(a)) => llmtop::commands::sensors::run(a, &cfg),
         Some(Command::Compare(a)) => llmtop::commands::compare::run(a, &cfg),
         Some(Command::Serve(a)) => llmtop::commands::serve::run(a, &cfg),
+        Some(Command::Proxy(a)) => llmtop::commands::proxy::run(a, &cfg),
         Some(Command::TallyWriter(a)) => {
             llmtop::accounting::tally::writer_loop(&a.path, a.count).map_err(Into::into)
         }

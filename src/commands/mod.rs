@@ -3,5 +3,6 @@
 pub mod bench;
 pub mod compare;
 pub mod models;
+pub mod proxy;
 pub mod sensors;
 pub mod serve;
