@@ -134,7 +134,10 @@ impl LlamaServer {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Err(format!("not healthy after {limit:?}; log {}", self.log.display()))
+        Err(format!(
+            "not healthy after {limit:?}; log {}",
+            self.log.display()
+        ))
     }
 }
 
