@@ -262,6 +262,7 @@ async fn drive_paced(
         tariff: &tariff,
         compare: &[],
         pace,
+        proxy: None,
     };
     let themes = [Theme::dark()];
     let ran = tokio::time::timeout(
