@@ -16,6 +16,9 @@ Ctrl-S snapshot, Ctrl-L new chat, Ctrl-T theme, PgUp/PgDn scroll, F1 help, Ctrl-
 llmtop bench --reps 3           the 1000-word-story benchmark, headless\n  \
 llmtop sensors                  what power/temperature sources this machine has\n  \
 llmtop models                   GGUF models found on this machine\n  \
+llmtop --attach http://127.0.0.1:11434 --model llama3.2\n                                 \
+chat through a running Ollama (or llama-server, LM Studio, vLLM)\n  \
+llmtop models --attach URL      the models that server offers, and what it has loaded where\n  \
 llmtop compare a.json b.json    compare run cards from several machines"
 )]
 pub struct Cli {
@@ -34,7 +37,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the 1000-word-story benchmark headless and print a table (and JSON).
     Bench(BenchArgs),
-    /// List GGUF models found on this machine.
+    /// List GGUF models found on this machine, or a running server's models (--attach URL).
     Models(ModelsArgs),
     /// List every power, temperature and fan source found, with provenance.
     Sensors(SensorsArgs),
@@ -71,8 +74,9 @@ pub enum Command {
 /// Model and generation settings shared by the dashboard and bench.
 #[derive(Debug, Clone, Args, Default)]
 pub struct EngineArgs {
-    /// GGUF model file (default: config, $LLMTOP_MODEL, then the first model found).
-    #[arg(long, short = 'm', value_name = "PATH")]
+    /// GGUF model file (default: config, $LLMTOP_MODEL, then the first model found). With
+    /// --attach: the server's model by name, e.g. llama3.2 (default: the one it has loaded).
+    #[arg(long, short = 'm', value_name = "PATH|NAME")]
     pub model: Option<PathBuf>,
     /// Context size in tokens (default: the model's, capped at 4096).
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = count)]
@@ -140,9 +144,11 @@ pub struct DashboardArgs {
     /// Also serve Prometheus metrics on this address, e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<String>,
+    #[command(flatten)]
+    pub attach: AttachArgs,
     /// Run the request proxy inside the dashboard (see `llmtop proxy --help`) and show its
     /// requests, newest first, instead of the chat.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["attach", "demo"])]
     pub proxy: bool,
     /// With --proxy: where clients connect.
     #[arg(long, value_name = "ADDR", requires = "proxy", default_value = DEFAULT_LISTEN)]
@@ -150,6 +156,21 @@ pub struct DashboardArgs {
     /// With --proxy: the server requests go to.
     #[arg(long, value_name = "URL", requires = "proxy", default_value = DEFAULT_UPSTREAM)]
     pub upstream: String,
+}
+
+/// Chat through a server that is already running instead of loading a model here.
+#[derive(Debug, Clone, Args, Default)]
+pub struct AttachArgs {
+    /// Chat through a running server instead of loading a GGUF here: Ollama
+    /// (http://127.0.0.1:11434), llama-server (:8080), LM Studio (:1234) or any
+    /// OpenAI-compatible endpoint. The kind is detected; --model picks the model by name.
+    /// Default: [backend] attach in the config.
+    #[arg(long, value_name = "URL", conflicts_with = "demo")]
+    pub attach: Option<String>,
+    /// With --attach: the server's kind, when detection guesses wrong: ollama, llama-server,
+    /// lmstudio or openai.
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
 }
 
 /// Where `llmtop proxy` listens by default: Ollama's port plus one.
@@ -226,6 +247,14 @@ pub struct ModelsArgs {
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
+    /// List the models a running server offers (Ollama, llama-server, LM Studio, any
+    /// OpenAI-compatible endpoint), and what it has loaded where, instead of GGUF files here.
+    #[arg(long, value_name = "URL")]
+    pub attach: Option<String>,
+    /// With --attach: the server's kind (ollama, llama-server, lmstudio, openai); default:
+    /// detected.
+    #[arg(long, value_name = "KIND", requires = "attach")]
+    pub kind: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -5,6 +5,9 @@ use crate::cli::EngineArgs;
 use crate::config::RawConfig;
 use crate::engine::EngineSettings;
 use crate::engine::models::{FoundModel, HOW_TO_GET_A_MODEL, SearchRoots, discover};
+use crate::engine::remote::client::Server;
+use crate::engine::remote::engine::AttachSettings;
+use crate::engine::remote::kind::{KIND_NAMES, Kind};
 use std::path::PathBuf;
 
 /// Why no settings could be made: one line for the user.
@@ -82,6 +85,60 @@ fn resolve_with(
             .map(|m| m.path)
             .ok_or(SettingsError::NoModel(HOW_TO_GET_A_MODEL))?,
     };
+    let s = merge(args, cfg, model)?;
+    crate::engine::llama::validate(&s).map_err(SettingsError::Model)?;
+    Ok(s)
+}
+
+/// The settings for `--attach`: sampling, max tokens and the system prompt as for a local
+/// model (CLI over config over defaults), and where to attach, checked. `None` when not
+/// attached (no `--attach`, no `[backend] attach`).
+pub fn resolve_attach(
+    args: &EngineArgs,
+    attach: Option<&str>,
+    kind: Option<&str>,
+    cfg: &RawConfig,
+) -> Result<Option<(EngineSettings, AttachSettings)>, SettingsError> {
+    let b = &cfg.backend;
+    let Some(url) = attach.map(str::to_string).or_else(|| b.attach.clone()) else {
+        if let Some(k) = kind {
+            return Err(SettingsError::Bad {
+                flag: "--kind",
+                value: crate::util::sanitize::terminal(k).into_owned(),
+                why: "names a server's kind: give the server with --attach URL too".into(),
+            });
+        }
+        return Ok(None);
+    };
+    let server = Server::parse(&url).map_err(|e| SettingsError::Model(e.to_string()))?;
+    let kind = match kind {
+        Some(k) => Some(Kind::parse(k).ok_or_else(|| SettingsError::Bad {
+            flag: "--kind",
+            value: crate::util::sanitize::terminal(k).into_owned(),
+            why: format!("must be one of {KIND_NAMES}; leave it out to detect it"),
+        })?),
+        None => b.kind.as_deref().and_then(Kind::parse),
+    };
+    let model = match &args.model {
+        Some(p) if p.as_os_str().is_empty() => {
+            return Err(SettingsError::EmptyModel("--model"));
+        }
+        Some(p) => Some(p.to_string_lossy().into_owned()),
+        None => b.model.clone(),
+    };
+    let mut a = AttachSettings::new(server.base);
+    a.kind = kind;
+    a.model = model;
+    let s = merge(args, cfg, PathBuf::new())?;
+    Ok(Some((s, a)))
+}
+
+/// CLI over config over defaults, checked, for `model`.
+fn merge(
+    args: &EngineArgs,
+    cfg: &RawConfig,
+    model: PathBuf,
+) -> Result<EngineSettings, SettingsError> {
     let mut s = EngineSettings::with_model(model);
     let m = &cfg.model;
     let sp = &cfg.sampling;
@@ -156,7 +213,6 @@ fn resolve_with(
             "must be between 0 and 1",
         ));
     }
-    crate::engine::llama::validate(&s).map_err(SettingsError::Model)?;
     Ok(s)
 }
 
@@ -294,6 +350,49 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "--model is empty; give the path of a GGUF file"
+        );
+    }
+
+    #[test]
+    fn attach_comes_from_the_flag_or_the_backend_section_with_the_model_by_name() {
+        let mut args = EngineArgs::default();
+        let mut cfg = RawConfig::default();
+        assert!(
+            resolve_attach(&args, None, None, &cfg)
+                .expect("ok")
+                .is_none()
+        );
+        let e = resolve_attach(&args, None, Some("ollama"), &cfg).expect_err("no server");
+        assert!(e.to_string().contains("--attach URL"), "{e}");
+        cfg.backend.attach = Some("127.0.0.1:11434/".into());
+        cfg.backend.model = Some("qwen2.5:0.5b".into());
+        cfg.backend.kind = Some("ollama".into());
+        let (s, a) = resolve_attach(&args, None, None, &cfg)
+            .expect("ok")
+            .expect("attached");
+        assert_eq!(a.url, "http://127.0.0.1:11434");
+        assert_eq!(a.model.as_deref(), Some("qwen2.5:0.5b"));
+        assert_eq!(a.kind, Some(Kind::Ollama));
+        assert_eq!(s.max_tokens, 1024, "the usual defaults apply");
+        // The flags win; --model is a name here, not a file.
+        args.model = Some(PathBuf::from("llama3.2"));
+        args.max_tokens = Some(64);
+        let (s, a) = resolve_attach(&args, Some("http://box:8080"), Some("llama-server"), &cfg)
+            .expect("ok")
+            .expect("attached");
+        assert_eq!(a.url, "http://box:8080");
+        assert_eq!(a.model.as_deref(), Some("llama3.2"));
+        assert_eq!(a.kind, Some(Kind::LlamaServer));
+        assert_eq!(s.max_tokens, 64);
+        let e = resolve_attach(&args, None, Some("tgi"), &cfg).expect_err("bad kind");
+        assert!(
+            e.to_string().starts_with("--kind tgi: must be one of"),
+            "{e}"
+        );
+        let e = resolve_attach(&args, Some("ftp://x"), None, &cfg).expect_err("bad url");
+        assert!(
+            e.to_string().starts_with("--attach ftp://x: bad URL"),
+            "{e}"
         );
     }
 }

@@ -19,13 +19,15 @@ pub enum Action {
     ScrollUp,
     ScrollDown,
     Help,
+    /// Choose the server's model for the next message (when attached).
+    PickModel,
     /// Cancel the generation in progress, or quit when idle (Ctrl-C).
     Interrupt,
     Quit,
 }
 
 impl Action {
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 12] = [
         Action::Send,
         Action::Newline,
         Action::Cancel,
@@ -35,6 +37,7 @@ impl Action {
         Action::ScrollUp,
         Action::ScrollDown,
         Action::Help,
+        Action::PickModel,
         Action::Interrupt,
         Action::Quit,
     ];
@@ -51,6 +54,7 @@ impl Action {
             Action::ScrollUp => "scroll_up",
             Action::ScrollDown => "scroll_down",
             Action::Help => "help",
+            Action::PickModel => "pick_model",
             Action::Interrupt => "interrupt",
             Action::Quit => "quit",
         }
@@ -68,6 +72,7 @@ impl Action {
             Action::ScrollUp => "scroll the chat up",
             Action::ScrollDown => "scroll the chat down",
             Action::Help => "toggle this help",
+            Action::PickModel => "pick the server's model (--attach)",
             Action::Interrupt => "cancel the reply, or quit when idle",
             Action::Quit => "quit",
         }
@@ -84,6 +89,7 @@ impl Action {
             Action::ScrollUp => "pageup",
             Action::ScrollDown => "pagedown",
             Action::Help => "f1",
+            Action::PickModel => "f2",
             Action::Interrupt => "ctrl-c",
             Action::Quit => "ctrl-q",
         }
@@ -104,7 +110,7 @@ pub struct KeyBinding {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     #[error(
-        "unknown action `{0}`; known: send, newline, cancel, snapshot, new_chat, cycle_theme, scroll_up, scroll_down, help, interrupt, quit"
+        "unknown action `{0}`; known: send, newline, cancel, snapshot, new_chat, cycle_theme, scroll_up, scroll_down, help, pick_model, interrupt, quit"
     )]
     UnknownAction(String),
     #[error("`{0}` is not a key; write e.g. \"ctrl-s\", \"alt-enter\", \"f2\", \"pageup\"")]

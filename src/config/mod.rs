@@ -8,7 +8,7 @@ pub mod engine;
 pub mod keys;
 
 pub use crate::accounting::pricing::{PricingSection, TariffBand};
-pub use crate::engine::settings::{ModelSection, SamplingSection};
+pub use crate::engine::settings::{BackendSection, ModelSection, SamplingSection};
 pub use crate::export::prometheus::MetricsSection;
 pub use crate::report::snapshot::SnapshotSection;
 pub use crate::sensors::settings::{PlugConfig, SensorsSection};
@@ -32,6 +32,7 @@ pub struct RawConfig {
     pub pricing: PricingSection,
     pub snapshot: SnapshotSection,
     pub metrics: MetricsSection,
+    pub backend: BackendSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -367,6 +368,41 @@ fn validate(cfg: &RawConfig, text: &str, path: &Path) -> Result<Parsed, ConfigEr
         && !(0.0..=1.0).contains(&p)
     {
         return err("sampling", "min_p", format!("{p} is out of range 0 to 1"));
+    }
+    // [backend]
+    let b = &cfg.backend;
+    if let Some(url) = &b.attach
+        && let Err(e) = crate::engine::remote::client::Server::parse(url)
+    {
+        let why = match e {
+            crate::engine::remote::client::RemoteError::BadUrl { why, .. } => why,
+            other => other.to_string(),
+        };
+        return err(
+            "backend",
+            "attach",
+            format!("bad URL: {why}; give the server's address, e.g. \"http://127.0.0.1:11434\""),
+        );
+    }
+    if let Some(k) = &b.kind
+        && crate::engine::remote::kind::Kind::parse(k).is_none()
+    {
+        return err(
+            "backend",
+            "kind",
+            format!(
+                "`{}` is not one of {}; remove the key to detect it",
+                crate::util::sanitize::terminal(k),
+                crate::engine::remote::kind::KIND_NAMES
+            ),
+        );
+    }
+    if b.model.as_ref().is_some_and(|m| m.trim().is_empty()) {
+        return err(
+            "backend",
+            "model",
+            "is empty; give a model name the server lists, or remove the key".into(),
+        );
     }
     // [sensors]
     let se = &cfg.sensors;

@@ -21,6 +21,8 @@ impl App {
             theme_names,
             model_label,
             model: None,
+            backend: None,
+            picker: None,
             device: String::new(),
             engine: EngineState::Loading(0.0),
             messages: Vec::new(),
@@ -172,6 +174,9 @@ impl App {
     }
 
     fn on_key(&mut self, k: KeyEvent, fx: &mut Vec<Effect>) {
+        if self.picker.is_some() && self.on_picker_key(&k, fx) {
+            return;
+        }
         if let Some(action) = self.keys.action(&k) {
             self.on_action(action, fx);
             return;
@@ -275,7 +280,53 @@ impl App {
             }
             Action::ScrollDown => self.scroll = self.scroll.saturating_sub(self.page()),
             Action::Help => self.show_help = !self.show_help,
+            Action::PickModel => self.open_picker(),
         }
+    }
+
+    /// Open the model picker on the current model, or say why there is none.
+    fn open_picker(&mut self) {
+        if self.picker.is_some() {
+            self.picker = None;
+            return;
+        }
+        match &self.backend {
+            Some(b) if !b.models.is_empty() => {
+                self.show_help = false;
+                self.picker = Some(b.models.iter().position(|m| *m == b.current).unwrap_or(0));
+            }
+            Some(_) => self.set_status("the server lists no models to pick from"),
+            None => self.set_status(
+                "one model runs here: start llmtop with --attach URL to pick from a server's models",
+            ),
+        }
+    }
+
+    /// Keys while the picker is open: Up/Down move, Enter picks, Esc closes. Others (quit)
+    /// fall through: `false`.
+    fn on_picker_key(&mut self, k: &KeyEvent, fx: &mut Vec<Effect>) -> bool {
+        let (Some(sel), Some(b)) = (self.picker, &self.backend) else {
+            return false;
+        };
+        let n = b.models.len();
+        match k.code {
+            KeyCode::Up => self.picker = Some(sel.checked_sub(1).unwrap_or(n.saturating_sub(1))),
+            KeyCode::Down => self.picker = Some(if sel + 1 >= n { 0 } else { sel + 1 }),
+            KeyCode::Esc => self.picker = None,
+            KeyCode::Enter => {
+                self.picker = None;
+                if let Some(name) = b.models.get(sel).cloned() {
+                    if self.engine.busy() {
+                        self.set_status("still replying: pick the model when the reply is done");
+                    } else if name != b.current {
+                        self.set_status(format!("next message goes to {name}"));
+                        fx.push(Effect::Engine(Command::UseModel(name)));
+                    }
+                }
+            }
+            _ => return false,
+        }
+        true
     }
 
     fn quit(&mut self, fx: &mut Vec<Effect>) {
@@ -345,7 +396,10 @@ impl App {
         match event {
             EngineEvent::LoadProgress(p) => self.engine = EngineState::Loading(p.clamp(0.0, 1.0)),
             EngineEvent::Loaded(info) => {
-                self.set_status(format!("model loaded in {:.0} ms", info.load_ms));
+                match &info.backend {
+                    Some(b) => self.set_status(format!("attached to {b}: {}", info.name)),
+                    None => self.set_status(format!("model loaded in {:.0} ms", info.load_ms)),
+                }
                 self.model = Some(info);
                 self.engine = EngineState::Idle;
                 if let Some(text) = self.pending.take() {
@@ -402,6 +456,13 @@ impl App {
                     EngineState::Idle
                 };
                 self.last_stats = Some(stats);
+            }
+            EngineEvent::Backend(status) => {
+                if let Some(sel) = self.picker {
+                    let n = status.models.len();
+                    self.picker = (n > 0).then(|| sel.min(n - 1));
+                }
+                self.backend = Some(*status);
             }
             EngineEvent::Failed(msg) => {
                 // The first cause is the one to show: the channel closing after a failed

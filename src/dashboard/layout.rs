@@ -150,12 +150,24 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
 
 /// The reply's speed: "236 tok", "110.5 tok/s", "TTFT 101 ms", and why it stopped when it did
 /// not end by itself.
+/// A server's reply (`--attach`) says whose each figure is: "(server)" from the server's own
+/// report, "(measured here)" from this side of the stream.
 fn stats_parts(s: &crate::engine::ReplyStats) -> Vec<String> {
+    use crate::engine::Origin;
+    let by = |o: Origin| match o {
+        Origin::Engine => String::new(),
+        o => format!(" ({})", o.label()),
+    };
+    let o = &s.origins;
     let mut parts = vec![
-        format!("{} tok", s.generated_tokens),
-        format!("{:.1} tok/s", s.gen_tok_s),
-        format!("TTFT {:.0} ms", s.ttft_ms),
+        format!("{} tok{}", s.generated_tokens, by(o.tokens)),
+        format!("{:.1} tok/s{}", s.gen_tok_s, by(o.generation)),
+        format!("TTFT {:.0} ms{}", s.ttft_ms, by(o.ttft)),
     ];
+    // The server's cold load before this reply (Ollama's load_duration).
+    if let Some(ms) = s.load_ms.filter(|ms| *ms >= 1.0) {
+        parts.push(format!("model load {:.0} ms (server)", ms));
+    }
     if s.stop != crate::engine::StopReason::EndOfGeneration {
         parts.push(s.stop.to_string());
     }

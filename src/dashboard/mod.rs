@@ -162,11 +162,24 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
     // Everything that can fail on bad input, before the terminal is touched (the config was
     // checked when it was loaded).
     let (themes, theme_index) = load_themes(args, cfg)?;
+    // `--attach URL` (or `[backend] attach`): a server does the inference.
+    let attach = if args.demo || args.proxy {
+        None
+    } else {
+        crate::config::engine::resolve_attach(
+            &args.engine,
+            args.attach.attach.as_deref(),
+            args.attach.kind.as_deref(),
+            &cfg.raw,
+        )?
+    };
     let mut settings = if args.proxy {
         // No model runs in-process: the server behind the proxy runs it.
         EngineSettings::with_model(PathBuf::from("proxy"))
     } else if args.demo {
         EngineSettings::with_model(PathBuf::from("demo.gguf"))
+    } else if let Some((s, _)) = &attach {
+        s.clone()
     } else {
         crate::config::engine::resolve_settings(&args.engine, &cfg.raw)?
     };
@@ -185,10 +198,19 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    let attach_label = attach.as_ref().map(|(_, a)| {
+        let what = a.model.clone().unwrap_or_else(|| "attaching".into());
+        (what, format!("server {}", a.url))
+    });
     let engine: Box<dyn Engine> = if upstream.is_some() {
         Box::new(NoEngine)
     } else if args.demo {
         Box::new(ScriptedEngine::default())
+    } else if let Some((_, a)) = attach {
+        Box::new(engine::remote::engine::AttachEngine {
+            attach: a,
+            settings: settings.clone(),
+        })
     } else {
         Box::new(engine::llama::LlamaEngine {
             settings: settings.clone(),
@@ -221,11 +243,14 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
     };
     let (sampler, samples) = meter.into_parts();
 
-    let model_label = settings
-        .model
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let model_label = match &attach_label {
+        Some((what, _)) => what.clone(),
+        None => settings
+            .model
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
     // The header shows threads and GPU layers once the engine reports them.
     let mut app = App::new(
         cfg.keys.clone(),
@@ -233,6 +258,9 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
         theme_index,
         model_label,
     );
+    if let Some((_, device)) = attach_label {
+        app.device = device;
+    }
     report_startup(&mut app, tally_note, &statuses);
     let (proxy_server, proxy_feed) = match proxy {
         Some((server, feed)) => {

@@ -6,7 +6,7 @@ use crate::accounting::energy::TotalBasis;
 use crate::accounting::ledger::PowerView;
 use crate::accounting::session::{CostLine, ReplyFigures, SessionEnergy};
 use crate::config::keys::KeyMap;
-use crate::engine::{Command, ModelInfo, ReplyStats};
+use crate::engine::{BackendStatus, Command, ModelInfo, ReplyStats};
 use crate::sensors::{Covers, Method, Quantity, Reading, Source};
 
 /// What the shell must do after an update.
@@ -351,6 +351,11 @@ pub struct App {
     /// Shown until the model reports itself: the file name.
     pub model_label: String,
     pub model: Option<ModelInfo>,
+    /// The server's report when the engine is a client of one (`--attach`): its models and
+    /// what it has loaded where.
+    pub backend: Option<BackendStatus>,
+    /// The model picker, open: the highlighted entry of `backend.models`.
+    pub picker: Option<usize>,
     /// Device text shown until the model loads; after that the header shows the engine's
     /// report (threads and GPU layers in effect) instead.
     pub device: String,

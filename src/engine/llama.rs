@@ -182,6 +182,7 @@ impl Engine for LlamaEngine {
                 system_prompt: self.settings.system_prompt.trim().to_string(),
                 chat_template_text: template.to_string().unwrap_or_default(),
             }),
+            backend: None,
         };
         let _ = events.send(EngineEvent::Loaded(info));
         let _ = events.send(EngineEvent::Phase(Phase::Idle));
@@ -210,6 +211,11 @@ impl Engine for LlamaEngine {
                     }
                 }
                 Command::Reset => session.reset(),
+                Command::UseModel(_) => {
+                    let _ = events.send(EngineEvent::Failed(
+                        "this model runs in llmtop itself: start llmtop with --model PATH to use another (or --attach a server to pick from its models)".into(),
+                    ));
+                }
                 Command::Cancel | Command::Load => {}
                 Command::Shutdown => break,
             }
@@ -493,6 +499,8 @@ impl Session<'_> {
             wall_s: wall.as_secs_f64(),
             stop,
             prefill_end_s: prefill_end.as_secs_f64(),
+            load_ms: None,
+            origins: Default::default(),
         };
         self.send(EngineEvent::ReplyDone(stats));
     }

@@ -10,6 +10,7 @@ pub mod effective;
 pub mod gguf;
 pub mod llama;
 pub mod models;
+pub mod remote;
 pub mod scripted;
 pub mod settings;
 pub mod stream;
@@ -31,6 +32,9 @@ pub enum Command {
     Cancel,
     /// Forget the conversation (the system prompt stays).
     Reset,
+    /// Answer the next message with this model (from [`BackendStatus::models`]); an engine
+    /// with one model says it cannot.
+    UseModel(String),
     /// Stop the engine thread.
     Shutdown,
 }
@@ -63,6 +67,53 @@ pub enum EngineEvent {
     ReplyDone(ReplyStats),
     /// Something went wrong; the engine stays usable unless the model failed to load.
     Failed(String),
+    /// A server-backed engine's report on its server: what it offers and what it has loaded
+    /// where. Sent after loading and after each reply.
+    Backend(Box<BackendStatus>),
+}
+
+/// What a server-backed engine knows of its server (`--attach`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackendStatus {
+    /// "Ollama 0.5.7 at 127.0.0.1:11434", as the server described itself (unsanitised).
+    pub description: String,
+    /// Models the server offers, for the picker.
+    pub models: Vec<String>,
+    /// The model the next message goes to.
+    pub current: String,
+    /// What the server has in memory, and where.
+    pub loaded: Vec<LoadedModel>,
+}
+
+/// A model a server holds in memory (Ollama `/api/ps`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadedModel {
+    pub name: String,
+    /// Bytes in memory in all.
+    pub size: Option<u64>,
+    /// Bytes of it on the GPU.
+    pub size_vram: Option<u64>,
+    pub context_length: Option<u32>,
+}
+
+impl LoadedModel {
+    /// Share on the GPU, percent, rounded as `ollama ps` rounds it.
+    pub fn gpu_percent(&self) -> Option<u32> {
+        let (size, vram) = (self.size?, self.size_vram?);
+        if size == 0 {
+            return None;
+        }
+        let cpu = size.saturating_sub(vram) as f64 / size as f64 * 100.0;
+        Some(100 - cpu.round().clamp(0.0, 100.0) as u32)
+    }
+
+    /// "62 % on GPU", "on CPU"; `None` when the server does not say.
+    pub fn placement(&self) -> Option<String> {
+        match self.gpu_percent()? {
+            0 => Some("on CPU".into()),
+            p => Some(format!("{p} % on GPU")),
+        }
+    }
 }
 
 /// Facts about the loaded model, from GGUF metadata and the file, and the settings in effect
@@ -87,6 +138,10 @@ pub struct ModelInfo {
     /// keeps small.
     #[serde(default)]
     pub in_effect: Box<effective::InEffect>,
+    /// Where the model runs when it is not in this process: "llama-server at
+    /// 127.0.0.1:8080". `None`: in-process (llama.cpp here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }
 
 /// Why a reply ended.
@@ -131,6 +186,51 @@ pub struct ReplyStats {
     pub stop: StopReason,
     /// Offsets from the start of the reply, seconds: where prefill ends and decode begins.
     pub prefill_end_s: f64,
+    /// Time the server spent loading the model before this reply (Ollama `load_duration`):
+    /// the cold-load cost. `None` where nobody says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_ms: Option<f64>,
+    /// Who measured each figure.
+    #[serde(default)]
+    pub origins: Origins,
+}
+
+/// Who measured a figure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// llama.cpp in this process (its perf counters and the wall clock here).
+    #[default]
+    Engine,
+    /// The server's own report (Ollama's durations, llama-server `timings`, LM Studio
+    /// `stats`, OpenAI `usage`).
+    Server,
+    /// Measured here, on the client side of an HTTP stream.
+    Client,
+}
+
+impl Origin {
+    /// For labels: "server", "measured here".
+    pub fn label(self) -> &'static str {
+        match self {
+            Origin::Engine => "llama.cpp",
+            Origin::Server => "server",
+            Origin::Client => "measured here",
+        }
+    }
+}
+
+/// The origin of each of a reply's figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Origins {
+    /// Token counts (prompt and generated).
+    pub tokens: Origin,
+    pub ttft: Origin,
+    /// Prefill time and rate.
+    pub prefill: Origin,
+    /// Generation time and rate.
+    pub generation: Origin,
 }
 
 /// Settings for generation; from CLI and config.

@@ -48,6 +48,7 @@ impl ScriptedEngine {
                 system_prompt: "You are a helpful assistant.".into(),
                 chat_template_text: "chatml".into(),
             }),
+            backend: None,
         }
     }
 }
@@ -100,10 +101,12 @@ impl Engine for ScriptedEngine {
                         wall_s: wall,
                         stop,
                         prefill_end_s: 0.001,
+                        load_ms: None,
+                        origins: Default::default(),
                     }));
                     let _ = events.send(EngineEvent::Phase(Phase::Idle));
                 }
-                Command::Cancel | Command::Reset => {}
+                Command::Cancel | Command::Reset | Command::UseModel(_) => {}
                 Command::Shutdown => break,
             }
         }

@@ -1,4 +1,4 @@
-//! The `[model]` and `[sampling]` sections of the config file.
+//! The `[model]`, `[sampling]` and `[backend]` sections of the config file.
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -26,4 +26,18 @@ pub struct SamplingSection {
     pub top_p: Option<f32>,
     pub min_p: Option<f32>,
     pub seed: Option<u32>,
+}
+
+/// `[backend]`: chat through a server that is already running instead of loading a GGUF here.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendSection {
+    /// The server's address, e.g. "http://127.0.0.1:11434" (Ollama). Unset: llmtop runs the
+    /// model itself. `--attach` overrides it.
+    pub attach: Option<String>,
+    /// The server's model to use; unset: what it has loaded, else its first. `--model`
+    /// overrides it when attached.
+    pub model: Option<String>,
+    /// "ollama", "llama-server", "lmstudio" or "openai"; unset: detected.
+    pub kind: Option<String>,
 }

@@ -33,12 +33,18 @@ impl TokenBatch {
     /// One more generated token and the text it completed (empty when it ended inside a
     /// character). Returns the event to send now, if one is due.
     pub fn push(&mut self, text: &str, now: Instant) -> Option<EngineEvent> {
+        self.push_counted(text, 1, now)
+    }
+
+    /// [`TokenBatch::push`] for a piece of `count` tokens (a server's chunk may carry several,
+    /// or text that belongs to a token already counted: 0).
+    pub fn push_counted(&mut self, text: &str, count: u32, now: Instant) -> Option<EngineEvent> {
         self.text.push_str(text);
-        self.count += 1;
+        self.count += count;
         let due = self
             .sent_at
             .is_none_or(|at| now.saturating_duration_since(at) >= self.every);
-        if due && !self.text.is_empty() {
+        if due && !self.text.is_empty() && self.count > 0 {
             self.sent_at = Some(now);
             return self.take();
         }

@@ -63,6 +63,10 @@ pub struct CardModel {
     pub n_params: u64,
     /// sha256 of the first MiB of the file, hex: a cheap fingerprint to spot different files.
     pub sha256_first_mib: String,
+    /// The server that ran it (`--attach`): "Ollama 0.5.7 at 127.0.0.1:11434". Absent: llmtop
+    /// ran it in-process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }
 
 /// The settings the run had in effect, as the engine reported them after load. Sampling
@@ -627,6 +631,7 @@ impl CardModel {
             architecture: m.architecture.clone(),
             n_params: m.n_params,
             sha256_first_mib: String::new(),
+            backend: m.backend.clone(),
         }
     }
 }

@@ -214,9 +214,14 @@ pub fn markdown_summary(card: &RunCard) -> String {
         md_escape(&h.kernel),
         md_escape(&h.arch)
     );
+    let served = m
+        .backend
+        .as_ref()
+        .map(|b| format!(", served by {}", md_escape(b)))
+        .unwrap_or_default();
     let _ = writeln!(
         o,
-        "- **Model:** {} `{}` {}, {:.2} GB, sha256(first MiB) `{}`",
+        "- **Model:** {} `{}` {}, {:.2} GB, sha256(first MiB) `{}`{served}",
         md_escape(&m.name),
         md_escape(&m.file),
         md_escape(&m.quantization),

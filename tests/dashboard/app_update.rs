@@ -725,3 +725,43 @@ fn reply_figures_say_estimate_and_net_of_idle() {
         ]
     );
 }
+
+/// F2 with a server attached: the picker opens on the model in use, Down and Enter ask the
+/// engine for the next one; without a server it says why there is nothing to pick.
+#[test]
+fn model_picker_switches_the_servers_model() {
+    use llmtop::engine::BackendStatus;
+    let mut app = new_app(80, 24);
+    loaded(&mut app);
+    let fx = key(&mut app, KeyCode::F(2), KeyModifiers::NONE);
+    assert!(fx.is_empty() && app.picker.is_none());
+    assert!(
+        app.status
+            .as_ref()
+            .is_some_and(|s| s.text.contains("--attach URL")),
+        "{:?}",
+        app.status
+    );
+    engine(
+        &mut app,
+        EngineEvent::Backend(Box::new(BackendStatus {
+            models: vec!["a".into(), "b".into(), "c".into()],
+            current: "b".into(),
+            ..Default::default()
+        })),
+        1.0,
+    );
+    key(&mut app, KeyCode::F(2), KeyModifiers::NONE);
+    assert_eq!(app.picker, Some(1), "opens on the model in use");
+    key(&mut app, KeyCode::Down, KeyModifiers::NONE);
+    key(&mut app, KeyCode::Down, KeyModifiers::NONE);
+    assert_eq!(app.picker, Some(0), "wraps around");
+    let fx = key(&mut app, KeyCode::Enter, KeyModifiers::NONE);
+    assert_eq!(fx, vec![Effect::Engine(Command::UseModel("a".into()))]);
+    assert!(app.picker.is_none());
+    assert!(app.input.text.is_empty(), "Enter did not send a message");
+    // Esc closes without a switch.
+    key(&mut app, KeyCode::F(2), KeyModifiers::NONE);
+    let fx = key(&mut app, KeyCode::Esc, KeyModifiers::NONE);
+    assert!(fx.is_empty() && app.picker.is_none());
+}

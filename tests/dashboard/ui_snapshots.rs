@@ -403,3 +403,101 @@ fn gauges_never_panic_at_any_size() {
         let _ = render(&rich_app(w, h));
     }
 }
+
+/// Attached to a (scripted) Ollama: the header names the server and where the model sits,
+/// the reply's figures say whose they are, and F2 opens the picker.
+fn attached_app(w: u16, h: u16) -> App {
+    use llmtop::engine::{BackendStatus, LoadedModel, Origin, Origins, StopReason};
+    let mut app = new_app(w, h);
+    let mut info = llmtop::engine::scripted::ScriptedEngine::model_info();
+    info.name = "llama3.2:latest".into();
+    info.quantization = "Q4_K_M".into();
+    info.file_size = 0;
+    info.backend = Some("Ollama 0.5.7 at 127.0.0.1:11434".into());
+    engine(&mut app, EngineEvent::Loaded(info), 0.5);
+    engine(
+        &mut app,
+        EngineEvent::Backend(Box::new(BackendStatus {
+            description: "Ollama 0.5.7 at 127.0.0.1:11434".into(),
+            models: vec!["llama3.2:latest".into(), "qwen2.5:0.5b".into()],
+            current: "llama3.2:latest".into(),
+            loaded: vec![LoadedModel {
+                name: "llama3.2:latest".into(),
+                size: Some(3_000_000_000),
+                size_vram: Some(1_860_000_000),
+                context_length: Some(4096),
+            }],
+        })),
+        0.5,
+    );
+    typ(&mut app, "Why is the sky blue?");
+    key(&mut app, KeyCode::Enter, KeyModifiers::NONE);
+    engine(
+        &mut app,
+        EngineEvent::Tokens {
+            text: "Rayleigh scattering.".into(),
+            count: 4,
+        },
+        1.0,
+    );
+    let mut s = stats(5, StopReason::EndOfGeneration);
+    s.load_ms = Some(1500.0);
+    s.origins = Origins {
+        tokens: Origin::Server,
+        ttft: Origin::Client,
+        prefill: Origin::Server,
+        generation: Origin::Server,
+    };
+    engine(&mut app, EngineEvent::ReplyDone(s), 1.2);
+    engine(
+        &mut app,
+        EngineEvent::Phase(llmtop::engine::Phase::Idle),
+        1.2,
+    );
+    app
+}
+
+#[test]
+fn attached_80x24() {
+    snap!("attached_80x24", attached_app(80, 24));
+}
+
+#[test]
+fn attached_picker_120x40() {
+    let mut app = attached_app(120, 40);
+    key(&mut app, KeyCode::F(2), KeyModifiers::NONE);
+    snap!("attached_picker_120x40", app);
+}
+
+/// A server's strings (model names, its version, its errors) never reach the terminal raw.
+#[test]
+fn server_strings_with_control_characters_are_escaped() {
+    use llmtop::engine::BackendStatus;
+    let evil = "m\u{1b}[2J\u{7}";
+    let mut app = new_app(120, 40);
+    let mut info = llmtop::engine::scripted::ScriptedEngine::model_info();
+    info.name = evil.into();
+    info.backend = Some(format!("Ollama {evil} at 127.0.0.1:1"));
+    engine(&mut app, EngineEvent::Loaded(info), 0.5);
+    engine(
+        &mut app,
+        EngineEvent::Backend(Box::new(BackendStatus {
+            models: vec![evil.into()],
+            current: evil.into(),
+            ..Default::default()
+        })),
+        0.5,
+    );
+    engine(
+        &mut app,
+        EngineEvent::Failed(format!("the server says: {evil}")),
+        0.6,
+    );
+    key(&mut app, KeyCode::F(2), KeyModifiers::NONE);
+    let screen = render(&app);
+    assert!(
+        !screen.contains('\u{1b}') && !screen.contains('\u{7}'),
+        "{screen}"
+    );
+    assert!(screen.contains("m\\x1b[2J\\x07"), "{screen}");
+}

@@ -7,10 +7,13 @@
 mod common;
 #[path = "../live/mod.rs"]
 mod live;
+#[path = "../servers/mod.rs"]
+mod servers;
 #[path = "../tmux/mod.rs"]
 mod tmux;
 
 mod cli_errors;
 mod config_files;
+mod e2e_attach;
 mod e2e_dashboard;
 mod e2e_signals;

@@ -6,6 +6,9 @@
 mod common;
 #[path = "../live/mod.rs"]
 mod live;
+#[path = "../servers/mod.rs"]
+mod servers;
 
+mod attach;
 mod bench_cli;
 mod engine;

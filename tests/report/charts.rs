@@ -291,6 +291,7 @@ fn bench(gen_tok_s: f64, j_per_token: Option<f64>, threads: u32) -> BenchResult 
         chat_template: "model".into(),
         load_ms: 100.0,
         in_effect: Box::default(),
+        backend: None,
     };
     let one = |v: f64| Spread {
         median: v,

@@ -2,6 +2,9 @@
 //! scripts/llama-server.sh (the test command runs it first), serving the default model.
 #![allow(dead_code)]
 
+/// A stand-in Ollama (Ollama cannot be installed here).
+pub mod ollama;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;

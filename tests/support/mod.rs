@@ -82,6 +82,8 @@ pub fn stats(generated: u32, stop: StopReason) -> ReplyStats {
         wall_s: 1.1,
         stop,
         prefill_end_s: 0.04,
+        load_ms: None,
+        origins: Default::default(),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::dashboard::state::{App, EngineState};
 use crate::dashboard::theme::Theme;
-use crate::engine::ModelInfo;
+use crate::engine::{BackendStatus, ModelInfo};
 use crate::util::sanitize;
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -10,8 +10,20 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-/// Where the model runs, from the engine's report: "CPU 4 threads", "GPU 33 layers · CPU 8 thr".
-pub fn device_text(info: &ModelInfo) -> String {
+/// Where the model runs, from the engine's report: "CPU 4 threads", "GPU 33 layers · CPU 8 thr";
+/// for a server, where it holds the model and the server: "62 % on GPU · Ollama 0.5.7 at
+/// 127.0.0.1:11434".
+pub fn device_text(info: &ModelInfo, backend: Option<&BackendStatus>) -> String {
+    if let Some(b) = &info.backend {
+        let placement = backend
+            .and_then(|s| s.loaded.iter().find(|l| l.name == s.current))
+            .and_then(|l| l.placement());
+        return match placement {
+            // Where the model sits first: on a narrow terminal the server's address is cut.
+            Some(p) => format!("{p} · {b}"),
+            None => b.clone(),
+        };
+    }
     let e = &info.in_effect;
     if e.gpu_layers > 0 {
         format!("GPU {} layers · CPU {} thr", e.gpu_layers, e.threads)
@@ -42,7 +54,16 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     }
     // The model's name and quantisation come from the GGUF file.
     let model = match &app.model {
-        Some(m) => format!("{} {} {}", m.name, m.quantization, size_text(m.file_size)),
+        // A server may not say the quantisation or the size.
+        Some(m) => {
+            let size = (m.file_size > 0).then(|| size_text(m.file_size));
+            [Some(m.name.clone()), Some(m.quantization.clone()), size]
+                .into_iter()
+                .flatten()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
         None => app.model_label.clone(),
     };
     let model = sanitize::terminal(&model).into_owned();
@@ -70,7 +91,7 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let device = app
         .model
         .as_ref()
-        .map(device_text)
+        .map(|m| device_text(m, app.backend.as_ref()))
         .unwrap_or_else(|| app.device.clone());
     if !device.is_empty() {
         let device = sanitize::terminal(&device);
@@ -113,9 +134,30 @@ mod tests {
     fn device_comes_from_the_engines_report() {
         let mut info = crate::engine::scripted::ScriptedEngine::model_info();
         info.in_effect.threads = 6;
-        assert_eq!(super::device_text(&info), "CPU 6 threads");
+        assert_eq!(super::device_text(&info, None), "CPU 6 threads");
         info.in_effect.gpu_layers = 31;
-        assert_eq!(super::device_text(&info), "GPU 31 layers · CPU 6 thr");
+        assert_eq!(super::device_text(&info, None), "GPU 31 layers · CPU 6 thr");
+        // Attached: the server, and where it holds the model.
+        info.name = "llama3.2:latest".into();
+        info.backend = Some("Ollama 0.5.7 at 127.0.0.1:11434".into());
+        assert_eq!(
+            super::device_text(&info, None),
+            "Ollama 0.5.7 at 127.0.0.1:11434"
+        );
+        let status = crate::engine::BackendStatus {
+            current: "llama3.2:latest".into(),
+            loaded: vec![crate::engine::LoadedModel {
+                name: "llama3.2:latest".into(),
+                size: Some(1000),
+                size_vram: Some(620),
+                context_length: None,
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            super::device_text(&info, Some(&status)),
+            "62 % on GPU · Ollama 0.5.7 at 127.0.0.1:11434"
+        );
     }
 
     #[test]

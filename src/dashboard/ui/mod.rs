@@ -10,6 +10,7 @@ pub mod footer;
 pub mod gauges;
 pub mod header;
 pub mod help;
+pub mod picker;
 pub mod requests;
 
 pub use crate::dashboard::layout::{Areas, input_rows, layout, messages_size};
@@ -52,6 +53,9 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame) {
     footer::draw(app, theme, frame, areas.footer);
     if app.show_help {
         help::draw(app, theme, frame, area);
+    }
+    if app.picker.is_some() {
+        picker::draw(app, theme, frame, area);
     }
 }
 
