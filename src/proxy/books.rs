@@ -94,13 +94,12 @@ impl ProxyBooks {
                     self.idle = Idle::Measuring { from: first };
                 }
             }
-            Idle::Measuring { from } => {
+            Idle::Measuring { from }
                 if ledger
                     .settled_until()
-                    .is_some_and(|t| t >= from + self.idle_window_s)
-                {
-                    self.idle = Idle::Done(ledger.idle_baseline(from, from + self.idle_window_s));
-                }
+                    .is_some_and(|t| t >= from + self.idle_window_s) =>
+            {
+                self.idle = Idle::Done(ledger.idle_baseline(from, from + self.idle_window_s));
             }
             _ => {}
         }

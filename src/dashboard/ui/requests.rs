@@ -12,8 +12,10 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 
-/// The client column is shown from this pane width on.
-const CLIENT_FROM: u16 = 72;
+/// The client column is shown from this table width on.
+const CLIENT_FROM: u16 = 92;
+/// Below this the time drops its hours and TTFT is left out (80 columns: the gauges keep 32).
+const NARROW_BELOW: u16 = 62;
 
 /// Local wall-clock time of a record, HH:MM:SS.
 fn clock(r: &RequestRecord) -> String {
@@ -41,7 +43,8 @@ pub fn cells(r: &RequestRecord) -> [String; 8] {
     let tokens = match (r.prompt_tokens, r.cached_tokens, r.generated_tokens) {
         // A failed request says how instead.
         _ if r.status >= 400 => format!("HTTP {}", r.status),
-        _ if r.outcome != "complete" => r.outcome.replace('_', " "),
+        _ if r.outcome == "client_closed" => "closed".into(),
+        _ if r.outcome != "complete" => "cut off".into(),
         (None, None, None) => "-".to_string(),
         (p, c, g) => {
             let cached = c
@@ -77,11 +80,11 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         Span::styled(" Requests ", title_style),
         Span::styled(
             format!(
-                "{} → {} · {} done, {} pending ",
+                "{} done, {} pending · {} → {} ",
+                t.total,
+                t.pending,
                 sanitize::terminal(&t.listen),
                 sanitize::terminal(&t.upstream),
-                t.total,
-                t.pending
             ),
             Style::default().fg(theme.dim),
         ),
@@ -114,29 +117,33 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
 }
 
 fn draw_table(t: &RequestTable, theme: &Theme, frame: &mut Frame, area: Rect) {
-    let with_client = area.width >= CLIENT_FROM;
-    let keep = |i: usize| with_client || i != 1;
+    let narrow = area.width < NARROW_BELOW;
+    let keep = |i: usize| match i {
+        1 => area.width >= CLIENT_FROM,
+        4 => !narrow,
+        _ => true,
+    };
     let names = [
         "time", "client", "model", "tokens", "TTFT", "tok/s", "energy", "cost",
     ];
     let widths = [
-        Constraint::Length(8),
-        Constraint::Length(21),
-        Constraint::Min(6),
+        Constraint::Length(if narrow { 5 } else { 8 }),
+        Constraint::Length(15),
+        Constraint::Min(5),
         Constraint::Length(9),
         Constraint::Length(6),
-        Constraint::Length(6),
-        Constraint::Length(8),
-        Constraint::Length(11),
+        Constraint::Length(5),
+        Constraint::Length(7),
+        Constraint::Length(10),
     ];
-    let header = Row::new(
-        names
-            .iter()
+    let pick = |v: Vec<String>| -> Vec<Cell> {
+        v.into_iter()
             .enumerate()
             .filter(|(i, _)| keep(*i))
-            .map(|(_, n)| Cell::from(*n)),
-    )
-    .style(
+            .map(|(_, c)| Cell::from(c))
+            .collect()
+    };
+    let header = Row::new(pick(names.iter().map(|n| n.to_string()).collect())).style(
         Style::default()
             .fg(theme.title)
             .add_modifier(Modifier::BOLD),
@@ -151,14 +158,12 @@ fn draw_table(t: &RequestTable, theme: &Theme, frame: &mut Frame, area: Rect) {
             } else {
                 Style::default().fg(theme.fg)
             };
-            Row::new(
-                cells(r)
-                    .into_iter()
-                    .enumerate()
-                    .filter(|(i, _)| keep(*i))
-                    .map(|(_, c)| Cell::from(c)),
-            )
-            .style(style)
+            let mut c = cells(r).to_vec();
+            if narrow {
+                // MM:SS: the hour is the one on the clock.
+                c[0] = c[0].chars().skip(3).collect();
+            }
+            Row::new(pick(c)).style(style)
         });
     let widths: Vec<Constraint> = widths
         .iter()
