@@ -14,6 +14,7 @@ mod servers;
 mod proxy_cli;
 mod proxy_hostile;
 mod proxy_llama;
+mod proxy_records;
 
 use llmtop::accounting::ledger::Ledger;
 use llmtop::proxy::books::ProxyBooks;
