@@ -251,6 +251,12 @@ impl Attributor {
         self.ended.push((a, false));
     }
 
+    /// Drop a request that will never be attributed (the ledger never covered it).
+    pub fn forget(&mut self, id: u64) {
+        self.open.remove(&id);
+        self.ended.retain(|(a, _)| a.id != id);
+    }
+
     /// Requests not yet attributed (open or waiting for the ledger).
     pub fn pending(&self) -> usize {
         self.open.len() + self.ended.iter().filter(|(_, done)| !done).count()

@@ -105,7 +105,7 @@ impl Loop {
             st.apply_sample(s);
             st.apply_ledger(&self.ledger);
         }
-        let records = self.books.settle(&self.ledger);
+        let records = self.books.settle(&self.ledger, s.t);
         self.emit(&records);
     }
 

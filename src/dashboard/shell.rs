@@ -95,7 +95,7 @@ impl Shell<'_> {
                     while let Ok(e) = p.events.try_recv() {
                         p.books.event(e);
                     }
-                    let records = p.books.settle(self.session.ledger());
+                    let records = p.books.settle(self.session.ledger(), s.t);
                     with_metrics(&self.metrics, |m| {
                         for r in &records {
                             m.record_request(&metrics(r));

@@ -14,6 +14,10 @@ use crate::engine::remote::protocol::{Figures, Source};
 use crate::export::prometheus::RequestMetrics;
 use std::collections::BTreeMap;
 
+/// How long after a request's end the books wait for the ledger to cover it before they
+/// record it without energy (a machine with no energy source reporting).
+pub const GIVE_UP_S: f64 = 30.0;
+
 /// Where the idle measurement stands: the first `idle_window_s` of the ledger, if no request
 /// arrives in it.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,8 +90,9 @@ impl ProxyBooks {
     }
 
     /// Records of every request the ledger now lets settle, oldest first (also appended to
-    /// the log).
-    pub fn settle(&mut self, ledger: &Ledger) -> Vec<RequestRecord> {
+    /// the log). `now`: the sampler clock; a request the ledger has not covered
+    /// [`GIVE_UP_S`] after its end (no energy source reporting) is recorded without energy.
+    pub fn settle(&mut self, ledger: &Ledger, now: f64) -> Vec<RequestRecord> {
         match self.idle {
             Idle::Waiting => {
                 if let Some((first, _)) = ledger.span() {
@@ -111,6 +116,19 @@ impl ProxyBooks {
         for (id, share) in shares {
             if let Some(ex) = self.finished.remove(&id) {
                 out.push(record(&ex, Some(&share), ledger));
+            }
+        }
+        let covered = ledger.settled_until().unwrap_or(f64::NEG_INFINITY);
+        let stale: Vec<u64> = self
+            .finished
+            .values()
+            .filter(|ex| ex.t1 + GIVE_UP_S < now && covered < ex.t1)
+            .map(|ex| ex.id)
+            .collect();
+        for id in stale {
+            self.attributor.forget(id);
+            if let Some(ex) = self.finished.remove(&id) {
+                out.push(record(&ex, None, ledger));
             }
         }
         self.write(&out);

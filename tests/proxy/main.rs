@@ -97,7 +97,7 @@ impl BookedProxy {
                 }
                 while let Ok(sample) = samples.try_recv() {
                     ledger.push(&sample);
-                    let got = books.settle(&ledger);
+                    let got = books.settle(&ledger, sample.t);
                     r.lock().expect("records").extend(got);
                     idle = false;
                 }

@@ -154,3 +154,42 @@ fn per_model_metrics_have_the_agreed_names_and_labels() {
     let empty = MetricsState::new(None).render();
     assert!(!empty.contains("llmtop_requests_total"));
 }
+
+#[test]
+fn a_request_the_ledger_never_covers_is_recorded_without_energy() {
+    use llmtop::accounting::ledger::Ledger;
+    use llmtop::proxy::books::{GIVE_UP_S, ProxyBooks};
+    use llmtop::proxy::tap::{Exchange, Outcome, ProxyEvent};
+    let ex = Exchange {
+        id: 7,
+        client: "127.0.0.1:9".parse().expect("addr"),
+        method: "POST".into(),
+        endpoint: "/api/chat".into(),
+        status: 200,
+        outcome: Outcome::Complete,
+        t0: 1.0,
+        t1: 2.0,
+        requested_model: Some("llama3".into()),
+        first_byte: Some(1.5),
+        token_times: vec![1.5, 1.8],
+        tokens_seen: 2,
+        figures: None,
+        wire_errors: Vec::new(),
+        bytes_in: 10,
+        bytes_out: 20,
+    };
+    let ledger = Ledger::new(); // no energy source ever reports
+    let mut books = ProxyBooks::new(0.0, None);
+    books.event(ProxyEvent::Started { id: 7, t0: 1.0 });
+    books.event(ProxyEvent::Finished(Box::new(ex)));
+    assert!(books.settle(&ledger, 2.0 + GIVE_UP_S - 1.0).is_empty());
+    let got = books.settle(&ledger, 2.0 + GIVE_UP_S + 1.0);
+    assert_eq!(got.len(), 1);
+    let r = &got[0];
+    assert_eq!(r.energy, None);
+    assert_eq!(r.model.as_deref(), Some("llama3"));
+    assert_eq!(r.generated_tokens, Some(2));
+    assert_eq!(r.tokens_from, "counted on the stream");
+    assert_eq!(r.ttft_s, Some(0.5));
+    assert_eq!(books.pending(), 0);
+}
