@@ -111,16 +111,20 @@ fn relay(upstream: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<Vec<Instant>>>>) {
                         Ok(0) | Err(_) => break,
                         Ok(n) => n,
                     };
+                    // Stamped as it is handed on: before the write, which the reader may
+                    // otherwise beat.
+                    let now = Instant::now();
                     if c.write_all(&buf[..n]).is_err() {
                         break;
                     }
-                    let now = Instant::now();
                     ev.feed(&buf[..n], now);
                     if buf[..n].windows(12).any(|w| w == b"data: [DONE]") {
                         log.lock().expect("log").push(std::mem::take(&mut ev.times));
                         ev = Events::default();
                     }
                 }
+                // The server is done: so is the client (the copy thread holds a clone).
+                let _ = c.shutdown(std::net::Shutdown::Both);
             });
         }
     });
