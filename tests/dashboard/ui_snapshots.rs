@@ -523,7 +523,7 @@ fn request(
         model: Some(model.into()),
         backend: "llama-server".into(),
         prompt_tokens: ok.then_some(31 + id),
-        cached_tokens: ok.then_some(if id % 2 == 0 { 12 } else { 0 }),
+        cached_tokens: ok.then_some(if id.is_multiple_of(2) { 12 } else { 0 }),
         generated_tokens: ok.then_some(100 + 10 * id),
         tokens_from: "llama-server timings".into(),
         ttft_s: ok.then_some(0.05 * id as f64),
