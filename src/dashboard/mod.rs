@@ -137,7 +137,11 @@ impl Engine for NoEngine {
         mut commands: UnboundedReceiver<engine::Command>,
         _events: tokio::sync::mpsc::UnboundedSender<engine::EngineEvent>,
     ) {
-        while commands.blocking_recv().is_some() {}
+        while let Some(c) = commands.blocking_recv() {
+            if matches!(c, engine::Command::Shutdown) {
+                return;
+            }
+        }
     }
 }
 

@@ -10,8 +10,11 @@ mod common;
 mod live;
 #[path = "../servers/mod.rs"]
 mod servers;
+#[path = "../tmux/mod.rs"]
+mod tmux;
 
 mod proxy_cli;
+mod proxy_dashboard;
 mod proxy_hostile;
 mod proxy_llama;
 mod proxy_records;

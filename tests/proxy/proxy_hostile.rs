@@ -160,7 +160,9 @@ fn a_ten_megabyte_line_streams_through_without_being_held() {
     assert_eq!(ex.bytes_out as usize, received);
     assert_eq!(ex.tokens_seen, 2, "the lines after the long one still read");
     assert!(
-        ex.wire_errors.iter().any(|e| e.contains("line over") && e.contains("dropped")),
+        ex.wire_errors
+            .iter()
+            .any(|e| e.contains("line over") && e.contains("dropped")),
         "{:?}",
         ex.wire_errors
     );
