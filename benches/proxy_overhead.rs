@@ -106,6 +106,7 @@ fn relay(upstream: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<Vec<Instant>>>>) {
                 let mut buf = vec![0u8; 64 * 1024];
                 // A response ends at "data: [DONE]": the next event belongs to the next one.
                 let mut ev = Events::default();
+                let mut tail: Vec<u8> = Vec::new();
                 loop {
                     let n = match u.read(&mut buf) {
                         Ok(0) | Err(_) => break,
@@ -118,7 +119,13 @@ fn relay(upstream: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<Vec<Instant>>>>) {
                         break;
                     }
                     ev.feed(&buf[..n], now);
-                    if buf[..n].windows(12).any(|w| w == b"data: [DONE]") {
+                    // "data: [DONE]" may be split across two reads: look in the joint.
+                    tail.extend_from_slice(&buf[..n]);
+                    let done = tail.windows(12).any(|w| w == b"data: [DONE]");
+                    let cut = tail.len().saturating_sub(11);
+                    tail.drain(..cut);
+                    if done {
+                        tail.clear();
                         log.lock().expect("log").push(std::mem::take(&mut ev.times));
                         ev = Events::default();
                     }
@@ -198,13 +205,15 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(32);
 
+    // llama-server's threads: 2 fills both CPUs of the development VM, 1 leaves the proxy one.
+    let threads = std::env::var("BENCH_SERVER_THREADS").unwrap_or_else(|_| "2".into());
     let sport = free_port();
     let server = Kill(
         Command::new(&server_bin)
             .arg("-m")
             .arg(&model)
             .args(["--host", "127.0.0.1", "--port", &sport.to_string()])
-            .args(["-c", "2048", "--parallel", "1", "-t", "2", "--no-webui"])
+            .args(["-c", "2048", "--parallel", "1", "-t", &threads, "--no-webui"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -239,9 +248,12 @@ fn main() {
     let mut lat = (Vec::new(), Vec::new()); // (direct, proxied) seconds relay -> client
     let mut rate = (Vec::new(), Vec::new()); // events per second, first to last
     let mut proxied_cpu = 0.0;
+    let mut untimed = 0;
     for i in 0..2 * n {
         let via_proxy = i % 2 == 1;
         let before = cpu_s(proxy.0.id());
+        // Nothing stale can be taken for this response's events.
+        relayed.lock().expect("log").clear();
         let (times, _) = chat(if via_proxy { paddr } else { raddr }, &body);
         if via_proxy {
             proxied_cpu += cpu_s(proxy.0.id()) - before;
@@ -257,7 +269,12 @@ fn main() {
             }
             std::thread::sleep(Duration::from_millis(1));
         };
-        let k = times.len().min(sent.len());
+        // Both sides must have seen the same events, or the pairs are not the same chunks.
+        if times.len() != sent.len() {
+            untimed += 1;
+            continue;
+        }
+        let k = times.len();
         let l: Vec<f64> = (0..k)
             .map(|j| times[j].duration_since(sent[j]).as_secs_f64())
             .collect();
@@ -278,9 +295,11 @@ fn main() {
     let (d50, d99) = (quantile(&mut lat.0, 0.5), quantile(&mut lat.0, 0.99));
     let (p50, p99) = (quantile(&mut lat.1, 0.5), quantile(&mut lat.1, 0.99));
     let (rd, rp) = (quantile(&mut rate.0, 0.5), quantile(&mut rate.1, 0.5));
-    println!("proxy overhead, {n} direct + {n} proxied streaming requests, {tokens} tokens each");
     println!(
-        "chunks timed: {} direct, {} proxied",
+        "proxy overhead, {n} direct + {n} proxied streaming requests, {tokens} tokens each, llama-server -t {threads}"
+    );
+    println!(
+        "chunks timed: {} direct, {} proxied ({untimed} responses not timed: events did not pair up)",
         lat.0.len(),
         lat.1.len()
     );
