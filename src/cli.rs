@@ -73,6 +73,27 @@ and power-supply losses are not attributed. Another user's server can only be fo
 user or as root."
     )]
     Share(ShareArgs),
+    /// Price every request to a model server: a streaming reverse proxy that records each
+    /// request's tokens, speed, energy and cost.
+    #[command(
+        long_about = "A transparent streaming reverse proxy for Ollama's API and OpenAI-compatible \
+    endpoints (llama-server, LM Studio, vLLM). Point your clients at --listen instead of the server: \
+    every request and response passes through byte for byte, streamed chunk by chunk, while llmtop \
+    reads the stream to learn each request's model, tokens (prompt, cached, generated), time to \
+    first token and speeds.\n\n\
+    llmtop samples this machine's sensors meanwhile and gives each request its share of the energy: \
+    within each sampling interval, the machine's energy (net of idle when an idle baseline was \
+    measured in the first seconds) is split between the requests active in it by the tokens each \
+    processed, prompt tokens weighted by their measured cost from the server's timings. That is an \
+    attribution, not a measurement, and every record says so. Records (schema llmtop.request/1, see \
+    README) are appended to requests.jsonl in the data dir; --metrics serves them to Prometheus.",
+        after_help = "Examples:\n  \
+    llmtop proxy                                   Ollama on 11434, clients use 11435\n  \
+    llmtop proxy --upstream http://127.0.0.1:8080  in front of llama-server\n  \
+    OLLAMA_HOST=127.0.0.1:11435 ollama run llama3  a client through the proxy\n  \
+    llmtop proxy --metrics 127.0.0.1:9464          also serve Prometheus metrics"
+    )]
+    Proxy(ProxyArgs),
     /// Test helper: write the lifetime tally in a loop (for the kill -9 test).
     #[command(name = "__tally-writer", hide = true)]
     TallyWriter(TallyWriterArgs),
@@ -157,6 +178,16 @@ pub struct DashboardArgs {
     pub remote: Vec<String>,
     #[command(flatten)]
     pub attach: AttachArgs,
+    /// Run the request proxy inside the dashboard (see `llmtop proxy --help`) and show its
+    /// requests, newest first, instead of the chat.
+    #[arg(long, conflicts_with_all = ["attach", "demo"])]
+    pub proxy: bool,
+    /// With --proxy: where clients connect.
+    #[arg(long, value_name = "ADDR", requires = "proxy", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    /// With --proxy: the server requests go to.
+    #[arg(long, value_name = "URL", requires = "proxy", default_value = DEFAULT_UPSTREAM)]
+    pub upstream: String,
 }
 
 /// Chat through a server that is already running instead of loading a model here.
@@ -172,6 +203,41 @@ pub struct AttachArgs {
     /// lmstudio or openai.
     #[arg(long, value_name = "KIND")]
     pub kind: Option<String>,
+}
+
+/// Where `llmtop proxy` listens by default: Ollama's port plus one.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:11435";
+/// Where it forwards by default: Ollama.
+pub const DEFAULT_UPSTREAM: &str = "http://127.0.0.1:11434";
+
+#[derive(Debug, Clone, Args)]
+pub struct ProxyArgs {
+    #[command(flatten)]
+    pub sensors: SensorArgs,
+    /// Address clients connect to (HOST:PORT).
+    #[arg(long, default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+    pub listen: String,
+    /// The server requests go to: http://HOST:PORT, optionally with a path prefix.
+    #[arg(long, default_value = DEFAULT_UPSTREAM, value_name = "URL")]
+    pub upstream: String,
+    /// Also serve Prometheus metrics (per-model requests, tokens, joules, cost) here.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// Request records file (default: requests.jsonl in the data dir).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_log")]
+    pub log: Option<PathBuf>,
+    /// Write no request records.
+    #[arg(long)]
+    pub no_log: bool,
+    /// Rotate the records file past this many MiB, keeping 5 old ones.
+    #[arg(long, default_value_t = 16, value_name = "MIB", value_parser = count)]
+    pub log_max_mib: u32,
+    /// Also print each record as a JSON line on stdout.
+    #[arg(long)]
+    pub print: bool,
+    /// Stop after this many requests were recorded (for scripts and benchmarks).
+    #[arg(long, hide = true, value_name = "N", value_parser = count)]
+    pub exit_after: Option<u32>,
 }
 
 #[derive(Debug, Clone, Args)]

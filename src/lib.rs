@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! util ─▶ sensors ─┐
-//!         engine ──┴─▶ accounting ─▶ report ─▶ export ─▶ cli ─▶ config ─┬─▶ dashboard
-//!                                                                       └─▶ commands
+//!         engine ──┴─▶ accounting ─▶ report ─▶ export ─▶ proxy ─▶ cli ─▶ config ─┬─▶ dashboard
+//!                                                                                └─▶ commands
 //! ```
 //!
 //! A layer uses only the layers left of it; nothing imports `dashboard` or `commands`, and no
@@ -20,6 +20,7 @@ pub mod dashboard;
 pub mod engine;
 pub mod export;
 pub mod logging;
+pub mod proxy;
 pub mod report;
 pub mod sensors;
 pub mod util;

@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(a)) => llmtop::commands::serve::run(a, &cfg),
         Some(Command::Watch(a)) => llmtop::commands::watch::run(a, &cfg),
         Some(Command::Share(a)) => llmtop::commands::share::run(a, &cfg),
+        Some(Command::Proxy(a)) => llmtop::commands::proxy::run(a, &cfg),
         Some(Command::TallyWriter(a)) => {
             llmtop::accounting::tally::writer_loop(&a.path, a.count).map_err(Into::into)
         }

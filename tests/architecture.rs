@@ -8,13 +8,14 @@ use std::path::{Path, PathBuf};
 /// Each top-level module and the top-level modules it may use.
 fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     let below = |upto: &str| -> Vec<&'static str> {
-        const ORDER: [&str; 9] = [
+        const ORDER: [&str; 10] = [
             "util",
             "sensors",
             "engine",
             "accounting",
             "report",
             "export",
+            "proxy",
             "cli",
             "config",
             "logging",
@@ -29,6 +30,7 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     a.insert("accounting", vec!["util", "sensors", "engine"]);
     a.insert("report", below("report"));
     a.insert("export", below("export"));
+    a.insert("proxy", below("proxy"));
     a.insert("cli", below("cli"));
     a.insert("config", below("config"));
     a.insert("logging", below("logging"));

@@ -606,6 +606,30 @@ impl Ledger {
         Some((self.knot_at(b).j - self.knot_at(a).j, b - a))
     }
 
+    /// The total's own steps (one per settled sampler tick) inside `[t0, t1]`, as
+    /// `(start, end, joules)`, the steps at the edges cut at `t0` and `t1` the way
+    /// [`Self::energy_between`] cuts them: the steps add up to it. These are the sampling
+    /// intervals that attribution (`accounting::attribution`) splits between requests.
+    pub fn steps_between(&self, t0: f64, t1: f64) -> Vec<(f64, f64, f64)> {
+        let Some((a, b)) = self.clamp(t0, t1) else {
+            return Vec::new();
+        };
+        let mut edges = vec![a];
+        let from = self.knots.partition_point(|k| k.t <= a);
+        edges.extend(
+            self.knots[from..]
+                .iter()
+                .map(|k| k.t)
+                .take_while(|&t| t < b),
+        );
+        edges.push(b);
+        edges
+            .windows(2)
+            .filter(|w| w[1] > w[0])
+            .map(|w| (w[0], w[1], self.knot_at(w[1]).j - self.knot_at(w[0]).j))
+            .collect()
+    }
+
     /// The cost of the energy between `t0` and `t1` in `tariff`, each step priced at the time
     /// it was drawn; `None` without a wall clock or an overlap.
     pub fn cost_between(&self, tariff: &Tariff, t0: f64, t1: f64) -> Option<f64> {

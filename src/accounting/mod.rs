@@ -1,5 +1,6 @@
 //! Accounting: the only place that turns readings into energy, and energy into money.
 
+pub mod attribution;
 pub mod energy;
 pub mod ledger;
 pub mod pricing;

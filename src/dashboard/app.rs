@@ -50,6 +50,7 @@ impl App {
             now: 0.0,
             dirty: true,
             quitting: false,
+            requests: None,
         }
     }
 
@@ -147,6 +148,19 @@ impl App {
             Event::Status(text) => {
                 self.dirty = true;
                 self.set_status(text);
+            }
+            Event::Requests { records, pending } => {
+                if let Some(t) = self.requests.as_mut()
+                    && (!records.is_empty() || t.pending != pending)
+                {
+                    t.total += records.len() as u64;
+                    for r in records {
+                        t.rows.push_front(r);
+                    }
+                    t.rows.truncate(super::state::MAX_REQUEST_ROWS);
+                    t.pending = pending;
+                    self.dirty = true;
+                }
             }
             Event::Terminate(signal) => {
                 // The terminal may already be gone (SSH drop): quit without asking.

@@ -50,6 +50,12 @@ pub enum Event {
     ReplyFigures(crate::accounting::session::ReplyFigures),
     /// A one-line message from the shell for the status line (a tally warning, an error).
     Status(String),
+    /// `--proxy`: requests the books settled since the last sample (oldest first), and how
+    /// many are still in flight or waiting for the ledger.
+    Requests {
+        records: Vec<crate::proxy::record::RequestRecord>,
+        pending: usize,
+    },
     /// A signal whose default action ends the process (SIGTERM, SIGHUP, SIGINT, SIGQUIT,
     /// SIGUSR1, ...): flush and quit (the name of the signal).
     Terminate(&'static str),

@@ -24,8 +24,8 @@ use crate::cli::DashboardArgs;
 use crate::config::{self, Config, RawConfig};
 use crate::dashboard::event::{Event, EventSource};
 use crate::dashboard::pace::Pace;
-use crate::dashboard::shell::Shell;
-use crate::dashboard::state::{App, Message, Role};
+use crate::dashboard::shell::{ProxyFeed, Shell};
+use crate::dashboard::state::{App, EngineState, Message, RequestTable, Role};
 use crate::dashboard::theme::Theme;
 use crate::dashboard::tui::Tui;
 use crate::engine::{self, Engine, EngineSettings, scripted::ScriptedEngine};
@@ -133,6 +133,39 @@ pub fn report_startup(app: &mut App, tally_note: Option<String>, statuses: &[Sou
     app.update(Event::Status(status));
 }
 
+/// `--proxy`: no model runs in-process; the engine only waits to be stopped.
+struct NoEngine;
+
+impl Engine for NoEngine {
+    fn run(
+        self: Box<Self>,
+        mut commands: UnboundedReceiver<engine::Command>,
+        _events: tokio::sync::mpsc::UnboundedSender<engine::EngineEvent>,
+    ) {
+        while let Some(c) = commands.blocking_recv() {
+            if matches!(c, engine::Command::Shutdown) {
+                return;
+            }
+        }
+    }
+}
+
+/// `--proxy`: the proxy on its own thread, its records to requests.jsonl in the data dir.
+fn start_proxy(
+    args: &DashboardArgs,
+    cfg: &Config,
+    upstream: crate::proxy::forward::Upstream,
+    clock: Instant,
+    data_dir: &Path,
+) -> anyhow::Result<(crate::proxy::forward::ProxyServer, ProxyFeed)> {
+    use crate::proxy::record::{DEFAULT_KEEP, DEFAULT_MAX_BYTES, FILE_NAME, RequestLog};
+    let log = RequestLog::open(&data_dir.join(FILE_NAME), DEFAULT_MAX_BYTES, DEFAULT_KEEP)?;
+    let (tx, events) = unbounded_channel();
+    let server = crate::proxy::forward::ProxyServer::start(&args.listen, upstream, clock, tx)?;
+    let books = crate::proxy::books::ProxyBooks::new(cfg.raw.sensors.idle_window_s, Some(log));
+    Ok((server, ProxyFeed { books, events }))
+}
+
 /// Run the dashboard until the user quits.
 pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
     if !args.remote.is_empty() {
@@ -142,7 +175,7 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
     // checked when it was loaded).
     let (themes, theme_index) = load_themes(args, cfg)?;
     // `--attach URL` (or `[backend] attach`): a server does the inference.
-    let attach = if args.demo {
+    let attach = if args.demo || args.proxy {
         None
     } else {
         crate::config::engine::resolve_attach(
@@ -152,7 +185,10 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
             &cfg.raw,
         )?
     };
-    let mut settings = if args.demo {
+    let mut settings = if args.proxy {
+        // No model runs in-process: the server behind the proxy runs it.
+        EngineSettings::with_model(PathBuf::from("proxy"))
+    } else if args.demo {
         EngineSettings::with_model(PathBuf::from("demo.gguf"))
     } else if let Some((s, _)) = &attach {
         s.clone()
@@ -171,11 +207,20 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
     let server = attach
         .as_ref()
         .map(|(_, a)| crate::accounting::share::ServerMeter::for_url(&a.url));
+    // `--proxy`: bad addresses are one line, before the terminal is taken over.
+    let upstream = if args.proxy {
+        crate::proxy::forward::parse_listen(&args.listen)?;
+        Some(crate::proxy::forward::Upstream::parse(&args.upstream)?)
+    } else {
+        None
+    };
     let attach_label = attach.as_ref().map(|(_, a)| {
         let what = a.model.clone().unwrap_or_else(|| "attaching".into());
         (what, format!("server {}", a.url))
     });
-    let engine: Box<dyn Engine> = if args.demo {
+    let engine: Box<dyn Engine> = if upstream.is_some() {
+        Box::new(NoEngine)
+    } else if args.demo {
         Box::new(ScriptedEngine::default())
     } else if let Some((_, a)) = attach {
         Box::new(engine::remote::engine::AttachEngine {
@@ -208,6 +253,10 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
     let meter = start_meter(args, &cfg.raw);
     let statuses = meter.statuses.clone();
     let ledger = crate::accounting::ledger_for(&meter, cfg.tariff.clone());
+    let proxy = match upstream {
+        Some(up) => Some(start_proxy(args, cfg, up, meter.handle.start(), &data_dir)?),
+        None => None,
+    };
     let (sampler, samples) = meter.into_parts();
 
     let model_label = match &attach_label {
@@ -247,6 +296,19 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let (proxy_server, proxy_feed) = match proxy {
+        Some((server, feed)) => {
+            app.requests = Some(RequestTable {
+                listen: server.local_addr().to_string(),
+                upstream: server.upstream().url(),
+                ..RequestTable::default()
+            });
+            app.model_label = format!("proxy → {}", server.upstream().url());
+            app.engine = EngineState::Idle;
+            (Some(server), Some(feed))
+        }
+        None => (None, None),
+    };
 
     let mut shell = Shell {
         handle,
@@ -258,6 +320,7 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
         compare: &cfg.compare,
         pace,
         server,
+        proxy: proxy_feed,
     };
     // One clock for events and samples: reply spans line up with the sensor readings.
     let result = runtime.block_on(in_terminal(
@@ -269,6 +332,11 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
         &log,
     ));
     crate::dashboard::tui::restore();
+    drop(proxy_server);
+    // Requests the ledger never covered are written without energy.
+    if let Some(p) = shell.proxy.as_mut() {
+        p.books.flush(shell.session.ledger());
+    }
     // Stops the engine (frees the model) once the terminal is back.
     drop(shell);
     sampler.stop();

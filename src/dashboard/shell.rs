@@ -20,10 +20,13 @@ use crate::dashboard::theme::Theme;
 use crate::dashboard::tui::{self, FrameBackend};
 use crate::engine::{Command, EngineEvent, EngineHandle};
 use crate::export::prometheus::MetricsState;
+use crate::proxy::books::{ProxyBooks, metrics};
+use crate::proxy::tap::ProxyEvent;
 use crate::sensors::host::HostInfo;
 use ratatui::Terminal;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Events folded into one frame at most, so keys stay responsive during a token burst.
 pub const MAX_BATCH: usize = 512;
@@ -44,6 +47,15 @@ pub struct Shell<'a> {
     pub pace: Pace,
     /// The attached server's process, when it runs on this machine.
     pub server: Option<ServerMeter>,
+    /// `--proxy`: the proxy's events and the books that make records of them.
+    pub proxy: Option<ProxyFeed>,
+}
+
+/// What the shell needs of a running proxy: its events, and the books that fold them with
+/// the session's ledger into records.
+pub struct ProxyFeed {
+    pub books: ProxyBooks,
+    pub events: UnboundedReceiver<ProxyEvent>,
 }
 
 fn with_metrics(m: &Option<Arc<Mutex<MetricsState>>>, f: impl FnOnce(&mut MetricsState)) {
@@ -84,6 +96,20 @@ impl Shell<'_> {
                         m.set_tok_s(r);
                     }
                 });
+                // The proxy's requests settle on samples: that is when the ledger moves.
+                if let Some(p) = self.proxy.as_mut() {
+                    while let Ok(e) = p.events.try_recv() {
+                        p.books.event(e);
+                    }
+                    let records = p.books.settle(self.session.ledger(), s.t);
+                    with_metrics(&self.metrics, |m| {
+                        for r in &records {
+                            m.record_request(&metrics(r));
+                        }
+                    });
+                    let pending = p.books.pending();
+                    app.update(Event::Requests { records, pending });
+                }
                 true
             }
             Event::Tick { now } => {

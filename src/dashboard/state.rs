@@ -395,4 +395,23 @@ pub struct App {
     /// Something visible changed since the last frame.
     pub dirty: bool,
     pub quitting: bool,
+    /// `llmtop --proxy`: the proxy's requests, shown instead of the chat.
+    pub requests: Option<RequestTable>,
+}
+
+/// Rows the request table keeps (newest first).
+pub const MAX_REQUEST_ROWS: usize = 200;
+
+/// `llmtop --proxy`: the requests through the proxy, newest first, like top for requests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestTable {
+    /// Where clients connect, and where requests go.
+    pub listen: String,
+    pub upstream: String,
+    /// Settled records, newest first, at most [`MAX_REQUEST_ROWS`].
+    pub rows: std::collections::VecDeque<crate::proxy::record::RequestRecord>,
+    /// Requests in flight or waiting for the ledger to settle their energy.
+    pub pending: usize,
+    /// Records since start.
+    pub total: u64,
 }

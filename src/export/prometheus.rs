@@ -92,6 +92,77 @@ pub struct MetricsState {
     samples: u64,
     /// Labels of `llmtop_engine_info`, once the model has loaded.
     engine: Option<String>,
+    /// Per-model request figures from the proxy.
+    requests: RequestFamilies,
+}
+
+/// One proxied request, settled: what [`MetricsState::record_request`] counts. Strings are
+/// the server's (escaped when rendered).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestMetrics {
+    pub model: String,
+    /// "ollama", "llama-server", "lm-studio", "openai-compatible" or "unknown".
+    pub backend: String,
+    /// The HTTP status the client got, e.g. "200", "502".
+    pub status: String,
+    /// Prompt tokens the server computed (cached ones excluded).
+    pub prompt_tokens: u64,
+    /// Prompt tokens it reused from its cache.
+    pub cached_tokens: u64,
+    pub generated_tokens: u64,
+    /// Attributed energy (the split of the ledger's energy between overlapping requests).
+    pub energy_j: Option<f64>,
+    /// In the tariff's currency (the state's tariff labels it).
+    pub cost: Option<f64>,
+    pub co2_g: Option<f64>,
+    pub ttft_s: Option<f64>,
+    pub gen_tok_s: Option<f64>,
+}
+
+/// Histogram upper bounds: time to first token, seconds.
+const TTFT_BUCKETS: [f64; 11] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0];
+/// Histogram upper bounds: generation rate, tokens per second.
+const TOK_S_BUCKETS: [f64; 11] = [
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 5000.0,
+];
+
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, bounds: &[f64], v: f64) {
+        if !v.is_finite() {
+            return;
+        }
+        if self.counts.len() != bounds.len() {
+            self.counts = vec![0; bounds.len()];
+        }
+        for (c, b) in self.counts.iter_mut().zip(bounds) {
+            if v <= *b {
+                *c += 1;
+            }
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+}
+
+/// (model, backend) and the rest of a series' labels.
+type ModelKey = (String, String);
+
+#[derive(Debug, Clone, Default)]
+struct RequestFamilies {
+    requests: BTreeMap<(String, String, String), u64>,
+    tokens: BTreeMap<(String, String, &'static str), u64>,
+    energy_j: BTreeMap<ModelKey, f64>,
+    cost: BTreeMap<ModelKey, f64>,
+    co2_g: BTreeMap<ModelKey, f64>,
+    ttft: BTreeMap<ModelKey, Histogram>,
+    tok_s: BTreeMap<ModelKey, Histogram>,
 }
 
 impl MetricsState {
@@ -110,6 +181,43 @@ impl MetricsState {
             tariff,
             samples: 0,
             engine: None,
+            requests: RequestFamilies::default(),
+        }
+    }
+
+    /// A proxied request was settled: count it under its model and backend.
+    pub fn record_request(&mut self, m: &RequestMetrics) {
+        let r = &mut self.requests;
+        let key = (m.model.clone(), m.backend.clone());
+        *r.requests
+            .entry((m.model.clone(), m.backend.clone(), m.status.clone()))
+            .or_default() += 1;
+        for (kind, n) in [
+            ("prompt", m.prompt_tokens),
+            ("cached", m.cached_tokens),
+            ("generated", m.generated_tokens),
+        ] {
+            *r.tokens
+                .entry((m.model.clone(), m.backend.clone(), kind))
+                .or_default() += n;
+        }
+        if let Some(j) = m.energy_j.filter(|j| j.is_finite()) {
+            *r.energy_j.entry(key.clone()).or_default() += j;
+        }
+        if let Some(c) = m.cost.filter(|c| c.is_finite()) {
+            *r.cost.entry(key.clone()).or_default() += c;
+        }
+        if let Some(g) = m.co2_g.filter(|g| g.is_finite()) {
+            *r.co2_g.entry(key.clone()).or_default() += g;
+        }
+        if let Some(t) = m.ttft_s {
+            r.ttft
+                .entry(key.clone())
+                .or_default()
+                .observe(&TTFT_BUCKETS, t);
+        }
+        if let Some(v) = m.gen_tok_s {
+            r.tok_s.entry(key).or_default().observe(&TOK_S_BUCKETS, v);
         }
     }
 
@@ -322,6 +430,7 @@ impl MetricsState {
                 1.0,
             )),
         );
+        self.render_requests(&mut o);
         family(
             &mut o,
             "llmtop_samples_total",
@@ -330,6 +439,111 @@ impl MetricsState {
             std::iter::once((String::new(), self.samples as f64)),
         );
         o
+    }
+}
+
+impl MetricsState {
+    /// The per-model request families (only once a request was recorded: `llmtop serve`
+    /// and the dashboard without a proxy show none).
+    fn render_requests(&self, o: &mut String) {
+        let r = &self.requests;
+        if r.requests.is_empty() {
+            return;
+        }
+        let mb = |m: &str, b: &str| format!("model=\"{}\",backend=\"{}\"", escape(m), escape(b));
+        family(
+            o,
+            "llmtop_requests_total",
+            "counter",
+            "Requests through the proxy, by model, backend and the HTTP status the client got.",
+            r.requests.iter().map(|((m, b, s), n)| {
+                (
+                    format!("{{{},status=\"{}\"}}", mb(m, b), escape(s)),
+                    *n as f64,
+                )
+            }),
+        );
+        family(
+            o,
+            "llmtop_model_tokens_total",
+            "counter",
+            "Tokens through the proxy by model: prompt tokens the server computed (kind=\"prompt\"), prompt tokens it reused from its cache (kind=\"cached\"), generated tokens (kind=\"generated\").",
+            r.tokens
+                .iter()
+                .map(|((m, b, k), n)| (format!("{{{},kind=\"{k}\"}}", mb(m, b)), *n as f64)),
+        );
+        family(
+            o,
+            "llmtop_model_energy_joules_total",
+            "counter",
+            "Energy attributed to the model's requests: each sampling interval's system energy split between the requests active in it by the tokens each processed (an attribution, not a measurement).",
+            r.energy_j
+                .iter()
+                .map(|((m, b), j)| (format!("{{{},method=\"attributed\"}}", mb(m, b)), *j)),
+        );
+        if let Some(t) = &self.tariff {
+            let region = escape(&t.label);
+            let currency = escape(t.currency.code());
+            family(
+                o,
+                "llmtop_model_cost_total",
+                "counter",
+                "Electricity cost of the energy attributed to the model's requests, in the labelled currency's main unit.",
+                r.cost.iter().map(|((m, b), c)| {
+                    (
+                        format!(
+                            "{{{},currency=\"{currency}\",region=\"{region}\"}}",
+                            mb(m, b)
+                        ),
+                        *c,
+                    )
+                }),
+            );
+            if t.co2_g_per_kwh.is_some() {
+                family(
+                    o,
+                    "llmtop_model_co2_grams_total",
+                    "counter",
+                    "Grid CO2e of the energy attributed to the model's requests, grams.",
+                    r.co2_g
+                        .iter()
+                        .map(|((m, b), g)| (format!("{{{},region=\"{region}\"}}", mb(m, b)), *g)),
+                );
+            }
+        }
+        histogram(
+            o,
+            "llmtop_request_ttft_seconds",
+            "Time to first token of proxied requests, seconds.",
+            &TTFT_BUCKETS,
+            r.ttft.iter().map(|((m, b), h)| (mb(m, b), h)),
+        );
+        histogram(
+            o,
+            "llmtop_request_generation_tokens_per_second",
+            "Generation rate of proxied requests, tokens per second (the server's timings where it gives them).",
+            &TOK_S_BUCKETS,
+            r.tok_s.iter().map(|((m, b), h)| (mb(m, b), h)),
+        );
+    }
+}
+
+fn histogram<'a>(
+    o: &mut String,
+    name: &str,
+    help: &str,
+    bounds: &[f64],
+    series: impl Iterator<Item = (String, &'a Histogram)>,
+) {
+    let _ = writeln!(o, "# HELP {name} {help}");
+    let _ = writeln!(o, "# TYPE {name} histogram");
+    for (labels, h) in series {
+        for (b, c) in bounds.iter().zip(&h.counts) {
+            let _ = writeln!(o, "{name}_bucket{{{labels},le=\"{}\"}} {c}", value(*b));
+        }
+        let _ = writeln!(o, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(o, "{name}_sum{{{labels}}} {}", value(h.sum));
+        let _ = writeln!(o, "{name}_count{{{labels}}} {}", h.count);
     }
 }
 

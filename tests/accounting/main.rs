@@ -8,6 +8,7 @@ mod live;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod attribution;
 mod energy;
 mod ledger_live;
 mod pricing;

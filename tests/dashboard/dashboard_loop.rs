@@ -307,6 +307,7 @@ async fn drive_paced(
         compare: &[],
         pace,
         server: None,
+        proxy: None,
     };
     let themes = [Theme::dark()];
     let ran = tokio::time::timeout(

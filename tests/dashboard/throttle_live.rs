@@ -230,6 +230,7 @@ async fn the_mark_appears_when_clocks_fall_with_the_rate_and_not_before() {
         compare: &[],
         pace: llmtop::dashboard::pace::Pace::default(),
         server: None,
+        proxy: None,
     };
     let mut app = support::new_app(80, 24);
     let themes = [Theme::dark()];

@@ -543,3 +543,117 @@ fn an_attached_servers_share_sits_beside_the_machines_total_and_f1_explains_it()
         "{help}"
     );
 }
+
+fn request(
+    id: u64,
+    model: &str,
+    status: u16,
+    outcome: &str,
+) -> llmtop::proxy::record::RequestRecord {
+    use llmtop::proxy::record::{RequestEnergy, RequestRecord, SCHEMA};
+    let ok = status == 200 && outcome == "complete";
+    RequestRecord {
+        schema: SCHEMA.into(),
+        id,
+        time: Some(format!("2026-05-01T12:00:{:02}Z", id)),
+        client: format!("127.0.0.1:5{id:04}"),
+        method: "POST".into(),
+        endpoint: "/v1/chat/completions".into(),
+        status,
+        outcome: outcome.into(),
+        error: None,
+        model: Some(model.into()),
+        backend: "llama-server".into(),
+        prompt_tokens: ok.then_some(31 + id),
+        cached_tokens: ok.then_some(if id.is_multiple_of(2) { 12 } else { 0 }),
+        generated_tokens: ok.then_some(100 + 10 * id),
+        tokens_from: "llama-server timings".into(),
+        ttft_s: ok.then_some(0.05 * id as f64),
+        prefill_tok_s: ok.then_some(800.0),
+        decode_tok_s: ok.then_some(40.0 + id as f64),
+        rates_from: "server".into(),
+        wall_s: 2.5,
+        bytes_in: 120,
+        bytes_out: 9000,
+        energy: Some(RequestEnergy {
+            joules: 12.5 * id as f64,
+            method: "attributed".into(),
+            covers: Some("wall plug".into()),
+            idle_w: Some(30.0),
+            net_of_idle: true,
+            split: "by tokens".into(),
+            prompt_token_weight: 0.1,
+            weight_from: "server timings".into(),
+            intervals: 10,
+            shared_s: 1.0,
+        }),
+        cost: Some(0.000_001 * id as f64),
+        cost_text: Some(format!("0.0000{id} ¢")),
+        currency: Some("USD".into()),
+        region: Some("US".into()),
+        co2_g: Some(0.01),
+        wire_errors: Vec::new(),
+    }
+}
+
+fn proxy_app(w: u16, h: u16) -> App {
+    let mut app = new_app(w, h);
+    samples(&mut app, 0.0, 5.0);
+    app.engine = llmtop::dashboard::state::EngineState::Idle;
+    app.model_label = "proxy → http://127.0.0.1:8080".into();
+    app.requests = Some(llmtop::dashboard::state::RequestTable {
+        listen: "127.0.0.1:11435".into(),
+        upstream: "http://127.0.0.1:8080".into(),
+        ..Default::default()
+    });
+    let records = vec![
+        request(
+            1,
+            "/models/SmolLM2-135M-Instruct.Q4_1.gguf",
+            200,
+            "complete",
+        ),
+        request(2, "llama3:8b", 200, "complete"),
+        request(3, "\u{1b}[31mred\u{7}", 200, "complete"),
+        request(4, "llama3:8b", 502, "upstream_unreachable"),
+        request(5, "llama3:8b", 200, "client_closed"),
+    ];
+    app.update(llmtop::dashboard::event::Event::Requests {
+        records,
+        pending: 2,
+    });
+    app
+}
+
+macro_rules! snap_proxy {
+    ($name:expr, $app:expr) => {{
+        let screen = render(&$app);
+        // Times are shown in the local zone.
+        insta::with_settings!({filters => vec![
+            (r"│\d\d:\d\d:\d\d ", "│hh:mm:ss "),
+            (r"│\d\d:\d\d ", "│mm:ss "),
+        ]}, {
+            insta::assert_snapshot!($name, screen);
+        });
+    }};
+}
+
+#[test]
+fn proxy_requests_80x24() {
+    let app = proxy_app(80, 24);
+    let t = app.requests.as_ref().expect("table");
+    assert_eq!(t.rows.front().map(|r| r.id), Some(5), "newest first");
+    assert_eq!((t.total, t.pending), (5, 2));
+    let screen = render(&app);
+    assert!(
+        !screen.contains('\u{1b}'),
+        "escape from the network reached the screen"
+    );
+    assert!(screen.contains("\\x1b"), "{screen}");
+    snap_proxy!("proxy_requests_80x24", app);
+}
+
+#[test]
+fn proxy_requests_120x40() {
+    snap_proxy!("proxy_requests_120x40", proxy_app(120, 40));
+}

@@ -1,7 +1,8 @@
 //! Drawing: pure functions of `&App` and `&Theme` into a ratatui `Frame`. No I/O, no `&mut App`.
 //!
 //! Layout (80x24 is the design size; larger terminals get wider gauges and taller charts):
-//! header on the first row, footer on the last, the chat on the left, gauges on the right.
+//! header on the first row, footer on the last, the chat (or, with `--proxy`, the request
+//! table) on the left, gauges on the right.
 
 pub mod chart;
 pub mod chat;
@@ -10,6 +11,7 @@ pub mod gauges;
 pub mod header;
 pub mod help;
 pub mod picker;
+pub mod requests;
 
 pub use crate::dashboard::layout::{Areas, input_rows, layout, messages_size};
 use crate::dashboard::state::App;
@@ -35,7 +37,18 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame) {
     }
     let areas = layout(app, area);
     header::draw(app, theme, frame, areas.header);
-    chat::draw(app, theme, frame, &areas);
+    if app.requests.is_some() {
+        // `--proxy`: the request table takes the whole chat column.
+        let left = Rect::new(
+            areas.chat.x,
+            areas.chat.y,
+            areas.chat.width,
+            areas.input.bottom().saturating_sub(areas.chat.y),
+        );
+        requests::draw(app, theme, frame, left);
+    } else {
+        chat::draw(app, theme, frame, &areas);
+    }
     gauges::draw(app, theme, frame, areas.gauges);
     footer::draw(app, theme, frame, areas.footer);
     if app.show_help {

@@ -1,0 +1,284 @@
+//! Attribution of a scripted ledger's energy to overlapping requests, against splits worked
+//! out by hand, and a property: the splits of the requests add up to the energy of the time
+//! they ran.
+
+use llmtop::accounting::attribution::{Activity, Attributor, attribute, split_interval};
+use llmtop::accounting::energy::{IdleBaseline, TotalBasis};
+use llmtop::accounting::ledger::Ledger;
+use llmtop::accounting::pricing::Tariff;
+use llmtop::sensors::{Covers, Method, Quantity, Reading, Sample, Source};
+use proptest::prelude::*;
+
+fn plug(j: f64) -> Reading {
+    Reading {
+        id: "plug:shelly:energy".into(),
+        device: "shelly".into(),
+        label: "wall".into(),
+        quantity: Quantity::Energy,
+        value: Some(j),
+        limit: None,
+        source: Source::Plug,
+        covers: Covers::Wall,
+        method: Method::Counter,
+        rejected: None,
+    }
+}
+
+/// A wall plug at `watts(t)` (constant over each second), read once a second for `secs`.
+fn ledger_with(secs: u32, watts: impl Fn(u32) -> f64) -> Ledger {
+    let mut l = Ledger::new();
+    let mut j = 0.0;
+    for s in 0..=secs {
+        if s > 0 {
+            j += watts(s - 1);
+        }
+        l.push(&Sample {
+            t: f64::from(s),
+            readings: vec![plug(j)],
+        });
+    }
+    l
+}
+
+/// `n` generated tokens seen evenly over `(t0, t1]`.
+fn ticks(t0: f64, t1: f64, n: u32) -> Vec<f64> {
+    (1..=n)
+        .map(|i| t0 + (t1 - t0) * f64::from(i) / f64::from(n))
+        .collect()
+}
+
+fn decode_only(id: u64, t0: f64, t1: f64, per_s: u32) -> Activity {
+    let n = ((t1 - t0) * f64::from(per_s)).round() as u32;
+    Activity {
+        id,
+        t0,
+        t1,
+        prefill_tokens: 0.0,
+        prefill: (t0, t0),
+        token_times: ticks(t0, t1, n),
+        generated_tokens: f64::from(n),
+        prefill_weight: None,
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-6 * b.abs().max(1.0)
+}
+
+#[test]
+fn a_request_alone_gets_all_the_energy_of_its_span() {
+    let l = ledger_with(10, |_| 100.0);
+    let a = Activity {
+        id: 1,
+        t0: 1.0,
+        t1: 3.0,
+        prefill_tokens: 10.0,
+        prefill: (1.0, 1.5),
+        token_times: ticks(1.5, 3.0, 20),
+        generated_tokens: 20.0,
+        prefill_weight: Some(0.25),
+    };
+    let s = attribute(&l, None, None, &[&a], &a);
+    assert!(close(s.joules, 200.0), "{s:?}");
+    assert_eq!(s.intervals, 2);
+    assert_eq!(s.shared_s, 0.0);
+    assert_eq!(s.idle_w, None);
+    assert_eq!(s.basis, Some(TotalBasis::Wall));
+    assert!(s.weight_measured);
+    assert_eq!(s.prefill_weight, 0.25);
+}
+
+#[test]
+fn overlapping_requests_split_each_second_by_tokens() {
+    // A: 10 tok/s over [0, 4]; B: 30 tok/s over [2, 6]; 100 W throughout.
+    // [0,2]: A alone, 200 J. [2,4]: A 10 of 40 tokens a second: 25 J/s to A, 75 to B.
+    // [4,6]: B alone, 200 J. A = 250 J, B = 350 J, together the 600 J of [0, 6].
+    let l = ledger_with(8, |_| 100.0);
+    let a = decode_only(1, 0.0, 4.0, 10);
+    let b = decode_only(2, 2.0, 6.0, 30);
+    let all = [&a, &b];
+    let sa = attribute(&l, None, None, &all, &a);
+    let sb = attribute(&l, None, None, &all, &b);
+    assert!(close(sa.joules, 250.0), "{sa:?}");
+    assert!(close(sb.joules, 350.0), "{sb:?}");
+    assert!(close(sa.shared_s, 2.0) && close(sb.shared_s, 2.0));
+}
+
+#[test]
+fn prompt_tokens_weigh_their_measured_cost() {
+    // [0,1] at 110 W: A computes 100 prompt tokens, B generates 10 tokens.
+    let l = ledger_with(2, |_| 110.0);
+    let mut a = Activity {
+        id: 1,
+        t0: 0.0,
+        t1: 1.0,
+        prefill_tokens: 100.0,
+        prefill: (0.0, 1.0),
+        token_times: vec![],
+        generated_tokens: 0.0,
+        prefill_weight: Some(0.1),
+    };
+    let b = decode_only(2, 0.0, 1.0, 10);
+    // Weighted 0.1: 10 vs 10, half each.
+    let s = attribute(&l, None, None, &[&a, &b], &a);
+    assert!(close(s.joules, 55.0), "{s:?}");
+    // No timings: a prompt token counts as one, 100 vs 10.
+    a.prefill_weight = None;
+    let s = attribute(&l, None, None, &[&a, &b], &a);
+    assert!(close(s.joules, 100.0), "{s:?}");
+    assert!(!s.weight_measured);
+    assert_eq!(s.prefill_weight, 1.0);
+}
+
+#[test]
+fn net_of_idle_when_a_baseline_is_on_the_ledgers_basis() {
+    // 100 W, idle 40 W: each second gives 60 J. A basis that differs gives gross figures.
+    let l = ledger_with(5, |_| 100.0);
+    let a = decode_only(1, 1.0, 3.0, 10);
+    let idle = IdleBaseline {
+        watts: 40.0,
+        basis: TotalBasis::Wall,
+        window_s: 5.0,
+    };
+    let s = attribute(&l, Some(&idle), None, &[&a], &a);
+    assert!(close(s.joules, 120.0), "{s:?}");
+    assert_eq!(s.idle_w, Some(40.0));
+    let other = IdleBaseline {
+        basis: TotalBasis::Components,
+        ..idle
+    };
+    let s = attribute(&l, Some(&other), None, &[&a], &a);
+    assert!(close(s.joules, 200.0), "{s:?}");
+    assert_eq!(s.idle_w, None);
+}
+
+#[test]
+fn a_second_with_no_tokens_is_shared_evenly_and_power_changes_are_followed() {
+    // Second 0: 50 W, both waiting (no tokens): 25 J each. Second 1: 150 W, only B
+    // generates: B takes it all.
+    let l = ledger_with(3, |s| if s == 0 { 50.0 } else { 150.0 });
+    let a = Activity {
+        id: 1,
+        t0: 0.0,
+        t1: 2.0,
+        prefill_tokens: 0.0,
+        prefill: (0.0, 0.0),
+        token_times: vec![],
+        generated_tokens: 0.0,
+        prefill_weight: None,
+    };
+    let b = Activity {
+        token_times: ticks(1.0, 2.0, 5),
+        generated_tokens: 5.0,
+        id: 2,
+        ..a.clone()
+    };
+    let sa = attribute(&l, None, None, &[&a, &b], &a);
+    let sb = attribute(&l, None, None, &[&a, &b], &b);
+    assert!(close(sa.joules, 25.0), "{sa:?}");
+    assert!(close(sb.joules, 175.0), "{sb:?}");
+}
+
+#[test]
+fn cost_and_co2_price_the_attributed_joules() {
+    let tariff = Tariff::preset("DE").expect("DE");
+    let origin = jiff::Timestamp::from_second(1_750_000_000).expect("ts");
+    let mut l = Ledger::new().priced(tariff.clone(), origin);
+    let mut j = 0.0;
+    for s in 0..=4 {
+        if s > 0 {
+            j += 900.0; // 900 W: 0.25 Wh a second
+        }
+        l.push(&Sample {
+            t: f64::from(s),
+            readings: vec![plug(j)],
+        });
+    }
+    let a = decode_only(1, 1.0, 2.0, 10);
+    let s = attribute(&l, None, Some(&tariff), &[&a], &a);
+    assert!(close(s.joules, 900.0));
+    let price = tariff.price_in_hour(0);
+    assert!(close(s.cost.expect("cost"), 0.00025 * price), "{s:?}");
+    let g = tariff.co2_g_per_kwh.expect("DE has a grid intensity");
+    assert!(close(s.co2_g.expect("co2"), 0.00025 * g));
+}
+
+#[test]
+fn a_request_settles_only_when_the_ledger_and_its_neighbours_are_done() {
+    let l = ledger_with(3, |_| 100.0);
+    let mut at = Attributor::new();
+    at.open(1, 0.0);
+    at.open(2, 0.5);
+    at.close(decode_only(1, 0.0, 1.0, 10));
+    // B is still open and overlapped A: A waits for B's final counts.
+    assert!(at.settle(&l, None, None).is_empty());
+    at.close(decode_only(2, 0.5, 1.5, 10));
+    // The ledger reaches 3.0: A's end + 1 s is covered, B's end (2.5 with the margin) too.
+    let done = at.settle(&l, None, None);
+    assert_eq!(done.len(), 2);
+    let total: f64 = done.iter().map(|(_, s)| s.joules).sum();
+    assert!(close(total, 150.0), "{done:?}");
+    assert_eq!(at.pending(), 0);
+    // A request that ends after what the ledger covers waits.
+    at.open(3, 2.0);
+    at.close(decode_only(3, 2.0, 2.8, 10));
+    assert!(at.settle(&l, None, None).is_empty());
+    assert_eq!(at.pending(), 1);
+}
+
+fn activity() -> impl Strategy<Value = Activity> {
+    (
+        0.0..9.0f64,
+        0.05..5.0f64,
+        0u32..200,
+        0.0..1.0f64,
+        proptest::collection::vec(0.0..1.0f64, 0..40),
+        proptest::option::of(0.01..3.0f64),
+    )
+        .prop_map(|(t0, len, prompt, pre_frac, ticks, w)| {
+            let t1 = (t0 + len).min(10.0);
+            let p1 = t0 + (t1 - t0) * pre_frac;
+            let mut times: Vec<f64> = ticks.iter().map(|f| p1 + (t1 - p1) * f).collect();
+            times.sort_by(f64::total_cmp);
+            Activity {
+                id: 0,
+                t0,
+                t1,
+                prefill_tokens: f64::from(prompt),
+                prefill: (t0, p1),
+                generated_tokens: times.len() as f64,
+                token_times: times,
+                prefill_weight: w,
+            }
+        })
+}
+
+proptest! {
+    #[test]
+    fn splits_add_up_to_the_energy_of_every_interval(
+        watts in proptest::collection::vec(0.0..500.0f64, 12),
+        reqs in proptest::collection::vec(activity(), 1..6),
+        a in 0.0..10.0f64, len in 0.01..3.0f64,
+    ) {
+        let reqs: Vec<Activity> = reqs.into_iter().enumerate()
+            .map(|(i, mut r)| { r.id = i as u64; r }).collect();
+        let refs: Vec<&Activity> = reqs.iter().collect();
+        let e = 123.4;
+        let b = a + len;
+        let split = split_interval(e, a, b, &refs);
+        let got: f64 = split.iter().map(|(_, j)| j).sum();
+        let any = reqs.iter().any(|r| r.t0 < b && r.t1 > a);
+        let ok = if any { close(got, e) } else { split.is_empty() };
+        prop_assert!(ok, "split {:?} of {}", split, e);
+
+        // Through the ledger: with one request spanning [0, 10], every joule of [0, 10] is
+        // given to someone, and no more.
+        let l = ledger_with(11, |s| watts[s as usize]);
+        let mut all = reqs.clone();
+        all.push(Activity { id: 99, t0: 0.0, t1: 10.0, ..decode_only(99, 0.0, 10.0, 3) });
+        let refs: Vec<&Activity> = all.iter().collect();
+        let sum: f64 = all.iter().map(|r| attribute(&l, None, None, &refs, r).joules).sum();
+        let (want, _) = l.energy_between(0.0, 10.0).expect("energy");
+        prop_assert!(close(sum, want), "{} vs {}", sum, want);
+    }
+}

@@ -1,0 +1,78 @@
+//! `llmtop --proxy` in a real terminal: requests through it appear in the table, newest first,
+//! with the model the server named (sanitised), tokens from its final object, and energy.
+
+use super::tmux::Tmux;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+#[test]
+fn the_dashboard_shows_proxied_requests_newest_first() {
+    // An Ollama-shaped upstream; the model name carries an escape sequence.
+    let up = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let up_addr = up.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for (n, s) in up.incoming().enumerate() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let model = if n == 0 {
+                "first\u{1b}[2Jmodel"
+            } else {
+                "second-model"
+            };
+            let body = format!(
+                "{}\n{}\n",
+                serde_json::json!({"model": model, "message": {"role": "assistant", "content": "Hi"}, "done": false}),
+                serde_json::json!({"model": model, "message": {"role": "assistant", "content": ""}, "done": true,
+                    "prompt_eval_count": 12, "prompt_eval_duration": 100_000_000u64,
+                    "eval_count": 7 + n, "eval_duration": 200_000_000u64})
+            );
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let data = tempfile::tempdir().expect("tempdir");
+    let cfg = data.path().join("config.toml");
+    std::fs::write(&cfg, "[sensors]\nidle_window_s = 0.0\n").expect("config");
+    let script = format!(
+        "LLMTOP_DATA_DIR='{}' '{}' --config '{}' --proxy --listen 127.0.0.1:{port} --upstream http://{up_addr} --sysfs-root tests/fixtures/sysfs/laptop; echo LLMTOP-EXIT:$?; sleep 30",
+        data.path().display(),
+        env!("CARGO_BIN_EXE_llmtop"),
+        cfg.display(),
+    );
+    let tmux = Tmux::start("proxy", 120, 30, &script);
+    tmux.wait_for("the request table", Duration::from_secs(20), |s| {
+        s.contains("Requests") && s.contains("Gauges") && s.contains(&format!("127.0.0.1:{port}"))
+    });
+    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    for _ in 0..2 {
+        let got = super::post(addr, "/api/chat", "{\"model\":\"asked\",\"messages\":[]}");
+        assert_eq!(got.status, 200);
+    }
+    let screen = tmux.wait_for("two settled rows", Duration::from_secs(30), |s| {
+        s.contains("2 done")
+    });
+    let first = screen.find("first").expect("first row");
+    let second = screen.find("second-model").expect("second row");
+    assert!(second < first, "newest first:\n{screen}");
+    assert!(screen.contains("first\\x1b[2Jmodel"), "escaped:\n{screen}");
+    assert!(
+        screen.contains("12→8") && screen.contains("12→7"),
+        "{screen}"
+    );
+    assert!(screen.contains(" J "), "energy column:\n{screen}");
+    tmux.keys(&["C-q"]);
+    tmux.wait_for("exit", Duration::from_secs(20), |s| {
+        s.contains("LLMTOP-EXIT:0")
+    });
+    let file = std::fs::read_to_string(data.path().join("requests.jsonl")).expect("records");
+    assert_eq!(file.lines().count(), 2);
+}
