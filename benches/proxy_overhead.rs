@@ -213,7 +213,15 @@ fn main() {
             .arg("-m")
             .arg(&model)
             .args(["--host", "127.0.0.1", "--port", &sport.to_string()])
-            .args(["-c", "2048", "--parallel", "1", "-t", &threads, "--no-webui"])
+            .args([
+                "-c",
+                "2048",
+                "--parallel",
+                "1",
+                "-t",
+                &threads,
+                "--no-webui",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

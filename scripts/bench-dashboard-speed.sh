@@ -40,7 +40,7 @@ COMMON=(--model "$MODEL" --threads "$THREADS" --max-tokens "$GEN" --temperature 
 
 wait_log() { # text count timeout_s: the dashboard's log (info level) says when it is ready and done
   for _ in $(seq 1 $(( $3 * 20 ))); do
-    [ "$(grep -cF -- "$1" "$TMP/dash/llmtop.log" 2>/dev/null)" -ge "$2" ] && return 0; sleep 0.05
+    n=$(grep -cF -- "$1" "$TMP/dash/llmtop.log" 2>/dev/null || true); [ "${n:-0}" -ge "$2" ] && return 0; sleep 0.05
   done
   echo "timed out waiting for '$1' in the dashboard's log" >&2; return 1
 }

@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use ureq::http::Uri;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 /// Largest body read from a device; a plug's JSON is a few hundred bytes.
@@ -73,50 +72,14 @@ impl Target {
 
 /// Check `url` is an absolute http:// or https:// URL with a host, and name its device.
 pub fn parse_url(url: &str) -> Result<Target, HttpError> {
-    let bad = |why: &str| HttpError::BadUrl {
+    let p = crate::util::url::parse(url).map_err(|why| HttpError::BadUrl {
         url: url.into(),
-        why: why.into(),
-    };
-    let uri: Uri = url
-        .parse()
-        .map_err(|e: ureq::http::uri::InvalidUri| HttpError::BadUrl {
-            url: url.into(),
-            why: e.to_string(),
-        })?;
-    let https = match uri.scheme_str() {
-        Some("http") => false,
-        Some("https") => true,
-        _ => return Err(bad("the scheme must be http:// or https://")),
-    };
-    let auth = uri.authority().ok_or_else(|| bad("no host"))?;
-    // Credentials would end up in every error line and listing; Home Assistant takes `token`.
-    if auth.as_str().contains('@') {
-        return Err(bad("user:password@ is not supported"));
-    }
-    let host = auth.host();
-    if host.is_empty() {
-        return Err(bad("no host"));
-    }
-    // `Uri` accepts any text after the colon and then reports no port: check it here, or
-    // `h:8o` would quietly mean port 80.
-    let port = match auth.as_str().get(host.len()..).unwrap_or("") {
-        "" => {
-            if https {
-                443
-            } else {
-                80
-            }
-        }
-        rest => rest
-            .strip_prefix(':')
-            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|p| p.parse::<u16>().ok())
-            .ok_or_else(|| bad("the port must be a number from 0 to 65535"))?,
-    };
+        why,
+    })?;
     Ok(Target {
-        https,
-        host: host.to_string(),
-        port,
+        https: p.https,
+        host: p.host,
+        port: p.port,
     })
 }
 

@@ -4,3 +4,4 @@ pub mod fs;
 pub mod json;
 pub mod paths;
 pub mod sanitize;
+pub mod url;

@@ -568,7 +568,7 @@ fn remote_urls_that_cannot_be_used_are_one_line_before_the_terminal_is_touched()
         ("ftp://gpu-box", "the scheme must be http:// or https://"),
         (
             "http://gpu-box:99999",
-            "the port must be a number from 0 to 65535",
+            "the port must be a number from 1 to 65535",
         ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_llmtop"))

@@ -9,7 +9,6 @@ use serde_json::Value;
 use std::io::Read;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::Duration;
-use ureq::http::Uri;
 
 /// Largest JSON answer read from a probe or a listing (an Ollama with hundreds of models
 /// answers `/api/tags` in well under this).
@@ -83,43 +82,14 @@ impl Server {
         } else {
             format!("http://{trimmed}")
         };
-        let uri: Uri = full
-            .parse()
-            .map_err(|e: ureq::http::uri::InvalidUri| bad(&e.to_string()))?;
-        let https = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            _ => return Err(bad("the scheme must be http:// or https://")),
-        };
-        let auth = uri.authority().ok_or_else(|| bad("no host"))?;
-        if auth.as_str().contains('@') {
-            return Err(bad("user:password@ is not supported"));
-        }
-        let host = auth.host();
-        if host.is_empty() {
-            return Err(bad("no host"));
-        }
-        let port = match auth.as_str().get(host.len()..).unwrap_or("") {
-            "" => {
-                if https {
-                    443
-                } else {
-                    80
-                }
-            }
-            rest => rest
-                .strip_prefix(':')
-                .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|p| p.parse::<u16>().ok())
-                .filter(|p| *p > 0)
-                .ok_or_else(|| bad("the port must be a number from 1 to 65535"))?,
-        };
-        if uri.query().is_some() || full.contains('#') {
+        let parsed = crate::util::url::parse(&full).map_err(|why| bad(&why))?;
+        if parsed.query || full.contains('#') {
             return Err(bad(
                 "a query or fragment (? or #) has no place in a server address",
             ));
         }
-        let mut path = uri.path().trim_end_matches('/').to_string();
+        let (https, host, port) = (parsed.https, parsed.host, parsed.port);
+        let mut path = parsed.path.trim_end_matches('/').to_string();
         if let Some(p) = path.strip_suffix("/v1") {
             path = p.to_string();
         }
