@@ -5,6 +5,8 @@
 #   screenshots/dashboard-demo.svg        --demo (scripted model and sensors: every gauge shown)
 #   screenshots/help.svg                  the F1 help overlay
 #   screenshots/compare.svg               `llmtop compare --svg` over the fixture run cards
+#   screenshots/proxy.svg                 `llmtop --proxy` in front of the real llama-server,
+#                                         three requests from curl in its request table
 # Usage: scripts/screenshots.sh [path/to/llmtop] (default: target/debug/llmtop, built first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +19,8 @@ MODEL=${LLMTOP_MODEL:-$HOME/.local/share/llmtop/models/SmolLM2-135M-Instruct.Q4_
 COLS=120 ROWS=36
 SOCK="llmtop-shots-$$"
 DATA=$(mktemp -d)
-trap 'tmux -L "$SOCK" kill-server 2>/dev/null || true; rm -rf "$DATA"' EXIT
+SERVER_PID=
+trap 'tmux -L "$SOCK" kill-server 2>/dev/null || true; [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; rm -rf "$DATA"' EXIT
 mkdir -p screenshots
 
 shot() { # name
@@ -72,3 +75,21 @@ shot dashboard-demo
 tmux -L "$SOCK" send-keys -t s F1
 sleep 0.5
 shot help
+
+# 4. The metering proxy in the dashboard, in front of llama.cpp's real llama-server, after three
+# requests from another client (curl).
+SERVER=$(scripts/llama-server.sh)
+SPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$SERVER" -m "$MODEL" --host 127.0.0.1 --port "$SPORT" -c 2048 -t 1 --metrics --no-webui \
+  >"$DATA/llama-server.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$SPORT/health" >/dev/null && break; sleep 0.2; done
+start --proxy --listen "127.0.0.1:$PPORT" --upstream "http://127.0.0.1:$SPORT"
+wait_for "127.0.0.1:$PPORT" 20
+for q in "Name three colours." "What is a watt?" "Count to five."; do
+  curl -sf "http://127.0.0.1:$PPORT/v1/chat/completions" -H 'Content-Type: application/json' \
+    -d "{\"messages\":[{\"role\":\"user\",\"content\":\"$q\"}],\"max_tokens\":48,\"stream\":true,\"temperature\":0}" >/dev/null
+done
+sleep 4
+shot proxy
