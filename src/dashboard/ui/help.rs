@@ -153,6 +153,26 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         }
     }
     let want_w = lines.iter().map(Line::width).max().unwrap_or(40) as u16 + 3;
+    overlay(
+        theme,
+        frame,
+        area,
+        " Keys · F1 or Esc closes ",
+        lines,
+        want_w,
+    );
+}
+
+/// A bordered box of `lines` centred over `area` (help, the model picker), at most `want_w`
+/// wide and as tall as its lines, both capped a cell inside the area.
+pub fn overlay(
+    theme: &Theme,
+    frame: &mut Frame,
+    area: Rect,
+    title: &str,
+    lines: Vec<Line>,
+    want_w: u16,
+) {
     let w = want_w.min(area.width.saturating_sub(2));
     let h = (lines.len() as u16 + 2).min(area.height.saturating_sub(2));
     let rect = Rect::new(
@@ -170,7 +190,7 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
                     .borders(Borders::ALL)
                     .border_style(Style::default().fg(theme.accent))
                     .title(Span::styled(
-                        " Keys · F1 or Esc closes ",
+                        title,
                         Style::default()
                             .fg(theme.title)
                             .add_modifier(Modifier::BOLD),

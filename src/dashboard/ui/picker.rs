@@ -8,7 +8,6 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
 /// One row: "● llama3.2:latest  62 % on GPU" (the dot marks the model in use).
 pub fn row_text(app: &App, name: &str) -> String {
@@ -55,29 +54,5 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         .unwrap_or(20)
         .max(title.chars().count()) as u16
         + 2;
-    let w = want_w.min(area.width.saturating_sub(2));
-    let h = (lines.len() as u16 + 2).min(area.height.saturating_sub(2));
-    let rect = Rect::new(
-        area.x + (area.width - w) / 2,
-        area.y + (area.height - h) / 2,
-        w,
-        h,
-    );
-    frame.render_widget(Clear, rect);
-    frame.render_widget(
-        Paragraph::new(lines)
-            .style(Style::default().fg(theme.fg).bg(theme.bg))
-            .block(
-                Block::default()
-                    .borders(Borders::ALL)
-                    .border_style(Style::default().fg(theme.accent))
-                    .title(Span::styled(
-                        title,
-                        Style::default()
-                            .fg(theme.title)
-                            .add_modifier(Modifier::BOLD),
-                    )),
-            ),
-        rect,
-    );
+    super::help::overlay(theme, frame, area, title, lines, want_w);
 }
