@@ -35,7 +35,8 @@ pub fn run(args: &ShareArgs, cfg: &Config) -> anyhow::Result<()> {
         };
         first_t.get_or_insert(s.t);
         ledger.push(&s);
-        share = Some(server.on_sample(s.t, &ledger));
+        // No idle window here: only a channel's own idle figure applies.
+        share = Some(server.on_sample(s.t, &ledger, None));
     }
     handle.stop();
     let share = share.unwrap_or_else(|| server.tracker().share());

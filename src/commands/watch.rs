@@ -114,7 +114,7 @@ pub fn run(args: &WatchArgs, cfg: &Config) -> anyhow::Result<()> {
                     let Some(s) = s else { break };
                     ledger.push(&s);
                     if let Some(m) = server.as_mut() {
-                        m.on_sample(s.t, &ledger);
+                        m.on_sample(s.t, &ledger, None);
                     }
                 }
                 _ = tick.tick() => {
@@ -135,7 +135,7 @@ pub fn run(args: &WatchArgs, cfg: &Config) -> anyhow::Result<()> {
                 Ok(Some(s)) => {
                     ledger.push(&s);
                     if let Some(m) = server.as_mut() {
-                        m.on_sample(s.t, &ledger);
+                        m.on_sample(s.t, &ledger, None);
                     }
                 }
                 Ok(None) => break,

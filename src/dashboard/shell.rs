@@ -86,7 +86,8 @@ impl Shell<'_> {
                 app.update(Event::Power(ledger.power_view()));
                 app.update(Event::Throttle(self.session.throttled().cloned()));
                 if let Some(server) = self.server.as_mut() {
-                    app.update(Event::ServerShare(server.on_sample(s.t, ledger)));
+                    let idle = self.session.idle_baseline();
+                    app.update(Event::ServerShare(server.on_sample(s.t, ledger, idle)));
                 }
                 with_metrics(&self.metrics, |m| {
                     m.apply_sample(s);
