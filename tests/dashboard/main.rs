@@ -3,6 +3,8 @@
 //!
 //! One test binary per layer: each links llama.cpp once.
 
+#[path = "../common/procfs.rs"]
+mod procfs;
 #[path = "../support/mod.rs"]
 mod support;
 

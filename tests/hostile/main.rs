@@ -6,6 +6,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/procfs.rs"]
+mod procfs;
 #[path = "../support/mod.rs"]
 mod support;
 #[path = "../tmux/mod.rs"]
