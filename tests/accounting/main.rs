@@ -5,12 +5,17 @@
 
 #[path = "../live/mod.rs"]
 mod live;
+#[path = "../common/procfs.rs"]
+mod procfs;
+#[path = "../common/skip.rs"]
+mod skip;
 #[path = "../support/mod.rs"]
 mod support;
 
 mod attribution;
 mod energy;
 mod ledger_live;
+mod net_of_idle;
 mod pricing;
 mod session;
 mod share;

@@ -99,7 +99,7 @@ fn share_finds_the_listener_and_prints_its_attributed_share() {
 fn as_another_user_the_uninspectable_processes_are_the_reason() {
     // SAFETY: geteuid only reads this process's credentials.
     if unsafe { libc::geteuid() } != 0 || Command::new("setpriv").arg("--help").output().is_err() {
-        eprintln!("skipped: needs root and setpriv to run llmtop as another user");
+        crate::skip::skipped("needs root and setpriv to run llmtop as another user");
         return;
     }
     let l = Listening::start();

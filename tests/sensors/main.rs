@@ -5,7 +5,11 @@
 
 mod plugs;
 mod process_owner;
+#[path = "../common/procfs.rs"]
+mod procfs;
 mod sensors_cli;
 mod sensors_nvml;
 mod sensors_sampler;
 mod sensors_sysfs;
+#[path = "../common/skip.rs"]
+mod skip;
