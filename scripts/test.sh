@@ -25,7 +25,7 @@ tmp=$(mktemp -d)
 LLMTOP_SKIP_LOG="$tmp/skipped"
 : >"$LLMTOP_SKIP_LOG"
 export LLMTOP_SKIP_LOG
-setsid scripts/llama-server.sh >"$tmp/server-path" 2>"$tmp/server-log" &
+setsid -w scripts/llama-server.sh >"$tmp/server-path" 2>"$tmp/server-log" &
 server=$!
 cleanup() {
     kill -TERM -- "-$server" 2>/dev/null || true
