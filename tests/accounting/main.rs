@@ -5,8 +5,8 @@
 
 #[path = "../live/mod.rs"]
 mod live;
-#[path = "../common/procfs.rs"]
-mod procfs;
+#[path = "../common/proc_files.rs"]
+mod proc_files;
 #[path = "../common/skip.rs"]
 mod skip;
 #[path = "../support/mod.rs"]

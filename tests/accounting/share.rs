@@ -357,12 +357,12 @@ fn server_meter_splits_an_nvidia_board_by_the_processes_sm_samples() {
         std::fs::create_dir_all(proc.path().join("77")).expect("mkdir");
         std::fs::write(
             proc.path().join("77/stat"),
-            crate::procfs::pid_stat(77, "llama-server", 1, [40 * k, 10 * k, 0, 0]),
+            crate::proc_files::pid_stat(77, "llama-server", 1, [40 * k, 10 * k, 0, 0]),
         )
         .expect("pid stat");
         std::fs::write(
             proc.path().join("stat"),
-            crate::procfs::proc_stat(&format!(
+            crate::proc_files::proc_stat(&format!(
                 "cpu  {} 0 {} {} 0 0 0 0 0 0",
                 80 * k,
                 20 * k,

@@ -173,7 +173,7 @@ async fn the_mark_appears_when_clocks_fall_with_the_rate_and_not_before() {
     let stat = tmp.path().join("stat");
     std::fs::write(
         &stat,
-        crate::procfs::proc_stat("cpu  100 0 100 800 0 0 0 0 0 0"),
+        crate::proc_files::proc_stat("cpu  100 0 100 800 0 0 0 0 0 0"),
     )
     .expect("stat");
     let d = discover_with(

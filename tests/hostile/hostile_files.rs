@@ -628,7 +628,7 @@ fn dashboard_names_a_moved_tally_and_every_unavailable_source() {
     let stat = dir.path().join("stat");
     std::fs::write(
         &stat,
-        crate::procfs::proc_stat("cpu  100 0 100 800 0 0 0 0 0 0"),
+        crate::proc_files::proc_stat("cpu  100 0 100 800 0 0 0 0 0 0"),
     )
     .expect("stat");
     let d = discover_with(

@@ -4,9 +4,9 @@
 //! One test binary per layer: each links llama.cpp once.
 
 mod plugs;
+#[path = "../common/proc_files.rs"]
+mod proc_files;
 mod process_owner;
-#[path = "../common/procfs.rs"]
-mod procfs;
 mod sensors_cli;
 mod sensors_nvml;
 mod sensors_sampler;

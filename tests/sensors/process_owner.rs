@@ -2,7 +2,7 @@
 //! `fd` symlinks), then real listeners in child processes this test starts, found in the
 //! real /proc.
 
-use crate::procfs::{pid_stat, proc_stat};
+use crate::proc_files::{pid_stat, proc_stat};
 use llmtop::accounting::share::{ServerMeter, ShareError};
 use llmtop::sensors::process::{ProcError, Procfs};
 use std::io::{BufRead, BufReader};

@@ -34,7 +34,7 @@ fn discover_at(root: &Path) -> (Discovery, tempfile::TempDir) {
     let stat = tmp.path().join("stat");
     std::fs::write(
         &stat,
-        crate::procfs::proc_stat("cpu  100 0 100 800 0 0 0 0 0 0"),
+        crate::proc_files::proc_stat("cpu  100 0 100 800 0 0 0 0 0 0"),
     )
     .expect("stat");
     let d = discover_with(&SensorsSection::default(), &opts(Sysfs::new(root), &stat));
@@ -452,7 +452,7 @@ fn rapl_permission_denied_gives_the_fix_and_falls_back_to_the_estimate() {
     let stat = tmp.path().join("stat");
     std::fs::write(
         &stat,
-        crate::procfs::proc_stat("cpu  100 0 100 800 0 0 0 0 0 0"),
+        crate::proc_files::proc_stat("cpu  100 0 100 800 0 0 0 0 0 0"),
     )
     .expect("stat");
     let sysfs = Sysfs::with_reader(&root, Arc::new(DenyEnergy));
@@ -484,7 +484,7 @@ fn rapl_permission_denied_gives_the_fix_and_falls_back_to_the_estimate() {
     // No RAPL rows; the estimate stands in, labelled as such: 15 + (125-15) * 0.5 at 50 % busy.
     std::fs::write(
         &stat,
-        crate::procfs::proc_stat("cpu  200 0 200 1000 0 0 0 0 0 0"),
+        crate::proc_files::proc_stat("cpu  200 0 200 1000 0 0 0 0 0 0"),
     )
     .expect("stat");
     let s = read(&mut d, 0.0);
