@@ -317,52 +317,49 @@ pub struct Client {
     ca_file: Option<PathBuf>,
     /// One connection per request, as cheap embedded servers expect.
     fresh: bool,
+    /// For the small GETs (each sets its own deadline); a stream gets an agent of its own, so
+    /// that cancelling it closes only its socket.
+    agent: ureq::Agent,
 }
 
 impl Client {
     /// Trusts the public (webpki) roots for https.
     pub fn new(peer: Peer) -> Self {
+        Self::with_tls(
+            peer,
+            TlsConfig::builder().root_certs(RootCerts::WebPki).build(),
+            None,
+        )
+    }
+
+    fn with_tls(peer: Peer, tls: TlsConfig, ca_file: Option<PathBuf>) -> Self {
+        let fresh = peer == Peer::Plug;
+        let agent = agent(&tls, fresh, None);
         Self {
             peer,
-            tls: TlsConfig::builder().root_certs(RootCerts::WebPki).build(),
-            ca_file: None,
-            fresh: peer == Peer::Plug,
+            tls,
+            ca_file,
+            fresh,
+            agent,
         }
     }
 
     /// Trusts only the certificates in the PEM file `ca_file` for https (a self-signed Home
     /// Assistant), or the public roots when `None`.
     pub fn with_ca_file(peer: Peer, ca_file: Option<&Path>) -> Result<Self, CaFileError> {
-        let mut c = Self::new(peer);
-        if let Some(path) = ca_file {
-            let roots = RootCerts::Specific(Arc::new(read_ca_file(path)?));
-            c.tls = TlsConfig::builder().root_certs(roots).build();
-            c.ca_file = Some(path.to_path_buf());
-        }
-        Ok(c)
+        let Some(path) = ca_file else {
+            return Ok(Self::new(peer));
+        };
+        let roots = RootCerts::Specific(Arc::new(read_ca_file(path)?));
+        Ok(Self::with_tls(
+            peer,
+            TlsConfig::builder().root_certs(roots).build(),
+            Some(path.to_path_buf()),
+        ))
     }
 
     pub fn peer(&self) -> Peer {
         self.peer
-    }
-
-    fn agent(&self, global: Option<Duration>, per_read: Option<Duration>) -> ureq::Agent {
-        let mut b = ureq::Agent::config_builder()
-            .tls_config(self.tls.clone())
-            // Non-2xx is the caller's to read, with the server's own message.
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .proxy(None)
-            .user_agent(concat!("llmtop/", env!("CARGO_PKG_VERSION")))
-            .timeout_global(global)
-            .timeout_per_read(per_read);
-        if per_read.is_some() {
-            b = b.timeout_connect(Some(Duration::from_secs(5)));
-        }
-        if self.fresh {
-            b = b.max_idle_connections(0).max_idle_connections_per_host(0);
-        }
-        b.build().new_agent()
     }
 
     /// GET `url` with extra headers: the status and at most `limit` bytes of body, within
@@ -374,19 +371,23 @@ impl Client {
         timeout: Duration,
         limit: u64,
     ) -> Result<Answer, NetError> {
-        let agent = self.agent(Some(timeout), None);
         let accept = match self.peer {
             Peer::Plug | Peer::ModelServer => "application/json",
             Peer::LlamaMetrics | Peer::Llmtop => "text/plain, */*",
         };
-        let mut req = agent.get(url).header("Accept", accept);
+        let mut req = self.agent.get(url).header("Accept", accept);
         if self.fresh {
             req = req.header("Connection", "close");
         }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let mut resp = req.call().map_err(|e| self.error(url, timeout, e, false))?;
+        let mut resp = req
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .call()
+            .map_err(|e| self.error(url, timeout, e, false))?;
         let status = resp.status().as_u16();
         let content_type = content_type(resp.headers());
         let body = resp
@@ -430,7 +431,7 @@ impl Client {
         stall: Duration,
     ) -> Stream {
         let (tx, rx) = sync_channel(64);
-        let agent = self.agent(None, Some(stall));
+        let agent = agent(&self.tls, self.fresh, Some(stall));
         let stopper = agent.clone();
         let me = self.clone();
         let target = url.to_string();
@@ -583,6 +584,28 @@ impl Client {
             hint: Some(hint),
         }
     }
+}
+
+/// An agent: no redirects, no HTTP_PROXY, statuses left to the caller. `stall`: for a stream,
+/// the longest wait for any read (and a connect deadline); without it each request sets its
+/// own deadline.
+fn agent(tls: &TlsConfig, fresh: bool, stall: Option<Duration>) -> ureq::Agent {
+    let mut b = ureq::Agent::config_builder()
+        .tls_config(tls.clone())
+        // Non-2xx is the caller's to read, with the server's own message.
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .user_agent(concat!("llmtop/", env!("CARGO_PKG_VERSION")));
+    if let Some(stall) = stall {
+        b = b
+            .timeout_per_read(Some(stall))
+            .timeout_connect(Some(Duration::from_secs(5)));
+    }
+    if fresh {
+        b = b.max_idle_connections(0).max_idle_connections_per_host(0);
+    }
+    b.build().new_agent()
 }
 
 fn content_type(h: &ureq::http::HeaderMap) -> Option<String> {
