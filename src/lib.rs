@@ -3,9 +3,9 @@
 //! The folders are the layers, and dependencies run one way (checked by tests/architecture.rs):
 //!
 //! ```text
-//! util ─▶ sensors ─┐
-//!         engine ──┴─▶ accounting ─▶ report ─▶ export ─▶ proxy ─▶ cli ─▶ config ─┬─▶ dashboard
-//!                                                                                └─▶ commands
+//! util ─▶ net ─▶ sensors ─┐
+//!                engine ──┴─▶ accounting ─▶ report ─▶ export ─▶ proxy ─▶ cli ─▶ config ─┬─▶ dashboard
+//!                                                                                       └─▶ commands
 //! ```
 //!
 //! A layer uses only the layers left of it; nothing imports `dashboard` or `commands`, and no
@@ -20,6 +20,7 @@ pub mod dashboard;
 pub mod engine;
 pub mod export;
 pub mod logging;
+pub mod net;
 pub mod proxy;
 pub mod report;
 pub mod sensors;

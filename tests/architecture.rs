@@ -15,8 +15,9 @@ type Graph = BTreeMap<Module, BTreeSet<Module>>;
 /// Each top-level module and the top-level modules it may use.
 fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     let below = |upto: &str| -> Vec<&'static str> {
-        const ORDER: [&str; 10] = [
+        const ORDER: [&str; 11] = [
             "util",
+            "net",
             "sensors",
             "engine",
             "accounting",
@@ -32,9 +33,10 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     };
     let mut a = BTreeMap::new();
     a.insert("util", vec![]);
-    a.insert("sensors", vec!["util"]);
-    a.insert("engine", vec!["util"]);
-    a.insert("accounting", vec!["util", "sensors", "engine"]);
+    a.insert("net", vec!["util"]);
+    a.insert("sensors", vec!["util", "net"]);
+    a.insert("engine", vec!["util", "net"]);
+    a.insert("accounting", vec!["util", "net", "sensors", "engine"]);
     a.insert("report", below("report"));
     a.insert("export", below("export"));
     a.insert("proxy", below("proxy"));

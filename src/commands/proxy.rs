@@ -6,6 +6,8 @@ use crate::accounting::ledger::Ledger;
 use crate::cli::ProxyArgs;
 use crate::config::Config;
 use crate::export::prometheus::{MetricsServer, MetricsState};
+use crate::export::server::METRICS_ADDR;
+use crate::net::server::{Limits, Listen, Setting};
 use crate::proxy::books::{ProxyBooks, metrics};
 use crate::proxy::forward::{ProxyServer, Upstream, parse_listen};
 use crate::proxy::record::{DEFAULT_KEEP, FILE_NAME, RequestLog, RequestRecord};
@@ -21,7 +23,18 @@ const DRAIN_S: f64 = 3.0;
 pub fn run(args: &ProxyArgs, cfg: &Config) -> anyhow::Result<()> {
     // Bad addresses are one line each, before any sensor starts.
     let upstream = Upstream::parse(&args.upstream)?;
-    parse_listen(&args.listen)?;
+    let listen = parse_listen(&args.listen)?;
+    let metrics = match (&args.metrics_addr, &args.metrics_old_name) {
+        (Some(a), _) => Some(Listen::parse(a, METRICS_ADDR)?),
+        (None, Some(a)) => Some(Listen::parse(
+            a,
+            Setting {
+                name: "--metrics",
+                ..METRICS_ADDR
+            },
+        )?),
+        (None, None) => None,
+    };
     let section = args
         .sensors
         .apply(&cfg.raw.sensors)
@@ -43,10 +56,16 @@ pub fn run(args: &ProxyArgs, cfg: &Config) -> anyhow::Result<()> {
     let meter = Meter::start(&section);
     let ledger = crate::accounting::ledger_for(&meter, cfg.tariff.clone());
     let (tx, events) = unbounded_channel();
-    let proxy = ProxyServer::start(&args.listen, upstream, meter.handle.start(), tx)?;
+    let proxy = ProxyServer::start_with(
+        &listen,
+        Limits::STREAMING,
+        upstream,
+        meter.handle.start(),
+        tx,
+    )?;
     let state = Arc::new(Mutex::new(MetricsState::new(ledger.tariff().cloned())));
-    let server = match &args.metrics {
-        Some(addr) => Some(MetricsServer::start(addr, state.clone())?),
+    let server = match &metrics {
+        Some(l) => Some(MetricsServer::start_with_cards(l, state.clone(), None)?),
         None => None,
     };
     eprintln!(

@@ -20,11 +20,9 @@ pub fn serve(
     cards: &Path,
 ) -> anyhow::Result<()> {
     let state = Arc::new(Mutex::new(MetricsState::new(ledger.tariff().cloned())));
-    let server = MetricsServer::start_with_cards(
-        &args.metrics_addr,
-        state.clone(),
-        Some(Shelf::new(cards)),
-    )?;
+    let listen =
+        crate::net::server::Listen::parse(&args.metrics_addr, crate::export::server::METRICS_ADDR)?;
+    let server = MetricsServer::start_with_cards(&listen, state.clone(), Some(Shelf::new(cards)))?;
     eprintln!(
         "llmtop: serving Prometheus metrics on http://{0}/metrics and run cards on http://{0}/runcards/ (Ctrl-C to stop)",
         server.local_addr()

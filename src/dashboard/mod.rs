@@ -84,15 +84,18 @@ fn start_metrics(
     args: &DashboardArgs,
     cfg: &Config,
 ) -> anyhow::Result<Option<(MetricsServer, Arc<Mutex<MetricsState>>)>> {
-    let Some(addr) = args.metrics_addr.as_ref().or(cfg.raw.metrics.addr.as_ref()) else {
-        return Ok(None);
+    use crate::export::server::{METRICS_ADDR, METRICS_ADDR_CONFIG};
+    let listen = match (&args.metrics_addr, &cfg.raw.metrics.addr) {
+        (Some(a), _) => crate::net::server::Listen::parse(a, METRICS_ADDR)?,
+        (None, Some(a)) => crate::net::server::Listen::parse(a, METRICS_ADDR_CONFIG)?,
+        (None, None) => return Ok(None),
     };
     let state = Arc::new(Mutex::new(MetricsState::new(Some(cfg.tariff.clone()))));
     // The run cards Ctrl-S writes are served beside the metrics, as `llmtop serve` does.
     let cards = crate::export::runcards::Shelf::new(&crate::report::snapshot::default_dir(
         &cfg.raw.snapshot,
     ));
-    let server = MetricsServer::start_with_cards(addr, state.clone(), Some(cards))?;
+    let server = MetricsServer::start_with_cards(&listen, state.clone(), Some(cards))?;
     Ok(Some((server, state)))
 }
 

@@ -15,7 +15,6 @@ pub mod cpufreq;
 pub mod discover;
 pub mod estimate;
 pub mod host;
-pub mod http;
 pub mod hwmon;
 pub mod llama_metrics;
 pub mod meter;

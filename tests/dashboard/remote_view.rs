@@ -6,7 +6,7 @@ use llmtop::accounting::pricing::Tariff;
 use llmtop::dashboard::remote::{RemoteView, normalise, view};
 use llmtop::dashboard::theme::Theme;
 use llmtop::export::prometheus::MetricsState;
-use llmtop::export::remote::parse;
+use llmtop::export::scrape::parse;
 use llmtop::sensors::{Covers, Method, Quantity, Reading, Sample, Source};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;

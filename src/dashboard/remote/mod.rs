@@ -12,8 +12,7 @@ use crate::cli::DashboardArgs;
 use crate::config::Config;
 use crate::dashboard::theme;
 use crate::dashboard::tui::Tui;
-use crate::export::remote::{self, RemoteHost};
-use crate::sensors::http::Client;
+use crate::export::scrape::{self, RemoteHost};
 use anyhow::Context;
 use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use std::sync::Arc;
@@ -69,7 +68,7 @@ pub fn normalise(url: &str) -> Result<String, String> {
         .trim_end_matches("/metrics")
         .to_string();
     // The error names the URL already: "--remote http://x:99999: bad URL: ...".
-    crate::sensors::http::parse_url(&base).map_err(|e| {
+    crate::net::client::check_url(&base, crate::net::client::Peer::Llmtop).map_err(|e| {
         format!(
             "--remote {}",
             crate::util::sanitize::terminal(&e.to_string())
@@ -84,19 +83,12 @@ fn poll(
     base: String,
     start: Instant,
     stop: Arc<AtomicBool>,
-    tx: mpsc::Sender<(usize, f64, Result<remote::Scrape, String>)>,
+    tx: mpsc::Sender<(usize, f64, Result<scrape::Scrape, String>)>,
 ) {
-    let client = match Client::new(None) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = tx.send((index, 0.0, Err(e.to_string())));
-            return;
-        }
-    };
+    let client = scrape::client();
     while !stop.load(Ordering::Relaxed) {
         let began = Instant::now();
-        let outcome = remote::get(&client, &base, "/metrics")
-            .and_then(|text| remote::parse(&text).map_err(|why| format!("{base}/metrics: {why}")));
+        let outcome = scrape::scrape(&client, &base);
         if tx
             .send((index, start.elapsed().as_secs_f64(), outcome))
             .is_err()
