@@ -212,6 +212,23 @@ fn ollama_models(root: &Path) -> Vec<FoundModel> {
     out
 }
 
+/// The GGUF file behind an Ollama model name ("llama3.2:latest", "user/model:tag",
+/// "host/ns/model:tag") in the store at `root`, when its manifest and blob are there.
+pub fn ollama_model_file(root: &Path, name: &str) -> Option<PathBuf> {
+    let (path, tag) = name.rsplit_once(':').unwrap_or((name, "latest"));
+    let parts: Vec<&str> = path.split('/').collect();
+    if parts.iter().chain([&tag]).any(|p| p.is_empty() || p.starts_with('.')) {
+        return None;
+    }
+    let rel = match parts.as_slice() {
+        [model] => format!("registry.ollama.ai/library/{model}"),
+        [ns, model] => format!("registry.ollama.ai/{ns}/{model}"),
+        [host, ns, model] => format!("{host}/{ns}/{model}"),
+        _ => return None,
+    };
+    ollama_blob(root, &root.join("manifests").join(rel).join(tag)).ok()
+}
+
 /// The model blob an Ollama manifest names, or why it names none usable.
 fn ollama_blob(root: &Path, manifest: &Path) -> Result<PathBuf, String> {
     let repull = "run `ollama pull` for it again, or `ollama rm` it";

@@ -292,6 +292,7 @@ fn bench(gen_tok_s: f64, j_per_token: Option<f64>, threads: u32) -> BenchResult 
         load_ms: 100.0,
         in_effect: Box::default(),
         backend: None,
+        traffic: None,
     };
     let one = |v: f64| Spread {
         median: v,
@@ -321,6 +322,9 @@ fn bench(gen_tok_s: f64, j_per_token: Option<f64>, threads: u32) -> BenchResult 
         warmup: false,
         sensors: vec![],
         idle: None,
+        memory: None,
+        ceiling: None,
+        contended: false,
         runs: vec![],
         summary: Summary {
             load_ms: 100.0,
@@ -334,6 +338,8 @@ fn bench(gen_tok_s: f64, j_per_token: Option<f64>, threads: u32) -> BenchResult 
             peak_w: None,
             j_per_token: j_per_token.map(one),
             net_j_per_token: None,
+            memory_gb_s: None,
+            roofline_share: None,
         },
     }
 }
