@@ -97,13 +97,13 @@ impl DecodeTraffic {
         let mut weight: u64 = 0;
         let mut file: u64 = 0;
         let mut skipped: u64 = 0;
-        let mut unsized = 0;
+        let mut unknown_size = 0;
         let mut expert_file: u64 = 0;
         let mut expert_active: u64 = 0;
         let mut attn_layers = std::collections::BTreeSet::new();
         for t in &info.tensors {
             let Some(bytes) = t.bytes else {
-                unsized += 1;
+                unknown_size += 1;
                 continue;
             };
             file += bytes;
@@ -168,7 +168,7 @@ impl DecodeTraffic {
             head_dim_k,
             head_dim_v,
             kv_type: "f16".into(),
-            unsized_tensors: unsized,
+            unsized_tensors: unknown_size,
         })
     }
 }

@@ -14,7 +14,7 @@ pub struct SystemSensor {
 
 impl SystemSensor {
     pub fn new(proc_stat: impl Into<std::path::PathBuf>) -> Self {
-        let proc_stat = proc_stat.into();
+        let proc_stat: std::path::PathBuf = proc_stat.into();
         // Beside the real /proc/stat, the real /proc/self; a test's stat file has neither.
         let runnable = proc_stat
             .parent()
