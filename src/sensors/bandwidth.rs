@@ -229,9 +229,11 @@ pub fn probe(opts: &ProbeOptions) -> Result<Bandwidth, ProbeError> {
     let (mut a, mut b, mut c) = (vec![0.0f64; n], vec![0.0f64; n], vec![0.0f64; n]);
     let passes = opts.passes.max(1);
     let barrier = std::sync::Barrier::new(threads + 1);
-    let mut read_best = Duration::MAX;
-    let mut triad_best = Duration::MAX;
-    let scope_result = std::thread::scope(|s| -> Result<(), ProbeError> {
+    // Each thread times its own part of a pass; a pass lasts from the first start to the last
+    // end (timed here rather than by whoever releases the barrier, which a busy machine may
+    // not run until the others are well under way).
+    type Spans = Vec<(Instant, Instant)>;
+    let scope_result = std::thread::scope(|s| -> Result<Vec<(Spans, Spans)>, ProbeError> {
         let chunks = a
             .chunks_mut(per_thread)
             .zip(b.chunks_mut(per_thread))
@@ -239,53 +241,67 @@ pub fn probe(opts: &ProbeOptions) -> Result<Bandwidth, ProbeError> {
         // Every thread waits for "go" before the first barrier: a thread that cannot be
         // started leaves the others free to end instead of waiting at a barrier forever.
         let mut go = Vec::new();
+        let mut workers = Vec::new();
         for ((a, b), c) in chunks {
             let barrier = &barrier;
             let (tx, rx) = std::sync::mpsc::channel::<()>();
-            std::thread::Builder::new()
+            let worker = std::thread::Builder::new()
                 .name("llmtop-membw".into())
-                .spawn_scoped(s, move || {
+                .spawn_scoped(s, move || -> (Spans, Spans) {
+                    let (mut reads, mut triads) = (Vec::new(), Vec::new());
                     if rx.recv().is_err() {
-                        return;
+                        return (reads, triads);
                     }
-                    // First touch, by this thread.
-                    a.fill(0.0);
+                    // First touch, by this thread (no zeros: a page of zeros may stay the
+                    // kernel's shared zero page, read from cache).
+                    a.fill(0.5);
                     b.fill(1.0);
                     c.fill(2.0);
                     let mut sink = 0.0;
                     for _ in 0..passes {
                         barrier.wait();
+                        let t = Instant::now();
                         sink += membw::read(a) + membw::read(b) + membw::read(c);
+                        reads.push((t, Instant::now()));
                         barrier.wait();
                     }
                     for _ in 0..passes {
                         barrier.wait();
+                        let t = Instant::now();
                         membw::triad(a, b, c, 3.0);
+                        triads.push((t, Instant::now()));
                         barrier.wait();
                     }
                     std::hint::black_box(sink);
+                    (reads, triads)
                 })
                 .map_err(ProbeError::Threads)?;
             go.push(tx);
+            workers.push(worker);
         }
         for tx in go {
             let _ = tx.send(());
         }
-        for _ in 0..passes {
+        for _ in 0..2 * passes {
             barrier.wait();
-            let t = Instant::now();
             barrier.wait();
-            read_best = read_best.min(t.elapsed());
         }
-        for _ in 0..passes {
-            barrier.wait();
-            let t = Instant::now();
-            barrier.wait();
-            triad_best = triad_best.min(t.elapsed());
-        }
-        Ok(())
+        Ok(workers.into_iter().filter_map(|w| w.join().ok()).collect())
     });
-    scope_result?;
+    let spans = scope_result?;
+    // Pass i: from the first thread's start to the last thread's end.
+    let best = |pick: fn(&(Spans, Spans)) -> &Spans| -> Duration {
+        (0..passes)
+            .filter_map(|i| {
+                let start = spans.iter().filter_map(|w| pick(w).get(i)).map(|x| x.0).min()?;
+                let end = spans.iter().filter_map(|w| pick(w).get(i)).map(|x| x.1).max()?;
+                Some(end - start)
+            })
+            .min()
+            .unwrap_or(Duration::MAX)
+    };
+    let read_best = best(|w| &w.0);
+    let triad_best = best(|w| &w.1);
     let elems = n as f64;
     let gb_s = |bytes: f64, d: Duration| bytes / d.as_secs_f64().max(1e-9) / 1e9;
     let array_mib = (n as u64 * 8) >> 20;

@@ -132,11 +132,17 @@ fn every_surface_shows_the_figure_worked_out_by_hand() {
     // compare's SVG: the measured rate against what this machine's memory allows.
     let svg = llmtop::report::compare::render_svg(&c).expect("svg").svg;
     let doc = roxmltree::Document::parse(&svg).expect("svg parses");
-    let allows = format!("{:.1}", 20e9 / BYTES);
-    assert!(
-        doc.descendants().any(|n| n.text() == Some(allows.as_str())),
-        "no {allows} tok/s ceiling bar in {svg}"
-    );
+    let bar = |which: &str| -> f64 {
+        doc.descendants()
+            .find(|n| {
+                n.attribute("data-panel") == Some("roofline_tok_s")
+                    && n.attribute("data-bar") == Some(which)
+            })
+            .and_then(|n| n.attribute("data-value")?.parse().ok())
+            .unwrap_or_else(|| panic!("no {which} bar in {svg}"))
+    };
+    assert_eq!(bar("measured"), 100.0);
+    assert!((bar("memory allows") - 20e9 / BYTES).abs() < 1e-9);
 }
 
 #[test]
