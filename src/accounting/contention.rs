@@ -181,7 +181,11 @@ impl ContentionDetector {
             self.samples.push_back((t, v, cpus.max(1.0) as u32));
         }
         let window = self.settings.window_s;
-        while self.samples.front().is_some_and(|(x, _, _)| *x <= t - window) {
+        while self
+            .samples
+            .front()
+            .is_some_and(|(x, _, _)| *x <= t - window)
+        {
             self.samples.pop_front();
         }
         // Tokens no later rate window needs: behind the window, with MIN_TOKENS up to `t`
@@ -298,8 +302,14 @@ mod tests {
         assert!(e.since <= 5.75, "marked at {}", e.since);
         assert_eq!((e.free_cpus, e.cpus, e.engine_threads), (0, 2, 2));
         assert!((e.rate_uncontended_tok_s.expect("best") - 100.0).abs() < 1.0);
-        assert!(e.text().starts_with("contended: 1 other runnable thread, generation −"));
-        assert!(e.slowdown_pct_at(e.rate_now_tok_s).expect("pct") > 90.0, "{e:?}");
+        assert!(
+            e.text()
+                .starts_with("contended: 1 other runnable thread, generation −")
+        );
+        assert!(
+            e.slowdown_pct_at(e.rate_now_tok_s).expect("pct") > 90.0,
+            "{e:?}"
+        );
         // Gone: the mark leaves within the window.
         run(&mut d, 8.0, 10.0, 100.0, 0.0);
         let ended = d.episodes_between(0.0, 10.0);

@@ -13,8 +13,8 @@
 //! Every surface (header, reply line, bench, sweep, run card, compare) takes its figure from
 //! [`for_reply`] or [`figure`] and its words from [`text`] / [`short_text`]: one owner.
 
-use crate::engine::{BackendStatus, ModelInfo, ReplyStats};
 use crate::engine::traffic::DecodeTraffic;
+use crate::engine::{BackendStatus, ModelInfo, ReplyStats};
 use crate::sensors::bandwidth::{Bandwidth, BandwidthMethod, Ceilings};
 use serde::{Deserialize, Serialize};
 
@@ -85,7 +85,12 @@ pub fn ceiling_for(c: &Ceilings, placement: Placement) -> Option<Ceiling> {
     let gpus: Vec<&Bandwidth> = c.gpus.iter().filter(|b| b.read_gb_s > 0.0).collect();
     let gpu_gb_s = (!gpus.is_empty())
         .then(|| gpus.len() as f64 / gpus.iter().map(|b| 1.0 / b.read_gb_s).sum::<f64>());
-    let gpu_what = || gpus.iter().map(|b| label(b)).collect::<Vec<_>>().join(" + ");
+    let gpu_what = || {
+        gpus.iter()
+            .map(|b| label(b))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
     if share == 0.0 {
         let cpu = cpu?;
         return Some(Ceiling {
@@ -148,7 +153,11 @@ pub fn figure(
     if !(tok_s.is_finite() && tok_s > 0.0) {
         return None;
     }
-    let depth = if depth.is_finite() { depth.max(0.0) } else { 0.0 };
+    let depth = if depth.is_finite() {
+        depth.max(0.0)
+    } else {
+        0.0
+    };
     let bytes = traffic.bytes_at_depth(depth);
     if bytes <= 0.0 {
         return None;

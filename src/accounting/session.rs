@@ -6,12 +6,12 @@
 //! wall-clock instant of sampler time zero prices each joule when it was drawn. The shell feeds
 //! it the same events it gives the app and builds run cards from it (`dashboard::card`).
 
+use crate::accounting::contention::{Contention, ContentionDetector, ContentionSettings};
 use crate::accounting::energy::SeriesPoint;
 use crate::accounting::energy::{BasisChange, EnergyReport, IdleBaseline, TotalBasis, Window};
 use crate::accounting::ledger::{Ledger, Totals};
 use crate::accounting::pricing::{Currency, format_co2, format_per_1000, project};
 use crate::accounting::tally::{Tally, TallyDelta};
-use crate::accounting::contention::{Contention, ContentionDetector, ContentionSettings};
 use crate::accounting::throttle::{Episode, ThrottleDetector, ThrottleSettings};
 use crate::engine::{EngineEvent, Phase, ReplyStats};
 use crate::sensors::{Quantity, Sample};

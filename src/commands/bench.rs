@@ -147,7 +147,7 @@ pub enum BenchError {
     #[error("the engine stopped unexpectedly")]
     EngineGone,
     #[error(
-        "bench: refusing to report: run {run} was generated while other programs took the CPUs llama.cpp needed ({what}); stop the other work, or leave llama.cpp free CPUs with --threads, and run again (--allow-contention reports it anyway)"
+        "refusing to report: run {run} was generated while other programs took the CPUs llama.cpp needed ({what}); stop the other work, or leave llama.cpp free CPUs with --threads, and run again (--allow-contention reports it anyway)"
     )]
     Contended { run: u32, what: String },
     #[error("{flag} {path}: cannot write: {source}")]
@@ -300,9 +300,10 @@ impl Bench<'_> {
                 books.session.observe(&piece, now);
             })?;
             let mut run = books.reply(&s, books.now(), &self.tariffs);
-            run.roofline = model.traffic.as_ref().and_then(|t| {
-                crate::accounting::roofline::for_reply(t, &s, ceiling.as_ref())
-            });
+            run.roofline = model
+                .traffic
+                .as_ref()
+                .and_then(|t| crate::accounting::roofline::for_reply(t, &s, ceiling.as_ref()));
             let memory = run
                 .roofline
                 .as_ref()
@@ -334,7 +335,10 @@ impl Bench<'_> {
                 if !args.allow_contention {
                     return Err(BenchError::Contended { run: i, what });
                 }
-                let _ = writeln!(err, "bench:   CONTENDED ({what}); reported as --allow-contention asks");
+                let _ = writeln!(
+                    err,
+                    "bench:   CONTENDED ({what}); reported as --allow-contention asks"
+                );
             }
             runs.push(run);
         }
@@ -481,7 +485,11 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
     // The memory's bandwidth first, with nothing else running (kept per boot).
     let memory = crate::sensors::bandwidth::ceilings(&crate::config::data_dir());
     for line in memory.lines() {
-        let _ = writeln!(err, "bench: memory bandwidth: {}", sanitize::terminal(&line));
+        let _ = writeln!(
+            err,
+            "bench: memory bandwidth: {}",
+            sanitize::terminal(&line)
+        );
     }
     let (books, statuses) = Books::start(&sensors_cfg, tariff);
     let mut bench = Bench {

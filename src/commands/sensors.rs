@@ -43,8 +43,7 @@ pub fn run(args: &SensorsArgs, cfg: &Config) -> anyhow::Result<()> {
     } else {
         crate::sensors::bandwidth::Ceilings {
             cpu_missing: Some(
-                "--sysfs-root reads a captured tree; run without it to measure this machine"
-                    .into(),
+                "--sysfs-root reads a captured tree; run without it to measure this machine".into(),
             ),
             ..Default::default()
         }

@@ -217,7 +217,11 @@ fn ollama_models(root: &Path) -> Vec<FoundModel> {
 pub fn ollama_model_file(root: &Path, name: &str) -> Option<PathBuf> {
     let (path, tag) = name.rsplit_once(':').unwrap_or((name, "latest"));
     let parts: Vec<&str> = path.split('/').collect();
-    if parts.iter().chain([&tag]).any(|p| p.is_empty() || p.starts_with('.')) {
+    if parts
+        .iter()
+        .chain([&tag])
+        .any(|p| p.is_empty() || p.starts_with('.'))
+    {
         return None;
     }
     let rel = match parts.as_slice() {

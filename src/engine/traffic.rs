@@ -146,8 +146,7 @@ impl DecodeTraffic {
             .arch_u64("attention.value_length")
             .unwrap_or(default_dim);
         let kv_layers = attn_layers.len() as u64;
-        let kv_bytes_per_position =
-            kv_layers * kv_heads * (head_dim_k + head_dim_v) * KV_F16_BYTES;
+        let kv_bytes_per_position = kv_layers * kv_heads * (head_dim_k + head_dim_v) * KV_F16_BYTES;
         Some(Self {
             weight_bytes: weight,
             file_tensor_bytes: file,
@@ -293,7 +292,13 @@ pub(crate) mod tests {
         let names: Vec<[String; 7]> = (0..2)
             .map(|l| {
                 [
-                    "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down",
+                    "attn_q",
+                    "attn_k",
+                    "attn_v",
+                    "attn_output",
+                    "ffn_gate",
+                    "ffn_up",
+                    "ffn_down",
                 ]
                 .map(|t| {
                     let t = if moe && t.starts_with("ffn_") {
@@ -305,8 +310,11 @@ pub(crate) mod tests {
                 })
             })
             .collect();
-        let norms: Vec<String> = (0..2).map(|l| format!("blk.{l}.attn_norm.weight")).collect();
-        let mut tensors: Vec<(&str, Vec<u64>, u32)> = vec![("token_embd.weight", vec![64, 100], Q4_1)];
+        let norms: Vec<String> = (0..2)
+            .map(|l| format!("blk.{l}.attn_norm.weight"))
+            .collect();
+        let mut tensors: Vec<(&str, Vec<u64>, u32)> =
+            vec![("token_embd.weight", vec![64, 100], Q4_1)];
         if !tied {
             tensors.push(("output.weight", vec![64, 100], F16));
         }
@@ -354,10 +362,7 @@ pub(crate) mod tests {
         // 2 layers x 2 KV heads x (16 + 16) dims (64 / 4 heads) x 2 bytes.
         assert_eq!(t.kv_layers, 2);
         assert_eq!(t.kv_bytes_per_position, 2 * 2 * 32 * 2);
-        assert_eq!(
-            t.bytes_at_depth(100.0),
-            (t.weight_bytes + 100 * 256) as f64
-        );
+        assert_eq!(t.bytes_at_depth(100.0), (t.weight_bytes + 100 * 256) as f64);
     }
 
     #[test]

@@ -73,10 +73,7 @@ impl Bandwidth {
             }
         };
         match self.triad_gb_s {
-            Some(t) => format!(
-                "read {:.1} GB/s, triad {t:.1} GB/s ({how})",
-                self.read_gb_s
-            ),
+            Some(t) => format!("read {:.1} GB/s, triad {t:.1} GB/s ({how})", self.read_gb_s),
             None => format!("{:.1} GB/s ({how})", self.read_gb_s),
         }
     }
@@ -293,8 +290,16 @@ pub fn probe(opts: &ProbeOptions) -> Result<Bandwidth, ProbeError> {
     let best = |pick: fn(&(Spans, Spans)) -> &Spans| -> Duration {
         (0..passes)
             .filter_map(|i| {
-                let start = spans.iter().filter_map(|w| pick(w).get(i)).map(|x| x.0).min()?;
-                let end = spans.iter().filter_map(|w| pick(w).get(i)).map(|x| x.1).max()?;
+                let start = spans
+                    .iter()
+                    .filter_map(|w| pick(w).get(i))
+                    .map(|x| x.0)
+                    .min()?;
+                let end = spans
+                    .iter()
+                    .filter_map(|w| pick(w).get(i))
+                    .map(|x| x.1)
+                    .max()?;
                 Some(end - start)
             })
             .min()
@@ -455,7 +460,12 @@ mod tests {
         // Two L3 instances (cpus 0-1 and 2-3).
         cache_tree(
             dir.path(),
-            &[("cpu0", "0-1"), ("cpu1", "0-1"), ("cpu2", "2-3"), ("cpu3", "2-3")],
+            &[
+                ("cpu0", "0-1"),
+                ("cpu1", "0-1"),
+                ("cpu2", "2-3"),
+                ("cpu3", "2-3"),
+            ],
         );
         assert_eq!(last_level_cache_bytes(dir.path()), Some(32 << 20));
         let empty = tempfile::tempdir().expect("dir");
@@ -520,6 +530,11 @@ mod tests {
         assert_ne!(other.read_gb_s, 12345.0);
         // A garbage cache is measured over, not trusted.
         std::fs::write(dir.path().join(CACHE_FILE), "{not json").expect("w");
-        assert!(cpu_cached(dir.path(), &boot, &opts).expect("probe").read_gb_s > 0.1);
+        assert!(
+            cpu_cached(dir.path(), &boot, &opts)
+                .expect("probe")
+                .read_gb_s
+                > 0.1
+        );
     }
 }

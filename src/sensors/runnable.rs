@@ -101,7 +101,8 @@ mod tests {
 
     #[test]
     fn parses_procs_running_cpus_and_states() {
-        let stat = "cpu  1 2 3 4\ncpu0 1 2 3 4\ncpu1 1 2 3 4\nintr 5\nprocs_running 7\nprocs_blocked 0\n";
+        let stat =
+            "cpu  1 2 3 4\ncpu0 1 2 3 4\ncpu1 1 2 3 4\nintr 5\nprocs_running 7\nprocs_blocked 0\n";
         assert_eq!(parse_stat(stat), Some((7, 2)));
         assert_eq!(parse_stat("cpu  1 2 3\n"), None);
         assert_eq!(task_state("123 (a (b) c) R 1 2 3"), Some('R'));
@@ -123,10 +124,22 @@ mod tests {
             std::fs::write(d.join("stat"), format!("{tid} (t) {state} 1 1")).expect("w");
         }
         let r = RunnableReader::new(dir.path()).read().expect("read");
-        assert_eq!(r, Runnable { machine: 5, own: 2, cpus: 3 });
+        assert_eq!(
+            r,
+            Runnable {
+                machine: 5,
+                own: 2,
+                cpus: 3
+            }
+        );
         assert_eq!(r.others(), 3);
         // The real /proc: this thread is running while it reads, so at least one of ours.
-        let real = RunnableReader::new(Path::new("/proc")).read().expect("linux");
-        assert!(real.own >= 1 && real.machine >= 1 && real.cpus >= 1, "{real:?}");
+        let real = RunnableReader::new(Path::new("/proc"))
+            .read()
+            .expect("linux");
+        assert!(
+            real.own >= 1 && real.machine >= 1 && real.cpus >= 1,
+            "{real:?}"
+        );
     }
 }

@@ -94,8 +94,15 @@ fn a_spinning_process_beside_generation_is_marked_and_unmarked_within_2_s() {
     tmux.wait_for("generation", Duration::from_secs(60), |s| {
         header(s).contains("● generating") && header(s).contains("GB/s")
     });
-    // Two seconds alone first: the session's uncontended rate.
-    std::thread::sleep(Duration::from_secs(2));
+    let pid = pane_pid(&tmux);
+    // Two seconds alone first: the session's uncontended rate. Others already running here
+    // (a build) are contention too, and the mark is right: nothing to prove then.
+    let busiest = busiest_second(pid, Duration::from_secs(2));
+    if busiest >= 0.5 {
+        println!("skipped: other programs kept {busiest:.2} threads runnable before the spinner");
+        tmux.keys(&["C-q"]);
+        return;
+    }
     assert!(!header(&tmux.screen()).contains("contended"));
 
     let spinner = Spinner::start();
@@ -117,7 +124,14 @@ fn a_spinning_process_beside_generation_is_marked_and_unmarked_within_2_s() {
     drop(spinner);
     let left = time_until(&tmux, Duration::from_secs(5), |h| !h.contains("contended"));
     let screen = tmux.screen();
-    let left = left.unwrap_or_else(|| panic!("the mark stayed 5 s after the spinner:\n{screen}"));
+    let Some(left) = left else {
+        let busiest = busiest_second(pid, Duration::from_secs(1));
+        if busiest >= 0.5 {
+            println!("skipped the end: other programs kept {busiest:.2} threads runnable");
+            return;
+        }
+        panic!("the mark stayed 5 s after the spinner:\n{screen}");
+    };
     assert!(left <= Duration::from_secs(2), "left after {left:?}");
     // Still generating: the mark left because the spinner did, not because the reply ended.
     assert!(header(&screen).contains("● generating"), "{screen}");
@@ -160,16 +174,45 @@ fn others_now(llmtop: u32) -> Option<f64> {
     Some(machine - own - 1.0)
 }
 
+/// llmtop's pid: the pane's process (the script `exec`s it).
+fn pane_pid(tmux: &Tmux) -> u32 {
+    tmux.cmd(&["display", "-p", "-t", "e2e", "#{pane_pid}"])
+        .trim()
+        .parse()
+        .expect("llmtop's pid")
+}
+
+/// The highest one-second mean of [`others_now`] over `span`, sampled at 20 Hz.
+fn busiest_second(llmtop: u32, span: Duration) -> f64 {
+    let start = Instant::now();
+    let mut window: std::collections::VecDeque<(Instant, f64)> = Default::default();
+    let mut busiest: f64 = 0.0;
+    while start.elapsed() < span {
+        if let Some(o) = others_now(llmtop) {
+            let now = Instant::now();
+            window.push_back((now, o));
+            while window
+                .front()
+                .is_some_and(|(t, _)| now - *t > Duration::from_secs(1))
+            {
+                window.pop_front();
+            }
+            if window.len() >= 10 {
+                busiest =
+                    busiest.max(window.iter().map(|(_, o)| o).sum::<f64>() / window.len() as f64);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    busiest
+}
+
 #[test]
 fn no_mark_during_five_quiet_runs() {
     let _one = serial();
     let data = tempfile::tempdir().expect("tempdir");
     let tmux = dashboard("quiet", data.path());
-    let pid: u32 = tmux
-        .cmd(&["display", "-p", "-t", "e2e", "#{pane_pid}"])
-        .trim()
-        .parse()
-        .expect("llmtop's pid");
+    let pid = pane_pid(&tmux);
     let free = 0.0; // every CPU is llama.cpp's
     let (mut quiet, mut busy) = (0, 0);
     for _ in 0..10 {
@@ -231,7 +274,9 @@ fn no_mark_during_five_quiet_runs() {
     }
     tmux.keys(&["C-q"]);
     if quiet < 5 {
-        println!("skipped: only {quiet} of 10 runs were quiet ({busy} busy); run on a quiet machine");
+        println!(
+            "skipped: only {quiet} of 10 runs were quiet ({busy} busy); run on a quiet machine"
+        );
     }
 }
 

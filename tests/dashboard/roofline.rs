@@ -68,7 +68,11 @@ fn every_surface_shows_the_figure_worked_out_by_hand() {
     assert!((live.tok_s - 100.0).abs() < 1e-9, "{live:?}");
     assert_eq!(live.bytes_per_token, BYTES);
     assert!((live.gb_s - 9.13824).abs() < 1e-9);
-    assert!(screen(&app)[0].contains("9.14 GB/s 46 %"), "{}", screen(&app)[0]);
+    assert!(
+        screen(&app)[0].contains("9.14 GB/s 46 %"),
+        "{}",
+        screen(&app)[0]
+    );
 
     let mut s = stats(100, StopReason::EndOfGeneration);
     s.conversation_tokens = 10;
@@ -127,8 +131,14 @@ fn every_surface_shows_the_figure_worked_out_by_hand() {
     assert_eq!(m.memory_ceiling_gb_s, Some(20.0));
     assert_eq!(m.ceiling_tok_s, on_card.ceiling_tok_s);
     let table = llmtop::report::compare::render_table(&c);
-    assert!(table.contains("memory read (GB/s)") && table.contains("9.14"), "{table}");
-    assert!(table.contains("of the ceiling (%)") && table.contains("46"), "{table}");
+    assert!(
+        table.contains("memory read (GB/s)") && table.contains("9.14"),
+        "{table}"
+    );
+    assert!(
+        table.contains("of the ceiling (%)") && table.contains("46"),
+        "{table}"
+    );
     // compare's SVG: the measured rate against what this machine's memory allows.
     let svg = llmtop::report::compare::render_svg(&c).expect("svg").svg;
     let doc = roxmltree::Document::parse(&svg).expect("svg parses");

@@ -160,7 +160,10 @@ fn bench_json_round_trips_through_its_schema() {
     let ceiling = r.ceiling.as_ref().expect("RAM measured by the probe");
     assert_eq!(
         Some(ceiling.gb_s),
-        r.memory.as_ref().and_then(|m| m.cpu.as_ref()).map(|b| b.read_gb_s)
+        r.memory
+            .as_ref()
+            .and_then(|m| m.cpu.as_ref())
+            .map(|b| b.read_gb_s)
     );
     for run in &r.runs {
         let roof = run.roofline.as_ref().expect("roofline for each run");
@@ -173,7 +176,12 @@ fn bench_json_round_trips_through_its_schema() {
     }
     // The card carries the last run's very figure, and the table its median.
     assert_eq!(last.roofline, last_run.roofline);
-    let gb: Vec<f64> = r.runs.iter().filter_map(|x| x.roofline.as_ref()).map(|x| x.gb_s).collect();
+    let gb: Vec<f64> = r
+        .runs
+        .iter()
+        .filter_map(|x| x.roofline.as_ref())
+        .map(|x| x.gb_s)
+        .collect();
     let median = r.summary.memory_gb_s.expect("median GB/s").median;
     assert_eq!(median, (gb[0] + gb[1]) / 2.0);
     assert!(stdout.contains("memory read (GB/s)"), "{stdout}");

@@ -87,7 +87,8 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         .live_roofline()
         .map(|r| crate::accounting::roofline::short_text(&r));
     let width = |t: &Option<String>| t.as_ref().map_or(0, |t| t.chars().count() + 1);
-    let right_w = state.chars().count() + 1 + width(&throttle) + width(&contention) + width(&roofline);
+    let right_w =
+        state.chars().count() + 1 + width(&throttle) + width(&contention) + width(&roofline);
     let mut left = vec![
         Span::styled(" llmtop ", bar.add_modifier(Modifier::BOLD)),
         Span::styled("│ ", bar),

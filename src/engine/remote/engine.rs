@@ -552,9 +552,13 @@ impl<'a> Turn<'a> {
 /// is: llama-server's model path (`/props` `model_path`, or the path it lists the model by),
 /// Ollama's blob for the model's name. `None` for a server elsewhere or one that does not say.
 fn model_file(a: &Attached) -> Option<std::path::PathBuf> {
-    let host = a.server.host_port.rsplit_once(':').map_or(a.server.host_port.as_str(), |(h, _)| h);
-    let local = matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1")
-        || host.starts_with("127.");
+    let host = a
+        .server
+        .host_port
+        .rsplit_once(':')
+        .map_or(a.server.host_port.as_str(), |(h, _)| h);
+    let local =
+        matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1") || host.starts_with("127.");
     if !local {
         return None;
     }
