@@ -212,7 +212,7 @@ impl ContentionDetector {
         match (contended, others) {
             (true, Some(others)) => {
                 let best = self.best_uncontended;
-                let e = self.current.get_or_insert_with(|| Contention {
+                let e = self.current.get_or_insert(Contention {
                     since: t,
                     until: None,
                     others,

@@ -183,7 +183,7 @@ impl Engine for LlamaEngine {
                 chat_template_text: template.to_string().unwrap_or_default(),
             }),
             backend: None,
-            traffic: super::traffic::DecodeTraffic::from_gguf(&gguf_info),
+            traffic: super::traffic::DecodeTraffic::from_gguf(&gguf_info).map(Box::new),
         };
         let _ = events.send(EngineEvent::Loaded(info));
         let _ = events.send(EngineEvent::Phase(Phase::Idle));

@@ -148,9 +148,9 @@ pub struct ModelInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
     /// What one generated token reads from memory, from the GGUF tensor table; `None` when
-    /// the model file is not readable here (a remote server's model, the scripted demo).
+    /// the model file is not readable here (a remote server's model). Boxed, as `in_effect`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traffic: Option<traffic::DecodeTraffic>,
+    pub traffic: Option<Box<traffic::DecodeTraffic>>,
 }
 
 /// Why a reply ended.

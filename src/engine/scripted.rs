@@ -73,7 +73,7 @@ impl ScriptedEngine {
                 chat_template_text: "chatml".into(),
             }),
             backend: None,
-            traffic: Some(scripted_traffic()),
+            traffic: Some(Box::new(scripted_traffic())),
         }
     }
 }

@@ -118,7 +118,7 @@ fn every_surface_shows_the_figure_worked_out_by_hand() {
     .expect("card parses");
     let c = llmtop::report::compare::compare(
         &[("c.json".into(), back)],
-        &[tariff.clone()],
+        std::slice::from_ref(&tariff),
         llmtop::report::compare::TcoOptions {
             hours_per_day: 8.0,
             years: 3.0,

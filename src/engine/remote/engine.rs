@@ -150,7 +150,7 @@ impl AttachEngine {
             backend: Some(a.detected.describe(&a.server)),
             traffic: model_file(a).and_then(|p| {
                 let info = crate::engine::gguf::read(&p).ok()?;
-                crate::engine::traffic::DecodeTraffic::from_gguf(&info)
+                crate::engine::traffic::DecodeTraffic::from_gguf(&info).map(Box::new)
             }),
         }
     }
