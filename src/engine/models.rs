@@ -319,6 +319,37 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_ollama_name_leads_to_its_blob() {
+        let dir = tempfile::tempdir().expect("dir");
+        let root = dir.path().join("ollama");
+        let manifest = |rel: &str, digest: &str| {
+            let p = root.join("manifests").join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(
+                &p,
+                format!(
+                    r#"{{"layers":[{{"mediaType":"application/vnd.ollama.image.model","digest":"{digest}"}}]}}"#
+                ),
+            )
+            .expect("manifest");
+        };
+        write_gguf(&root.join("blobs/sha256-aaa"), 2);
+        write_gguf(&root.join("blobs/sha256-bbb"), 2);
+        manifest("registry.ollama.ai/library/smollm2/135m", "sha256:aaa");
+        manifest("registry.ollama.ai/library/llama3.2/latest", "sha256:bbb");
+        manifest("registry.ollama.ai/someone/tiny/q4", "sha256:aaa");
+        let blob = |name: &str| ollama_model_file(&root, name);
+        assert_eq!(blob("smollm2:135m"), Some(root.join("blobs/sha256-aaa")));
+        // Ollama's implied tag, and a user's namespace.
+        assert_eq!(blob("llama3.2"), Some(root.join("blobs/sha256-bbb")));
+        assert_eq!(blob("someone/tiny:q4"), Some(root.join("blobs/sha256-aaa")));
+        assert_eq!(blob("missing:1b"), None);
+        // Nothing outside the store.
+        assert_eq!(blob("../../etc:passwd"), None);
+        assert_eq!(blob("smollm2:.."), None);
+    }
+
+    #[test]
     fn finds_models_in_every_store_with_quantisation() {
         let dir = tempfile::tempdir().expect("dir");
         let b = dir.path();

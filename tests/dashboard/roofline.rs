@@ -110,6 +110,13 @@ fn every_surface_shows_the_figure_worked_out_by_hand() {
     assert_eq!(on_card.bytes_per_token, BYTES);
     assert_eq!(roofline::text(&on_card), line);
     assert_eq!(card.memory, Some(ram(20.0)));
+    let md = llmtop::report::snapshot::markdown_summary(&card);
+    assert!(
+        md.contains(&format!(
+            "**Memory** (last reply): {line}, 91.4 MB a token at a mean depth of 60 tokens"
+        )),
+        "{md}"
+    );
     // Written and read back, then compared: the same figures in compare's table.
     let back = llmtop::report::runcard::RunCard::from_json(
         &card.to_json(),
