@@ -241,6 +241,7 @@ mod tests {
             triad_gb_s: None,
             method,
             detail: String::new(),
+            others_runnable: None,
         }
     }
 

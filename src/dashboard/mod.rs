@@ -90,6 +90,7 @@ fn demo_memory() -> crate::sensors::bandwidth::Ceilings {
             triad_gb_s: Some(36.0),
             method: BandwidthMethod::Probe,
             detail: "scripted for --demo, not measured".into(),
+            others_runnable: None,
         }),
         cpu_missing: None,
         gpus: Vec::new(),

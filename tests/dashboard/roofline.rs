@@ -21,6 +21,7 @@ fn ram(gb_s: f64) -> Ceilings {
             triad_gb_s: None,
             method: BandwidthMethod::Probe,
             detail: "scripted".into(),
+            others_runnable: None,
         }),
         cpu_missing: None,
         gpus: vec![],
