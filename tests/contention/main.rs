@@ -1,14 +1,17 @@
-//! CPU contention through the real binary on the real model: a spinning process started beside
-//! generation is marked in the header within 2 s and the mark leaves within 2 s of its end; no
-//! mark on a quiet machine; bench refuses to report under contention unless asked.
+//! What needs the CPUs to itself: CPU contention through the real binary on the real model (a
+//! spinning process started beside generation is marked in the header within 2 s and the mark
+//! leaves within 2 s of its end; no mark on a quiet machine; bench refuses to report under
+//! contention unless asked), and the memory-bandwidth probe against likwid-bench.
 //!
-//! A binary of its own, its tests one at a time: any other llama.cpp running beside them (the
-//! other test binaries' tests run in parallel) is real contention, and would be marked.
+//! A binary of its own, its tests one at a time: any other work running beside them (tests of
+//! the same binary run in parallel) is real contention, and would be marked or measured.
 
 #[path = "../common/mod.rs"]
 mod common;
 #[path = "../tmux/mod.rs"]
 mod tmux;
+
+mod bandwidth;
 
 use std::path::Path;
 use std::process::{Child, Command};
@@ -19,7 +22,7 @@ use tmux::Tmux;
 /// One test at a time: each is the other's contention.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 

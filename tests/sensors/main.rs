@@ -3,7 +3,6 @@
 //!
 //! One test binary per layer: each links llama.cpp once.
 
-mod bandwidth;
 mod plugs;
 mod process_owner;
 mod sensors_cli;

@@ -34,6 +34,7 @@ fn likwid(kernel: &str, bytes: u64, threads: usize) -> f64 {
 
 #[test]
 fn probe_agrees_with_likwid_bench_within_ten_percent() {
+    let _one = crate::serial();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let opts = ProbeOptions {
         threads,
