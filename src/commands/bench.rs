@@ -335,10 +335,7 @@ impl Bench<'_> {
                 if !args.allow_contention {
                     return Err(BenchError::Contended { run: i, what });
                 }
-                let _ = writeln!(
-                    err,
-                    "bench:   CONTENDED ({what}); reported as --allow-contention asks"
-                );
+                let _ = writeln!(err, "bench:   {what}; reported as --allow-contention asks");
             }
             runs.push(run);
         }

@@ -289,7 +289,7 @@ pub fn render_table(r: &BenchResult) -> String {
     for (i, run) in r.runs.iter().enumerate() {
         for c in &run.contention {
             out.push_str(&format!(
-                "CONTENDED run {}: {} (from {:.1} s)\n",
+                "run {}: {} (from {:.1} s into it)\n",
                 i + 1,
                 c.reply_text(run.stats.gen_tok_s),
                 c.since
