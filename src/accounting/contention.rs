@@ -73,9 +73,10 @@ pub struct Contention {
 }
 
 impl Contention {
-    /// The same with its times counted from `origin` (a card's series, a bench run's start).
+    /// The same with its times counted from `origin` (a reply's or a bench run's start).
+    /// Contention that began before `origin` starts at 0 there.
     pub fn shifted(mut self, origin: f64) -> Self {
-        self.since -= origin;
+        self.since = (self.since - origin).max(0.0);
         self.until = self.until.map(|u| u - origin);
         self
     }
