@@ -281,6 +281,10 @@ pub struct BenchArgs {
     /// With --sweep: draw tok/s against J/token, the Pareto frontier marked, into this SVG file.
     #[arg(long, value_name = "FILE", requires = "sweep")]
     pub svg: Option<PathBuf>,
+    /// Report the figures even when other programs took the CPUs llama.cpp needed during a
+    /// run (the JSON then says which runs and how much); without it such a bench is refused.
+    #[arg(long)]
+    pub allow_contention: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -6,6 +6,7 @@
 //! wall-clock instant of sampler time zero prices each joule when it was drawn. The shell feeds
 //! it the same events it gives the app and builds run cards from it (`dashboard::card`).
 
+use crate::accounting::contention::{Contention, ContentionDetector, ContentionSettings};
 use crate::accounting::energy::SeriesPoint;
 use crate::accounting::energy::{BasisChange, EnergyReport, IdleBaseline, TotalBasis, Window};
 use crate::accounting::ledger::{Ledger, Totals};
@@ -147,6 +148,8 @@ pub struct SessionRecorder {
     fans: BTreeMap<String, f64>,
     /// Whether a slower reply is the hardware holding itself back.
     throttle: ThrottleDetector,
+    /// Whether other programs take the CPUs llama.cpp generates on.
+    contention: ContentionDetector,
 }
 
 impl SessionRecorder {
@@ -174,6 +177,7 @@ impl SessionRecorder {
             temps: BTreeMap::new(),
             fans: BTreeMap::new(),
             throttle: ThrottleDetector::new(ThrottleSettings::default()),
+            contention: ContentionDetector::new(ContentionSettings::default()),
         }
     }
 
@@ -187,6 +191,10 @@ impl SessionRecorder {
         match event {
             EngineEvent::Loaded(info) => {
                 self.load_ms = Some(info.load_ms);
+                // Only llama.cpp in this process has threads of ours to contend with.
+                if info.backend.is_none() {
+                    self.contention.engine_threads(info.in_effect.threads);
+                }
                 if self.idle == Idle::WaitingForLoad {
                     self.idle = if self.idle_window_s > 0.0 {
                         Idle::Measuring { from: now }
@@ -201,10 +209,12 @@ impl SessionRecorder {
                 }
                 if let EngineEvent::Tokens { count, .. } = event {
                     self.throttle.tokens(now, *count);
+                    self.contention.tokens(now, *count);
                 }
             }
             EngineEvent::ReplyDone(stats) => {
                 self.throttle.reply_done(now);
+                self.contention.reply_done(now);
                 return Some(self.reply_done(stats, now));
             }
             _ => {}
@@ -236,6 +246,7 @@ impl SessionRecorder {
     pub fn push_sample(&mut self, s: &Sample, tok_s: Option<f64>) -> TallyDelta {
         self.ledger.push(s);
         self.throttle.sample(s);
+        self.contention.sample(s);
         for r in &s.readings {
             let Some(v) = r.value.filter(|v| v.is_finite()) else {
                 continue;
@@ -361,6 +372,16 @@ impl SessionRecorder {
     /// The throttling episode in progress, if any: the header's mark.
     pub fn throttled(&self) -> Option<&Episode> {
         self.throttle.current()
+    }
+
+    /// CPU contention in progress, if any: the header's mark.
+    pub fn contended(&self) -> Option<&Contention> {
+        self.contention.current()
+    }
+
+    /// Contention that overlaps `[t0, t1]` (sampler clock), the one in progress too.
+    pub fn contention_between(&self, t0: f64, t1: f64) -> Vec<Contention> {
+        self.contention.episodes_between(t0, t1)
     }
 
     /// Throttling episodes that overlap `[t0, t1]` (sampler clock), the one in progress too.

@@ -268,7 +268,21 @@ pub fn rows(app: &App, width: u16) -> Vec<Row> {
             });
         }
         let figures = m.figures.iter().flat_map(figures_lines);
-        for parts in m.stats.iter().map(stats_parts).chain(figures) {
+        let speed = m.stats.iter().map(|s| {
+            let mut parts = stats_parts(s);
+            parts.extend(
+                app.reply_roofline(s)
+                    .map(|r| crate::accounting::roofline::text(&r)),
+            );
+            parts
+        });
+        // Other programs took the CPUs while it generated: said under its speed.
+        let contended = m
+            .contention
+            .iter()
+            .zip(&m.stats)
+            .map(|(c, s)| vec![c.reply_text(s.gen_tok_s)]);
+        for parts in speed.chain(contended).chain(figures) {
             for l in pack(&parts, w) {
                 out.push(Row {
                     kind: RowKind::Stats,

@@ -85,6 +85,7 @@ impl Shell<'_> {
                 let ledger = self.session.ledger();
                 app.update(Event::Power(ledger.power_view()));
                 app.update(Event::Throttle(self.session.throttled().cloned()));
+                app.update(Event::Contention(self.session.contended().cloned()));
                 if let Some(server) = self.server.as_mut() {
                     let idle = self.session.idle_baseline();
                     app.update(Event::ServerShare(server.on_sample(s.t, ledger, idle)));

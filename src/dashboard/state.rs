@@ -65,6 +65,8 @@ pub struct Message {
     pub figures: Option<ReplyFigures>,
     /// Which of the session's replies this is (0: the first), to match its figures.
     pub reply_seq: Option<usize>,
+    /// Other programs contended the CPUs while this reply was generated (the most seen).
+    pub contention: Option<crate::accounting::contention::Contention>,
 }
 
 impl Message {
@@ -75,6 +77,7 @@ impl Message {
             stats: None,
             figures: None,
             reply_seq: None,
+            contention: None,
         }
     }
 }
@@ -383,6 +386,12 @@ pub struct App {
     pub cost: CostLine,
     /// Throttling in progress (the header's mark), with its evidence.
     pub throttle: Option<crate::accounting::throttle::Episode>,
+    /// CPU contention in progress (the header's mark).
+    pub contention: Option<crate::accounting::contention::Contention>,
+    /// The memory bandwidth of this machine: the decode roofline's ceiling.
+    pub memory: crate::sensors::bandwidth::Ceilings,
+    /// Tokens in the context when the reply being generated started to generate.
+    pub depth: Option<u32>,
     /// Attached to a server on this machine: its attributed share of the machine's energy.
     pub server_share: Option<crate::accounting::share::ServerShare>,
     pub status: Option<Status>,

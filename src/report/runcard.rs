@@ -48,6 +48,10 @@ pub struct RunCard {
     /// The conversation; absent when `[snapshot] transcript = false`.
     #[serde(default)]
     pub transcript: Option<Vec<TranscriptTurn>>,
+    /// The machine's memory bandwidth: the decode roofline's ceiling (RAM measured by the
+    /// probe, NVIDIA boards' datasheet peak).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<crate::sensors::bandwidth::Ceilings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,6 +132,13 @@ pub struct ReplyMetrics {
     /// Where generation slowed while the hardware held itself back (empty: never).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub throttle: Vec<CardThrottle>,
+    /// Memory bandwidth generation used and its share of the ceiling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roofline: Option<crate::accounting::roofline::Roofline>,
+    /// Other programs took the CPUs while it generated (times in seconds from the reply's
+    /// start, as in bench's `runs[].contention`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contention: Vec<crate::accounting::contention::Contention>,
 }
 
 /// The whole session (or all measured bench runs).
@@ -400,6 +411,7 @@ impl RunCard {
             hardware_price: None,
             series: Vec::new(),
             transcript: None,
+            memory: None,
         }
     }
 
@@ -663,6 +675,8 @@ impl ReplyMetrics {
             energy: None,
             thermal: Thermal::default(),
             throttle: Vec::new(),
+            roofline: None,
+            contention: Vec::new(),
         }
     }
 }

@@ -378,6 +378,29 @@ pub fn markdown_summary(card: &RunCard) -> String {
     for t in &ss.throttle {
         let _ = writeln!(o, "\n**Throttled** {}.", md_escape(&t.line()));
     }
+    if let Some(lr) = &card.last_reply {
+        if let Some(r) = &lr.roofline {
+            let ceiling = r
+                .ceiling
+                .as_ref()
+                .map(|c| format!("; ceiling: {}", c.what))
+                .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "\n**Memory** (last reply): {}, {:.1} MB a token at a mean depth of {:.0} tokens{ceiling}.",
+                md_escape(&crate::accounting::roofline::text(r)),
+                r.bytes_per_token / 1e6,
+                r.depth,
+            );
+        }
+        for c in &lr.contention {
+            let _ = writeln!(
+                o,
+                "\n**Contended** (last reply): {}.",
+                md_escape(&c.reply_text(lr.gen_tok_s))
+            );
+        }
+    }
     let _ = writeln!(
         o,
         "\n<sub>Made with llmtop {}; compare cards with `llmtop compare`.</sub>",

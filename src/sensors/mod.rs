@@ -9,6 +9,7 @@ pub mod settings;
 
 use serde::{Deserialize, Serialize};
 
+pub mod bandwidth;
 pub mod battery;
 pub mod counter;
 pub mod cpufreq;
@@ -24,6 +25,7 @@ pub mod plug;
 pub mod powercap;
 pub mod process;
 pub mod procstat;
+pub mod runnable;
 pub mod sampler;
 pub mod sysfs;
 pub mod system;
@@ -107,6 +109,9 @@ pub enum Quantity {
     /// Why a GPU holds its clocks down now: NVML's clocks-event reason bits, only those that
     /// cost speed ([`nvml::COSTLY_REASONS`]); 0 when nothing does.
     ThrottleReasons,
+    /// Threads of other programs runnable now (running or waiting for a CPU): the kernel's
+    /// `procs_running` less this process's own runnable threads. `limit`: the online CPUs.
+    RunnableThreads,
 }
 
 /// How a value was obtained.

@@ -138,6 +138,37 @@ pub fn discover() -> (Option<NvmlSensor>, Vec<SourceStatus>) {
     (Some(NvmlSensor { nvml, gpus }), statuses)
 }
 
+/// A board's memory as NVML describes it: what its datasheet bandwidth is made of
+/// (`sensors::bandwidth` turns it into GB/s).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemorySpec {
+    pub index: u32,
+    pub name: String,
+    /// `max_clock_info(Memory)`, MHz.
+    pub max_mem_mhz: u32,
+    /// `memory_bus_width`, bits.
+    pub bus_bits: u32,
+}
+
+/// Every board's memory clock and bus width; empty without a driver or where a board does
+/// not say.
+pub fn memory_specs() -> Vec<MemorySpec> {
+    let Ok(nvml) = handle() else {
+        return Vec::new();
+    };
+    (0..nvml.device_count().unwrap_or(0))
+        .filter_map(|index| {
+            let d = nvml.device_by_index(index).ok()?;
+            Some(MemorySpec {
+                index,
+                name: d.name().unwrap_or_else(|_| format!("GPU {index}")),
+                max_mem_mhz: d.max_clock_info(Clock::Memory).ok()?,
+                bus_bits: d.memory_bus_width().ok()?,
+            })
+        })
+        .collect()
+}
+
 /// Clocks-event reasons that cost speed: power caps, thermal slowdowns, hardware slowdown,
 /// an external power brake, a sync-boost group held back by another GPU. Idle, application
 /// clocks and display clocks are settings or rest, not throttling.

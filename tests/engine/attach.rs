@@ -355,6 +355,13 @@ fn real_llama_server_counts_and_cancel() {
         Some(format!("llama-server at {}", server.addr).as_str())
     );
     assert_eq!(info.name, "SmolLM2-135M-Instruct.Q4_1.gguf");
+    // The server runs here and names its model file: the decode roofline reads its tensors.
+    assert_eq!(
+        info.traffic
+            .as_ref()
+            .map(|t| (t.weight_bytes, t.kv_bytes_per_position)),
+        Some((96_576_768, 23_040))
+    );
     assert_eq!(
         info.n_ctx, 2048,
         "llama-server's /props: the context per slot"

@@ -541,6 +541,8 @@ fn bench_and_models_print_a_hostile_gguf_name_safely() {
         dir.path(),
         &[
             "bench",
+            // Other tests of this binary run beside it: contention is real here.
+            "--allow-contention",
             "--reps",
             "1",
             "--no-warmup",
