@@ -1198,12 +1198,12 @@ impl Ledger {
         let watts_at = |(c, sibling): &(&Channel, Option<&Channel>), t: f64| match sibling {
             Some(p) => p.w_at(t),
             // The rate of the counter's interval that holds `t`.
-            None => c.points.iter().find(|p| p.t >= t).and_then(|p| p.w),
+            None => c.points.get(c.points.partition_point(|p| p.t < t))?.w,
         };
-        first
-            .points
+        let from = first.points.partition_point(|p| p.t < t0);
+        first.points[from..]
             .iter()
-            .filter(|p| p.t >= t0 && p.t <= t1)
+            .take_while(|p| p.t <= t1)
             .filter_map(|p| parts.iter().map(|x| watts_at(x, p.t)).sum::<Option<f64>>())
             .reduce(f64::max)
     }
@@ -1233,9 +1233,10 @@ impl Ledger {
             None => c.j_at(b)? - c.j_at(a)?,
         };
         let sibling = self.power_sibling(id);
-        let peak_w = match (c.kind, sibling) {
-            // A counter with a power reading of its own: the readings' peak (a quantised
-            // counter's steps over one sample overshoot).
+        let quantised = update_step_s(c.source).is_some();
+        let peak_w = match (c.kind, sibling.filter(|_| quantised)) {
+            // A quantised counter with a power reading of its own: the readings' peak (its
+            // steps over one sample overshoot).
             (Kind::Counter, Some(p)) => Self::power_peak(p, t0, t1),
             // The rate of every interval that overlaps the window.
             // The rate of every interval that overlaps the window.
