@@ -167,21 +167,23 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             }
         }
     }
-    // Each GPU board: how its energy and its watts are read, and its share of the last reply.
-    let boards = board_lines(app);
-    if !boards.is_empty() {
-        let text_w = usize::from(area.width.saturating_sub(7)).max(20);
+    // Each GPU board: how its energy and its watts are read, and its share of the last reply;
+    // where it fits in full, after the keys.
+    let text_w = usize::from(area.width.saturating_sub(7)).max(20);
+    let mut boards: Vec<Line> = Vec::new();
+    for b in board_lines(app) {
+        for (i, part) in wrap(&b, text_w).into_iter().enumerate() {
+            let lead = if i == 0 { " - " } else { "   " };
+            boards.push(Line::from(Span::styled(format!("{lead}{part}"), desc)));
+        }
+    }
+    if !boards.is_empty() && usize::from(area.height) >= lines.len() + boards.len() + 2 + 4 {
         lines.push(Line::from(""));
         lines.push(Line::from(Span::styled(
-            " GPU boards (how each is read; its part of the last reply's GPU energy):",
+            " GPU boards (how each is read, share of the last reply):",
             key_style,
         )));
-        for b in boards {
-            for (i, part) in wrap(&b, text_w).into_iter().enumerate() {
-                let lead = if i == 0 { " - " } else { "   " };
-                lines.push(Line::from(Span::styled(format!("{lead}{part}"), desc)));
-            }
-        }
+        lines.extend(boards);
     }
     // Then the money, where it fits: what this pace costs a month and a year, and the tally.
     let money = money_lines(app);
