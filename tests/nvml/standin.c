@@ -338,7 +338,6 @@ static nvmlReturn_t gate(const struct board *b, const char *call) {
     } while (0)
 
 nvmlReturn_t nvmlInit_v2(void) { return load(); }
-nvmlReturn_t nvmlInitWithFlags(unsigned flags) { (void)flags; return load(); }
 nvmlReturn_t nvmlShutdown(void) { return OK; }
 
 nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned length) {
@@ -513,12 +512,6 @@ nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t d, unsigned 
     return OK;
 }
 
-nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t d, unsigned long long *r) {
-    GATE(d);
-    *r = d->reasons;
-    return OK;
-}
-
 nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_t d, unsigned *mw) {
     GATE(d);
     if (d->limit_mw == 0) return ERR_NOT_SUPPORTED;
@@ -564,6 +557,7 @@ nvmlReturn_t nvmlDeviceSetPowerManagementLimit(nvmlDevice_t d, unsigned mw) {
     return OK;
 }
 
+/* Not read by llmtop yet: for the roofline's memory bandwidth (memory clock x bus width). */
 nvmlReturn_t nvmlDeviceGetMemoryBusWidth(nvmlDevice_t d, unsigned *bits) {
     GATE(d);
     if (d->bus_width == 0) return ERR_NOT_SUPPORTED;
