@@ -273,6 +273,7 @@ mod tests {
                 covers: Covers::Other,
                 method: Method::Measured,
                 rejected: None,
+                via: None,
             }],
         }
     }

@@ -92,6 +92,21 @@ pub struct ReplyFigures {
     pub currency: Option<Currency>,
     /// Some part of the energy is an estimate (utilisation x TDP), not a measurement.
     pub estimated: bool,
+    /// The reply was shorter than two steps of a quantised counter (NVML's, ~100 ms): its
+    /// energy is apportioned from the steps around it, not a difference of its own.
+    pub apportioned: bool,
+    /// Each GPU board's share of the reply (boards in the total, in id order).
+    pub boards: Vec<BoardShare>,
+}
+
+/// One GPU board's part of a reply's energy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoardShare {
+    /// Reading id of the board's energy channel, e.g. "nvml:1:energy".
+    pub id: String,
+    /// "NVIDIA H100 80GB HBM3".
+    pub device: String,
+    pub energy_j: f64,
 }
 
 impl ReplyFigures {
@@ -323,7 +338,7 @@ impl SessionRecorder {
         let r = self.reply_report(span)?;
         let total = r.total.as_ref()?;
         let tariff = self.ledger.tariff();
-        let cost = tariff.and_then(|t| self.ledger.cost_between(t, span.t0, span.t1));
+        let cost = tariff.and_then(|t| self.ledger.window_cost(t, span.t0, span.t1));
         let net_cost = match (tariff, r.net_j) {
             (Some(t), Some(net)) => self.ledger.cost_spread(t, net, span.t0, span.t1),
             _ => None,
@@ -339,6 +354,17 @@ impl SessionRecorder {
             net_cost,
             currency: tariff.map(|t| t.currency.clone()),
             estimated: total.estimated,
+            apportioned: total.apportioned,
+            boards: r
+                .sources
+                .iter()
+                .filter(|s| s.in_total && s.covers == crate::sensors::Covers::GpuBoard)
+                .map(|s| BoardShare {
+                    id: s.id.clone(),
+                    device: s.device.clone(),
+                    energy_j: s.energy_j,
+                })
+                .collect(),
         })
     }
 
@@ -435,6 +461,8 @@ impl SessionRecorder {
             tokens: Some(u64::from(span.stats.generated_tokens)),
             phase_boundary: Some(span.t0 + span.stats.prefill_end_s),
             idle: self.idle_baseline().cloned(),
+            // A reply stands alone: too short for the counter's steps, it is apportioned.
+            apportion: true,
         });
         r.total.is_some().then_some(r)
     }
@@ -465,6 +493,7 @@ impl SessionRecorder {
             tokens: Some(tokens),
             phase_boundary: None,
             idle: self.idle_baseline().cloned(),
+            apportion: true,
         });
         r.total.is_some().then_some(r)
     }

@@ -412,6 +412,7 @@ mod tests {
             covers: Covers::CpuPackage,
             method: m,
             rejected: None,
+            via: None,
         }
     }
 

@@ -544,6 +544,7 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
         tokens: Some(tokens),
         phase_boundary: None,
         idle: result.idle.clone(),
+        apportion: true,
     });
     // The card's series starts at the first measured run.
     let origin = books.session.series_origin().unwrap_or(0.0);

@@ -166,6 +166,10 @@ fn provenance(r: &Reading) -> String {
     if !covers.is_empty() {
         s = format!("{covers}, {s}");
     }
+    // The call or file it came from (or, for n/a, what the device said instead).
+    if let Some(via) = &r.via {
+        s = format!("{s}, {}", sanitize::terminal(via));
+    }
     let limit = match (r.limit, r.quantity) {
         (Some(l), Quantity::Temperature) => format!("; limit {l:.0} °C"),
         (Some(l), Quantity::Power) => format!("; limit {l:.0} W"),

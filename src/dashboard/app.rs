@@ -141,9 +141,14 @@ impl App {
             }
             Event::Power(view) => {
                 let (total, parts) = power_items(&view);
-                if self.gauges.total != total || self.gauges.parts != parts {
+                let boards = crate::dashboard::state::board_lines(&view);
+                if self.gauges.total != total
+                    || self.gauges.parts != parts
+                    || self.gauges.boards != boards
+                {
                     self.gauges.total = total;
                     self.gauges.parts = parts;
+                    self.gauges.boards = boards;
                     self.dirty = true;
                 }
             }
@@ -551,13 +556,15 @@ impl App {
         for r in &s.readings {
             self.latest.insert(r.id.clone(), r.clone());
         }
-        let (total, parts) = (
+        let (total, parts, boards) = (
             self.gauges.total.take(),
             std::mem::take(&mut self.gauges.parts),
+            std::mem::take(&mut self.gauges.boards),
         );
         self.gauges = GaugeSummary {
             total,
             parts,
+            boards,
             ..summarize(self.latest.values())
         };
         self.record_history(s.t);

@@ -183,8 +183,16 @@ pub fn figures_lines(f: &ReplyFigures) -> Vec<Vec<String>> {
         (Some(a), Some(c)) => Some(format_money(a, c)),
         _ => None,
     };
-    let lead = if f.estimated { "est. " } else { "" };
+    let lead = match (f.estimated, f.apportioned) {
+        (true, _) => "est. ",
+        // Too short for the energy counter's steps: a share of the steps around it.
+        (false, true) => "≈",
+        (false, false) => "",
+    };
     let mut total = vec![format!("{lead}{}", format_energy(f.energy_j))];
+    if f.apportioned {
+        total.push("apportioned".into());
+    }
     total.extend(f.j_per_token.map(format_j_per_token));
     total.extend(money(f.cost));
     if f.cost.is_some_and(is_tiny)

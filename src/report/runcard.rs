@@ -294,6 +294,10 @@ pub struct EnergyMetrics {
     /// Changes of basis inside the span, timestamped on the sampler clock.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub basis_changes: Vec<crate::accounting::energy::BasisChange>,
+    /// The span was shorter than two steps of a quantised energy counter (NVML's, ~100 ms):
+    /// its energy is the rate over the steps around it times its length.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub apportioned: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -311,6 +315,13 @@ pub struct EnergySource {
     pub joules: f64,
     #[serde(default)]
     pub net_joules: Option<f64>,
+    /// The call or file the energy came from: "nvmlDeviceGetTotalEnergyConsumption" (counter),
+    /// or the power reading integrated, "nvmlDeviceGetPowerUsage (1 s average)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// Where the live watts came from: "NVML_FI_DEV_POWER_INSTANT (instant)", ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_via: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -720,6 +731,8 @@ impl EnergyMetrics {
                 method: snake_name(&s.method),
                 joules: s.energy_j,
                 net_joules: None,
+                via: s.via.clone(),
+                power_via: s.power_via.clone(),
             })
             .collect();
         let mut m = Self {
@@ -739,6 +752,7 @@ impl EnergyMetrics {
             wh_per_1000_tokens: None,
             basis: Some(snake_name(&total.basis)),
             basis_changes: total.changes.clone(),
+            apportioned: total.apportioned,
         };
         if let Some(n) = r.tokens {
             m = m.with_tokens(n);

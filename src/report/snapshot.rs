@@ -140,13 +140,22 @@ fn energy_lines(out: &mut String, title: &str, e: &EnergyMetrics) {
     let _ = writeln!(out, "| source | covers | method | J | net J |");
     let _ = writeln!(out, "|---|---|---|---:|---:|");
     for s in &e.sources {
+        // The method with the call or file behind it, per board: "counter
+        // (nvmlDeviceGetTotalEnergyConsumption), watts NVML_FI_DEV_POWER_INSTANT (instant)".
+        let mut method = s.method.clone();
+        if let Some(via) = &s.via {
+            method.push_str(&format!(" ({via})"));
+        }
+        if let Some(w) = s.power_via.as_ref().filter(|w| Some(*w) != s.via.as_ref()) {
+            method.push_str(&format!(", watts {w}"));
+        }
         let _ = writeln!(
             out,
             "| {} ({}) | {} | {} | {:.0} | {} |",
             md_escape(&s.label),
             md_escape(&s.source),
             md_escape(&s.covers),
-            md_escape(&s.method),
+            md_escape(&method),
             s.joules,
             opt(s.net_joules, 0, "")
         );
@@ -156,10 +165,10 @@ fn energy_lines(out: &mut String, title: &str, e: &EnergyMetrics) {
     } else {
         "whole system"
     };
-    let est = if e.estimated {
-        ", partly estimated"
-    } else {
-        ""
+    let est = match (e.estimated, e.apportioned) {
+        (true, _) => ", partly estimated",
+        (false, true) => ", apportioned: shorter than two steps of the energy counter",
+        (false, false) => "",
     };
     let _ = writeln!(
         out,

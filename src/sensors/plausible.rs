@@ -165,6 +165,7 @@ mod tests {
             covers,
             method: Method::Measured,
             rejected: None,
+            via: None,
         }
     }
 

@@ -267,6 +267,7 @@ impl PlugSensor {
             covers: Covers::Wall,
             method: m,
             rejected: None,
+            via: None,
         }
     }
 }

@@ -427,6 +427,7 @@ mod gauge_totals {
             covers,
             method,
             rejected: None,
+            via: None,
         }
     }
 
@@ -634,6 +635,8 @@ fn figures(seq: usize, energy_j: f64) -> llmtop::accounting::session::ReplyFigur
         net_cost: None,
         currency: Some(llmtop::accounting::pricing::Currency::new("USD").expect("USD")),
         estimated: false,
+        apportioned: false,
+        boards: Vec::new(),
     }
 }
 

@@ -651,6 +651,7 @@ impl Sensor for Local {
             covers: Covers::Other,
             method: Method::Measured,
             rejected: None,
+            via: None,
         }]
     }
 }
