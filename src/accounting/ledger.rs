@@ -1177,6 +1177,7 @@ mod tests {
                 Method::Measured
             },
             rejected: None,
+            via: None,
         }
     }
 

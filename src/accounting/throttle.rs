@@ -407,6 +407,7 @@ mod tests {
             covers: Covers::CpuPackage,
             method: m,
             rejected: None,
+            via: None,
         }
     }
 

@@ -309,6 +309,7 @@ impl Sensor for HwmonSensor {
                 covers: c.covers,
                 method,
                 rejected: None,
+                via: None,
             };
             if c.kind == Kind::Energy {
                 // Also the rate, so gauges have watts (the energy accounting ignores it,

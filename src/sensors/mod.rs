@@ -146,6 +146,12 @@ pub struct Reading {
     /// Shown as "rejected" with this reason, never accumulated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<String>,
+    /// Provenance detail: the call or file the value came from, where a source has more than
+    /// one way to read it, e.g. "nvmlDeviceGetTotalEnergyConsumption",
+    /// "NVML_FI_DEV_POWER_INSTANT", "nvmlDeviceGetPowerUsage (1 s average)", "power1_average".
+    /// Shown beside the method (F1, run card, `llmtop sensors`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// Everything read in one sampler tick.

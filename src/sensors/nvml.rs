@@ -232,6 +232,7 @@ impl Gpu {
             covers: Covers::GpuBoard,
             method: m,
             rejected: None,
+            via: None,
         };
         let mut out = Vec::new();
         out.push(Reading {

@@ -163,6 +163,7 @@ mod tests {
             covers,
             method: Method::Measured,
             rejected: None,
+            via: None,
         }
     }
 

@@ -260,6 +260,7 @@ impl PlugSensor {
             covers: Covers::Wall,
             method: m,
             rejected: None,
+            via: None,
         }
     }
 }

@@ -31,6 +31,7 @@ fn reading(id: &str, label: &str, quantity: Quantity, value: Option<f64>) -> Rea
         covers: Covers::Other,
         method: Method::Measured,
         rejected: None,
+        via: None,
     }
 }
 

@@ -28,6 +28,7 @@ fn reading(id: &str, q: Quantity, m: Method, covers: Covers, value: Option<f64>)
         covers,
         method: m,
         rejected: None,
+        via: None,
     }
 }
 

@@ -426,6 +426,7 @@ mod gauge_totals {
             covers,
             method,
             rejected: None,
+            via: None,
         }
     }
 

@@ -27,6 +27,7 @@ fn reading(id: &str, label: &str, q: Quantity, v: f64, source: Source, covers: C
             Method::Measured
         },
         rejected: None,
+        via: None,
     }
 }
 

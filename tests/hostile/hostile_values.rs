@@ -439,6 +439,7 @@ impl Sensor for Liar {
             covers,
             method: Method::Measured,
             rejected: None,
+            via: None,
         };
         vec![
             row(

@@ -23,6 +23,7 @@ fn reading(id: &str, q: Quantity, v: f64, source: Source, covers: Covers) -> Rea
             Method::Measured
         },
         rejected: None,
+        via: None,
     }
 }
 

@@ -612,6 +612,7 @@ impl Sensor for Local {
             covers: Covers::Other,
             method: Method::Measured,
             rejected: None,
+            via: None,
         }]
     }
 }
