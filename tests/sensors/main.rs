@@ -3,9 +3,13 @@
 //!
 //! One test binary per layer: each links llama.cpp once.
 
+#[path = "../live/mod.rs"]
+mod live;
+
 mod plugs;
 mod process_owner;
 mod sensors_cli;
+mod sensors_gpu_hwmon;
 mod sensors_nvml;
 mod sensors_sampler;
 mod sensors_sysfs;
