@@ -19,5 +19,7 @@ mod e2e_dashboard;
 mod e2e_signals;
 mod fleet;
 mod gpu_build;
+mod gpu_cuda_env;
+mod gpu_proof;
 mod share_cli;
 mod watch_server;
