@@ -49,22 +49,31 @@ fi
 mkdir -p "$WORK" "$(dirname "$OUT")"
 T0=$(date +%s)
 
-# 1. llama.cpp from the very sources the kit's llmtop was built with.
+# 1. llama.cpp from the very sources the kit's llmtop was built with. A build of the same
+# archive with the same flags in this work folder is reused (a second run on a warm machine).
 SRC="$WORK/llama.cpp" BUILD="$WORK/build"
-rm -rf "$SRC" && mkdir -p "$SRC" && tar -xJf "$KIT/llama.cpp.tar.xz" -C "$SRC"
 GPU_FLAGS=(-DGGML_CUDA=OFF)
 if [ $DRY = 0 ]; then GPU_FLAGS=(-DGGML_CUDA=ON -DGGML_CUDA_NCCL=OFF -DCMAKE_CUDA_ARCHITECTURES="$ARCHS"); fi
-say "building llama.cpp (${GPU_FLAGS[*]}) in $BUILD; log $WORK/build.log"
+STAMP="$(sha256sum "$KIT/llama.cpp.tar.xz" | cut -d' ' -f1) ${GPU_FLAGS[*]}"
 B0=$(date +%s)
+if [ -x "$BUILD/bin/llama-bench" ] && [ "$(cat "$BUILD/.kit-stamp" 2>/dev/null)" = "$STAMP" ]; then
+    say "reusing the llama.cpp build in $BUILD (same sources and flags)"
+    BUILD_OK=true REUSED=true
+else
+REUSED=false
+rm -rf "$SRC" "$BUILD" && mkdir -p "$SRC" && tar -xJf "$KIT/llama.cpp.tar.xz" -C "$SRC"
+say "building llama.cpp (${GPU_FLAGS[*]}) in $BUILD; log $WORK/build.log"
 if cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=ON \
     -DGGML_OPENMP=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF \
     -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_TOOLS=ON "${GPU_FLAGS[@]}" \
     >"$WORK/build.log" 2>&1 &&
     cmake --build "$BUILD" --target llama-bench -j "$(nproc)" >>"$WORK/build.log" 2>&1; then
     BUILD_OK=true
+    echo "$STAMP" >"$BUILD/.kit-stamp"
 else
     BUILD_OK=false
     tail -n 20 "$WORK/build.log" >&2
+fi
 fi
 BUILD_S=$(($(date +%s) - B0))
 LIBS="$BUILD/bin"
@@ -82,9 +91,9 @@ MODEL="$WORK/model-$SHAPE.gguf"
 python3 scripts/gpu-proof/gguf_tool.py model "$KIT/vocab.gguf" "$MODEL" --shape "$SHAPE" || { say "model generation failed"; exit 1; }
 MODEL_S=$(($(date +%s) - M0))
 
-CONTEXT=$(python3 - "$KIT/MANIFEST" "$BUILD_OK" "$BUILD_S" "$ARCHS" "$RESOLVED" "$MODEL" "$SHAPE" "$MODEL_S" "$DRY" <<'PY'
+CONTEXT=$(python3 - "$KIT/MANIFEST" "$BUILD_OK" "$BUILD_S" "$ARCHS" "$RESOLVED" "$MODEL" "$SHAPE" "$MODEL_S" "$DRY" "$REUSED" <<'PY'
 import json, os, subprocess, sys
-manifest, ok, secs, archs, resolved, model, shape, model_s, dry = sys.argv[1:]
+manifest, ok, secs, archs, resolved, model, shape, model_s, dry, reused = sys.argv[1:]
 def out(cmd):
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout.strip()
@@ -101,7 +110,8 @@ print(json.dumps({
         "nproc": os.cpu_count(),
         "kernel": os.uname().release,
     },
-    "build": {"ok": ok == "true", "seconds": int(secs), "cuda_archs": None if dry == "1" else archs,
+    "build": {"ok": ok == "true", "seconds": int(secs), "reused": reused == "true",
+              "cuda_archs": None if dry == "1" else archs,
               "libraries_resolved": json.loads(resolved or "{}")},
     "model": {"shape": shape, "bytes": os.path.getsize(model), "seconds": int(model_s),
               "n_embd": info.get("llama.embedding_length"), "n_layer": info.get("llama.block_count"),

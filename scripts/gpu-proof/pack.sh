@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make gpu-kit/, what scripts/gpu-proof.sh needs on a GPU machine that has no Rust and no
-# network (it travels with the working tree: keep it under 64 MiB; about 25 MiB):
+# network (it travels with the working tree, which must stay under 64 MiB):
 #   llmtop            built here with llama.cpp as shared libraries (LLAMA_BUILD_SHARED_LIBS=1,
 #                     the crate's dynamic-link path) and portable CPU code (x86-64-v2); it finds
 #                     libllama/libggml* on LD_LIBRARY_PATH, so the CUDA ones built there load
@@ -23,13 +23,16 @@ LCP_VERSION="0.3.36"
 CACHE="${LLMTOP_BUILD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llmtop}"
 mkdir -p "$KIT"
 
-echo "pack: llmtop with shared llama.cpp libraries into $TARGET"
-LLAMA_BUILD_SHARED_LIBS=1 RUSTFLAGS="-C target-cpu=x86-64-v2 -C link-arg=-Wl,-rpath,\$ORIGIN" \
-    cargo build --release --quiet --target-dir "$TARGET"
-cp "$TARGET/release/llmtop" "$KIT/llmtop.tmp"
-strip "$KIT/llmtop.tmp"
-mv "$KIT/llmtop.tmp" "$KIT/llmtop"
-ldd "$KIT/llmtop" | grep -E 'lib(llama|ggml)' || { echo "pack: $KIT/llmtop does not load llama.cpp as shared libraries"; exit 1; }
+# PACK_SKIP_BINARY=1: the sources and vocabulary only (the binary takes longest to build).
+if [ -z "${PACK_SKIP_BINARY:-}" ]; then
+    echo "pack: llmtop with shared llama.cpp libraries into $TARGET"
+    LLAMA_BUILD_SHARED_LIBS=1 RUSTFLAGS="-C target-cpu=x86-64-v2 -C link-arg=-Wl,-rpath,\$ORIGIN" \
+        cargo build --release --quiet --target-dir "$TARGET"
+    cp "$TARGET/release/llmtop" "$KIT/llmtop.tmp"
+    strip "$KIT/llmtop.tmp"
+    mv "$KIT/llmtop.tmp" "$KIT/llmtop"
+    ldd "$KIT/llmtop" | grep -E 'lib(llama|ggml)' || { echo "pack: $KIT/llmtop does not load llama.cpp as shared libraries"; exit 1; }
+fi
 
 SYS_DIR=$(cargo metadata --format-version 1 | python3 -c '
 import json, os, sys
@@ -51,16 +54,19 @@ echo "pack: llama.cpp sources from $SYS_DIR"
 tree=$(mktemp -d)
 cp -r "$SYS_DIR/llama.cpp/." "$tree/"
 chmod -R u+w "$tree"
-# Backends neither build compiles, tools other than llama-bench, docs and the audio library.
+# Backends neither build compiles, tools other than llama-bench, docs (vendor/ stays whole:
+# its CMakeLists adds every library in it).
 for b in sycl vulkan opencl metal hexagon et openvino webgpu cann virtgpu zdnn musa; do
     rm -rf "$tree/ggml/src/ggml-$b"
 done
-rm -rf "$tree/tools" "$tree/docs" "$tree/examples" "$tree/vendor/miniaudio" "$tree/pocs" "$tree/ci"
+rm -rf "$tree/tools" "$tree/docs" "$tree/examples" "$tree/pocs" "$tree/ci"
 mkdir -p "$tree/tools/llama-bench" "$tree/examples"
 cp "$BENCH_SRC/"* "$tree/tools/llama-bench/"
 printf 'llama_add_compile_flags()\nadd_subdirectory(llama-bench)\n' >"$tree/tools/CMakeLists.txt"
 printf '' >"$tree/examples/CMakeLists.txt"
-tar -C "$tree" -cf - . | xz -9 -T0 >"$KIT/llama.cpp.tar.xz.tmp"
+# Byte-for-byte the same archive for the same sources (gpu-proof.sh reuses a build by its hash).
+tar -C "$tree" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - . |
+    xz -9 -T1 >"$KIT/llama.cpp.tar.xz.tmp"
 mv "$KIT/llama.cpp.tar.xz.tmp" "$KIT/llama.cpp.tar.xz"
 rm -rf "$tree"
 
@@ -72,7 +78,7 @@ python3 scripts/gpu-proof/gguf_tool.py vocab "$MODEL" "$KIT/vocab.gguf"
     echo "llmtop_rustflags=-C target-cpu=x86-64-v2 (llama.cpp: shared libraries)"
     echo "vocab_from=$(basename "$MODEL")"
     echo "packed_unix=$(date +%s)"
-    echo "llmtop_sha256=$(sha256sum "$KIT/llmtop" | cut -d' ' -f1)"
+    echo "llmtop_sha256=$( [ -e "$KIT/llmtop" ] && sha256sum "$KIT/llmtop" | cut -d' ' -f1)"
 } >"$KIT/MANIFEST"
 du -sh "$KIT"/* | sed 's/^/pack: /'
 echo "pack: $(du -sh "$KIT" | cut -f1) in $KIT (the device tree limit is 64 MiB)"
