@@ -24,5 +24,7 @@ mod e2e_nvml;
 mod e2e_signals;
 mod fleet;
 mod gpu_build;
+mod gpu_cuda_env;
+mod gpu_proof;
 mod share_cli;
 mod watch_server;
