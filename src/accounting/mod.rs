@@ -11,6 +11,7 @@ pub mod session;
 pub mod share;
 pub mod tally;
 pub mod throttle;
+pub mod uncertainty;
 
 use crate::accounting::energy::TotalBasis;
 use crate::accounting::ledger::Ledger;

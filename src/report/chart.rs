@@ -207,10 +207,15 @@ pub struct Member {
 
 /// One bar: which of a panel's bars (e.g. "idle" or "load"), its value, and the value as
 /// shown above the bar (formatted by the caller, money by its one formatter).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Bar {
     pub value: Option<f64>,
     pub text: String,
+    /// Where the truth lies, `(low, high)` in the panel's unit: drawn as a whisker over the
+    /// bar and kept in `data-lower`/`data-upper`.
+    pub range: Option<(f64, f64)>,
+    /// A word above the value ("within error"), in the bar's group as `data-note`.
+    pub note: Option<String>,
 }
 
 /// One small chart: a figure for every member, one or more bars each.
@@ -278,7 +283,8 @@ pub fn bar_panels(
                 .values
                 .iter()
                 .flatten()
-                .filter_map(|b| b.value)
+                .flat_map(|b| [b.value, b.range.map(|r| r.1)])
+                .flatten()
                 .filter(|v| v.is_finite())
                 .fold(0.0f64, f64::max);
             let mut chart = ChartBuilder::on(area)
@@ -335,6 +341,16 @@ pub fn bar_panels(
                     if let Some(v) = bar.value.filter(|v| v.is_finite()) {
                         attrs.push(("data-value", data_num(v)));
                     }
+                    let range = bar
+                        .range
+                        .filter(|(a, b)| a.is_finite() && b.is_finite() && b >= a);
+                    if let Some((lo, hi)) = range {
+                        attrs.push(("data-lower", data_num(lo)));
+                        attrs.push(("data-upper", data_num(hi)));
+                    }
+                    if let Some(n) = &bar.note {
+                        attrs.push(("data-note", n.clone()));
+                    }
                     let attrs: Vec<(&str, &str)> =
                         attrs.iter().map(|(a, v)| (*a, v.as_str())).collect();
                     groups.open(&root, &attrs)?;
@@ -351,8 +367,21 @@ pub fn bar_panels(
                             shade.filled(),
                         )))?;
                     }
-                    let y = v.unwrap_or(0.0);
-                    let (x, yy) = chart.backend_coord(&((x0 + x1) / 2.0, y));
+                    // The error band: a whisker with caps from its low to its high end.
+                    let mid = (x0 + x1) / 2.0;
+                    if let Some((lo, hi)) = range {
+                        let cap = (x1 - x0) / 4.0;
+                        let ink = theme.text.stroke_width(1);
+                        for seg in [
+                            [(mid, lo.max(0.0)), (mid, hi)],
+                            [(mid - cap, lo.max(0.0)), (mid + cap, lo.max(0.0))],
+                            [(mid - cap, hi), (mid + cap, hi)],
+                        ] {
+                            chart.draw_series(std::iter::once(PathElement::new(seg, ink)))?;
+                        }
+                    }
+                    let y = v.unwrap_or(0.0).max(range.map_or(0.0, |r| r.1));
+                    let (x, yy) = chart.backend_coord(&(mid, y));
                     root.draw(&Text::new(
                         label(&bar.text),
                         (x, yy - 3),
@@ -361,6 +390,16 @@ pub fn bar_panels(
                             .color(&theme.text)
                             .pos(Pos::new(HPos::Center, VPos::Bottom)),
                     ))?;
+                    if let Some(n) = &bar.note {
+                        root.draw(&Text::new(
+                            label(n),
+                            (x, yy - 15),
+                            (FONT, 9)
+                                .into_font()
+                                .color(&theme.text)
+                                .pos(Pos::new(HPos::Center, VPos::Bottom)),
+                        ))?;
+                    }
                     groups.close(&root)?;
                 }
             }

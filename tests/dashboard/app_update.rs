@@ -636,6 +636,8 @@ fn figures(seq: usize, energy_j: f64) -> llmtop::accounting::session::ReplyFigur
         currency: Some(llmtop::accounting::pricing::Currency::new("USD").expect("USD")),
         estimated: false,
         apportioned: false,
+        band: Some(llmtop::accounting::uncertainty::Band::pm(0.05)),
+        net_band: None,
         boards: Vec::new(),
     }
 }

@@ -341,6 +341,8 @@ fn bench(gen_tok_s: f64, j_per_token: Option<f64>, threads: u32) -> BenchResult 
             net_j_per_token: None,
             memory_gb_s: None,
             roofline_share: None,
+            energy_band: None,
+            net_band: None,
         },
     }
 }
