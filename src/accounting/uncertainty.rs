@@ -108,13 +108,19 @@ impl Band {
         }
     }
 
-    /// The band in words where it is wide: "could be −66 %…+150 %"; `None` when narrow.
+    /// The band in words where it is wide: "could be −66 %…+150 %", "could be ±30 %";
+    /// `None` when narrow.
     pub fn words(self) -> Option<String> {
         (self.is_wide() || !self.is_finite()).then(|| {
             if !self.is_finite() {
                 return "could be far off (too little energy to judge)".to_string();
             }
-            format!("could be −{} %…+{} %", pct(-self.lo), pct(self.hi))
+            let (lo, hi) = (pct(-self.lo), pct(self.hi));
+            if lo == hi {
+                format!("could be ±{hi} %")
+            } else {
+                format!("could be −{lo} %…+{hi} %")
+            }
         })
     }
 }
@@ -524,6 +530,7 @@ mod tests {
         );
         assert!(Band::pm(0.05).words().is_none());
         assert!(Band::pm(0.26).is_wide());
+        assert_eq!(Band::pm(0.26).words().as_deref(), Some("could be ±26 %"));
     }
 
     #[test]

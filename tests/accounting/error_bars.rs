@@ -160,7 +160,13 @@ fn a_rapl_counter_3_percent_high_stays_inside_its_band() {
         // 0.25 s x 35 W / 2 x 1/4 a sample, 4.4 J a ramp, two ramps a burst.
         let ramps = ((gb - ga) / 6.0).ceil() * 2.0;
         let allowed = 0.10 + (0.5 * 140.0 + ramps * 4.6) / gpu.energy_j;
-        holds("GPU power1_average", gpu.band, gpu.energy_j, gpu_true, allowed);
+        holds(
+            "GPU power1_average",
+            gpu.band,
+            gpu.energy_j,
+            gpu_true,
+            allowed,
+        );
         // The total: both, added linearly.
         let total = rep.total.as_ref().expect("total");
         let allowed = (rapl.energy_j * rapl.band.expect("band").half_width()
@@ -207,7 +213,13 @@ fn a_one_second_average_under_a_step_load_stays_inside_its_band() {
     // Allowed: ±10 % gain, half the window times the 140 W swing, the trapezoid of the
     // average's ramp (4.4 J) and of the step back down's first second where it overlaps.
     let allowed = 0.10 + (70.0 + 20.0) / gpu.energy_j;
-    let b = holds("GPU step, 2 s reply", gpu.band, gpu.energy_j, truth, allowed);
+    let b = holds(
+        "GPU step, 2 s reply",
+        gpu.band,
+        gpu.energy_j,
+        truth,
+        allowed,
+    );
     // Wider than ±25 %: the reply line says so in words.
     assert!(b.is_wide(), "{}", b.text());
     let f = &r.figures[0];
@@ -227,8 +239,17 @@ fn a_one_second_average_under_a_step_load_stays_inside_its_band() {
     let truth = p.gpu_j(1.0, 11.0);
     assert_within("GPU over both edges of the step", gpu.energy_j, truth, 0.02);
     let allowed = 0.10 + (70.0 + 20.0) / gpu.energy_j;
-    let long = holds("GPU step, 10 s window", gpu.band, gpu.energy_j, truth, allowed);
-    assert!(long.half_width() < b.half_width(), "a longer window is surer");
+    let long = holds(
+        "GPU step, 10 s window",
+        gpu.band,
+        gpu.energy_j,
+        truth,
+        allowed,
+    );
+    assert!(
+        long.half_width() < b.half_width(),
+        "a longer window is surer"
+    );
 }
 
 #[test]

@@ -378,7 +378,9 @@ fn write_files(p: &Profile, t: f64, root: &Path) {
         );
         write_atomic(
             &root.join("proc_stat"),
-            &format!("{line}\ncpu0 1 0 1 1 0 0 0 0 0 0\nintr 1000 0\nctxt 5000\nbtime 1700000000\nprocesses 300\nprocs_running 1\nprocs_blocked 0\nsoftirq 100 0\n"),
+            &format!(
+                "{line}\ncpu0 1 0 1 1 0 0 0 0 0 0\nintr 1000 0\nctxt 5000\nbtime 1700000000\nprocesses 300\nprocs_running 1\nprocs_blocked 0\nsoftirq 100 0\n"
+            ),
         );
     } else {
         let uj = (cpu_j * p.inject.rapl_gain * 1e6) as u64 % RAPL_RANGE_UJ;
