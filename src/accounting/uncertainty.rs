@@ -200,7 +200,7 @@ pub const TABLE: [MethodBand; 14] = [
         step_s: 0.1,
         average_s: 0.0,
         resolution_j: 0.001,
-        source: "NVML: power accurate to ±5 % of draw (nvmlDeviceGetPowerUsage); the counter moves every ~100 ms and A100/H100 sample power 25 % of the time (Yang et al., SC24, arXiv 2312.02741): one step at each edge",
+        source: "NVML's reference: power within ±5 % of draw (stated for Fermi and Kepler, assumed for newer boards); the counter moves every ~100 ms and A100/H100 sample power 25 % of the time (Yang et al., SC24, arXiv 2312.02741): one step at each edge",
     },
     MethodBand {
         key: "nvml_instant",
@@ -209,7 +209,7 @@ pub const TABLE: [MethodBand; 14] = [
         step_s: 0.0,
         average_s: 0.0,
         resolution_j: 0.0,
-        source: "NVML: ±5 % of draw; sampled, so the power between readings is not seen",
+        source: "NVML's ±5 % of draw (stated for Fermi and Kepler, assumed since); sampled, so the power between readings is not seen",
     },
     MethodBand {
         key: "nvml_average",
@@ -218,7 +218,7 @@ pub const TABLE: [MethodBand; 14] = [
         step_s: 0.0,
         average_s: 1.0,
         resolution_j: 0.0,
-        source: "NVML: ±5 % of draw, averaged over 1 s on Ampere and newer (except GA100): a load step shows half a second late",
+        source: "NVML's ±5 % of draw (stated for Fermi and Kepler, assumed since), averaged over 1 s on Ampere and newer (except GA100): a load step shows half a second late",
     },
     MethodBand {
         key: "hwmon_power_input",
@@ -605,6 +605,54 @@ mod tests {
         let e = ErrorJ::of(1000.0, Band::pm(0.05), 10.0, 10.0);
         assert!((e.band().expect("band").hi - 0.06).abs() < 1e-12);
         assert!((e.band_of(200.0).expect("band").hi - 0.10).abs() < 1e-12);
+    }
+
+    /// The table as README.md shows it, one row per method.
+    fn readme_rows() -> String {
+        let secs = |s: f64| {
+            if s >= 1.0 {
+                format!("{s:.0} s")
+            } else {
+                format!("{:.0} ms", s * 1000.0)
+            }
+        };
+        let mut o = String::from(
+            "| method | what is read | band | sampling | source |\n|---|---|---|---|---|\n",
+        );
+        for r in TABLE.iter().chain(std::iter::once(&UNKNOWN)) {
+            let mut sampling = Vec::new();
+            if r.step_s > 0.0 {
+                sampling.push(format!("moves every {}", secs(r.step_s)));
+            }
+            if r.average_s > 0.0 {
+                sampling.push(format!("{} average", secs(r.average_s)));
+            }
+            if r.resolution_j > 0.0 {
+                sampling.push(format!("{} J resolution", r.resolution_j));
+            }
+            if sampling.is_empty() {
+                sampling.push("sampled".into());
+            }
+            o.push_str(&format!(
+                "| `{}` | {} | {} | {} | {} |\n",
+                r.key,
+                r.what,
+                r.band_text(),
+                sampling.join(", "),
+                r.source
+            ));
+        }
+        o
+    }
+
+    #[test]
+    fn the_readme_shows_the_same_table() {
+        let readme = include_str!("../../README.md");
+        let rows = readme_rows();
+        assert!(
+            readme.contains(&rows),
+            "README.md's error-bar table is out of step with TABLE; it should read:\n{rows}"
+        );
     }
 
     #[test]
