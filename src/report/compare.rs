@@ -525,7 +525,8 @@ fn price_line(c: &Comparison) -> String {
 }
 
 /// What the ± after the energy figures means.
-const BAND_LINE: &str = "±: each card's error band (README: Error bars); machines whose bands overlap are within error, not ranked.";
+const BAND_LINE: &str =
+    "±: error bands (README: Error bars); where two overlap: within error, not ranked.";
 
 fn display_width(s: &str) -> usize {
     unicode_width::UnicodeWidthStr::width(s)
