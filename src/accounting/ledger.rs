@@ -968,7 +968,7 @@ impl Ledger {
                     .get(id)
                     .and_then(|c| self.channel_error(c, a, b))
                 {
-                    out = Some(out.map_or(e, |o| o.add(e)));
+                    out = Some(out.map_or(e, |o| o + e));
                 }
             }
         }

@@ -372,17 +372,6 @@ impl ErrorJ {
         }
     }
 
-    /// Linear sum: the conservative rule for systematic errors.
-    pub fn add(self, o: ErrorJ) -> Self {
-        Self {
-            energy_j: self.energy_j + o.energy_j,
-            gain_lo_j: self.gain_lo_j + o.gain_lo_j,
-            gain_hi_j: self.gain_hi_j + o.gain_hi_j,
-            window_lo_j: self.window_lo_j + o.window_lo_j,
-            window_hi_j: self.window_hi_j + o.window_hi_j,
-        }
-    }
-
     /// The same error for `f` times the energy (an apportioned window, a share): every part
     /// scales.
     pub fn scaled(self, f: f64) -> Self {
@@ -429,6 +418,21 @@ impl ErrorJ {
     /// [`Self::band_of`] the energy itself.
     pub fn band(&self) -> Option<Band> {
         self.band_of(self.energy_j)
+    }
+}
+
+/// Linear sum: the conservative rule for systematic errors.
+impl std::ops::Add for ErrorJ {
+    type Output = Self;
+
+    fn add(self, o: ErrorJ) -> Self {
+        Self {
+            energy_j: self.energy_j + o.energy_j,
+            gain_lo_j: self.gain_lo_j + o.gain_lo_j,
+            gain_hi_j: self.gain_hi_j + o.gain_hi_j,
+            window_lo_j: self.window_lo_j + o.window_lo_j,
+            window_hi_j: self.window_hi_j + o.window_hi_j,
+        }
     }
 }
 
@@ -598,7 +602,7 @@ mod tests {
         // 900 J at ±5 % and 100 J at ±20 %: ±6.5 % of 1000 J.
         let a = ErrorJ::of(900.0, Band::pm(0.05), 0.0, 0.0);
         let b = ErrorJ::of(100.0, Band::pm(0.20), 0.0, 0.0);
-        let band = a.add(b).band().expect("band");
+        let band = (a + b).band().expect("band");
         assert!((band.hi - 0.065).abs() < 1e-12 && (band.lo + 0.065).abs() < 1e-12);
         // The sampling part weighs on a net of a fifth of the gross five times as much; the
         // gain stays the same fraction.
