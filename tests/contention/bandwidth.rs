@@ -49,7 +49,9 @@ fn probe_agrees_with_likwid_bench_within_ten_percent() {
         let b = bandwidth::probe(&opts).expect("probe");
         // Other programs on the CPUs (a build) make both figures noise: nothing to compare.
         if let Some(o) = b.others_runnable.filter(|o| *o >= 0.5) {
-            println!("skipped: other programs kept {o:.1} threads runnable during the probe");
+            crate::skip::skipped(&format!(
+                "other programs kept {o:.1} threads runnable during the probe"
+            ));
             return;
         }
         ours_read = ours_read.max(b.read_gb_s);

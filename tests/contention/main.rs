@@ -8,6 +8,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/skip.rs"]
+mod skip;
 #[path = "../tmux/mod.rs"]
 mod tmux;
 
@@ -102,7 +104,9 @@ fn a_spinning_process_beside_generation_is_marked_and_unmarked_within_2_s() {
     // (a build) are contention too, and the mark is right: nothing to prove then.
     let busiest = busiest_second(pid, Duration::from_secs(2));
     if busiest >= 0.5 {
-        println!("skipped: other programs kept {busiest:.2} threads runnable before the spinner");
+        skip::skipped(&format!(
+            "other programs kept {busiest:.2} threads runnable before the spinner"
+        ));
         tmux.keys(&["C-q"]);
         return;
     }
@@ -130,7 +134,9 @@ fn a_spinning_process_beside_generation_is_marked_and_unmarked_within_2_s() {
     let Some(left) = left else {
         let busiest = busiest_second(pid, Duration::from_secs(1));
         if busiest >= 0.5 {
-            println!("skipped the end: other programs kept {busiest:.2} threads runnable");
+            skip::skipped(&format!(
+                "the mark's end: other programs kept {busiest:.2} threads runnable"
+            ));
             return;
         }
         panic!("the mark stayed 5 s after the spinner:\n{screen}");
@@ -277,9 +283,9 @@ fn no_mark_during_five_quiet_runs() {
     }
     tmux.keys(&["C-q"]);
     if quiet < 5 {
-        println!(
-            "skipped: only {quiet} of 10 runs were quiet ({busy} busy); run on a quiet machine"
-        );
+        skip::skipped(&format!(
+            "only {quiet} of 10 runs were quiet ({busy} busy); run on a quiet machine"
+        ));
     }
 }
 
@@ -316,7 +322,9 @@ fn bench_refuses_under_contention_unless_allowed() {
     let stderr = String::from_utf8_lossy(&quiet.stderr);
     if !quiet.status.success() {
         assert!(stderr.contains("refusing to report"), "{stderr}");
-        println!("skipped the quiet bench: this machine was busy ({stderr})");
+        skip::skipped(&format!(
+            "the quiet bench: this machine was busy ({stderr})"
+        ));
     }
     let _spinner = Spinner::start();
     let refused = bench(&["--json", json.to_str().expect("utf8")]);
