@@ -8,17 +8,19 @@ use std::path::{Path, PathBuf};
 /// Each top-level module and the top-level modules it may use.
 fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     let below = |upto: &str| -> Vec<&'static str> {
-        const ORDER: [&str; 10] = [
+        const ORDER: [&str; 12] = [
             "util",
             "sensors",
             "engine",
             "accounting",
+            "metering",
             "report",
             "export",
             "proxy",
             "cli",
             "config",
             "logging",
+            "term",
         ];
         let i = ORDER.iter().position(|m| *m == upto).unwrap_or(0);
         ORDER[..i].to_vec()
@@ -28,14 +30,16 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     a.insert("sensors", vec!["util"]);
     a.insert("engine", vec!["util"]);
     a.insert("accounting", vec!["util", "sensors", "engine"]);
+    a.insert("metering", below("metering"));
     a.insert("report", below("report"));
     a.insert("export", below("export"));
     a.insert("proxy", below("proxy"));
     a.insert("cli", below("cli"));
     a.insert("config", below("config"));
     a.insert("logging", below("logging"));
-    let mut top = below("logging");
-    top.extend(["cli", "logging"]);
+    a.insert("term", below("term"));
+    let mut top = below("term");
+    top.push("term");
     a.insert("dashboard", top.clone());
     a.insert("commands", top);
     a

@@ -3,10 +3,12 @@
 pub mod attribution;
 pub mod energy;
 pub mod ledger;
+pub mod lifetime;
 pub mod pricing;
 pub mod server_watch;
 pub mod session;
 pub mod share;
+pub mod subscriber;
 pub mod tally;
 pub mod throttle;
 

@@ -11,6 +11,6 @@ mod live;
 
 mod app_update;
 mod dashboard_loop;
-mod remote_view;
+mod fleet_view;
 mod throttle_live;
 mod ui_snapshots;
