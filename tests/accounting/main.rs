@@ -11,6 +11,7 @@ mod support;
 mod attribution;
 mod energy;
 mod ledger_live;
+mod metering;
 mod pricing;
 mod session;
 mod share;

@@ -19,5 +19,6 @@ mod e2e_dashboard;
 mod e2e_signals;
 mod fleet;
 mod gpu_build;
+mod lifecycle;
 mod share_cli;
 mod watch_server;

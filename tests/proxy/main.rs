@@ -18,6 +18,7 @@ mod proxy_dashboard;
 mod proxy_hostile;
 mod proxy_llama;
 mod proxy_records;
+mod proxy_signals;
 
 use llmtop::accounting::ledger::Ledger;
 use llmtop::proxy::books::ProxyBooks;
