@@ -15,9 +15,8 @@ pub fn init() -> Option<PathBuf> {
         Ok("trace") => LevelFilter::TRACE,
         _ => LevelFilter::INFO,
     };
-    let dir = crate::config::data_dir();
-    std::fs::create_dir_all(&dir).ok()?;
-    let path = dir.join("llmtop.log");
+    let path = crate::util::paths::log_file();
+    std::fs::create_dir_all(path.parent()?).ok()?;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -5,8 +5,10 @@
 //!
 //! - The energy is the ledger's, never computed here: its whole-system total cut into its own
 //!   sampling intervals ([`Ledger::steps_between`]). With an idle baseline on the same basis,
-//!   each interval's energy is taken net of idle (idle power x the interval, floored at 0);
-//!   without one it is gross, and the record says which.
+//!   each interval gives its energy net of idle as the ledger has it
+//!   ([`Ledger::total_above_idle`]: signed, so an interval below idle takes from the request
+//!   instead of being dropped); the request's figure is floored once, as a whole
+//!   ([`floor_net`]). Without a baseline it is gross, and the record says which.
 //! - Within each interval, the energy is split between the requests active in it in
 //!   proportion to the tokens each processed in it. Generated tokens count where they were
 //!   seen on the stream; prompt tokens (cached ones excluded: the server did not compute them)
@@ -19,7 +21,7 @@
 //!   overlapped it has ended (their token counts are final), so the splits of one interval,
 //!   taken at different times for different requests, always add up to its energy.
 
-use super::energy::{IdleBaseline, TotalBasis};
+use super::energy::{IdleBaseline, TotalBasis, floor_net};
 use super::ledger::Ledger;
 use super::pricing::Tariff;
 use std::collections::BTreeMap;
@@ -157,8 +159,9 @@ pub fn attribute(
     target: &Activity,
 ) -> Share {
     let basis = ledger.basis();
-    let idle_w = idle
-        .filter(|i| basis.is_some_and(|b| b == i.basis))
+    let idle_w = ledger
+        .total_above_idle(target.t0, target.t1, idle)
+        .and_then(|e| e.idle)
         .map(|i| i.watts);
     let mut s = Share {
         joules: 0.0,
@@ -187,25 +190,20 @@ pub fn attribute(
         .collect();
     cuts.sort_by(f64::total_cmp);
     let mut pieces = Vec::new();
-    for (a, b, j) in ledger.steps_between(target.t0, target.t1) {
-        let inside: Vec<f64> = cuts.iter().copied().filter(|&c| c > a && c < b).collect();
-        if inside.is_empty() {
-            pieces.push((a, b, j));
-            continue;
-        }
+    for (a, b, _) in ledger.steps_between(target.t0, target.t1) {
         let mut from = a;
-        for c in inside.into_iter().chain([b]) {
-            // The ledger's own figure for the piece (its interpolation inside a step).
-            let e = ledger.energy_between(from, c).map_or(0.0, |(e, _)| e);
-            pieces.push((from, c, e));
+        for c in cuts.iter().copied().filter(|&c| c > a && c < b).chain([b]) {
+            pieces.push((from, c));
             from = c;
         }
     }
-    for (a, b, j) in pieces {
-        let give = match idle_w {
-            Some(w) => (j - w * (b - a)).max(0.0),
-            None => j,
-        };
+    let mut signed = 0.0;
+    for (a, b) in pieces {
+        // The ledger's own figure for the piece (its interpolation inside a step), net of
+        // idle where the baseline applies.
+        let give = ledger
+            .total_above_idle(a, b, idle)
+            .map_or(0.0, |e| e.signed_or_gross_j());
         let mut active: Vec<&Activity> = others.clone();
         active.push(target);
         let mine: f64 = split_interval(give, a, b, &active)
@@ -213,7 +211,7 @@ pub fn attribute(
             .filter(|(id, _)| *id == target.id)
             .map(|(_, j)| j)
             .sum();
-        s.joules += mine;
+        signed += mine;
         s.intervals += 1;
         s.covered_s += b - a;
         if others.iter().any(|r| r.overlaps(a, b)) {
@@ -222,6 +220,10 @@ pub fn attribute(
         if let (Some(t), Some(c)) = (tariff, s.cost.as_mut()) {
             *c += ledger.cost_spread(t, mine, a, b).unwrap_or(0.0);
         }
+    }
+    s.joules = floor_net(signed);
+    if s.joules == 0.0 {
+        s.cost = s.cost.map(|_| 0.0);
     }
     s.co2_g = tariff.and_then(|t| t.co2_g(s.joules));
     s

@@ -124,12 +124,80 @@ impl TotalBasis {
     }
 }
 
-/// Average power of the machine doing nothing, for net-of-idle energy.
+/// Average power of the machine doing nothing, for net-of-idle energy: the whole-system
+/// total's, and each energy channel's over the same window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdleBaseline {
     pub watts: f64,
     pub basis: TotalBasis,
     pub window_s: f64,
+    /// Per energy channel id, its average power over the window, W.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub channels: BTreeMap<String, f64>,
+}
+
+/// Where an idle floor comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdleFrom {
+    /// Measured: an [`IdleBaseline`] window.
+    Baseline,
+    /// The source's own figure (the CPU estimate's `P_idle`).
+    Source,
+}
+
+/// An idle floor, W, and where it comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IdleFloor {
+    pub watts: f64,
+    pub from: IdleFrom,
+}
+
+/// The one flooring rule of net-of-idle energy: a figure that reaches a user (a window's
+/// report, a request's share, a process's joules) is floored at 0 once, as a whole. The
+/// pieces it is summed from (sampling intervals, a request's intervals, a process's looks) are
+/// never floored: an interval below idle lowers the figure it belongs to, so noise around idle
+/// averages out instead of piling up, and the pieces of any window add up to its net.
+pub fn floor_net(signed_j: f64) -> f64 {
+    signed_j.max(0.0)
+}
+
+/// Energy over a window and its idle floor: the whole-system total's or one channel's, from
+/// the ledger (`Ledger::total_above_idle`, `Ledger::channels_above_idle`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AboveIdle {
+    pub gross_j: f64,
+    /// Seconds of the window with data.
+    pub covered_s: f64,
+    /// `None`: no idle floor (no baseline on this basis or channel, no figure of its own).
+    pub idle: Option<IdleFloor>,
+}
+
+impl AboveIdle {
+    /// Gross less idle power x the seconds covered: signed, additive over any cut of the
+    /// window. `None` without an idle floor.
+    pub fn signed_j(&self) -> Option<f64> {
+        self.idle.map(|i| self.gross_j - i.watts * self.covered_s)
+    }
+
+    /// The figure to show: [`floor_net`] of [`Self::signed_j`].
+    pub fn net_j(&self) -> Option<f64> {
+        self.signed_j().map(floor_net)
+    }
+
+    /// What a split hands out: the signed net where there is an idle floor, else the gross.
+    pub fn signed_or_gross_j(&self) -> f64 {
+        self.signed_j().unwrap_or(self.gross_j)
+    }
+}
+
+/// One energy channel's [`AboveIdle`] over a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelAboveIdle {
+    pub id: String,
+    pub covers: Covers,
+    pub method: Method,
+    pub energy: AboveIdle,
 }
 
 /// What to report on.
@@ -154,8 +222,7 @@ pub struct EnergyReport {
     pub sources: Vec<SourceEnergy>,
     pub total: Option<TotalEnergy>,
     pub idle_w: Option<f64>,
-    /// Total minus idle power x duration; may be slightly negative when the run drew less
-    /// than the baseline (noise), left as measured.
+    /// Total minus idle power x the seconds the total covers, floored at 0 ([`floor_net`]).
     pub net_j: Option<f64>,
     pub net_wh: Option<f64>,
     pub tokens: Option<u64>,

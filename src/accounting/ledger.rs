@@ -15,13 +15,22 @@
 //! - **Total.** The total advances only as far as every source of the basis has reported (the
 //!   settled time), one knot of cumulative joules, money and CO2 per step. Each step is priced
 //!   at the wall-clock time it was drawn.
+//! - **Net of idle.** [`Ledger::total_above_idle`] and [`Ledger::channels_above_idle`] are the
+//!   only net-of-idle figures (reports, per-request attribution and a server's share all take
+//!   theirs from here): the energy less the idle floor x the seconds covered. The total's floor
+//!   is a measured [`IdleBaseline`] on the same basis; a channel's is the baseline's figure for
+//!   it, else the source's own (the CPU estimate's `P_idle`), never the lowest power seen (a
+//!   machine busy all along would read no work at all). Signed and additive over any cut of a
+//!   window; a figure shown is floored once, as a whole ([`floor_net`]).
+//! - **Estimates.** A measured channel shadows an estimate of what it covers, for the total,
+//!   the channel list and every window ([`Ledger::shadowed`]).
 //!
 //! Pure: times are the sampler's monotonic seconds; the wall clock enters as the instant that
 //! sampler time zero corresponds to.
 
 use super::energy::{
-    BasisChange, EnergyReport, IdleBaseline, SourceEnergy, TotalBasis, TotalEnergy, Window,
-    joules_to_wh,
+    AboveIdle, BasisChange, ChannelAboveIdle, EnergyReport, IdleBaseline, IdleFloor, IdleFrom,
+    SourceEnergy, TotalBasis, TotalEnergy, Window, joules_to_wh,
 };
 use super::pricing::Tariff;
 use crate::sensors::counter::{CounterStep, counter_delta};
@@ -43,9 +52,6 @@ pub const START_GRACE_S: f64 = 5.0;
 pub const FULL_RESOLUTION_S: f64 = 600.0;
 pub const THINNED_GAP_S: f64 = 10.0;
 const THIN_EVERY_S: f64 = 60.0;
-/// The idle floor of a channel ([`Ledger::lowest_power`]) is its lowest power over at least
-/// this long.
-pub const FLOOR_SPAN_S: f64 = 1.0;
 /// Peak power is taken over intervals at least this long (shorter ones are jitter).
 const MIN_PEAK_INTERVAL_S: f64 = 0.1;
 /// A counter step is judged against the power ceiling over at least this long: counters
@@ -81,6 +87,8 @@ struct Channel {
     resets: Vec<f64>,
     /// Smoothed interval between readings, seconds.
     period: Option<f64>,
+    /// The source's own idle figure, W (an estimate's `P_idle`), latest seen.
+    own_idle: Option<f64>,
 }
 
 impl Channel {
@@ -118,6 +126,15 @@ impl Channel {
             _ => f,
         };
         Some(a.j + (b.j - a.j) * share)
+    }
+
+    /// Joules over `[t0, t1]` and the seconds of it with data (`None`: no overlap).
+    fn energy_over(&self, t0: f64, t1: f64) -> Option<(f64, f64)> {
+        let (a, b) = (t0.max(self.first_t()?), t1.min(self.last_t()?));
+        if b <= a {
+            return None;
+        }
+        Some((self.j_at(b)? - self.j_at(a)?, b - a))
     }
 
     fn silence_s(&self) -> f64 {
@@ -363,7 +380,11 @@ impl Ledger {
                 last_raw: None,
                 resets: Vec::new(),
                 period: None,
+                own_idle: None,
             });
+        if let Some(w) = r.own_idle_w() {
+            c.own_idle = Some(w);
+        }
         let Some(&last) = c.points.last() else {
             c.points.push(Point {
                 t,
@@ -431,7 +452,10 @@ impl Ledger {
         for basis in TotalBasis::ORDER {
             let mut by_key: BTreeMap<&str, (&String, Kind)> = BTreeMap::new();
             for (id, c) in &self.channels {
-                if !basis.covers().contains(&c.covers) || !c.usable(now) {
+                if !basis.covers().contains(&c.covers)
+                    || !c.usable(now)
+                    || self.shadowed(id, c, true)
+                {
                     continue;
                 }
                 let key = channel_key(id);
@@ -786,16 +810,21 @@ impl Ledger {
         })
     }
 
-    /// A power reading of a channel that also has a counter (reporting now, with `live`):
-    /// the counter is its energy.
+    /// Whether a channel stands aside for another (reporting now, with `live`): a power
+    /// reading of a channel that also has a counter (the counter is its energy), and an
+    /// estimate of something a measured channel covers (a CPU package estimate beside RAPL).
     fn shadowed(&self, id: &str, c: &Channel, live: bool) -> bool {
-        c.kind == Kind::Power
+        let reports = |o: &Channel| !o.points.is_empty() && (!live || o.alive(self.t_now));
+        let by_counter = c.kind == Kind::Power
             && self.channels.iter().any(|(other, o)| {
-                o.kind == Kind::Counter
-                    && !o.points.is_empty()
-                    && (!live || o.alive(self.t_now))
-                    && channel_key(other) == channel_key(id)
-            })
+                o.kind == Kind::Counter && reports(o) && channel_key(other) == channel_key(id)
+            });
+        let by_measurement = c.method == Method::Estimated
+            && self
+                .channels
+                .values()
+                .any(|o| o.method != Method::Estimated && o.covers == c.covers && reports(o));
+        by_counter || by_measurement
     }
 
     /// The total and the channels, for the gauges.
@@ -831,54 +860,94 @@ impl Ledger {
             .collect()
     }
 
-    /// Average whole-system power over `[t0, t1]`: the machine loaded and doing nothing.
+    /// Average whole-system power over `[t0, t1]`, and each energy channel's: the machine
+    /// loaded and doing nothing. A channel is in it when it has data over half the window.
     pub fn idle_baseline(&self, t0: f64, t1: f64) -> Option<IdleBaseline> {
         let (j, covered) = self.energy_between(t0, t1)?;
         // The baseline must be on one basis, measured over most of the window.
         let basis = self.single_basis(t0, t1)?;
-        (covered >= 0.5 * (t1 - t0)).then_some(IdleBaseline {
+        let half = 0.5 * (t1 - t0);
+        let channels = self
+            .channels
+            .iter()
+            .filter(|(id, c)| !self.shadowed(id, c, false))
+            .filter_map(|(id, c)| {
+                let (j, s) = c.energy_over(t0, t1)?;
+                (s >= half).then(|| (id.clone(), j / s))
+            })
+            .collect();
+        (covered >= half).then_some(IdleBaseline {
             watts: j / covered,
             basis,
             window_s: covered,
+            channels,
         })
     }
 
-    /// The lowest power an energy channel has drawn over any stretch of at least
-    /// [`FLOOR_SPAN_S`] since the ledger started: its idle floor as seen so far (Kepler's
-    /// idle for a GPU board). Taken over a second or more, so one late or early counter
-    /// update cannot read as a dip. `None`: no such stretch yet.
-    pub fn lowest_power(&self, id: &str) -> Option<f64> {
-        let c = self.channels.get(id)?;
-        let pts = &c.points;
-        // A silence or a counter reset inside a stretch counts as zero joules: not idle.
-        let silence = c.silence_s();
-        let mut run = Vec::with_capacity(pts.len());
-        let mut r = 0usize;
-        for (k, p) in pts.iter().enumerate() {
-            let broken = k > 0 && {
-                let prev = pts[k - 1].t;
-                p.t - prev > silence || c.resets.iter().any(|&x| x > prev && x <= p.t)
-            };
-            r += usize::from(broken);
-            run.push(r);
-        }
-        let mut best: Option<f64> = None;
-        let mut j = 0;
-        for (i, a) in pts.iter().enumerate() {
-            j = j.max(i + 1);
-            while j < pts.len() && pts[j].t - a.t < FLOOR_SPAN_S {
-                j += 1;
-            }
-            let Some(b) = pts.get(j) else { break };
-            if run[i] != run[j] {
-                continue;
-            }
-            let w = (b.j - a.j) / (b.t - a.t);
-            if best.is_none_or(|x| w < x) {
-                best = Some(w);
-            }
-        }
-        best
+    /// A channel's idle floor: the baseline's figure for it, else the source's own (an
+    /// estimate's `P_idle`). `None`: neither; its net of idle is unknown.
+    pub fn idle_floor(&self, id: &str, idle: Option<&IdleBaseline>) -> Option<IdleFloor> {
+        let measured = idle.and_then(|b| b.channels.get(id)).map(|&w| IdleFloor {
+            watts: w,
+            from: IdleFrom::Baseline,
+        });
+        measured.or_else(|| {
+            Some(IdleFloor {
+                watts: self.channels.get(id)?.own_idle?,
+                from: IdleFrom::Source,
+            })
+        })
+    }
+
+    /// The whole-system energy over `[t0, t1]` and its idle floor: the baseline's watts when
+    /// it was measured on the basis the total has over the window (else no floor: gross).
+    /// `None`: the total does not overlap the window.
+    pub fn total_above_idle(
+        &self,
+        t0: f64,
+        t1: f64,
+        idle: Option<&IdleBaseline>,
+    ) -> Option<AboveIdle> {
+        let (gross_j, covered_s) = self.energy_between(t0, t1)?;
+        let basis = self
+            .segment_at(t1.min(self.settled_until()?))
+            .and_then(|s| s.basis);
+        let idle = idle.filter(|i| basis == Some(i.basis)).map(|i| IdleFloor {
+            watts: i.watts,
+            from: IdleFrom::Baseline,
+        });
+        Some(AboveIdle {
+            gross_j,
+            covered_s,
+            idle,
+        })
+    }
+
+    /// Every energy channel that stands (not shadowed, [`Self::shadowed`]) with data in
+    /// `[t0, t1]`: its energy there and its idle floor ([`Self::idle_floor`]).
+    pub fn channels_above_idle(
+        &self,
+        t0: f64,
+        t1: f64,
+        idle: Option<&IdleBaseline>,
+    ) -> Vec<ChannelAboveIdle> {
+        self.channels
+            .iter()
+            .filter(|(id, c)| !self.shadowed(id, c, false))
+            .filter_map(|(id, c)| {
+                let (gross_j, covered_s) = c.energy_over(t0, t1)?;
+                Some(ChannelAboveIdle {
+                    id: id.clone(),
+                    covers: c.covers,
+                    method: c.method,
+                    energy: AboveIdle {
+                        gross_j,
+                        covered_s,
+                        idle: self.idle_floor(id, idle),
+                    },
+                })
+            })
+            .collect()
     }
 
     /// The segments that overlap `[t0, t1]`.
@@ -919,18 +988,9 @@ impl Ledger {
             .filter(|(id, c)| !self.shadowed(id, c, false))
             .filter_map(|(id, c)| self.source_over(id, c, t0, t1, in_total.contains(id.as_str())))
             .collect();
-        let idle = w
-            .idle
-            .as_ref()
-            .filter(|i| total.as_ref().is_some_and(|t| t.basis == i.basis));
-        let idle_w = idle.map(|i| i.watts);
-        let covered = total
-            .as_ref()
-            .and_then(|t| t.avg_w.map(|w| if w > 0.0 { t.energy_j / w } else { 0.0 }));
-        let net_j = match (&total, idle_w) {
-            (Some(t), Some(iw)) => Some(t.energy_j - iw * covered.unwrap_or(duration_s)),
-            _ => None,
-        };
+        let above = self.total_above_idle(t0, t1, w.idle.as_ref());
+        let idle_w = above.and_then(|a| a.idle).map(|i| i.watts);
+        let net_j = above.and_then(|a| a.net_j());
         let per_token = |j: Option<f64>| match (j, w.tokens) {
             (Some(j), Some(n)) if n > 0 => Some(j / n as f64),
             _ => None,
@@ -1023,11 +1083,7 @@ impl Ledger {
         in_total: bool,
     ) -> Option<SourceEnergy> {
         let (a, b) = (t0.max(c.first_t()?), t1.min(c.last_t()?));
-        if b <= a {
-            return None;
-        }
-        let energy_j = c.j_at(b)? - c.j_at(a)?;
-        let covered_s = b - a;
+        let (energy_j, covered_s) = c.energy_over(t0, t1)?;
         let peak_w = match c.kind {
             // The rate of every interval that overlaps the window.
             Kind::Counter => c

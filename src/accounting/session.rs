@@ -440,12 +440,12 @@ impl SessionRecorder {
             j_per_token: self.last_j_per_token,
             lifetime_wh: lifetime.map(Tally::energy_wh),
             lifetime_cost: lifetime
-                .and_then(|t| t.cost.get(currency))
+                .and_then(|t| t.totals.cost.get(currency))
                 .map(|&c| tariff.format(c)),
-            lifetime_replies: lifetime.map(|t| t.replies),
+            lifetime_replies: lifetime.map(|t| t.totals.replies),
             lifetime_per_1000_replies: lifetime
-                .filter(|t| t.replies > 0)
-                .and_then(|t| Some((t.cost.get(currency)?, t.replies)))
+                .filter(|t| t.totals.replies > 0)
+                .and_then(|t| Some((t.totals.cost.get(currency)?, t.totals.replies)))
                 .map(|(&c, n)| format_per_1000(c / n as f64, &tariff.currency, "replies")),
             // A date read back from the tally file: only a valid one reaches the screen.
             lifetime_since: lifetime

@@ -1,18 +1,23 @@
 //! A local server's share of the machine's energy: an **attribution**, not a measurement.
 //!
-//! Kepler's split, on the ledger's figures only (nothing here integrates power):
-//! - **CPU.** Active CPU-package energy (the channel's joules less its idle floor, the lowest
-//!   power the ledger has seen on it, times the interval) × the server's share of the busy
-//!   CPU time of the interval (utime+stime of its process and every descendant, reaped ones
-//!   included, over the machine's non-idle ticks: Ollama runs each model in a child process).
-//! - **GPU.** Active GPU-board energy (idle = the lowest power seen) × the process's share of
-//!   the SM utilisation NVML reports per process in the interval. A GPU without per-process
-//!   figures (not NVIDIA, or NVML unsupported) is not split, and `covers` says so.
+//! Kepler's split, on the ledger's figures only (nothing here integrates power or decides what
+//! idle is, or which channel stands for a part):
+//! - **CPU.** Active CPU-package energy (the channel's energy above its idle floor, from
+//!   [`Ledger::channels_above_idle`]: a measured idle baseline, else the estimate's own idle
+//!   figure) × the server's share of the busy CPU time of the interval (utime+stime of its
+//!   process and every descendant, reaped ones included, over the machine's non-idle ticks:
+//!   Ollama runs each model in a child process).
+//! - **GPU.** Active GPU-board energy × the process's share of the SM utilisation NVML reports
+//!   per process in the interval. A GPU without per-process figures (not NVIDIA, or NVML
+//!   unsupported) is not split, and `covers` says so.
+//! - A channel without an idle floor (no baseline measured, no figure of its own) is split
+//!   gross, and `covers` says so. Each interval's split is signed; the figures shown are
+//!   floored once, as a whole ([`floor_net`]).
 //!
 //! Idle power, DRAM, disks, fans and the power supply's losses are not attributed: the share
 //! covers only what the server's work added on the CPU package and GPU boards.
 
-use super::energy::Window;
+use super::energy::{IdleBaseline, IdleFloor, floor_net};
 use super::ledger::Ledger;
 use crate::sensors::nvml::ProcessSm;
 use crate::sensors::process::{CpuTicks, ProbeRead, ProcError, ProcessProbe, Procfs};
@@ -20,7 +25,7 @@ use crate::sensors::{Covers, Method};
 use std::collections::{BTreeMap, VecDeque};
 
 /// How every figure here is obtained, in one line for output and JSON.
-pub const METHOD: &str = "attribution (Kepler's split): active CPU-package energy x the server's share of busy CPU time, active GPU-board energy x its share of SM utilisation (the server = its process and their children); idle = each channel's lowest power seen";
+pub const METHOD: &str = "attribution (Kepler's split): active CPU-package energy x the server's share of busy CPU time, active GPU-board energy x its share of SM utilisation (the server = its process and their children); idle = each channel's measured idle baseline, else its own idle figure (the CPU estimate's), else none (gross)";
 
 /// An interval waits this long (sampler seconds behind the newest look) for every channel to
 /// cover it; after that it is split with what the ledger has.
@@ -87,9 +92,10 @@ pub struct ChannelSplit {
     pub method: Method,
     /// What the channel drew in the interval (ledger).
     pub energy_j: f64,
-    /// Its idle floor, W (the lowest power seen).
-    pub idle_w: f64,
-    /// Energy above idle.
+    /// Its idle floor (ledger); `None`: none known, the split is gross.
+    pub idle: Option<IdleFloor>,
+    /// Energy above idle (signed: an interval below idle reads negative), or the gross
+    /// energy without an idle floor.
     pub active_j: f64,
     /// The process's share applied (`None`: not split, no per-process figures).
     pub share: Option<f64>,
@@ -109,7 +115,7 @@ pub struct Split {
 }
 
 impl Split {
-    /// The process's joules over the interval.
+    /// The process's joules over the interval, signed (see [`floor_net`]).
     pub fn joules(&self) -> f64 {
         self.channels.iter().map(|c| c.attributed_j).sum()
     }
@@ -136,9 +142,9 @@ fn nvml_index(id: &str) -> Option<u32> {
     id.strip_prefix("nvml:")?.split(':').next()?.parse().ok()
 }
 
-/// Kepler's split of `[t0, t1]` on the ledger's per-channel energies. `None` while a CPU or
-/// GPU channel has not covered the interval or has no idle floor yet (less than a second of
-/// data), unless `partial` (then such a channel counts what it has, idle unknown = 0 W).
+/// Kepler's split of `[t0, t1]` on the ledger's per-channel energies above idle. `None`
+/// while a CPU or GPU channel has not covered the interval, unless `partial` (then such a
+/// channel counts what it has).
 pub fn split(
     ledger: &Ledger,
     t0: f64,
@@ -146,45 +152,31 @@ pub fn split(
     cpu_share: Option<f64>,
     gpu_shares: &BTreeMap<u32, f64>,
     partial: bool,
+    idle: Option<&IdleBaseline>,
 ) -> Option<Split> {
-    let report = ledger.report(&Window {
-        t0,
-        t1,
-        ..Window::default()
-    });
     let span = t1 - t0;
     let mut channels = Vec::new();
-    let measured_cpu = report
-        .sources
-        .iter()
-        .any(|s| s.covers == Covers::CpuPackage && s.method != Method::Estimated);
-    for s in &report.sources {
-        if !matches!(s.covers, Covers::CpuPackage | Covers::GpuBoard) {
+    for c in ledger.channels_above_idle(t0, t1, idle) {
+        if !matches!(c.covers, Covers::CpuPackage | Covers::GpuBoard) {
             continue;
         }
-        // An estimate stands in only where nothing measures the package.
-        if s.covers == Covers::CpuPackage && s.method == Method::Estimated && measured_cpu {
-            continue;
-        }
-        let floor = ledger.lowest_power(&s.id);
-        if !partial && (s.covered_s < span - 1e-6 || floor.is_none()) {
+        if !partial && c.energy.covered_s < span - 1e-6 {
             return None;
         }
-        let idle_w = floor.unwrap_or(0.0);
-        let active_j = (s.energy_j - idle_w * s.covered_s).max(0.0);
-        let share = match s.covers {
+        let active_j = c.energy.signed_or_gross_j();
+        let share = match c.covers {
             Covers::CpuPackage => cpu_share,
-            _ => nvml_index(&s.id).and_then(|i| gpu_shares.get(&i).copied()),
+            _ => nvml_index(&c.id).and_then(|i| gpu_shares.get(&i).copied()),
         };
         channels.push(ChannelSplit {
-            id: s.id.clone(),
-            covers: s.covers,
-            method: s.method,
-            energy_j: s.energy_j,
-            idle_w,
+            covers: c.covers,
+            method: c.method,
+            energy_j: c.energy.gross_j,
+            idle: c.energy.idle,
             active_j,
             share,
             attributed_j: active_j * share.unwrap_or(0.0),
+            id: c.id,
         });
     }
     let gpu: Vec<f64> = gpu_shares.values().copied().collect();
@@ -262,8 +254,10 @@ impl ShareTracker {
         }
     }
 
-    /// Split every interval the ledger now covers; the figures so far.
-    pub fn update(&mut self, ledger: &Ledger) -> ServerShare {
+    /// Split every interval the ledger now covers, net of `idle` (the session's or the
+    /// books' measured baseline; `None`: only a channel's own idle figure applies); the
+    /// figures so far.
+    pub fn update(&mut self, ledger: &Ledger, idle: Option<&IdleBaseline>) -> ServerShare {
         let newest = self.pending.back().map(|m| m.t);
         while let Some(next) = self.pending.front() {
             let Some(prev) = self.prev.as_ref() else {
@@ -275,7 +269,7 @@ impl ShareTracker {
                 _ => None,
             };
             let overdue = newest.is_some_and(|n| n - next.t > MAX_WAIT_S);
-            let Some(s) = split(ledger, prev.t, next.t, cpu, &next.gpu, overdue) else {
+            let Some(s) = split(ledger, prev.t, next.t, cpu, &next.gpu, overdue, idle) else {
                 break;
             };
             if self.cum.is_empty() {
@@ -302,8 +296,8 @@ impl ShareTracker {
         self.share()
     }
 
-    /// Joules attributed over `[t0, t1]` (from where splitting began, if later than `t0`);
-    /// `None` until the splits reach `t1`.
+    /// Joules attributed over `[t0, t1]` (from where splitting began, if later than `t0`),
+    /// floored as a whole ([`floor_net`]); `None` until the splits reach `t1`.
     pub fn joules_between(&self, t0: f64, t1: f64) -> Option<f64> {
         let first = *self.cum.first()?;
         let last = *self.cum.last()?;
@@ -323,7 +317,7 @@ impl ShareTracker {
                 (None, None) => 0.0,
             }
         };
-        Some(at(t1) - at(t0))
+        Some(floor_net(at(t1) - at(t0)))
     }
 
     /// Every interval split so far (the most recent 2-4 thousand).
@@ -335,10 +329,10 @@ impl ShareTracker {
         let last = self.last.as_ref();
         ServerShare {
             pid: self.pid,
-            joules: self.joules,
+            joules: floor_net(self.joules),
             watts_now: last.and_then(|s| {
                 let dt = s.t1 - s.t0;
-                (dt > 0.0).then(|| s.joules() / dt)
+                (dt > 0.0).then(|| floor_net(s.joules()) / dt)
             }),
             cpu_share: last.and_then(|s| s.cpu_share),
             gpu_share: last.and_then(|s| s.gpu_share),
@@ -354,7 +348,8 @@ impl ShareTracker {
 }
 
 /// "CPU package rapl:package-0 and GPU board nvml:0 above idle; hwmon:amdgpu:power not split
-/// (no per-process figures); not idle power, DRAM, disks, fans or PSU losses".
+/// (no per-process figures); not idle power, DRAM, disks, fans or PSU losses". A channel with
+/// no idle floor is named as split gross, and idle power is then no longer left out.
 pub fn describe_covers(channels: &[ChannelSplit]) -> String {
     let name = |c: &ChannelSplit| {
         let what = match c.covers {
@@ -371,31 +366,42 @@ pub fn describe_covers(channels: &[ChannelSplit]) -> String {
     // CPU before GPU, as every surface lists them.
     let mut channels: Vec<&ChannelSplit> = channels.iter().collect();
     channels.sort_by_key(|c| c.covers != Covers::CpuPackage);
-    let split: Vec<String> = channels
-        .iter()
-        .copied()
-        .filter(|c| c.share.is_some())
-        .map(name)
-        .collect();
-    let unsplit: Vec<String> = channels
-        .iter()
-        .copied()
-        .filter(|c| c.share.is_none())
-        .map(name)
-        .collect();
-    let mut out = if split.is_empty() {
-        "no CPU or GPU energy channel to split".to_string()
-    } else {
-        format!("{} above idle", split.join(" and "))
+    let names = |f: &dyn Fn(&ChannelSplit) -> bool| -> Vec<String> {
+        channels
+            .iter()
+            .copied()
+            .filter(|c| f(c))
+            .map(name)
+            .collect()
     };
+    let net = names(&|c| c.share.is_some() && c.idle.is_some());
+    let gross = names(&|c| c.share.is_some() && c.idle.is_none());
+    let unsplit = names(&|c| c.share.is_none());
+    let mut parts = Vec::new();
+    if !net.is_empty() {
+        parts.push(format!("{} above idle", net.join(" and ")));
+    }
+    if !gross.is_empty() {
+        parts.push(format!(
+            "{} gross (no idle baseline measured)",
+            gross.join(" and ")
+        ));
+    }
+    if parts.is_empty() {
+        parts.push("no CPU or GPU energy channel to split".to_string());
+    }
     if !unsplit.is_empty() {
-        out.push_str(&format!(
-            "; {} not split (no per-process figures)",
+        parts.push(format!(
+            "{} not split (no per-process figures)",
             unsplit.join(", ")
         ));
     }
-    out.push_str("; not idle power, DRAM, disks, fans or PSU losses");
-    out
+    parts.push(if gross.is_empty() {
+        "not idle power, DRAM, disks, fans or PSU losses".to_string()
+    } else {
+        "not DRAM, disks, fans or PSU losses".to_string()
+    });
+    parts.join("; ")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -470,11 +476,16 @@ impl ServerMeter {
     }
 
     /// Look at the process now (sampler time `t`, the sample just pushed into `ledger`) and
-    /// split what the ledger covers.
-    pub fn on_sample(&mut self, t: f64, ledger: &Ledger) -> ServerShare {
+    /// split what the ledger covers, net of `idle` ([`ShareTracker::update`]).
+    pub fn on_sample(
+        &mut self,
+        t: f64,
+        ledger: &Ledger,
+        idle: Option<&IdleBaseline>,
+    ) -> ServerShare {
         let read = self.probe.read();
         self.tracker.push(Mark::from_read(t, &read));
-        self.tracker.update(ledger)
+        self.tracker.update(ledger, idle)
     }
 
     pub fn tracker(&self) -> &ShareTracker {
@@ -491,14 +502,7 @@ pub fn is_local(host: &str) -> bool {
     if h.eq_ignore_ascii_case("localhost") || h.to_ascii_lowercase().ends_with(".localhost") {
         return true;
     }
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most `len` bytes into the buffer we own.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return false;
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    std::str::from_utf8(&buf[..end]).is_ok_and(|me| !me.is_empty() && me.eq_ignore_ascii_case(h))
+    crate::sensors::host::host_name().is_some_and(|me| me.eq_ignore_ascii_case(h))
 }
 
 #[cfg(test)]
@@ -532,5 +536,8 @@ mod tests {
         assert_eq!(nvml_index("hwmon:amdgpu:power1"), None);
         assert!(is_local("127.0.0.1") && is_local("[::1]") && is_local("LocalHost"));
         assert!(!is_local("192.0.2.7") && !is_local("example.com"));
+        if let Some(me) = crate::sensors::host::host_name() {
+            assert!(is_local(&me) && is_local(&me.to_uppercase()), "{me}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! endpoint, a watch. The trait sits here, below every layer that implements it; the one fold
 //! that calls it, the drain and the flush are `metering`'s.
 
+use crate::accounting::energy::IdleBaseline;
 use crate::accounting::ledger::Ledger;
 use crate::accounting::share::ServerMeter;
 use crate::sensors::Sample;
@@ -29,9 +30,17 @@ pub trait Subscriber {
     }
 }
 
-/// The attached server's share: a look at its process on every sample.
-impl Subscriber for ServerMeter {
+/// The attached server's share as a subscriber: a look at its process on every sample, split
+/// net of `idle`. The dashboard hands it the session's measured baseline before each sample
+/// (so a baseline applies from the sample after the one that completed it); `watch` and
+/// `share` have none, and only a channel's own idle figure applies.
+pub struct ServerFeed {
+    pub meter: ServerMeter,
+    pub idle: Option<IdleBaseline>,
+}
+
+impl Subscriber for ServerFeed {
     fn sample(&mut self, s: &Sample, ledger: &Ledger) {
-        self.on_sample(s.t, ledger);
+        self.meter.on_sample(s.t, ledger, self.idle.as_ref());
     }
 }

@@ -11,6 +11,7 @@
 //! all finite numbers is never written (JSON would store `null`, and the next start would
 //! take the file for corrupt).
 
+use super::energy::joules_to_wh;
 use crate::util::fs::{ReadError, limits, read_capped, write_atomic};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -23,15 +24,10 @@ pub const FLUSH_INTERVAL_S: f64 = 5.0;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tally {
     pub schema: String,
-    pub energy_j: f64,
-    pub generated_tokens: u64,
-    pub prompt_tokens: u64,
-    pub replies: u64,
-    /// Money spent, by ISO currency code (a tariff change of currency starts a new entry).
-    #[serde(default)]
-    pub cost: BTreeMap<String, f64>,
-    #[serde(default)]
-    pub co2_g: f64,
+    /// Every amount since the tally was started: the sum of every increment, kept in the
+    /// increments' own type so that adding one is [`TallyDelta::merge`] alone.
+    #[serde(flatten)]
+    pub totals: TallyDelta,
     /// When the tally was started and last written, RFC 3339.
     pub since: String,
     pub updated: String,
@@ -41,60 +37,36 @@ impl Tally {
     fn empty(now: jiff::Timestamp) -> Self {
         Self {
             schema: SCHEMA.into(),
-            energy_j: 0.0,
-            generated_tokens: 0,
-            prompt_tokens: 0,
-            replies: 0,
-            cost: BTreeMap::new(),
-            co2_g: 0.0,
+            totals: TallyDelta::default(),
             since: now.to_string(),
             updated: now.to_string(),
         }
     }
 
     fn add(&mut self, d: &TallyDelta) {
-        self.energy_j += d.energy_j;
-        self.generated_tokens += d.generated_tokens;
-        self.prompt_tokens += d.prompt_tokens;
-        self.replies += d.replies;
-        for (cur, amount) in &d.cost {
-            *self.cost.entry(cur.clone()).or_default() += amount;
-        }
-        self.co2_g += d.co2_g;
+        self.totals.merge(d);
     }
 
     pub fn energy_wh(&self) -> f64 {
-        self.energy_j / 3600.0
+        joules_to_wh(self.totals.energy_j)
     }
 
-    /// Why these totals are not fit to keep: a figure that is not finite, or energy or CO2
-    /// below zero (money may be negative: some tariffs pay for use at times).
     fn flaw(&self) -> Option<String> {
-        amounts_flaw(self.energy_j, self.co2_g, &self.cost)
+        self.totals.flaw()
     }
 }
 
-fn amounts_flaw(energy_j: f64, co2_g: f64, cost: &BTreeMap<String, f64>) -> Option<String> {
-    if !(energy_j.is_finite() && energy_j >= 0.0) {
-        return Some(format!("energy_j = {energy_j}"));
-    }
-    if !(co2_g.is_finite() && co2_g >= 0.0) {
-        return Some(format!("co2_g = {co2_g}"));
-    }
-    cost.iter()
-        .find(|(_, v)| !v.is_finite())
-        .map(|(cur, v)| format!("cost {cur} = {v}"))
-}
-
-/// Increments to add: an energy sample's delta, a finished reply.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// Increments to add (an energy sample's delta, a finished reply), and the tally's totals.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct TallyDelta {
     pub energy_j: f64,
     pub generated_tokens: u64,
     pub prompt_tokens: u64,
     pub replies: u64,
-    /// Money by currency code.
+    /// Money by ISO currency code (a tariff change of currency starts a new entry).
+    #[serde(default)]
     pub cost: BTreeMap<String, f64>,
+    #[serde(default)]
     pub co2_g: f64,
 }
 
@@ -103,9 +75,19 @@ impl TallyDelta {
         *self == Self::default()
     }
 
-    /// Why this increment must not be counted, if it must not.
+    /// Why these amounts are not fit to count or keep: a figure that is not finite, or
+    /// energy or CO2 below zero (money may be negative: some tariffs pay for use at times).
     pub fn flaw(&self) -> Option<String> {
-        amounts_flaw(self.energy_j, self.co2_g, &self.cost)
+        if !(self.energy_j.is_finite() && self.energy_j >= 0.0) {
+            return Some(format!("energy_j = {}", self.energy_j));
+        }
+        if !(self.co2_g.is_finite() && self.co2_g >= 0.0) {
+            return Some(format!("co2_g = {}", self.co2_g));
+        }
+        self.cost
+            .iter()
+            .find(|(_, v)| !v.is_finite())
+            .map(|(cur, v)| format!("cost {cur} = {v}"))
     }
 
     /// Add another delta to this one (increments not yet written, or a sum in tests).
@@ -398,9 +380,9 @@ fn remove_stale_temps(path: &Path) {
         let Some(pid) = fname.strip_prefix(&prefix) else {
             continue;
         };
-        let alive = pid
-            .parse::<u32>()
-            .is_ok_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists());
+        let alive = pid.parse::<u32>().is_ok_and(|p| {
+            p == std::process::id() || crate::sensors::process::Procfs::default().has_pid(p)
+        });
         if !alive {
             let _ = std::fs::remove_file(e.path());
         }

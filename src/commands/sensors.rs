@@ -5,6 +5,7 @@
 use crate::cli::SensorsArgs;
 use crate::config::{Config, SensorsSection};
 use crate::sensors::plausible::Limits;
+use crate::sensors::process::Procfs;
 use crate::sensors::sampler::read_all_checked;
 use crate::sensors::{
     Covers, Discovery, Meter, Method, Quantity, Reading, Sample, Source, SourceState, SourceStatus,
@@ -376,30 +377,9 @@ fn watch(cfg: &SensorsSection) -> anyhow::Result<()> {
     result.map(|_| ())
 }
 
-/// CPU seconds (user + system) of this process's threads named `thread_name` (or all
-/// threads when `None`), from /proc/self/task/*/stat.
-pub fn thread_cpu_seconds(thread_name: Option<&str>) -> Option<f64> {
-    // USER_HZ: 100 on every Linux ABI in use.
-    const TICKS: f64 = 100.0;
-    let mut total = 0u64;
-    for e in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let comm = &stat[open + 1..close];
-        if thread_name.is_some_and(|n| n != comm) {
-            continue;
-        }
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        // After the comm: state(0) ... utime(11) stime(12).
-        let utime: u64 = fields.get(11)?.parse().ok()?;
-        let stime: u64 = fields.get(12)?.parse().ok()?;
-        total += utime + stime;
-    }
-    Some(total as f64 / TICKS)
+/// CPU seconds of this process's threads named `thread_name` (all with `None`).
+fn thread_cpu_seconds(thread_name: Option<&str>) -> Option<f64> {
+    Procfs::default().thread_cpu_seconds(None, thread_name).ok()
 }
 
 /// `--bench-seconds N`: discovery time, then the sampler's CPU time over N seconds.

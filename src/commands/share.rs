@@ -4,6 +4,7 @@
 //! terminating signal ends it early with what it has.
 
 use crate::accounting::share::ServerMeter;
+use crate::accounting::subscriber::ServerFeed;
 use crate::cli::ShareArgs;
 use crate::config::Config;
 use crate::metering::{Deadline, Ended, Metering, run_headless};
@@ -23,7 +24,11 @@ pub fn run(args: &ShareArgs, cfg: &Config) -> anyhow::Result<()> {
         .sensors
         .apply(&cfg.raw.sensors)
         .map_err(anyhow::Error::msg)?;
-    let mut server = ServerMeter::for_url(&args.url)?;
+    // No idle window here: only a channel's own idle figure applies.
+    let mut server = ServerFeed {
+        meter: ServerMeter::for_url(&args.url)?,
+        idle: None,
+    };
     let meter = Meter::start(&section);
     let mut metering = Metering::for_meter(&meter, cfg.tariff.clone());
     let mut deadline = Deadline::at(meter.handle.now() + args.seconds);
@@ -36,6 +41,7 @@ pub fn run(args: &ShareArgs, cfg: &Config) -> anyhow::Result<()> {
     );
     sampler.stop();
     let ended = ended?;
+    let server = server.meter;
     let share = server.tracker().share();
     let ledger = metering.ledger();
     // The machine over the same stretch the share covers.

@@ -240,8 +240,9 @@ impl WatchScreen {
 }
 impl Subscriber for WatchScreen {
     fn sample(&mut self, s: &Sample, ledger: &Ledger) {
+        // No idle window here: only a channel's own idle figure applies.
         if let Some(m) = self.server.as_mut() {
-            m.on_sample(s.t, ledger);
+            m.on_sample(s.t, ledger, None);
         }
         self.pull();
         self.print(ledger, false);

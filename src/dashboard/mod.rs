@@ -241,7 +241,7 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
     let data_dir = config::data_dir();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let log = data_dir.join("llmtop.log");
+    let log = crate::util::paths::log_file();
     // A tally that cannot be read is reported in the status line; the dashboard still runs.
     let (mut tally, tally_note) =
         match TallyStore::open(&tally::default_path(), jiff::Timestamp::now()) {
@@ -295,7 +295,10 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
                 m.pid(),
                 crate::util::sanitize::terminal(&m.name)
             );
-            Some(m)
+            Some(crate::accounting::subscriber::ServerFeed {
+                meter: m,
+                idle: None,
+            })
         }
         Some(Err(e)) => {
             // Not fatal: the machine's total is still right; only the split is missing.

@@ -9,8 +9,7 @@
 use crate::accounting::lifetime::LifetimeTally;
 use crate::accounting::pricing::Tariff;
 use crate::accounting::session::SessionRecorder;
-use crate::accounting::share::ServerMeter;
-use crate::accounting::subscriber::Subscriber;
+use crate::accounting::subscriber::{ServerFeed, Subscriber};
 use crate::config::RawConfig;
 use crate::dashboard::card::{self, CardContext};
 use crate::dashboard::event::Event;
@@ -55,7 +54,7 @@ pub struct Shell<'a> {
     pub compare: &'a [Tariff],
     pub pace: Pace,
     /// The attached server's process, when it runs on this machine.
-    pub server: Option<ServerMeter>,
+    pub server: Option<ServerFeed>,
     pub proxy: Option<DashProxy>,
 }
 
@@ -86,6 +85,10 @@ impl<'a> Shell<'a> {
             Event::Sample(s) => {
                 let live = app.live_tok_s();
                 self.session.set_rate(live);
+                // The server's share is net of the session's idle baseline, once measured.
+                if let Some(server) = self.server.as_mut() {
+                    server.idle = self.session.idle_baseline().cloned();
+                }
                 let (metering, mut subs) = self.subscribers();
                 metering.fold(s, &mut subs);
                 drop(subs);
@@ -98,7 +101,7 @@ impl<'a> Shell<'a> {
                 app.update(Event::Power(self.metering.ledger().power_view()));
                 app.update(Event::Throttle(self.session.throttled().cloned()));
                 if let Some(server) = self.server.as_ref() {
-                    app.update(Event::ServerShare(server.tracker().share()));
+                    app.update(Event::ServerShare(server.meter.tracker().share()));
                 }
                 // Between replies the rate stays that of the last one.
                 if let (Some(m), Some(r)) = (self.metrics.as_ref(), live) {

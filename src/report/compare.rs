@@ -2,6 +2,7 @@
 //! llmtop grew from made by hand: speed, watts, energy per 1000-word story, cost per region,
 //! heat, noise, and total cost of ownership.
 
+use crate::accounting::energy::joules_to_wh;
 use crate::accounting::pricing::{Currency, Tariff, format_money, format_unit_price};
 use crate::report::chart::{self, Bar, Chart, ChartError, Member, Panel};
 use crate::report::runcard::{CardMoney, EnergyMetrics, RunCard};
@@ -224,7 +225,7 @@ pub fn compare(
                     .or(se.and_then(|e| e.idle_baseline_w)),
                 load_w,
                 peak_w: max_opt(re.map(|e| e.peak_w), se.map(|e| e.peak_w)),
-                wh_per_story: story_j.map(|j| j / 3600.0),
+                wh_per_story: story_j.map(joules_to_wh),
                 j_per_token: jpt,
                 costs,
                 peak_temp_c: max_opt(

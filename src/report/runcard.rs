@@ -5,6 +5,7 @@
 //! not change when `energy` or `engine` types change. The lead maps internal reports into them.
 //! Adding an optional field keeps version 1; renaming or removing one needs version 2.
 
+use crate::accounting::energy::joules_to_wh;
 use crate::accounting::pricing::{J_PER_KWH, Tariff};
 use crate::engine::{ModelInfo, ReplyStats};
 use crate::sensors::host::{BuildInfo, HostInfo};
@@ -756,7 +757,7 @@ fn snake_name<T: Serialize>(v: &T) -> String {
 
 impl EnergyMetrics {
     pub fn total_wh(&self) -> f64 {
-        self.total_j / 3600.0
+        joules_to_wh(self.total_j)
     }
 
     /// Fill the per-token figures from a token count.
@@ -764,7 +765,7 @@ impl EnergyMetrics {
         if generated_tokens > 0 {
             let jpt = self.total_j / generated_tokens as f64;
             self.j_per_token = Some(jpt);
-            self.wh_per_1000_tokens = Some(jpt * 1000.0 / 3600.0);
+            self.wh_per_1000_tokens = Some(joules_to_wh(jpt * 1000.0));
         }
         self
     }

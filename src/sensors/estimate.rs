@@ -1,6 +1,8 @@
 //! CPU power estimated from utilisation when no CPU power sensor is readable:
 //! `P = idle + (tdp - idle) * utilisation`. Never a measurement: every reading says
-//! `Method::Estimated` / `Source::Estimate`, and the UI and run cards show it as such.
+//! `Method::Estimated` / `Source::Estimate`, and the UI and run cards show it as such. Its
+//! reading carries the model's idle power in `limit` ([`super::Reading::own_idle_w`]): the
+//! ledger's idle floor for this channel when no idle baseline was measured.
 
 use super::procstat::CpuUtil;
 use super::{Covers, Method, Quantity, Reading, Sensor, Source};
@@ -66,7 +68,8 @@ impl Sensor for EstimateSensor {
             ),
             quantity: Quantity::Power,
             value,
-            limit: Some(self.tdp_w),
+            // The model's idle power: the ledger's idle floor for this channel.
+            limit: Some(self.idle_w),
             source: Source::Estimate,
             covers: Covers::CpuPackage,
             method: Method::Estimated,
@@ -93,6 +96,7 @@ mod tests {
         assert_eq!(r[0].value, Some(37.5));
         assert_eq!(r[0].method, Method::Estimated);
         assert_eq!(r[0].source, Source::Estimate);
+        assert_eq!(r[0].own_idle_w(), Some(10.0));
         assert_eq!(s.read(0.25)[0].value, None);
         assert_eq!(estimate_watts(10.0, 65.0, 2.0), 65.0);
     }

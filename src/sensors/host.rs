@@ -25,6 +25,11 @@ pub struct BuildInfo {
     pub cpu_features: Vec<String>,
 }
 
+/// This machine's host name (`None` when the system does not say): the one place it is read.
+pub fn host_name() -> Option<String> {
+    sysinfo::System::host_name().ok().filter(|h| !h.is_empty())
+}
+
 impl HostInfo {
     /// Read the host now. GPU names come from the caller (the NVML sensor owns the handle).
     pub fn detect(gpus: Vec<String>) -> Self {
@@ -47,7 +52,7 @@ impl HostInfo {
             .map(|n| n as u32)
             .unwrap_or(logical);
         Self {
-            hostname: sysinfo::System::host_name().unwrap_or_else(|_| "unknown".into()),
+            hostname: host_name().unwrap_or_else(|| "unknown".into()),
             cpu_model,
             physical_cores: physical,
             logical_cores: logical,

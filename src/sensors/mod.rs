@@ -138,6 +138,9 @@ pub struct Reading {
     /// A relevant limit in the same unit: temperature slowdown/critical point, power limit.
     /// For an energy counter (`Method::Counter`): the value at which it wraps to zero, if known
     /// (RAPL `max_energy_range_uj`), which the energy accounting uses to unwrap it.
+    /// For an estimated power reading (`Method::Estimated`): the model's floor, its idle
+    /// power, which is the channel's own idle figure for net-of-idle energy
+    /// ([`Reading::own_idle_w`]).
     pub limit: Option<f64>,
     pub source: Source,
     pub covers: Covers,
@@ -146,6 +149,17 @@ pub struct Reading {
     /// Shown as "rejected" with this reason, never accumulated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<String>,
+}
+
+impl Reading {
+    /// The source's own figure for its idle power, W: only an estimate has one (its model's
+    /// `P_idle`, carried in `limit`); a measured channel's idle has to be measured.
+    pub fn own_idle_w(&self) -> Option<f64> {
+        (self.quantity == Quantity::Power && self.method == Method::Estimated)
+            .then_some(self.limit)
+            .flatten()
+            .filter(|w| w.is_finite() && *w >= 0.0)
+    }
 }
 
 /// Everything read in one sampler tick.

@@ -1,23 +1,21 @@
 //! One process on this machine, from procfs: which process owns a listening TCP socket (a
-//! local server's port), and how much CPU time it and the whole machine have used.
+//! local server's port), and how much CPU time it, its threads and the whole machine have
+//! used. Every read of `/proc` in llmtop goes through here, parsed by the `procfs` crate.
 //!
-//! - **Owner.** `/proc/net/tcp` and `/proc/net/tcp6` list sockets; the LISTEN one (state `0A`)
-//!   on the port gives an inode, and the process holding it has a `/proc/PID/fd/N` link to
+//! - **Owner.** `/proc/net/tcp` and `/proc/net/tcp6` list sockets; the LISTEN one on the port
+//!   gives an inode, and the process holding it has a `/proc/PID/fd/N` link to
 //!   `socket:[inode]`. Another user's `/proc/PID/fd` is root-only: those processes are skipped
 //!   and counted, and the count is the reason given when no owner is found.
 //! - **CPU time.** `/proc/PID/stat` utime+stime and the `cpu` line of `/proc/stat` are both in
 //!   clock ticks (USER_HZ): the share of one in the other needs no conversion; seconds are
-//!   ticks / `sysconf(_SC_CLK_TCK)`.
+//!   ticks / [`ticks_per_second`].
 //!
 //! The procfs root is injected, so every piece runs against a fixture tree.
 
-use super::procstat::parse_cpu_line;
+use procfs::process::{FDTarget, Process};
+use procfs::{FromReadSI, KernelStats, ProcError as Pf};
 use std::collections::BTreeSet;
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-
-/// The TCP state LISTEN in `/proc/net/tcp*`.
-const TCP_LISTEN: &str = "0A";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProcError {
@@ -51,7 +49,7 @@ fn denied_reason(denied: usize) -> String {
 /// One LISTEN socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
-    /// Local address as the kernel writes it, decoded: "127.0.0.1", "0.0.0.0", "::".
+    /// Local address: "127.0.0.1", "0.0.0.0", "::".
     pub addr: std::net::IpAddr,
     pub port: u16,
     pub inode: u64,
@@ -92,9 +90,43 @@ impl Default for Procfs {
 
 /// Clock ticks per second (USER_HZ), the unit of `/proc/PID/stat` and `/proc/stat` times.
 pub fn ticks_per_second() -> f64 {
-    // SAFETY: sysconf only reads a constant of the running system.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz > 0 { hz as f64 } else { 100.0 }
+    match procfs::ticks_per_second() {
+        0 => 100.0,
+        hz => hz as f64,
+    }
+}
+
+/// The machine's (busy, total) ticks from a `/proc/stat` file: busy is everything but idle
+/// and iowait; guest time is already inside user time, so it is not added again.
+pub fn stat_ticks(path: &Path) -> Result<(u64, u64), ProcError> {
+    let root = path.parent().unwrap_or(path);
+    let k = KernelStats::from_file(path, procfs::current_system_info())
+        .map_err(|e| pf_error(path, root, e))?;
+    let c = &k.total;
+    let idle = c.idle + c.iowait.unwrap_or(0);
+    let total = c.user
+        + c.nice
+        + c.system
+        + idle
+        + c.irq.unwrap_or(0)
+        + c.softirq.unwrap_or(0)
+        + c.steal.unwrap_or(0);
+    Ok((total - idle, total))
+}
+
+/// A procfs error on `path` (in the tree at `root`): a file that cannot be read, or one in
+/// the wrong format.
+fn pf_error(path: &Path, root: &Path, e: Pf) -> ProcError {
+    match e {
+        Pf::PermissionDenied(_) | Pf::NotFound(_) | Pf::Io(..) => ProcError::Unreadable {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        },
+        _ => ProcError::Malformed {
+            path: path.display().to_string(),
+            root: root.display().to_string(),
+        },
+    }
 }
 
 impl Procfs {
@@ -106,32 +138,39 @@ impl Procfs {
         &self.root
     }
 
-    fn read(&self, rel: &str) -> Result<String, ProcError> {
-        let path = self.root.join(rel);
-        std::fs::read_to_string(&path).map_err(|e| ProcError::Unreadable {
-            path: path.display().to_string(),
-            why: e.to_string(),
-        })
+    fn malformed(&self, rel: &str) -> ProcError {
+        ProcError::Malformed {
+            path: self.root.join(rel).display().to_string(),
+            root: self.root.display().to_string(),
+        }
+    }
+
+    fn error(&self, rel: &str, e: Pf) -> ProcError {
+        pf_error(&self.root.join(rel), &self.root, e)
     }
 
     /// Every LISTEN socket on `port`, IPv4 and IPv6. A missing tcp6 (IPv6 off) is no error.
     pub fn listeners(&self, port: u16) -> Result<Vec<Listener>, ProcError> {
         let mut out = Vec::new();
         for file in ["net/tcp", "net/tcp6"] {
-            let text = match self.read(file) {
-                Ok(t) => t,
-                Err(_) if file == "net/tcp6" => continue,
-                Err(e) => return Err(e),
-            };
-            for line in text.lines().skip(1) {
-                let l = parse_tcp_line(line).ok_or_else(|| ProcError::Malformed {
-                    path: self.root.join(file).display().to_string(),
-                    root: self.root.display().to_string(),
-                })?;
-                if let Some(l) = l.filter(|l| l.port == port) {
-                    out.push(l);
-                }
-            }
+            let path = self.root.join(file);
+            let rows =
+                match procfs::net::TcpNetEntries::from_file(&path, procfs::current_system_info()) {
+                    Ok(t) => t.0,
+                    Err(Pf::NotFound(_)) if file == "net/tcp6" => continue,
+                    Err(e) => return Err(self.error(file, e)),
+                };
+            out.extend(
+                rows.iter()
+                    .filter(|r| {
+                        r.state == procfs::net::TcpState::Listen && r.local_address.port() == port
+                    })
+                    .map(|r| Listener {
+                        addr: r.local_address.ip(),
+                        port,
+                        inode: r.inode,
+                    }),
+            );
         }
         Ok(out)
     }
@@ -145,30 +184,35 @@ impl Procfs {
         }
         let mut denied = 0;
         for pid in self.pids()? {
-            let dir = self.root.join(pid.to_string()).join("fd");
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+            // Exited while we looked, or a kernel thread: nothing to see.
+            let Ok(p) = self.process(pid) else { continue };
+            let fds = match p.fd() {
+                Ok(f) => f,
+                Err(Pf::PermissionDenied(_)) => {
                     denied += 1;
                     continue;
                 }
-                // Exited while we looked, or a kernel thread: nothing to see.
                 Err(_) => continue,
             };
-            for entry in entries.flatten() {
-                let Ok(target) = std::fs::read_link(entry.path()) else {
-                    continue;
-                };
-                if socket_inode(&target.to_string_lossy()).is_some_and(|i| inodes.contains(&i)) {
-                    return Ok(Owner {
-                        pid,
-                        name: self.comm(pid).unwrap_or_default(),
-                        denied,
-                    });
-                }
+            let holds = fds
+                .flatten()
+                .any(|fd| matches!(fd.target, FDTarget::Socket(i) if inodes.contains(&i)));
+            if holds {
+                return Ok(Owner {
+                    pid,
+                    name: self.comm(pid).unwrap_or_default(),
+                    denied,
+                });
             }
         }
         Err(ProcError::NoOwner { port, denied })
+    }
+
+    fn process(&self, pid: u32) -> Result<Process, ProcError> {
+        Process::new_with_root(self.root.join(pid.to_string())).map_err(|e| match e {
+            Pf::NotFound(_) => ProcError::Gone { pid },
+            e => self.error(&pid.to_string(), e),
+        })
     }
 
     /// Numeric entries of the root, ascending.
@@ -185,41 +229,46 @@ impl Procfs {
         Ok(pids)
     }
 
+    /// Whether a process `pid` is there (running, or a zombie not yet reaped).
+    pub fn has_pid(&self, pid: u32) -> bool {
+        self.root.join(pid.to_string()).exists()
+    }
+
     /// `/proc/PID/comm`, trimmed.
     pub fn comm(&self, pid: u32) -> Option<String> {
-        Some(
-            self.read(&format!("{pid}/comm"))
-                .ok()?
-                .trim_end()
-                .to_string(),
-        )
+        let text = std::fs::read_to_string(self.root.join(format!("{pid}/comm"))).ok()?;
+        Some(text.trim_end().to_string())
+    }
+
+    /// `(ppid, ticks)` of one process: utime + stime, plus cutime + cstime (the children it
+    /// has reaped, so a worker that exits moves its time to its parent instead of out of the
+    /// sum).
+    fn stat(&self, pid: u32) -> Result<(u32, u64), ProcError> {
+        let rel = format!("{pid}/stat");
+        let st = self.process(pid)?.stat().map_err(|e| match e {
+            Pf::NotFound(_) => ProcError::Gone { pid },
+            e => self.error(&rel, e),
+        })?;
+        // cutime/cstime are signed in the kernel's format; never negative in practice.
+        let reaped = |v: i64| u64::try_from(v).unwrap_or(0);
+        let ppid = u32::try_from(st.ppid).map_err(|_| self.malformed(&rel))?;
+        Ok((
+            ppid,
+            st.utime + st.stime + reaped(st.cutime) + reaped(st.cstime),
+        ))
     }
 
     /// CPU ticks of `pid` and every process below it (a server's workers: Ollama runs each
     /// model in a child `ollama runner`), reaped children included; and those pids.
     pub fn tree_ticks(&self, pid: u32) -> Result<(u64, Vec<u32>), ProcError> {
-        let rel = format!("{pid}/stat");
-        let text = self.read(&rel).map_err(|e| match e {
-            ProcError::Unreadable { .. } if !self.root.join(pid.to_string()).exists() => {
-                ProcError::Gone { pid }
-            }
-            other => other,
-        })?;
-        let (_, own) = parse_stat(&text).ok_or_else(|| ProcError::Malformed {
-            path: self.root.join(&rel).display().to_string(),
-            root: self.root.display().to_string(),
-        })?;
+        let (_, own) = self.stat(pid)?;
         let mut stats: Vec<(u32, u32, u64)> = Vec::new();
         for p in self.pids()? {
             if p == pid {
                 continue;
             }
             // A process that exits while we look is simply not counted this time.
-            if let Some((ppid, t)) = self
-                .read(&format!("{p}/stat"))
-                .ok()
-                .and_then(|t| parse_stat(&t))
-            {
+            if let Ok((ppid, t)) = self.stat(p) {
                 stats.push((p, ppid, t));
             }
         }
@@ -240,27 +289,33 @@ impl Procfs {
 
     /// CPU ticks of `pid` alone (utime + stime + reaped children).
     pub fn process_ticks(&self, pid: u32) -> Result<u64, ProcError> {
-        let rel = format!("{pid}/stat");
-        let text = self.read(&rel).map_err(|e| match e {
-            ProcError::Unreadable { .. } if !self.root.join(pid.to_string()).exists() => {
-                ProcError::Gone { pid }
-            }
-            other => other,
-        })?;
-        parse_stat(&text)
-            .map(|(_, t)| t)
-            .ok_or_else(|| ProcError::Malformed {
-                path: self.root.join(rel).display().to_string(),
-                root: self.root.display().to_string(),
-            })
+        self.stat(pid).map(|(_, t)| t)
     }
 
     /// The whole machine's (busy, total) ticks from `stat`.
     pub fn machine_ticks(&self) -> Result<(u64, u64), ProcError> {
-        parse_cpu_line(&self.read("stat")?).ok_or_else(|| ProcError::Malformed {
-            path: self.root.join("stat").display().to_string(),
-            root: self.root.display().to_string(),
-        })
+        stat_ticks(&self.root.join("stat"))
+    }
+
+    /// CPU seconds (user + system) of the threads of process `pid` (`None`: this process,
+    /// `self`) named `thread_name`, or of all of them with `None`.
+    pub fn thread_cpu_seconds(
+        &self,
+        pid: Option<u32>,
+        thread_name: Option<&str>,
+    ) -> Result<f64, ProcError> {
+        let dir = pid.map_or_else(|| "self".to_string(), |p| p.to_string());
+        let p = Process::new_with_root(self.root.join(&dir)).map_err(|e| self.error(&dir, e))?;
+        let rel = format!("{dir}/task");
+        let mut ticks = 0u64;
+        for task in p.tasks().map_err(|e| self.error(&rel, e))?.flatten() {
+            // A thread that ends while we look is not counted.
+            let Ok(st) = task.stat() else { continue };
+            if thread_name.is_none_or(|n| n == st.comm) {
+                ticks += st.utime + st.stime;
+            }
+        }
+        Ok(ticks as f64 / ticks_per_second())
     }
 
     /// The process's (with its descendants) and the machine's CPU time now.
@@ -375,92 +430,23 @@ impl ProcessProbe {
     }
 }
 
-/// `socket:[12345]` -> 12345.
-fn socket_inode(link: &str) -> Option<u64> {
-    link.strip_prefix("socket:[")?
-        .strip_suffix(']')?
-        .parse()
-        .ok()
-}
-
-/// One row of `/proc/net/tcp{,6}`: `Some(Some(l))` a LISTEN socket, `Some(None)` another
-/// state, `None` a line that is not a socket row.
-fn parse_tcp_line(line: &str) -> Option<Option<Listener>> {
-    let f: Vec<&str> = line.split_whitespace().collect();
-    if f.is_empty() {
-        return Some(None);
-    }
-    if f.len() < 10 || !f[0].ends_with(':') {
-        return None;
-    }
-    let (addr_hex, port_hex) = f[1].split_once(':')?;
-    let port = u16::from_str_radix(port_hex, 16).ok()?;
-    let addr = parse_hex_addr(addr_hex)?;
-    let inode: u64 = f[9].parse().ok()?;
-    Some((f[3] == TCP_LISTEN).then_some(Listener { addr, port, inode }))
-}
-
-/// The kernel prints addresses as 32-bit words in host byte order, each as 8 hex digits.
-fn parse_hex_addr(hex: &str) -> Option<std::net::IpAddr> {
-    let words: Vec<u32> = (0..hex.len() / 8)
-        .map(|i| u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok())
-        .collect::<Option<_>>()?;
-    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
-    match bytes.len() {
-        4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?)),
-        16 => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?)),
-        _ => None,
-    }
-}
-
-/// `(ppid, ticks)` from `/proc/PID/stat`: utime + stime, plus cutime + cstime (the children it
-/// has reaped, so a worker that exits moves its time to its parent instead of out of the sum).
-/// The name (field 2) may hold spaces and parentheses, so fields are counted from the last
-/// `)`: state is the first after it, ppid the 2nd, utime the 12th.
-fn parse_stat(text: &str) -> Option<(u32, u64)> {
-    let rest = &text[text.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ppid: u32 = f.get(1)?.parse().ok()?;
-    let mut ticks = 0u64;
-    for i in 11..=14 {
-        // cutime/cstime are signed in the kernel's format; never negative in practice.
-        let v: i64 = f.get(i)?.parse().ok()?;
-        ticks += u64::try_from(v).unwrap_or(0);
-    }
-    Some((ppid, ticks))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn tcp_rows_decode_address_port_state_and_inode() {
-        let v4 = "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 4242 1 0000000000000000 100 0 0 10 0";
-        let l = parse_tcp_line(v4).expect("row").expect("listen");
-        assert_eq!(l.port, 8080);
-        assert_eq!(l.inode, 4242);
-        if cfg!(target_endian = "little") {
-            assert_eq!(l.addr.to_string(), "127.0.0.1");
-        }
-        let est = v4.replace(" 0A ", " 01 ");
-        assert_eq!(parse_tcp_line(&est), Some(None));
-        let v6 = "   1: 00000000000000000000000001000000:1F91 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 99 1 0000000000000000 100 0 0 10 0";
-        let l = parse_tcp_line(v6).expect("row").expect("listen");
-        assert_eq!((l.port, l.inode), (8081, 99));
-        if cfg!(target_endian = "little") {
-            assert_eq!(l.addr.to_string(), "::1");
-        }
-        assert_eq!(parse_tcp_line("garbage"), None);
-    }
-
-    #[test]
-    fn stat_ticks_survive_a_name_with_parens_and_spaces() {
-        let stat = "1234 (llama (srv) x) S 1 1234 1234 0 -1 4194560 100 0 0 0 700 250 40 10 20 0 3 0 100 0 0";
-        assert_eq!(parse_stat(stat), Some((1, 1000)));
-        assert_eq!(parse_stat("1 (x) S 1"), None);
-        assert_eq!(socket_inode("socket:[77]"), Some(77));
-        assert_eq!(socket_inode("pipe:[77]"), None);
+    fn the_real_proc_reads() {
+        let p = Procfs::default();
+        let me = std::process::id();
+        let (busy, total) = p.machine_ticks().expect("/proc/stat");
+        assert!(busy <= total && total > 0, "{busy} {total}");
+        assert!(p.process_ticks(me).is_ok());
         assert!(ticks_per_second() >= 1.0);
+        let all = p.thread_cpu_seconds(None, None).expect("own threads");
+        assert!(all.is_finite() && all >= 0.0, "{all}");
+        assert_eq!(
+            p.thread_cpu_seconds(None, Some("no such thread name")),
+            Ok(0.0)
+        );
     }
 }

@@ -1,26 +1,8 @@
-//! CPU utilisation from `/proc/stat` jiffies: busy / total between two reads.
+//! CPU utilisation from `/proc/stat` ticks: busy / total between two reads (parsed by
+//! [`super::process::stat_ticks`], the one reader of `/proc`).
 
+use super::process::stat_ticks;
 use std::path::PathBuf;
-
-/// Cumulative jiffies of the aggregate `cpu` line: (busy, total).
-pub fn parse_cpu_line(text: &str) -> Option<(u64, u64)> {
-    let line = text.lines().find(|l| l.starts_with("cpu "))?;
-    let nums: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|f| f.parse::<u64>())
-        .collect::<Result<_, _>>()
-        .ok()?;
-    if nums.len() < 4 {
-        return None;
-    }
-    // user nice system idle iowait irq softirq steal [guest guest_nice]; guest time is already
-    // inside user, so only the first eight count.
-    let fields = &nums[..nums.len().min(8)];
-    let total: u64 = fields.iter().sum();
-    let idle = nums[3] + nums.get(4).copied().unwrap_or(0);
-    Some((total - idle, total))
-}
 
 /// Utilisation in `[0, 1]` since the previous read.
 #[derive(Debug)]
@@ -41,7 +23,7 @@ impl CpuUtil {
     }
 
     fn read_raw(&self) -> Option<(u64, u64)> {
-        parse_cpu_line(&std::fs::read_to_string(&self.path).ok()?)
+        stat_ticks(&self.path).ok()
     }
 
     /// `None` when the file is unreadable or no time passed.
@@ -58,18 +40,28 @@ impl CpuUtil {
 mod tests {
     use super::*;
 
+    /// `/proc/stat` as the kernel writes it, with the aggregate `cpu` line given.
+    fn stat_file(cpu: &str) -> String {
+        format!(
+            "{cpu}\ncpu0 50 0 25 400 25 0 0 0 0 0\nintr 1 0\nctxt 100\nbtime 1700000000\nprocesses 10\nprocs_running 1\nprocs_blocked 0\nsoftirq 1 0\n"
+        )
+    }
+
     #[test]
     fn parses_and_differences() {
-        let a = "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4\n";
-        assert_eq!(parse_cpu_line(a), Some((150, 1000)));
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("stat");
-        std::fs::write(&p, a).expect("write");
+        // user nice system idle iowait irq softirq steal guest guest_nice: guest is inside
+        // user already and not counted twice.
+        std::fs::write(&p, stat_file("cpu  100 0 50 800 50 0 0 0 30 0")).expect("write");
+        assert_eq!(stat_ticks(&p), Ok((150, 1000)));
         let mut u = CpuUtil::new(&p);
         // +300 busy, +100 idle: 75 %.
-        std::fs::write(&p, "cpu  300 0 150 900 50 0 0 0 0 0\n").expect("write");
+        std::fs::write(&p, stat_file("cpu  300 0 150 900 50 0 0 0 0 0")).expect("write");
         let got = u.sample().expect("util");
         assert!((got - 0.75).abs() < 1e-12, "{got}");
-        assert_eq!(parse_cpu_line("cpu  x y\n"), None);
+        std::fs::write(&p, stat_file("cpu  x y")).expect("write");
+        assert!(stat_ticks(&p).is_err());
+        assert_eq!(u.sample(), None);
     }
 }

@@ -3,7 +3,7 @@
 //! they ran.
 
 use llmtop::accounting::attribution::{Activity, Attributor, attribute, split_interval};
-use llmtop::accounting::energy::{IdleBaseline, TotalBasis};
+use llmtop::accounting::energy::{IdleBaseline, TotalBasis, Window};
 use llmtop::accounting::ledger::Ledger;
 use llmtop::accounting::pricing::Tariff;
 use llmtop::sensors::{Covers, Method, Quantity, Reading, Sample, Source};
@@ -139,6 +139,7 @@ fn net_of_idle_when_a_baseline_is_on_the_ledgers_basis() {
         watts: 40.0,
         basis: TotalBasis::Wall,
         window_s: 5.0,
+        channels: Default::default(),
     };
     let s = attribute(&l, Some(&idle), None, &[&a], &a);
     assert!(close(s.joules, 120.0), "{s:?}");
@@ -280,5 +281,21 @@ proptest! {
         let sum: f64 = all.iter().map(|r| attribute(&l, None, None, &refs, r).joules).sum();
         let (want, _) = l.energy_between(0.0, 10.0).expect("energy");
         prop_assert!(close(sum, want), "{} vs {}", sum, want);
+
+        // Net of an idle baseline the machine never drops below: every request's share is
+        // then positive, and together they are the report's net of [0, 10] to the joule.
+        let l = ledger_with(11, |s| 100.0 + watts[s as usize]);
+        let idle = IdleBaseline {
+            watts: 100.0,
+            basis: TotalBasis::Wall,
+            window_s: 10.0,
+            channels: Default::default(),
+        };
+        let sum: f64 = all.iter().map(|r| attribute(&l, Some(&idle), None, &refs, r).joules).sum();
+        let net = l
+            .report(&Window { t0: 0.0, t1: 10.0, idle: Some(idle.clone()), ..Window::default() })
+            .net_j
+            .expect("net");
+        prop_assert!(close(sum, net), "{} vs {}", sum, net);
     }
 }

@@ -323,7 +323,8 @@ fn idle_baseline_net_energy_per_token_and_phases() {
         IdleBaseline {
             watts: 30.0,
             basis: TotalBasis::Wall,
-            window_s: 10.0
+            window_s: 10.0,
+            channels: [("plug:p:power".to_string(), 30.0)].into(),
         }
     );
     let r = acc.report(&Window {

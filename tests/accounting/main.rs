@@ -5,6 +5,10 @@
 
 #[path = "../live/mod.rs"]
 mod live;
+#[path = "../common/proc_files.rs"]
+mod proc_files;
+#[path = "../common/skip.rs"]
+mod skip;
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -12,6 +16,7 @@ mod attribution;
 mod energy;
 mod ledger_live;
 mod metering;
+mod net_of_idle;
 mod pricing;
 mod session;
 mod share;

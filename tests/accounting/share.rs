@@ -5,6 +5,7 @@
 use crate::live;
 
 use live::{LiveMachine, Profile};
+use llmtop::accounting::energy::{IdleBaseline, IdleFrom, TotalBasis};
 use llmtop::accounting::ledger::Ledger;
 use llmtop::accounting::share::{METHOD, Mark, ServerMeter, ShareTracker};
 use llmtop::sensors::nvml::{ComputeProcess, GpuProcesses, ProcessSm};
@@ -45,12 +46,12 @@ fn step_j(t: f64, idle: f64, busy: f64) -> f64 {
 /// Every 0.1 s: a RAPL package counter (10 W, then 40 W from 2 s), an NVIDIA board counter
 /// (50 W, then 250 W), an amdgpu board's power (5 W, then 25 W; no per-process figures) and a
 /// CPU estimate (99 W, ignored beside a measured package). Every 0.5 s a look at the server:
-/// a quarter of the machine's busy CPU time, 60 % of GPU 0's SM utilisation.
+/// a quarter of the machine's busy CPU time, 60 % of GPU 0's SM utilisation. The idle
+/// baseline is the ledger's own over the first 2 s.
 #[test]
 fn kepler_split_on_a_scripted_ledger_gives_the_known_joules() {
     let mut ledger = Ledger::new();
-    let mut tracker = ShareTracker::new(4242);
-    let mut shares = Vec::new();
+    let mut marks = Vec::new();
     for i in 0..=80 {
         let t = f64::from(i) * 0.1;
         let amd = if t < 2.0 { 5.0 } else { 25.0 };
@@ -93,7 +94,7 @@ fn kepler_split_on_a_scripted_ledger_gives_the_known_joules() {
         });
         if i % 5 == 0 {
             let k = u64::from(i as u32 / 5);
-            tracker.push(Mark {
+            marks.push(Mark {
                 t,
                 cpu: Some(CpuTicks {
                     process: 500 + 25 * k,
@@ -103,8 +104,27 @@ fn kepler_split_on_a_scripted_ledger_gives_the_known_joules() {
                 gpu: BTreeMap::from([(0, 0.6)]),
                 vram_bytes: Some(1 << 30),
             });
-            shares.push(tracker.update(&ledger));
         }
+    }
+    let idle = ledger.idle_baseline(0.0, 2.0).expect("idle baseline");
+    assert_eq!(idle.basis, TotalBasis::Components);
+    // The estimate stands aside for the measured package: not in the baseline either.
+    assert_eq!(
+        idle.channels.keys().collect::<Vec<_>>(),
+        [
+            "hwmon:amdgpu:power1",
+            "nvml:0:energy",
+            "rapl:package-0:energy"
+        ]
+    );
+    let mut tracker = ShareTracker::new(4242);
+    let mut gross = ShareTracker::new(4242);
+    let mut shares = Vec::new();
+    for m in &marks {
+        tracker.push(m.clone());
+        gross.push(m.clone());
+        shares.push(tracker.update(&ledger, Some(&idle)));
+        gross.update(&ledger, None);
     }
     let s = shares.last().expect("share").clone();
     // Active CPU (40-10 W) x 6 s x 1/4 = 45 J; active GPU (250-50 W) x 6 s x 0.6 = 720 J; the
@@ -130,7 +150,7 @@ fn kepler_split_on_a_scripted_ledger_gives_the_known_joules() {
         s.covers
     );
     assert!(!s.covers.contains("estimate"), "{}", s.covers);
-    // Every interval is split once, back to back, with the idle floors the ledger saw.
+    // Every interval is split once, back to back, with the baseline's idle floors.
     let splits = tracker.splits();
     assert_eq!(splits.len(), 16);
     assert!(splits.windows(2).all(|w| w[0].t1 == w[1].t0));
@@ -138,16 +158,26 @@ fn kepler_split_on_a_scripted_ledger_gives_the_known_joules() {
     let gpu: f64 = splits.iter().map(|x| x.gpu_j()).sum();
     assert!(close(cpu, 45.0) && close(gpu, 720.0), "{cpu} {gpu}");
     for c in splits.iter().flat_map(|x| &x.channels) {
+        let floor = c.idle.expect("idle floor");
+        assert_eq!(floor.from, IdleFrom::Baseline);
         match c.id.as_str() {
-            "rapl:package-0:energy" => assert!(close(c.idle_w, 10.0), "{c:?}"),
-            "nvml:0:energy" => assert!(close(c.idle_w, 50.0), "{c:?}"),
+            "rapl:package-0:energy" => assert!(close(floor.watts, 10.0), "{c:?}"),
+            "nvml:0:energy" => assert!(close(floor.watts, 50.0), "{c:?}"),
             "hwmon:amdgpu:power1" => assert_eq!((c.share, c.attributed_j), (None, 0.0)),
             other => panic!("unexpected channel {other}"),
         }
     }
-    // Before a second of data there is no idle floor: nothing is split yet, not a guess.
-    assert_eq!(shares[1].until, None);
-    assert_eq!(shares[1].joules, 0.0);
+    // Without a baseline (and no idle figure of their own) the channels are split gross, and
+    // the line says so: 1/4 of 260 J of package and 0.6 of 1600 J of board.
+    let g = gross.share();
+    assert!(close(g.joules, 65.0 + 960.0), "{g:?}");
+    assert!(
+        g.covers.starts_with(
+            "CPU package rapl:package-0:energy and GPU board nvml:0:energy gross (no idle baseline measured); GPU board hwmon:amdgpu:power1 not split (no per-process figures); not DRAM"
+        ),
+        "{}",
+        g.covers
+    );
 }
 
 /// `sh -c 'while :; do :; done'`: one thread spinning; killed by PID and reaped on drop.
@@ -218,13 +248,20 @@ fn a_busy_child_gets_its_cpu_time_share_of_the_live_packages_active_energy() {
     let pid = child.0.id();
     let mut ledger = Ledger::new();
     let mut meter = ServerMeter::for_pid(pid, Procfs::default(), None);
-    let mut mine = Vec::new();
+    let mut mine: Vec<(f64, (u64, u64))> = Vec::new();
+    let mut idle: Option<IdleBaseline> = None;
     let t_end = 9.0;
     loop {
         let t = m.start.elapsed().as_secs_f64();
         let sample = read_all(&mut found.sensors, t);
         ledger.push(&sample);
-        meter.on_sample(t, &ledger);
+        // The idle baseline over the first second (the package draws 10 W until 1.5 s).
+        if idle.is_none()
+            && let Some(first) = mine.first()
+        {
+            idle = ledger.idle_baseline(first.0, t);
+        }
+        meter.on_sample(t, &ledger, idle.as_ref());
         mine.push((t, ticks(pid)));
         if t > t_end {
             break;
@@ -255,8 +292,9 @@ fn a_busy_child_gets_its_cpu_time_share_of_the_live_packages_active_energy() {
         t1 - t0,
         share.cpu_share
     );
-    // It spins: it got a good part of a CPU even on a busy machine, so it earned joules.
-    assert!(cpu_s >= 0.3 * (t1 - t0), "spinner got {cpu_s} s");
+    // It spun, so it earned joules: enough that 3 % of them is well above the counters'
+    // jitter, however busy the machine (a loaded CI box gives it a sixth of a CPU).
+    assert!(cpu_s > 0.0, "spinner got {cpu_s} s");
     assert!(expected > 5.0, "expected {expected} J");
     live::assert_within("spinner's attributed joules", got, expected, 0.03);
     assert!(
@@ -319,16 +357,17 @@ fn server_meter_splits_an_nvidia_board_by_the_processes_sm_samples() {
         std::fs::create_dir_all(proc.path().join("77")).expect("mkdir");
         std::fs::write(
             proc.path().join("77/stat"),
-            format!(
-                "77 (llama-server) S 1 77 77 0 -1 0 0 0 0 0 {} {} 0 0 20 0 4 0 1 0 0\n",
-                40 * k,
-                10 * k
-            ),
+            crate::proc_files::pid_stat(77, "llama-server", 1, [40 * k, 10 * k, 0, 0]),
         )
         .expect("pid stat");
         std::fs::write(
             proc.path().join("stat"),
-            format!("cpu  {} 0 {} {} 0 0 0 0 0 0\n", 80 * k, 20 * k, 100 * k),
+            crate::proc_files::proc_stat(&format!(
+                "cpu  {} 0 {} {} 0 0 0 0 0 0",
+                80 * k,
+                20 * k,
+                100 * k
+            )),
         )
         .expect("stat");
     };
@@ -340,6 +379,17 @@ fn server_meter_splits_an_nvidia_board_by_the_processes_sm_samples() {
     };
     let mut meter = ServerMeter::for_pid(77, Procfs::new(proc.path()), Some(Box::new(gpu)));
     let mut ledger = Ledger::new();
+    // Measured before the server got busy (the books' or the session's idle window).
+    let idle = IdleBaseline {
+        watts: 120.0,
+        basis: TotalBasis::Components,
+        window_s: 10.0,
+        channels: [
+            ("rapl:package-0:energy".to_string(), 20.0),
+            ("nvml:0:energy".to_string(), 100.0),
+        ]
+        .into(),
+    };
     let mut last = None;
     for i in 0..=60 {
         let t = f64::from(i) * 0.1;
@@ -382,7 +432,7 @@ fn server_meter_splits_an_nvidia_board_by_the_processes_sm_samples() {
                 mem_pct: 5,
             });
         }
-        last = Some(meter.on_sample(t, &ledger));
+        last = Some(meter.on_sample(t, &ledger, Some(&idle)));
     }
     let s = last.expect("share");
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.abs().max(1.0);
@@ -404,6 +454,6 @@ fn server_meter_splits_an_nvidia_board_by_the_processes_sm_samples() {
     drop(asked);
     // The process gone: the meter keeps its figures and says nothing new, no panic.
     std::fs::remove_dir_all(proc.path().join("77")).expect("rm");
-    let after = meter.on_sample(6.1, &ledger);
+    let after = meter.on_sample(6.1, &ledger, Some(&idle));
     assert!(after.joules >= s.joules);
 }

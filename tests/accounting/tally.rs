@@ -47,21 +47,25 @@ fn writes_at_most_every_five_seconds_and_on_flush() {
     );
     s.add(&joules(7200.0));
     assert!(!s.tick(4.9, t0()).expect("tick"));
-    assert_eq!(read(&p).energy_j, 3600.0, "not yet written");
-    assert_eq!(s.tally().energy_j, 10800.0, "but counted in memory");
+    assert_eq!(read(&p).totals.energy_j, 3600.0, "not yet written");
+    assert_eq!(s.tally().totals.energy_j, 10800.0, "but counted in memory");
     assert!(s.tick(5.0, t0()).expect("tick"));
     let t = read(&p);
     assert_eq!(t.schema, SCHEMA);
     assert_eq!(
-        (t.energy_j, t.generated_tokens, t.replies),
+        (
+            t.totals.energy_j,
+            t.totals.generated_tokens,
+            t.totals.replies
+        ),
         (10800.0, 20, 2)
     );
     // 10800 J = 0.003 kWh x 0.38 = 0.00114 EUR.
-    assert!((t.cost["EUR"] - 0.00114).abs() < 1e-15);
+    assert!((t.totals.cost["EUR"] - 0.00114).abs() < 1e-15);
     assert!((t.energy_wh() - 3.0).abs() < 1e-12);
     s.add(&joules(1.0));
     s.flush(t0()).expect("flush on exit");
-    assert_eq!(read(&p).energy_j, 10801.0);
+    assert_eq!(read(&p).totals.energy_j, 10801.0);
     assert_eq!(names(dir.path()), ["tally.json"]);
 }
 
@@ -76,8 +80,8 @@ fn two_writers_add_up_instead_of_overwriting() {
     b.add(&joules(5.0));
     b.flush(t0()).expect("b writes");
     let t = read(&p);
-    assert_eq!((t.energy_j, t.replies), (15.0, 2));
-    assert_eq!(b.tally().energy_j, 15.0);
+    assert_eq!((t.totals.energy_j, t.totals.replies), (15.0, 2));
+    assert_eq!(b.tally().totals.energy_j, 15.0);
 }
 
 #[test]
@@ -103,10 +107,10 @@ fn corrupt_file_is_kept_aside_and_reported() {
         std::fs::read_to_string(&aside).expect("kept"),
         "{\"schema\": \"llmtop.tally/1\", \"energy_j\": 12"
     );
-    assert_eq!(s.tally().energy_j, 0.0);
+    assert_eq!(s.tally().totals.energy_j, 0.0);
     s.add(&joules(1.0));
     s.flush(t0()).expect("flush");
-    assert_eq!(read(&p).energy_j, 1.0);
+    assert_eq!(read(&p).totals.energy_j, 1.0);
     // A second corrupt file the same second gets its own name.
     std::fs::write(&p, "garbage").expect("write");
     let (_s, warn) = TallyStore::open(&p, t0()).expect("open");
@@ -156,7 +160,7 @@ fn survives_kill_9_of_a_real_writer() {
         loop {
             if let Ok(text) = std::fs::read_to_string(&p)
                 && let Ok(t) = serde_json::from_str::<Tally>(&text)
-                && t.energy_j > last
+                && t.totals.energy_j > last
             {
                 break;
             }
@@ -175,22 +179,30 @@ fn survives_kill_9_of_a_real_writer() {
         // Whatever moment the kill hit, the tally parses and holds one written state:
         // every round adds 1 J, 2 tokens, 1 reply, so they must agree.
         let t = read(&p);
-        assert_eq!(t.energy_j.fract(), 0.0);
-        assert_eq!(t.generated_tokens as f64, 2.0 * t.energy_j, "round {round}");
-        assert_eq!(t.replies as f64, t.energy_j, "round {round}");
-        assert!(t.energy_j > last, "round {round}: {} <= {last}", t.energy_j);
-        last = t.energy_j;
+        assert_eq!(t.totals.energy_j.fract(), 0.0);
+        assert_eq!(
+            t.totals.generated_tokens as f64,
+            2.0 * t.totals.energy_j,
+            "round {round}"
+        );
+        assert_eq!(t.totals.replies as f64, t.totals.energy_j, "round {round}");
+        assert!(
+            t.totals.energy_j > last,
+            "round {round}: {} <= {last}",
+            t.totals.energy_j
+        );
+        last = t.totals.energy_j;
 
         // A temp file may be left by the kill, but never under the tally's name, and the
         // next open clears it.
         let left = names(dir.path()).len() > 1;
         eprintln!(
             "round {round}: {} J, temp file left by the kill: {left}",
-            t.energy_j
+            t.totals.energy_j
         );
         let (s, warn) = TallyStore::open(&p, t0()).expect("reopen");
         assert_eq!(warn, None);
-        assert_eq!(s.tally().energy_j, last);
+        assert_eq!(s.tally().totals.energy_j, last);
         assert_eq!(names(dir.path()), ["tally.json"], "round {round}");
     }
 }

@@ -602,14 +602,17 @@ async fn sigterm_ends_the_loop_with_the_tally_written() {
     assert_eq!(status, "SIGTERM: quitting");
     let text = std::fs::read_to_string(&path).expect("the tally was written on the way out");
     let written: Tally = serde_json::from_str(&text).expect("tally JSON");
-    assert_eq!(written.replies, 1);
-    assert_eq!(written.generated_tokens, 13);
-    assert!(written.energy_j > 0.0, "energy in the tally: {written:?}");
+    assert_eq!(written.totals.replies, 1);
+    assert_eq!(written.totals.generated_tokens, 13);
     assert!(
-        (written.energy_j - store.tally().energy_j).abs() < 1e-9,
+        written.totals.energy_j > 0.0,
+        "energy in the tally: {written:?}"
+    );
+    assert!(
+        (written.totals.energy_j - store.tally().totals.energy_j).abs() < 1e-9,
         "on disk {} J, counted {} J",
-        written.energy_j,
-        store.tally().energy_j
+        written.totals.energy_j,
+        store.tally().totals.energy_j
     );
     // The shell handed the app each sample's power view.
     let total = ledger.power_view().total.map(|t| t.watts);

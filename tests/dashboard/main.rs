@@ -3,6 +3,8 @@
 //!
 //! One test binary per layer: each links llama.cpp once.
 
+#[path = "../common/proc_files.rs"]
+mod proc_files;
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -175,7 +175,11 @@ async fn the_mark_appears_when_clocks_fall_with_the_rate_and_not_before() {
     let throttle = m.throttle_instant().expect("throttle instant");
     let tmp = tempfile::tempdir().expect("tempdir");
     let stat = tmp.path().join("stat");
-    std::fs::write(&stat, "cpu  100 0 100 800 0 0 0 0 0 0\n").expect("stat");
+    std::fs::write(
+        &stat,
+        crate::proc_files::proc_stat("cpu  100 0 100 800 0 0 0 0 0 0"),
+    )
+    .expect("stat");
     let d = discover_with(
         &SensorsSection::default(),
         &DiscoverOptions {

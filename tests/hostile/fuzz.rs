@@ -176,7 +176,7 @@ fn a_tally_file_never_becomes_a_worse_one() {
         match TallyStore::open(&path, now) {
             Ok((store, _note)) => {
                 let t = store.tally();
-                for v in [t.energy_j, t.co2_g].into_iter().chain(t.cost.values().copied()) {
+                for v in [t.totals.energy_j, t.totals.co2_g].into_iter().chain(t.totals.cost.values().copied()) {
                     prop_assert!(v.is_finite() && v >= 0.0, "loaded a bad figure: {t:?}");
                 }
                 // What was there is still there: loaded as it was, or kept aside.

@@ -521,7 +521,7 @@ fn tally_refuses_non_finite_and_negative_increments_and_keeps_the_file() {
     assert!(!store.tick(100.0, t0()).expect("tick"), "nothing to write");
     store.flush(t0()).expect("flush");
     assert_eq!(std::fs::read(&p).expect("read"), before, "byte-identical");
-    assert_eq!(store.tally().energy_j, 100.0);
+    assert_eq!(store.tally().totals.energy_j, 100.0);
 
     // Finite but absurd: counted while the total stays finite, refused once it would not.
     assert!(store.add(&joules(1.7e308)));
@@ -626,7 +626,11 @@ fn dashboard_names_a_moved_tally_and_every_unavailable_source() {
     )
     .expect("config");
     let stat = dir.path().join("stat");
-    std::fs::write(&stat, "cpu  100 0 100 800 0 0 0 0 0 0\n").expect("stat");
+    std::fs::write(
+        &stat,
+        crate::proc_files::proc_stat("cpu  100 0 100 800 0 0 0 0 0 0"),
+    )
+    .expect("stat");
     let d = discover_with(
         &cfg.sensors,
         &DiscoverOptions {

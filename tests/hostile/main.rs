@@ -6,6 +6,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/proc_files.rs"]
+mod proc_files;
 #[path = "../support/mod.rs"]
 mod support;
 #[path = "../tmux/mod.rs"]

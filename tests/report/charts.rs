@@ -551,11 +551,10 @@ fn run_card_svg_charts_power_and_speed_under_the_screen() {
 
 /// Not a check: writes the pictures for a look by eye (`LLMTOP_CHART_DUMP=dir`).
 #[test]
-#[ignore]
+#[ignore = "not a check: writes the charts for a look by eye; LLMTOP_CHART_DUMP=dir cargo test --test report dump_pictures -- --ignored"]
 fn dump_pictures() {
-    let Some(dir) = std::env::var_os("LLMTOP_CHART_DUMP") else {
-        return;
-    };
+    let dir = std::env::var_os("LLMTOP_CHART_DUMP")
+        .expect("set LLMTOP_CHART_DUMP to the folder the pictures go to");
     let dir = PathBuf::from(dir);
     let card = RunCard::load(&fixture("mac-mini.json")).expect("fixture");
     std::fs::write(

@@ -4,8 +4,12 @@
 //! One test binary per layer: each links llama.cpp once.
 
 mod plugs;
+#[path = "../common/proc_files.rs"]
+mod proc_files;
 mod process_owner;
 mod sensors_cli;
 mod sensors_nvml;
 mod sensors_sampler;
 mod sensors_sysfs;
+#[path = "../common/skip.rs"]
+mod skip;

@@ -2,6 +2,7 @@
 //! `fd` symlinks), then real listeners in child processes this test starts, found in the
 //! real /proc.
 
+use crate::proc_files::{pid_stat, proc_stat};
 use llmtop::accounting::share::{ServerMeter, ShareError};
 use llmtop::sensors::process::{ProcError, Procfs};
 use std::io::{BufRead, BufReader};
@@ -55,38 +56,24 @@ fn tree() -> tempfile::TempDir {
     fd(r, 311, 0, "/dev/null");
     fd(r, 311, 1, "pipe:[12]");
     fd(r, 311, 7, "socket:[4242]");
+    // Its own 750 + 250 ticks; a worker of 311 (as `ollama runner` is of `ollama serve`) and
+    // a grandchild; curl, not in the tree. A name with a space and parentheses, as comm may
+    // have.
     write(
         r,
         "311/stat",
-        "311 (llama-server) S 1 311 311 0 -1 4194560 1 0 0 0 750 250 0 0 20 0 3 0 1 0 0\n",
+        &pid_stat(311, "llama (srv) x", 1, [700, 250, 40, 10]),
     );
-    // A worker of 311 (as `ollama runner` is of `ollama serve`), and a grandchild.
-    write(
-        r,
-        "312/stat",
-        "312 (worker) R 311 311 311 0 -1 0 0 0 0 0 80 20 0 0 20 0 1 0 5 0 0\n",
-    );
-    write(
-        r,
-        "313/stat",
-        "313 (helper) S 312 311 311 0 -1 0 0 0 0 0 5 5 0 0 20 0 1 0 6 0 0\n",
-    );
-    write(
-        r,
-        "200/stat",
-        "200 (curl) S 1 200 200 0 -1 0 0 0 0 0 999 999 0 0 20 0 1 0 7 0 0\n",
-    );
+    write(r, "312/stat", &pid_stat(312, "worker", 311, [80, 20, 0, 0]));
+    write(r, "313/stat", &pid_stat(313, "helper", 312, [5, 5, 0, 0]));
+    write(r, "200/stat", &pid_stat(200, "curl", 1, [999, 999, 0, 0]));
     write(r, "400/comm", "ollama\n");
     fd(r, 400, 5, "socket:[99]");
     std::fs::create_dir_all(r.join("250/fd")).expect("mkdir");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(r.join("250/fd"), std::fs::Permissions::from_mode(0o000))
         .expect("chmod");
-    write(
-        r,
-        "stat",
-        "cpu  3000 0 1000 6000 0 0 0 0 0 0\ncpu0 1 1 1 1\n",
-    );
+    write(r, "stat", &proc_stat("cpu  3000 0 1000 6000 0 0 0 0 0 0"));
     // Not pids: must be ignored.
     write(r, "self/comm", "x\n");
     write(r, "meminfo", "MemTotal: 1 kB\n");

@@ -32,7 +32,11 @@ fn opts(sysfs: Sysfs, proc_stat: &Path) -> DiscoverOptions {
 fn discover_at(root: &Path) -> (Discovery, tempfile::TempDir) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let stat = tmp.path().join("stat");
-    std::fs::write(&stat, "cpu  100 0 100 800 0 0 0 0 0 0\n").expect("stat");
+    std::fs::write(
+        &stat,
+        crate::proc_files::proc_stat("cpu  100 0 100 800 0 0 0 0 0 0"),
+    )
+    .expect("stat");
     let d = discover_with(&SensorsSection::default(), &opts(Sysfs::new(root), &stat));
     (d, tmp)
 }
@@ -446,7 +450,11 @@ fn rapl_permission_denied_gives_the_fix_and_falls_back_to_the_estimate() {
     let root = fixture("desktop-intel");
     let tmp = tempfile::tempdir().expect("tempdir");
     let stat = tmp.path().join("stat");
-    std::fs::write(&stat, "cpu  100 0 100 800 0 0 0 0 0 0\n").expect("stat");
+    std::fs::write(
+        &stat,
+        crate::proc_files::proc_stat("cpu  100 0 100 800 0 0 0 0 0 0"),
+    )
+    .expect("stat");
     let sysfs = Sysfs::with_reader(&root, Arc::new(DenyEnergy));
     let cfg = SensorsSection {
         tdp_watts: 125.0,
@@ -474,7 +482,11 @@ fn rapl_permission_denied_gives_the_fix_and_falls_back_to_the_estimate() {
     );
     assert!(fix.contains("SUBSYSTEM==\"powercap\""), "{fix}");
     // No RAPL rows; the estimate stands in, labelled as such: 15 + (125-15) * 0.5 at 50 % busy.
-    std::fs::write(&stat, "cpu  200 0 200 1000 0 0 0 0 0 0\n").expect("stat");
+    std::fs::write(
+        &stat,
+        crate::proc_files::proc_stat("cpu  200 0 200 1000 0 0 0 0 0 0"),
+    )
+    .expect("stat");
     let s = read(&mut d, 0.0);
     assert!(!s.readings.iter().any(|r| r.source == Source::Rapl));
     let est = get(&s, "estimate:cpu:power");
