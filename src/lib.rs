@@ -3,11 +3,11 @@
 //! The folders are the layers, and dependencies run one way (checked by tests/architecture.rs):
 //!
 //! ```text
-//! util ─▶ sensors ─┐
-//!         engine ──┴─▶ accounting ─▶ metering ─▶ report ─▶ export ─▶ proxy ─▶ cli ─▶ config ─┐
-//!  ┌──────────────────────────────────────────────────────────────────────────────────────────┘
-//!  └─▶ logging ─▶ term ─┬─▶ dashboard
-//!                       └─▶ commands
+//! util ─▶ net ─▶ sensors ─┐
+//!                engine ──┴─▶ accounting ─▶ metering ─▶ report ─▶ export ─▶ proxy ─▶ cli ─┐
+//!  ┌─────────────────────────────────────────────────────────────────────────────────────────┘
+//!  └─▶ config ─▶ logging ─▶ term ─┬─▶ dashboard
+//!                                 └─▶ commands
 //! ```
 //!
 //! `metering` is the runtime every mode runs (meter → ledger → subscribers, the drain, the
@@ -25,6 +25,7 @@ pub mod engine;
 pub mod export;
 pub mod logging;
 pub mod metering;
+pub mod net;
 pub mod proxy;
 pub mod report;
 pub mod sensors;

@@ -15,8 +15,9 @@ type Graph = BTreeMap<Module, BTreeSet<Module>>;
 /// Each top-level module and the top-level modules it may use.
 fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     let below = |upto: &str| -> Vec<&'static str> {
-        const ORDER: [&str; 12] = [
+        const ORDER: [&str; 13] = [
             "util",
+            "net",
             "sensors",
             "engine",
             "accounting",
@@ -34,9 +35,10 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     };
     let mut a = BTreeMap::new();
     a.insert("util", vec![]);
-    a.insert("sensors", vec!["util"]);
-    a.insert("engine", vec!["util"]);
-    a.insert("accounting", vec!["util", "sensors", "engine"]);
+    a.insert("net", vec!["util"]);
+    a.insert("sensors", vec!["util", "net"]);
+    a.insert("engine", vec!["util", "net"]);
+    a.insert("accounting", vec!["util", "net", "sensors", "engine"]);
     a.insert("metering", below("metering"));
     a.insert("report", below("report"));
     a.insert("export", below("export"));

@@ -1,10 +1,12 @@
 //! Accounting: the only place that turns readings into energy, and energy into money.
 
 pub mod attribution;
+pub mod contention;
 pub mod energy;
 pub mod ledger;
 pub mod lifetime;
 pub mod pricing;
+pub mod roofline;
 pub mod server_watch;
 pub mod session;
 pub mod share;

@@ -8,6 +8,7 @@
 //! it the same events it gives the app and builds run cards from it and the ledger
 //! (`dashboard::card`).
 
+use crate::accounting::contention::{Contention, ContentionDetector, ContentionSettings};
 use crate::accounting::energy::SeriesPoint;
 use crate::accounting::energy::{BasisChange, EnergyReport, IdleBaseline, TotalBasis, Window};
 use crate::accounting::ledger::Ledger;
@@ -94,6 +95,21 @@ pub struct ReplyFigures {
     pub currency: Option<Currency>,
     /// Some part of the energy is an estimate (utilisation x TDP), not a measurement.
     pub estimated: bool,
+    /// The reply was shorter than two steps of a quantised counter (NVML's, ~100 ms): its
+    /// energy is apportioned from the steps around it, not a difference of its own.
+    pub apportioned: bool,
+    /// Each GPU board's share of the reply (boards in the total, in id order).
+    pub boards: Vec<BoardShare>,
+}
+
+/// One GPU board's part of a reply's energy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoardShare {
+    /// Reading id of the board's energy channel, e.g. "nvml:1:energy".
+    pub id: String,
+    /// "NVIDIA H100 80GB HBM3".
+    pub device: String,
+    pub energy_j: f64,
 }
 
 impl ReplyFigures {
@@ -149,6 +165,8 @@ pub struct SessionRecorder {
     fans: BTreeMap<String, f64>,
     /// Whether a slower reply is the hardware holding itself back.
     throttle: ThrottleDetector,
+    /// Whether other programs take the CPUs llama.cpp generates on.
+    contention: ContentionDetector,
 }
 
 impl SessionRecorder {
@@ -176,6 +194,7 @@ impl SessionRecorder {
             temps: BTreeMap::new(),
             fans: BTreeMap::new(),
             throttle: ThrottleDetector::new(ThrottleSettings::default()),
+            contention: ContentionDetector::new(ContentionSettings::default()),
         }
     }
 
@@ -185,6 +204,10 @@ impl SessionRecorder {
         match event {
             EngineEvent::Loaded(info) => {
                 self.load_ms = Some(info.load_ms);
+                // Only llama.cpp in this process has threads of ours to contend with.
+                if info.backend.is_none() {
+                    self.contention.engine_threads(info.in_effect.threads);
+                }
                 if self.idle == Idle::WaitingForLoad {
                     self.idle = if self.idle_window_s > 0.0 {
                         Idle::Measuring { from: now }
@@ -199,10 +222,12 @@ impl SessionRecorder {
                 }
                 if let EngineEvent::Tokens { count, .. } = event {
                     self.throttle.tokens(now, *count);
+                    self.contention.tokens(now, *count);
                 }
             }
             EngineEvent::ReplyDone(stats) => {
                 self.throttle.reply_done(now);
+                self.contention.reply_done(now);
                 return Some(self.reply_done(stats, now));
             }
             _ => {}
@@ -237,6 +262,7 @@ impl SessionRecorder {
     /// Take in one sample that `ledger` has just taken in.
     fn take_sample(&mut self, s: &Sample, ledger: &Ledger) {
         self.throttle.sample(s);
+        self.contention.sample(s);
         for r in &s.readings {
             let Some(v) = r.value.filter(|v| v.is_finite()) else {
                 continue;
@@ -310,7 +336,7 @@ impl SessionRecorder {
         let r = self.reply_report(ledger, span)?;
         let total = r.total.as_ref()?;
         let tariff = ledger.tariff();
-        let cost = tariff.and_then(|t| ledger.cost_between(t, span.t0, span.t1));
+        let cost = tariff.and_then(|t| ledger.window_cost(t, span.t0, span.t1));
         let net_cost = match (tariff, r.net_j) {
             (Some(t), Some(net)) => ledger.cost_spread(t, net, span.t0, span.t1),
             _ => None,
@@ -326,6 +352,17 @@ impl SessionRecorder {
             net_cost,
             currency: tariff.map(|t| t.currency.clone()),
             estimated: total.estimated,
+            apportioned: total.apportioned,
+            boards: r
+                .sources
+                .iter()
+                .filter(|s| s.in_total && s.covers == crate::sensors::Covers::GpuBoard)
+                .map(|s| BoardShare {
+                    id: s.id.clone(),
+                    device: s.device.clone(),
+                    energy_j: s.energy_j,
+                })
+                .collect(),
         })
     }
 
@@ -338,6 +375,16 @@ impl SessionRecorder {
     /// The throttling episode in progress, if any: the header's mark.
     pub fn throttled(&self) -> Option<&Episode> {
         self.throttle.current()
+    }
+
+    /// CPU contention in progress, if any: the header's mark.
+    pub fn contended(&self) -> Option<&Contention> {
+        self.contention.current()
+    }
+
+    /// Contention that overlaps `[t0, t1]` (sampler clock), the one in progress too.
+    pub fn contention_between(&self, t0: f64, t1: f64) -> Vec<Contention> {
+        self.contention.episodes_between(t0, t1)
     }
 
     /// Throttling episodes that overlap `[t0, t1]` (sampler clock), the one in progress too.
@@ -386,6 +433,8 @@ impl SessionRecorder {
             tokens: Some(u64::from(span.stats.generated_tokens)),
             phase_boundary: Some(span.t0 + span.stats.prefill_end_s),
             idle: self.idle_baseline().cloned(),
+            // A reply stands alone: too short for the counter's steps, it is apportioned.
+            apportion: true,
         });
         r.total.is_some().then_some(r)
     }
@@ -410,6 +459,7 @@ impl SessionRecorder {
             tokens: Some(tokens),
             phase_boundary: None,
             idle: self.idle_baseline().cloned(),
+            apportion: true,
         });
         r.total.is_some().then_some(r)
     }

@@ -103,6 +103,16 @@ impl Books {
                     .collect()
             })
             .unwrap_or_default();
+        let contention = span
+            .as_ref()
+            .map(|s| {
+                self.session
+                    .contention_between(s.t0, s.t1)
+                    .into_iter()
+                    .map(|c| c.shifted(s.t0))
+                    .collect()
+            })
+            .unwrap_or_default();
         let energy = span
             .as_ref()
             .and_then(|s| self.session.reply_report(self.ledger(), s));
@@ -114,6 +124,8 @@ impl Books {
             energy,
             costs,
             throttle,
+            roofline: None,
+            contention,
         }
     }
 }
@@ -143,6 +155,10 @@ pub enum BenchError {
     Engine(String),
     #[error("the engine stopped unexpectedly")]
     EngineGone,
+    #[error(
+        "refusing to report: run {run} was generated while other programs took the CPUs llama.cpp needed ({what}); stop the other work, or leave llama.cpp free CPUs with --threads, and run again (--allow-contention reports it anyway)"
+    )]
+    Contended { run: u32, what: String },
     #[error("{flag} {path}: cannot write: {source}")]
     Write {
         flag: &'static str,
@@ -213,6 +229,8 @@ struct Bench<'a> {
     idle_window_s: f64,
     started_unix: u64,
     books: Books,
+    /// The machine's memory bandwidth (the roofline's ceiling), measured before any model.
+    memory: crate::sensors::bandwidth::Ceilings,
 }
 
 /// One setting, measured: the result and the spans its card and session report need.
@@ -246,16 +264,21 @@ impl Bench<'_> {
             in_effect.n_ctx,
             in_effect.sampler_text()
         );
+        let ceiling = crate::accounting::roofline::ceiling_for(
+            &self.memory,
+            crate::accounting::roofline::placement(&model, None),
+        );
         let books = &mut self.books;
+        // The session learns the model (its threads: what contention is judged against).
+        books
+            .session
+            .observe(&EngineEvent::Loaded(model.clone()), books.now());
         if !args.no_idle && self.idle_window_s > 0.0 && books.session.idle_baseline().is_none() {
             let _ = writeln!(
                 err,
                 "bench: measuring idle power for {:.0} s (--no-idle skips)",
                 self.idle_window_s
             );
-            books
-                .session
-                .observe(&EngineEvent::Loaded(model.clone()), books.now());
             std::thread::sleep(Duration::from_secs_f64(self.idle_window_s));
             let t1 = books.now();
             books.catch_up(t1);
@@ -285,7 +308,16 @@ impl Bench<'_> {
                 };
                 books.session.observe(&piece, now);
             })?;
-            let run = books.reply(&s, books.now(), &self.tariffs);
+            let mut run = books.reply(&s, books.now(), &self.tariffs);
+            run.roofline = model
+                .traffic
+                .as_ref()
+                .and_then(|t| crate::accounting::roofline::for_reply(t, &s, ceiling.as_ref()));
+            let memory = run
+                .roofline
+                .as_ref()
+                .map(|r| format!(", {}", crate::accounting::roofline::text(r)))
+                .unwrap_or_default();
             let watts = run
                 .energy
                 .as_ref()
@@ -301,11 +333,18 @@ impl Bench<'_> {
                 .unwrap_or_default();
             let _ = writeln!(
                 err,
-                "bench: run {i}/{}: {} tokens, prefill {:.0} tok/s, generation {:.1} tok/s ({}){watts}{throttled}",
+                "bench: run {i}/{}: {} tokens, prefill {:.0} tok/s, generation {:.1} tok/s ({}){memory}{watts}{throttled}",
                 args.reps, s.generated_tokens, s.prefill_tok_s, s.gen_tok_s, s.stop
             );
             for t in &run.throttle {
                 let _ = writeln!(err, "bench:   throttled {}", sanitize::terminal(&t.line()));
+            }
+            if let Some(c) = run.contention.first() {
+                let what = c.reply_text(s.gen_tok_s);
+                if !args.allow_contention {
+                    return Err(BenchError::Contended { run: i, what });
+                }
+                let _ = writeln!(err, "bench:   {what}; reported as --allow-contention asks");
             }
             runs.push(run);
         }
@@ -324,6 +363,9 @@ impl Bench<'_> {
             warmup: !args.no_warmup,
             sensors: self.statuses.clone(),
             idle,
+            memory: Some(self.memory.clone()),
+            ceiling,
+            contended: runs.iter().any(|r| !r.contention.is_empty()),
             runs,
             summary,
         };
@@ -446,8 +488,18 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let mut tariffs = vec![tariff];
     tariffs.extend(compare.iter().filter(|t| t.label != tariff.label));
+    // The memory's bandwidth first, with nothing else running (kept per boot).
+    let memory = crate::sensors::bandwidth::ceilings(&crate::config::data_dir());
+    for line in memory.lines() {
+        let _ = writeln!(
+            err,
+            "bench: memory bandwidth: {}",
+            sanitize::terminal(&line)
+        );
+    }
     let (books, statuses) = Books::start(&sensors_cfg, tariff);
     let mut bench = Bench {
+        memory,
         args,
         prompt,
         tariffs,
@@ -501,6 +553,7 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
         tokens: Some(tokens),
         phase_boundary: None,
         idle: result.idle.clone(),
+        apportion: true,
     });
     // The card's series starts at the first measured run.
     let origin = books.session.series_origin().unwrap_or(0.0);

@@ -8,7 +8,9 @@ use crate::cli::ProxyArgs;
 use crate::config::Config;
 use crate::export::feed::MetricsFeed;
 use crate::export::prometheus::MetricsServer;
+use crate::export::server::METRICS_ADDR;
 use crate::metering::{Metering, run_headless};
+use crate::net::server::{Limits, Listen, Setting};
 use crate::proxy::books::ProxyBooks;
 use crate::proxy::feed::ProxyFeed;
 use crate::proxy::forward::{ProxyServer, Upstream, parse_listen};
@@ -19,7 +21,18 @@ use tokio::sync::mpsc::unbounded_channel;
 pub fn run(args: &ProxyArgs, cfg: &Config) -> anyhow::Result<()> {
     // Bad addresses are one line each, before any sensor starts.
     let upstream = Upstream::parse(&args.upstream)?;
-    parse_listen(&args.listen)?;
+    let listen = parse_listen(&args.listen)?;
+    let metrics_at = match (&args.metrics_addr, &args.metrics_old_name) {
+        (Some(a), _) => Some(Listen::parse(a, METRICS_ADDR)?),
+        (None, Some(a)) => Some(Listen::parse(
+            a,
+            Setting {
+                name: "--metrics",
+                ..METRICS_ADDR
+            },
+        )?),
+        (None, None) => None,
+    };
     let section = args
         .sensors
         .apply(&cfg.raw.sensors)
@@ -41,10 +54,16 @@ pub fn run(args: &ProxyArgs, cfg: &Config) -> anyhow::Result<()> {
     let meter = Meter::start(&section);
     let mut metering = Metering::for_meter(&meter, cfg.tariff.clone());
     let (tx, events) = unbounded_channel();
-    let proxy = ProxyServer::start(&args.listen, upstream, meter.handle.start(), tx)?;
+    let proxy = ProxyServer::start_with(
+        &listen,
+        Limits::STREAMING,
+        upstream,
+        meter.handle.start(),
+        tx,
+    )?;
     let mut metrics = MetricsFeed::new(metering.ledger().tariff().cloned());
-    let server = match &args.metrics {
-        Some(addr) => Some(MetricsServer::start(addr, metrics.state())?),
+    let server = match &metrics_at {
+        Some(l) => Some(MetricsServer::start_with_cards(l, metrics.state(), None)?),
         None => None,
     };
     eprintln!(
@@ -75,8 +94,8 @@ pub fn run(args: &ProxyArgs, cfg: &Config) -> anyhow::Result<()> {
         }));
     }
     let (sampler, samples) = meter.into_parts();
-    // Closing the listener ends the streams in flight; each is reported to the books, which
-    // the drain then settles.
+    // Stopping the server ends the streams in flight (after its grace period, cut as the proxy
+    // stopping); each is reported to the books, which the drain then settles.
     let ended = run_headless(
         &mut metering,
         samples,

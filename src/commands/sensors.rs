@@ -43,6 +43,18 @@ pub fn run(args: &SensorsArgs, cfg: &Config) -> anyhow::Result<()> {
     if args.watch {
         return watch(&section);
     }
+    // The memory's bandwidth before the sensors start (the probe keeps every CPU busy); not
+    // for a captured tree, which describes another machine (or none).
+    let memory = if section.sysfs_root == std::path::Path::new("/sys") {
+        crate::sensors::bandwidth::ceilings(&crate::config::data_dir())
+    } else {
+        crate::sensors::bandwidth::Ceilings {
+            cpu_missing: Some(
+                "--sysfs-root reads a captured tree; run without it to measure this machine".into(),
+            ),
+            ..Default::default()
+        }
+    };
     let mut d = discover(&section);
     let sample = two_reads(&mut d, &Limits::from(&section));
     let mut out = std::io::stdout().lock();
@@ -51,11 +63,13 @@ pub fn run(args: &SensorsArgs, cfg: &Config) -> anyhow::Result<()> {
             sysfs_root: section.sysfs_root.display().to_string(),
             readings: &sample.readings,
             statuses: &d.statuses,
+            memory: &memory,
         };
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else {
         out.write_all(render(&section, &sample.readings, &d.statuses).as_bytes())?;
+        out.write_all(render_memory(&memory).as_bytes())?;
     }
     Ok(())
 }
@@ -65,6 +79,17 @@ struct JsonReport<'a> {
     sysfs_root: String,
     readings: &'a [Reading],
     statuses: &'a [SourceStatus],
+    /// Memory bandwidth: the decode roofline's ceiling.
+    memory: &'a crate::sensors::bandwidth::Ceilings,
+}
+
+/// The memory section of the listing.
+pub fn render_memory(m: &crate::sensors::bandwidth::Ceilings) -> String {
+    let mut out = String::from("\nMemory bandwidth (the ceiling generation is judged against):\n");
+    for line in m.lines() {
+        let _ = writeln!(out, "  {}", sanitize::terminal(&line));
+    }
+    out
 }
 
 /// Read twice, `RATE_GAP` apart, so counter-derived watts have a value; implausible values
@@ -114,6 +139,7 @@ pub fn format_value(r: &Reading) -> String {
         }
         Quantity::Clock => format!("{v:.0} MHz"),
         Quantity::ThrottleCount => format!("{v:.0} events"),
+        Quantity::RunnableThreads => format!("{v:.0} threads"),
         Quantity::ThrottleReasons => {
             let names = crate::sensors::nvml::reason_names(v as u64);
             if names.is_empty() {
@@ -145,6 +171,10 @@ fn provenance(r: &Reading) -> String {
     let mut s = how.to_string();
     if !covers.is_empty() {
         s = format!("{covers}, {s}");
+    }
+    // The call or file it came from (or, for n/a, what the device said instead).
+    if let Some(via) = &r.via {
+        s = format!("{s}, {}", sanitize::terminal(via));
     }
     let limit = match (r.limit, r.quantity) {
         (Some(l), Quantity::Temperature) => format!("; limit {l:.0} °C"),

@@ -21,11 +21,10 @@ pub fn run(args: &ServeArgs, cfg: &Config) -> anyhow::Result<()> {
     let mut metering = Metering::for_meter(&meter, cfg.tariff.clone());
     let mut metrics = MetricsFeed::new(metering.ledger().tariff().cloned());
     let cards = crate::report::snapshot::default_dir(&cfg.raw.snapshot);
-    let server = MetricsServer::start_with_cards(
-        &args.metrics_addr,
-        metrics.state(),
-        Some(Shelf::new(&cards)),
-    )?;
+    let listen =
+        crate::net::server::Listen::parse(&args.metrics_addr, crate::export::server::METRICS_ADDR)?;
+    let server =
+        MetricsServer::start_with_cards(&listen, metrics.state(), Some(Shelf::new(&cards)))?;
     eprintln!(
         "llmtop: serving Prometheus metrics on http://{0}/metrics and run cards on http://{0}/runcards/ (Ctrl-C to stop)",
         server.local_addr()

@@ -47,7 +47,7 @@ pub fn run(args: &WatchArgs, cfg: &Config) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let metrics = LlamaMetrics::new(&args.server, READ_TIMEOUT)?;
     wait_until_ready(&metrics)?;
-    let host = crate::sensors::http::parse_url(&args.server)
+    let host = crate::util::url::parse(&args.server)
         .map(|t| t.host)
         .unwrap_or_default();
     let meter = Meter::start(&section);
@@ -296,9 +296,12 @@ fn wait_until_ready(metrics: &LlamaMetrics) -> Result<(), MetricsError> {
     loop {
         match metrics.read() {
             Ok(_) => return Ok(()),
-            Err(MetricsError::Loading { url }) if Instant::now() < give_up => {
+            Err(e) if e.is_loading() && Instant::now() < give_up => {
                 if !said {
-                    eprintln!("llmtop watch: {url}: the server is loading its model; waiting");
+                    eprintln!(
+                        "llmtop watch: {}: the server is loading its model; waiting",
+                        e.url()
+                    );
                     said = true;
                 }
                 std::thread::sleep(Duration::from_millis(500));

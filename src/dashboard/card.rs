@@ -59,8 +59,15 @@ pub fn card(
     let origin = rec.series_origin().unwrap_or(0.0);
     card.last_reply = replies.last().map(|r| ReplyMetrics {
         throttle: throttle_of(rec.throttle_between(r.t0, r.t1), origin),
+        roofline: app.reply_roofline(&r.stats),
+        contention: rec
+            .contention_between(r.t0, r.t1)
+            .into_iter()
+            .map(|c| c.shifted(r.t0))
+            .collect(),
         ..ReplyMetrics::measured(&r.stats, rec.last_reply_report(ledger).as_ref())
     });
+    card.memory = Some(app.memory.clone());
     card.session = SessionMetrics {
         throttle: throttle_of(rec.throttle_episodes(), origin),
         ..session_metrics(rec, ledger)

@@ -45,6 +45,9 @@ pub enum Event {
     /// The throttling episode in progress after a sample (`None`: not throttled), from the
     /// session's detector; the shell sends it before the sample.
     Throttle(Option<crate::accounting::throttle::Episode>),
+    /// CPU contention in progress after a sample (`None`: none), from the session's detector;
+    /// the shell sends it before the sample.
+    Contention(Option<crate::accounting::contention::Contention>),
     /// The attached server's share of the machine's energy after a sample (the shell sends it
     /// before the sample), when the server runs on this machine.
     ServerShare(crate::accounting::share::ServerShare),

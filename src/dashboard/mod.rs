@@ -80,20 +80,41 @@ fn start_meter(args: &DashboardArgs, cfg: &RawConfig) -> Meter {
     Meter::start(&section)
 }
 
+/// `--demo`: a scripted RAM figure, so the roofline shows without measuring this machine.
+fn demo_memory() -> crate::sensors::bandwidth::Ceilings {
+    use crate::sensors::bandwidth::{Bandwidth, BandwidthMethod, Ceilings, Memory};
+    Ceilings {
+        cpu: Some(Bandwidth {
+            memory: Memory::Cpu,
+            device: "system RAM".into(),
+            read_gb_s: 40.0,
+            triad_gb_s: Some(36.0),
+            method: BandwidthMethod::Probe,
+            detail: "scripted for --demo, not measured".into(),
+            others_runnable: None,
+        }),
+        cpu_missing: None,
+        gpus: Vec::new(),
+    }
+}
+
 /// `--metrics-addr` or `[metrics] addr`: the Prometheus endpoint beside the dashboard.
 fn start_metrics(
     args: &DashboardArgs,
     cfg: &Config,
 ) -> anyhow::Result<Option<(MetricsServer, MetricsFeed)>> {
-    let Some(addr) = args.metrics_addr.as_ref().or(cfg.raw.metrics.addr.as_ref()) else {
-        return Ok(None);
+    use crate::export::server::{METRICS_ADDR, METRICS_ADDR_CONFIG};
+    let listen = match (&args.metrics_addr, &cfg.raw.metrics.addr) {
+        (Some(a), _) => crate::net::server::Listen::parse(a, METRICS_ADDR)?,
+        (None, Some(a)) => crate::net::server::Listen::parse(a, METRICS_ADDR_CONFIG)?,
+        (None, None) => return Ok(None),
     };
     let feed = MetricsFeed::new(Some(cfg.tariff.clone()));
     // The run cards Ctrl-S writes are served beside the metrics, as `llmtop serve` does.
     let cards = crate::export::runcards::Shelf::new(&crate::report::snapshot::default_dir(
         &cfg.raw.snapshot,
     ));
-    let server = MetricsServer::start_with_cards(addr, feed.state(), Some(cards))?;
+    let server = MetricsServer::start_with_cards(&listen, feed.state(), Some(cards))?;
     Ok(Some((server, feed)))
 }
 
@@ -251,6 +272,15 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
 
     let runtime =
         crate::util::runtime::current_thread().context("cannot start the async runtime")?;
+    // The memory's bandwidth, before the model loads (the probe would slow the load and the
+    // load the probe); measured once per boot, read back after that.
+    let memory = if args.demo {
+        demo_memory()
+    } else if args.proxy {
+        Default::default()
+    } else {
+        crate::sensors::bandwidth::ceilings(&data_dir)
+    };
     let handle = engine::spawn(engine).context("cannot start the engine thread")?;
     handle.send(engine::Command::Load);
     let meter = start_meter(args, &cfg.raw);
@@ -287,6 +317,7 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
     if let Some((_, device)) = attach_label {
         app.device = device;
     }
+    app.memory = memory;
     report_startup(&mut app, tally_note, &statuses);
     let server = match server {
         Some(Ok(m)) => {

@@ -100,6 +100,7 @@ impl<'a> Shell<'a> {
                 }
                 app.update(Event::Power(self.metering.ledger().power_view()));
                 app.update(Event::Throttle(self.session.throttled().cloned()));
+                app.update(Event::Contention(self.session.contended().cloned()));
                 if let Some(server) = self.server.as_ref() {
                     app.update(Event::ServerShare(server.meter.tracker().share()));
                 }

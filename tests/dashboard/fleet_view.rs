@@ -7,7 +7,7 @@ use llmtop::accounting::pricing::Tariff;
 use llmtop::dashboard::fleet::{FleetView, normalise, view};
 use llmtop::dashboard::theme::Theme;
 use llmtop::export::prometheus::MetricsState;
-use llmtop::export::remote::parse;
+use llmtop::export::scrape::parse;
 use llmtop::sensors::{Covers, Method, Quantity, Reading, Sample, Source};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -28,6 +28,7 @@ fn reading(id: &str, label: &str, q: Quantity, v: f64, source: Source, covers: C
             Method::Measured
         },
         rejected: None,
+        via: None,
     }
 }
 

@@ -14,5 +14,6 @@ mod live;
 mod app_update;
 mod dashboard_loop;
 mod fleet_view;
+mod roofline;
 mod throttle_live;
 mod ui_snapshots;

@@ -66,6 +66,7 @@ fn pricing_the_card_uses_hand_computed_costs() {
                 covers: Covers::Wall,
                 method: Method::Counter,
                 rejected: None,
+                via: None,
             }],
         });
     }
@@ -287,6 +288,7 @@ fn series_points_take_the_ledgers_power_and_keep_the_last_temperatures() {
         covers,
         method: Method::Measured,
         rejected: None,
+        via: None,
     };
     let components = vec![
         r("gpu", Quantity::Power, Some(250.0), Covers::GpuBoard),

@@ -219,6 +219,7 @@ impl Sensor for OneSourceSensor {
             covers: Covers::CpuPackage,
             method,
             rejected: None,
+            via: None,
         };
         vec![
             r(

@@ -13,8 +13,7 @@ pub mod view;
 use crate::cli::DashboardArgs;
 use crate::config::Config;
 use crate::dashboard::theme::{self, Theme};
-use crate::export::remote::{self, RemoteHost};
-use crate::sensors::http::Client;
+use crate::export::scrape::{self, RemoteHost};
 use crate::term::event::{self, EventSource, Input, ScreenEvent};
 use crate::term::screen::{Screen, in_terminal, run_screen};
 use anyhow::Context;
@@ -73,7 +72,7 @@ pub fn normalise(url: &str) -> Result<String, String> {
         .trim_end_matches("/metrics")
         .to_string();
     // The error names the URL already: "--remote http://x:99999: bad URL: ...".
-    crate::sensors::http::parse_url(&base).map_err(|e| {
+    crate::net::client::check_url(&base, crate::net::client::Peer::Llmtop).map_err(|e| {
         format!(
             "--remote {}",
             crate::util::sanitize::terminal(&e.to_string())
@@ -83,7 +82,7 @@ pub fn normalise(url: &str) -> Result<String, String> {
 }
 
 /// One host's scrape: (host index, seconds since start, outcome).
-pub type Scrape = (usize, f64, Result<remote::Scrape, String>);
+pub type Scrape = (usize, f64, Result<scrape::Scrape, String>);
 
 /// Scrape `base` every second until `stop`, sending each outcome.
 fn poll(
@@ -93,17 +92,10 @@ fn poll(
     stop: Arc<AtomicBool>,
     tx: UnboundedSender<Scrape>,
 ) {
-    let client = match Client::new(None) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = tx.send((index, 0.0, Err(e.to_string())));
-            return;
-        }
-    };
+    let client = scrape::client();
     while !stop.load(Ordering::Relaxed) {
         let began = Instant::now();
-        let outcome = remote::get(&client, &base, "/metrics")
-            .and_then(|text| remote::parse(&text).map_err(|why| format!("{base}/metrics: {why}")));
+        let outcome = scrape::scrape(&client, &base);
         if tx
             .send((index, start.elapsed().as_secs_f64(), outcome))
             .is_err()

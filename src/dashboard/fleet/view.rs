@@ -5,7 +5,7 @@ use crate::accounting::pricing::{Currency, format_j_per_token, format_money};
 use crate::dashboard::history::History;
 use crate::dashboard::theme::Theme;
 use crate::dashboard::ui::chart::{self, ChartSpec, TimeFrame};
-use crate::export::remote::{HostStatus, RemoteHost};
+use crate::export::scrape::{HostStatus, RemoteHost};
 use crate::util::sanitize;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};

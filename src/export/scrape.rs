@@ -1,43 +1,47 @@
-//! The client side of the exporter: other hosts' `/metrics` read back into figures (for
+//! Reading other llmtop hosts: their `/metrics` read back into figures (for
 //! `llmtop --remote`) and their run cards fetched (for `llmtop compare http://host:9464`).
 //!
 //! Rates (J/token, cost per hour) come from the host's own counters over a window, as
 //! deploy/'s recording rules compute them; nothing here integrates power or prices energy.
 
+use crate::net::client::{Client, Peer};
+use crate::net::exposition::{self, Series};
 use crate::report::runcard::RunCard;
-use crate::sensors::http::{Client, HttpError};
 use std::collections::VecDeque;
 use std::path::Path;
 use std::time::Duration;
 
 /// A scrape or a card fetch gives up after this: an unreachable host is a status, not a hang.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest answer read from a host (an exposition or a run card).
+pub const MAX_BODY: u64 = 8 << 20;
 /// At most this many cards are fetched from one list (a host could list thousands).
 pub const MAX_LISTED_CARDS: usize = 100;
 /// Window of the rates, seconds (the rules' `[1m]`).
 pub const RATE_WINDOW_S: f64 = 60.0;
 
-/// One line for a failed fetch: what, where, how to fix.
-pub fn explain(e: &HttpError) -> String {
-    match e {
-        HttpError::Timeout { url, ms } => {
-            format!("{url}: no answer within {ms} ms; is `llmtop serve` running there?")
-        }
-        HttpError::HostNotFound { url } => format!("{url}: host not found; check the host name"),
-        HttpError::Io { url, why } => format!(
-            "{url}: {why}; is `llmtop serve --metrics-addr 0.0.0.0:9464` running there and the port open?"
-        ),
-        HttpError::Status { url, status } => format!(
-            "{url}: HTTP {status}; is this an llmtop endpoint (llmtop serve) and the path right?"
-        ),
-        other => other.to_string(),
-    }
+/// A client for other llmtop hosts: its errors say to check `llmtop serve` there.
+pub fn client() -> Client {
+    Client::new(Peer::Llmtop)
 }
 
-/// GET `base` + `path` with [`TIMEOUT`].
+/// GET `base` + `path` with [`TIMEOUT`]; `Err` is one line: what, where, how to fix.
 pub fn get(client: &Client, base: &str, path: &str) -> Result<String, String> {
     let url = format!("{}{path}", base.trim_end_matches('/'));
-    client.get(&url, &[], TIMEOUT).map_err(|e| explain(&e))
+    client
+        .get_text(&url, &[], TIMEOUT, MAX_BODY)
+        .map_err(|e| e.to_string())
+}
+
+/// Scrape `base`'s `/metrics` once.
+pub fn scrape(client: &Client, base: &str) -> Result<Scrape, String> {
+    let text = get(client, base, "/metrics")?;
+    parse(&text).map_err(|why| {
+        format!(
+            "{}/metrics: {why}",
+            crate::util::sanitize::terminal(base.trim_end_matches('/'))
+        )
+    })
 }
 
 /// Run cards named by a URL: `http://host:9464` is its latest card, a URL ending in
@@ -48,8 +52,8 @@ pub fn fetch_cards(url: &str) -> Result<Vec<(String, RunCard)>, String> {
         .map(|(_, rest)| rest.find('/').map_or("", |i| &rest[i..]))
         .unwrap_or("");
     let base = &url[..url.len() - after_host.len()];
-    crate::sensors::http::parse_url(base).map_err(|e| e.to_string())?;
-    let client = Client::new(None).map_err(|e| e.to_string())?;
+    crate::net::client::check_url(base, Peer::Llmtop).map_err(|e| e.to_string())?;
+    let client = client();
     let card = |path: &str| -> Result<(String, RunCard), String> {
         let full = format!("{base}{path}");
         let text = get(&client, base, path)?;
@@ -113,56 +117,41 @@ pub struct Scrape {
     pub model: Option<String>,
 }
 
-fn value(v: &prometheus_parse::Value) -> Option<f64> {
-    match v {
-        prometheus_parse::Value::Counter(x)
-        | prometheus_parse::Value::Gauge(x)
-        | prometheus_parse::Value::Untyped(x) => Some(*x).filter(|x| x.is_finite()),
-        _ => None,
-    }
-}
-
-/// Parse llmtop's exposition (prometheus-parse); families it does not know are ignored.
+/// Parse llmtop's exposition (label values unescaped); families it does not know are
+/// ignored.
 pub fn parse(text: &str) -> Result<Scrape, String> {
-    let lines = text.lines().map(|l| Ok(l.to_string()));
-    let scrape = prometheus_parse::Scrape::parse(lines)
-        .map_err(|e| format!("not the Prometheus text format: {e}"))?;
+    let exp = exposition::parse(text)
+        .map_err(|why| format!("{why}; is this an llmtop endpoint (llmtop serve)?"))?;
     let mut s = Scrape::default();
-    let label = |l: &prometheus_parse::Labels, k: &str| l.get(k).unwrap_or("").to_string();
-    let name = |l: &prometheus_parse::Labels| {
-        let (d, lb) = (label(l, "device"), label(l, "label"));
+    let name = |m: &Series| {
+        let (d, lb) = (m.label("device"), m.label("label"));
         if lb.is_empty() || lb == d {
-            d
+            d.to_string()
         } else {
             format!("{d} {lb}")
         }
     };
-    for m in &scrape.samples {
-        let Some(v) = value(&m.value) else {
-            continue;
-        };
-        let l = &m.labels;
-        match m.metric.as_str() {
-            "llmtop_system_power_watts" => s.system_w = Some((v, label(l, "basis"))),
+    for m in exp.series.iter().filter(|m| m.value.is_finite()) {
+        let (v, l) = (m.value, |k: &str| m.label(k).to_string());
+        match m.name.as_str() {
+            "llmtop_system_power_watts" => s.system_w = Some((v, l("basis"))),
             "llmtop_power_watts" => s.channels.push(RemoteChannel {
-                label: label(l, "label"),
-                device: label(l, "device"),
-                source: label(l, "source"),
-                covers: label(l, "covers"),
-                method: label(l, "method"),
+                label: l("label"),
+                device: l("device"),
+                source: l("source"),
+                covers: l("covers"),
+                method: l("method"),
                 watts: v,
             }),
-            "llmtop_temperature_celsius" => s.temps.push((name(l), v)),
-            "llmtop_fan_rpm" => s.fans.push((name(l), v)),
+            "llmtop_temperature_celsius" => s.temps.push((name(m), v)),
+            "llmtop_fan_rpm" => s.fans.push((name(m), v)),
             "llmtop_generation_tokens_per_second" => s.tok_s = Some(v),
             "llmtop_system_energy_joules_total" => s.energy_j = Some(v),
             "llmtop_tokens_generated_total" => s.tokens += v,
-            "llmtop_model_tokens_total" if label(l, "kind") == "generated" => s.tokens += v,
-            "llmtop_electricity_cost_total" => {
-                s.cost = Some((v, label(l, "currency"), label(l, "region")))
-            }
-            "llmtop_build_info" => s.version = Some(label(l, "version")),
-            "llmtop_engine_info" => s.model = Some(label(l, "model")),
+            "llmtop_model_tokens_total" if m.label("kind") == "generated" => s.tokens += v,
+            "llmtop_electricity_cost_total" => s.cost = Some((v, l("currency"), l("region"))),
+            "llmtop_build_info" => s.version = Some(l("version")),
+            "llmtop_engine_info" => s.model = Some(l("model")),
             _ => {}
         }
     }
