@@ -12,6 +12,7 @@ use llmtop::accounting::uncertainty::Band;
 use llmtop::config::SensorsSection;
 use llmtop::engine::{EngineEvent, StopReason};
 use llmtop::export::prometheus::MetricsState;
+use llmtop::metering::Metering;
 use llmtop::sensors::sysfs::Sysfs;
 use llmtop::sensors::{DiscoverOptions, Meter, discover_with};
 use std::time::{Duration, Instant};
@@ -38,6 +39,7 @@ fn meter(m: &LiveMachine, cpu_model: Option<(f64, f64)>) -> Meter {
 }
 
 struct Run {
+    metering: Metering,
     rec: SessionRecorder,
     /// Sampler time minus machine time.
     offset: f64,
@@ -47,13 +49,13 @@ struct Run {
 /// The shell's accounting on the live machine until `until` (machine time), with a reply
 /// over each `(start, end)` of machine time.
 fn run(m: &LiveMachine, meter: Meter, replies: &[(f64, f64)], until: f64) -> Run {
-    let ledger = llmtop::accounting::ledger_for(
+    let mut metering = Metering::for_meter(
         &meter,
         llmtop::accounting::pricing::Tariff::preset("DE").expect("DE"),
     );
     let offset = -m.t_of(meter.handle.start());
     let (sampler, mut samples) = meter.into_parts();
-    let mut rec = SessionRecorder::new(ledger, 0.0);
+    let mut rec = SessionRecorder::new(0.0);
     let mut pending: Vec<(f64, f64)> = replies.to_vec();
     let mut figures = Vec::new();
     let deadline = Instant::now() + Duration::from_secs_f64(until + 15.0);
@@ -68,10 +70,10 @@ fn run(m: &LiveMachine, meter: Meter, replies: &[(f64, f64)], until: f64) -> Run
             rec.observe(&EngineEvent::ReplyDone(stats), end + offset);
         }
         while let Ok(s) = samples.try_recv() {
-            rec.push_sample(&s, None);
+            metering.fold(&s, &mut [&mut rec]);
             figures.extend(rec.take_reply_figures());
         }
-        let settled = rec.ledger().settled_until().unwrap_or(f64::MIN);
+        let settled = metering.ledger().settled_until().unwrap_or(f64::MIN);
         if settled - offset >= until && pending.is_empty() && figures.len() == replies.len() {
             break;
         }
@@ -80,6 +82,7 @@ fn run(m: &LiveMachine, meter: Meter, replies: &[(f64, f64)], until: f64) -> Run
     }
     sampler.stop();
     Run {
+        metering,
         rec,
         offset,
         figures,
@@ -89,7 +92,7 @@ fn run(m: &LiveMachine, meter: Meter, replies: &[(f64, f64)], until: f64) -> Run
 impl Run {
     /// The ledger's report over `[t0, t1]` of machine time.
     fn report(&self, t0: f64, t1: f64) -> EnergyReport {
-        self.rec.ledger().report(&Window {
+        self.metering.ledger().report(&Window {
             t0: t0 + self.offset,
             t1: t1 + self.offset,
             ..Window::default()
@@ -129,7 +132,7 @@ fn a_rapl_counter_3_percent_high_stays_inside_its_band() {
     }));
     // Two replies over the bursts (ramp up at 2 s, down by 6 s; again from 8 to 12 s).
     let r = run(&m, meter(&m, None), &[(2.0, 6.0), (8.0, 12.0)], 13.0);
-    assert_eq!(r.rec.ledger().basis(), Some(TotalBasis::Components));
+    assert_eq!(r.metering.ledger().basis(), Some(TotalBasis::Components));
     let p = &m.profile;
     for (t0, t1) in [(2.0, 6.0), (8.0, 12.0), (1.0, 13.0)] {
         let rep = r.report(t0, t1);
@@ -184,7 +187,10 @@ fn a_rapl_counter_3_percent_high_stays_inside_its_band() {
     // A reply's figures carry the same band as its report.
     let f = &r.figures[0];
     let span = &r.rec.replies()[0];
-    let rep = r.rec.reply_report(span).expect("reply");
+    let rep = r
+        .rec
+        .reply_report(r.metering.ledger(), span)
+        .expect("reply");
     assert_eq!(f.band, rep.total.expect("total").band);
 }
 
@@ -290,7 +296,7 @@ fn an_estimated_cpu_keeps_its_published_band_both_ways() {
         );
         // The exporter: the estimate's own band, bound="lower" and "upper".
         let mut state = MetricsState::new(None);
-        state.apply_ledger(r.rec.ledger());
+        state.apply_ledger(r.metering.ledger());
         let text = state.render();
         let lower = text
             .lines()
@@ -307,7 +313,7 @@ fn an_estimated_cpu_keeps_its_published_band_both_ways() {
         // The ledger's band of the channel since start: the method's −67 % and what its
         // sampling added over the run.
         let own = r
-            .rec
+            .metering
             .ledger()
             .channels()
             .into_iter()

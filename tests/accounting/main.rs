@@ -16,6 +16,7 @@ mod attribution;
 mod energy;
 mod error_bars;
 mod ledger_live;
+mod metering;
 mod net_of_idle;
 mod pricing;
 mod session;
