@@ -110,25 +110,8 @@ pub struct EventSource {
     signals: Vec<(&'static str, Signal)>,
 }
 
-/// Every signal whose default action ends the process and that can be caught, except the
-/// synchronous ones (SIGSEGV, SIGBUS, SIGABRT, ...) that `tui` restores the terminal for.
-/// SIGPIPE is left out: Rust ignores it and write errors report it.
-pub(crate) const TERMINATING: &[(libc::c_int, &str)] = &[
-    (libc::SIGTERM, "SIGTERM"),
-    (libc::SIGHUP, "SIGHUP"),
-    (libc::SIGINT, "SIGINT"),
-    (libc::SIGQUIT, "SIGQUIT"),
-    (libc::SIGUSR1, "SIGUSR1"),
-    (libc::SIGUSR2, "SIGUSR2"),
-    (libc::SIGALRM, "SIGALRM"),
-    (libc::SIGVTALRM, "SIGVTALRM"),
-    (libc::SIGPROF, "SIGPROF"),
-    (libc::SIGXCPU, "SIGXCPU"),
-    (libc::SIGXFSZ, "SIGXFSZ"),
-    (libc::SIGIO, "SIGIO"),
-    (libc::SIGPWR, "SIGPWR"),
-    (libc::SIGSTKFLT, "SIGSTKFLT"),
-];
+/// The terminating signals, listed once for every mode.
+pub(crate) use crate::util::signals::TERMINATING;
 
 /// The first of `signals` to arrive, or never when there are none.
 async fn any_signal(signals: &mut [(&'static str, Signal)]) -> &'static str {

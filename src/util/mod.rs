@@ -4,4 +4,5 @@ pub mod fs;
 pub mod json;
 pub mod paths;
 pub mod sanitize;
+pub mod signals;
 pub mod url;
