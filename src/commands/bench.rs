@@ -19,6 +19,7 @@ use crate::report::sweep::{
     SweepKey, SweepPoint, SweepResult, SweepValue, combinations, parse_axes, setting_label,
 };
 use crate::sensors::host::{BuildInfo, HostInfo};
+use crate::sensors::powerlimit::marker;
 use crate::sensors::sampler::SamplerHandle;
 use crate::sensors::{Meter, Sample, SourceStatus};
 use crate::util::sanitize;
@@ -527,11 +528,22 @@ fn sweep_settings(
 }
 
 pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
-    run_with(args, cfg, &|settings| Box::new(LlamaEngine { settings }))
+    run_with(
+        args,
+        cfg,
+        &|settings| Box::new(LlamaEngine { settings }),
+        &crate::config::data_dir(),
+    )
 }
 
-/// [`run`] with the engine of each setting made by `engines`.
-pub fn run_with(args: &BenchArgs, cfg: &Config, engines: Engines<'_>) -> anyhow::Result<()> {
+/// [`run`] with the engine of each setting made by `engines`, and the data dir (the
+/// bandwidth cache, the power-cap marker) at `data_dir`.
+pub fn run_with(
+    args: &BenchArgs,
+    cfg: &Config,
+    engines: Engines<'_>,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
     if args.reps == 0 {
         return Err(BenchError::NoReps.into());
     }
@@ -596,7 +608,7 @@ pub fn run_with(args: &BenchArgs, cfg: &Config, engines: Engines<'_>) -> anyhow:
     let mut tariffs = vec![tariff];
     tariffs.extend(compare.iter().filter(|t| t.label != tariff.label));
     // The memory's bandwidth first, with nothing else running (kept per boot).
-    let memory = crate::sensors::bandwidth::ceilings(&crate::config::data_dir());
+    let memory = crate::sensors::bandwidth::ceilings(data_dir);
     for line in memory.lines() {
         let _ = writeln!(
             err,
@@ -624,6 +636,7 @@ pub fn run_with(args: &BenchArgs, cfg: &Config, engines: Engines<'_>) -> anyhow:
             &mut bench,
             single,
             &sensors_cfg.sysfs_root,
+            &marker::path(data_dir),
             axis,
             timing,
             tolerance,
@@ -823,11 +836,12 @@ fn power_cap_sweep(
     bench: &mut Bench,
     settings: EngineSettings,
     sysfs_root: &Path,
+    marker_path: &Path,
     axis: &crate::report::sweep::SweepAxis,
     timing: Timing,
     tolerance_pct: f64,
 ) -> anyhow::Result<(Vec<SweepPoint>, CapSweep)> {
-    use crate::sensors::powerlimit::{self, CapKind, guard::CapGuard, marker};
+    use crate::sensors::powerlimit::{self, CapKind, guard::CapGuard};
     let caps: Vec<(String, f64)> = axis
         .values
         .iter()
@@ -879,12 +893,7 @@ fn power_cap_sweep(
     let say: powerlimit::guard::Say = Box::new(|line| {
         let _ = writeln!(std::io::stderr(), "bench: {line}");
     });
-    let guard = CapGuard::begin(
-        devices,
-        marker::path(&crate::config::data_dir()),
-        &command,
-        say,
-    )?;
+    let guard = CapGuard::begin(devices, marker_path.to_path_buf(), &command, say)?;
     let restorer = guard.restorer();
     let armed = match crate::util::signals::last_word(std::sync::Arc::new(move |name| {
         restorer.restore(&format!("on {name}"));

@@ -26,5 +26,6 @@ mod fleet;
 mod gpu_build;
 mod gpu_cuda_env;
 mod gpu_proof;
+mod power_cap;
 mod share_cli;
 mod watch_server;
