@@ -455,7 +455,7 @@ fn bad_sweep_specs_name_the_key_the_cause_and_the_fix() {
     };
     assert_eq!(
         err(&["thread=1,2"]),
-        "--sweep \"thread=1,2\": unknown key \"thread\"; use threads, gpu-layers, ctx or model, e.g. --sweep threads=1,2,4"
+        "--sweep \"thread=1,2\": unknown key \"thread\"; use threads, gpu-layers, ctx, model or power-cap, e.g. --sweep threads=1,2,4"
     );
     assert_eq!(
         err(&["threads=1,zero"]),
