@@ -343,7 +343,7 @@ pub struct SensorsArgs {
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Refresh in place until Ctrl-C.
+    /// Refresh full-screen until q, Ctrl-C or Esc (a signal or a closed terminal also ends it).
     #[arg(long)]
     pub watch: bool,
     /// Benchmark: run the sampler for N seconds and print its CPU time (see BENCHMARKS.md).

@@ -9,8 +9,9 @@
 //! free (online CPUs less its threads):
 //!
 //! - **contended** when, over the last `window_s` seconds (at least `min_samples` samples),
-//!   other programs kept on average more threads runnable than that, by half a thread (so a
-//!   process caught running now and then, a terminal redrawing, does not count);
+//!   of generation, other programs kept on average more threads runnable than that, by more
+//!   than half a thread (so a process caught running now and then, a terminal redrawing, does
+//!   not count: with four samples a second, three of them must see another thread);
 //! - how much it costs: the generation rate over the last seconds against the session's best
 //!   rate while not contended.
 //!
@@ -29,7 +30,7 @@ pub struct ContentionSettings {
     pub window_s: f64,
     /// At least this many samples in the window before anything is said.
     pub min_samples: usize,
-    /// Contended when the average exceeds the free CPUs by this much.
+    /// Contended when the average exceeds the free CPUs by more than this.
     pub margin: f64,
     /// The generation rate is measured over this many seconds.
     pub rate_window_s: f64,
@@ -145,6 +146,11 @@ impl ContentionDetector {
 
     /// `count` tokens arrived at `t`.
     pub fn tokens(&mut self, t: f64, count: u32) {
+        if !self.generating {
+            // Only generation is judged: what ran while the prompt was typed or read does not
+            // count against the reply.
+            self.samples.retain(|(x, _, _)| *x >= t);
+        }
         self.generating = true;
         self.tokens.extend(std::iter::repeat_n(t, count as usize));
     }
@@ -209,7 +215,7 @@ impl ContentionDetector {
         });
         let cpus = self.samples.back().map_or(1, |(_, _, c)| *c);
         let free = cpus.saturating_sub(threads);
-        let contended = others.is_some_and(|o| o >= f64::from(free) + self.settings.margin);
+        let contended = others.is_some_and(|o| o > f64::from(free) + self.settings.margin);
         match (contended, others) {
             (true, Some(others)) => {
                 let best = self.best_uncontended;
@@ -357,5 +363,30 @@ mod tests {
             contention_text(2.4, None),
             "contended: 2 other runnable threads, generation rate unknown (no uncontended rate yet)"
         );
+    }
+
+    #[test]
+    fn what_ran_before_generation_and_two_of_four_samples_are_not_contention() {
+        let mut d = ContentionDetector::new(ContentionSettings::default());
+        d.engine_threads(2);
+        // A second of typing and prompt reading beside the engine: every sample sees another
+        // thread, then generation starts on a quiet machine.
+        for i in 0..4 {
+            d.sample(&sample(f64::from(i) * 0.25, 1.0, 2.0));
+        }
+        run(&mut d, 1.0, 2.0, 100.0, 0.0);
+        assert!(d.episodes_between(0.0, 2.0).is_empty(), "{:?}", d.current());
+        // Every other sample sees a passing process: half a thread on average, not more.
+        for i in 8..20 {
+            let t = f64::from(i) * 0.25;
+            for k in 0..25 {
+                d.tokens(t - 0.25 + f64::from(k) * 0.01, 1);
+            }
+            d.sample(&sample(t, f64::from(i % 2), 2.0));
+        }
+        assert!(d.episodes_between(0.0, 5.0).is_empty(), "{:?}", d.current());
+        // Three of four: marked.
+        run(&mut d, 5.0, 6.5, 100.0, 1.0);
+        assert!(d.current().is_some());
     }
 }

@@ -4,11 +4,13 @@ pub mod attribution;
 pub mod contention;
 pub mod energy;
 pub mod ledger;
+pub mod lifetime;
 pub mod pricing;
 pub mod roofline;
 pub mod server_watch;
 pub mod session;
 pub mod share;
+pub mod subscriber;
 pub mod tally;
 pub mod throttle;
 

@@ -1,16 +1,19 @@
-//! The dashboard session's accounting: every sensor sample goes into the [`Ledger`], replies
-//! are kept with their spans on the sampler clock, the idle baseline is measured after the model
-//! loads, and what the ledger settles is handed to the footer and the lifetime tally.
+//! The dashboard session's accounting: a subscriber of the metering runtime, which pushes
+//! every sample into the [`Ledger`] first; replies are kept with their spans on the sampler
+//! clock, the idle baseline is measured after the model loads, and what the ledger settles
+//! about each reply is handed to the footer.
 //!
 //! Pure: times come from the events (the dashboard's event clock is the sampler's clock); the
 //! wall-clock instant of sampler time zero prices each joule when it was drawn. The shell feeds
-//! it the same events it gives the app and builds run cards from it (`dashboard::card`).
+//! it the same events it gives the app and builds run cards from it and the ledger
+//! (`dashboard::card`).
 
 use crate::accounting::contention::{Contention, ContentionDetector, ContentionSettings};
 use crate::accounting::energy::SeriesPoint;
 use crate::accounting::energy::{BasisChange, EnergyReport, IdleBaseline, TotalBasis, Window};
-use crate::accounting::ledger::{Ledger, Totals};
+use crate::accounting::ledger::Ledger;
 use crate::accounting::pricing::{Currency, format_co2, format_per_1000, project};
+use crate::accounting::subscriber::Subscriber;
 use crate::accounting::tally::{Tally, TallyDelta};
 use crate::accounting::throttle::{Episode, ThrottleDetector, ThrottleSettings};
 use crate::engine::{EngineEvent, Phase, ReplyStats};
@@ -140,7 +143,6 @@ enum Idle {
 }
 
 pub struct SessionRecorder {
-    ledger: Ledger,
     first_t: Option<f64>,
     idle_window_s: f64,
     idle: Idle,
@@ -155,8 +157,8 @@ pub struct SessionRecorder {
     series: Vec<SeriesPoint>,
     last_series_second: Option<i64>,
     last_thin_t: f64,
-    /// What the tally has been given so far.
-    tallied: Totals,
+    /// The live generation rate for the series (`None` when idle), set before each sample.
+    tok_s: Option<f64>,
     /// Latest temperatures and fans by "device label": plug samples carry none, so a
     /// series point keeps the local sensors' last values.
     temps: BTreeMap<String, f64>,
@@ -168,11 +170,11 @@ pub struct SessionRecorder {
 }
 
 impl SessionRecorder {
-    /// `ledger` prices and totals the energy (see [`Ledger::priced`], [`Ledger::expecting`]);
     /// `idle_window_s` is how long to average idle power after the model loads (0 skips it).
-    pub fn new(ledger: Ledger, idle_window_s: f64) -> Self {
+    /// The ledger that prices and totals the energy is the metering runtime's (see
+    /// [`Ledger::priced`], [`Ledger::expecting`]); every call that reads figures takes it.
+    pub fn new(idle_window_s: f64) -> Self {
         Self {
-            ledger,
             first_t: None,
             idle_window_s: if idle_window_s.is_finite() {
                 idle_window_s.max(0.0)
@@ -188,16 +190,12 @@ impl SessionRecorder {
             series: Vec::new(),
             last_series_second: None,
             last_thin_t: f64::NEG_INFINITY,
-            tallied: Totals::default(),
+            tok_s: None,
             temps: BTreeMap::new(),
             fans: BTreeMap::new(),
             throttle: ThrottleDetector::new(ThrottleSettings::default()),
             contention: ContentionDetector::new(ContentionSettings::default()),
         }
-    }
-
-    pub fn ledger(&self) -> &Ledger {
-        &self.ledger
     }
 
     /// Follow the engine: load time, the start of generation (ends the idle window), replies.
@@ -256,10 +254,13 @@ impl SessionRecorder {
         }
     }
 
-    /// Take in one sample: `tok_s` is the live generation rate for the series (None when
-    /// idle). Returns what the ledger settled since the previous call, for the lifetime tally.
-    pub fn push_sample(&mut self, s: &Sample, tok_s: Option<f64>) -> TallyDelta {
-        self.ledger.push(s);
+    /// The live generation rate the next samples' series points carry (`None` when idle).
+    pub fn set_rate(&mut self, tok_s: Option<f64>) {
+        self.tok_s = tok_s;
+    }
+
+    /// Take in one sample that `ledger` has just taken in.
+    fn take_sample(&mut self, s: &Sample, ledger: &Ledger) {
         self.throttle.sample(s);
         self.contention.sample(s);
         for r in &s.readings {
@@ -279,13 +280,12 @@ impl SessionRecorder {
             self.last_series_second = Some(second);
             self.series.push(SeriesPoint {
                 t_s: s.t - first,
-                power_w: self.ledger.total_power().map(|p| p.watts),
-                tok_s,
+                power_w: ledger.total_power().map(|p| p.watts),
+                tok_s: self.tok_s,
                 temps_c: self.temps.clone(),
                 fans_rpm: self.fans.clone(),
             });
         }
-        let delta = self.take_settled();
         if s.t - self.last_thin_t >= THIN_EVERY_S {
             self.last_thin_t = s.t;
             // The ledger thins itself; the series follows the same rule.
@@ -296,20 +296,18 @@ impl SessionRecorder {
                 .retain(|p| p.t_s >= series_cutoff || (p.t_s.floor() as i64) % gap == 0);
         }
         if let Idle::Measuring { from } = self.idle
-            && self
-                .ledger
+            && ledger
                 .settled_until()
                 .is_some_and(|t| t >= from + self.idle_window_s)
         {
-            self.idle = Idle::Done(self.ledger.idle_baseline(from, from + self.idle_window_s));
+            self.idle = Idle::Done(ledger.idle_baseline(from, from + self.idle_window_s));
         }
-        self.settle_replies();
-        delta
+        self.settle_replies(ledger);
     }
 
     /// Figures for every pending reply the ledger has now settled past.
-    fn settle_replies(&mut self) {
-        let Some(until) = self.ledger.settled_until() else {
+    fn settle_replies(&mut self, ledger: &Ledger) {
+        let Some(until) = ledger.settled_until() else {
             return;
         };
         let (ready, waiting): (Vec<usize>, Vec<usize>) = std::mem::take(&mut self.pending)
@@ -321,7 +319,7 @@ impl SessionRecorder {
             });
         self.pending = waiting;
         for i in ready {
-            let Some(f) = self.reply_figures(i) else {
+            let Some(f) = self.reply_figures(ledger, i) else {
                 continue;
             };
             if i + 1 == self.replies.len() {
@@ -333,14 +331,14 @@ impl SessionRecorder {
 
     /// The figures of reply `i`, from the ledger's report and prices over its span; `None`
     /// when the ledger had no total over it.
-    fn reply_figures(&self, i: usize) -> Option<ReplyFigures> {
+    fn reply_figures(&self, ledger: &Ledger, i: usize) -> Option<ReplyFigures> {
         let span = self.replies.get(i)?;
-        let r = self.reply_report(span)?;
+        let r = self.reply_report(ledger, span)?;
         let total = r.total.as_ref()?;
-        let tariff = self.ledger.tariff();
-        let cost = tariff.and_then(|t| self.ledger.window_cost(t, span.t0, span.t1));
+        let tariff = ledger.tariff();
+        let cost = tariff.and_then(|t| ledger.window_cost(t, span.t0, span.t1));
         let net_cost = match (tariff, r.net_j) {
-            (Some(t), Some(net)) => self.ledger.cost_spread(t, net, span.t0, span.t1),
+            (Some(t), Some(net)) => ledger.cost_spread(t, net, span.t0, span.t1),
             _ => None,
         };
         Some(ReplyFigures {
@@ -372,27 +370,6 @@ impl SessionRecorder {
     /// them to the dashboard, which keeps each with its message).
     pub fn take_reply_figures(&mut self) -> Vec<ReplyFigures> {
         std::mem::take(&mut self.settled)
-    }
-
-    /// What the ledger settled since the tally was last given its share.
-    fn take_settled(&mut self) -> TallyDelta {
-        let now = self.ledger.totals();
-        let j = now.energy_j - self.tallied.energy_j;
-        if j <= 0.0 {
-            return TallyDelta::default();
-        }
-        let mut delta = TallyDelta {
-            energy_j: j,
-            co2_g: now.co2_g - self.tallied.co2_g,
-            ..TallyDelta::default()
-        };
-        if let Some(t) = self.ledger.tariff() {
-            delta
-                .cost
-                .insert(t.currency.code().to_string(), now.cost - self.tallied.cost);
-        }
-        self.tallied = now;
-        delta
     }
 
     /// The throttling episode in progress, if any: the header's mark.
@@ -447,15 +424,10 @@ impl SessionRecorder {
         self.first_t
     }
 
-    /// Energy, J, of the session so far, as far as the ledger has settled.
-    pub fn energy_j(&self) -> f64 {
-        self.ledger.totals().energy_j
-    }
-
     /// Energy over a reply's span (with its tokens and the idle baseline), when the ledger
     /// had a total over it.
-    pub fn reply_report(&self, span: &ReplySpan) -> Option<EnergyReport> {
-        let r = self.ledger.report(&Window {
+    pub fn reply_report(&self, ledger: &Ledger, span: &ReplySpan) -> Option<EnergyReport> {
+        let r = ledger.report(&Window {
             t0: span.t0,
             t1: span.t1,
             tokens: Some(u64::from(span.stats.generated_tokens)),
@@ -468,26 +440,20 @@ impl SessionRecorder {
     }
 
     /// [`Self::reply_report`] of the last reply.
-    pub fn last_reply_report(&self) -> Option<EnergyReport> {
-        self.reply_report(self.replies.last()?)
+    pub fn last_reply_report(&self, ledger: &Ledger) -> Option<EnergyReport> {
+        self.reply_report(ledger, self.replies.last()?)
     }
 
-    /// What the session's total covers: from where the ledger's total began to where it has
-    /// settled. (Samples from the plug's thread and the local one arrive in either order, so
-    /// the first sample received is not always the earliest.)
-    pub fn session_span(&self) -> Option<(f64, f64)> {
-        self.ledger.span()
-    }
-
-    /// Energy over the whole session so far, with all generated tokens and the idle baseline.
-    pub fn session_report(&self) -> Option<EnergyReport> {
-        let (t0, t1) = self.session_span()?;
+    /// Energy over the whole session so far (what the ledger's total covers: from where it
+    /// began to where it has settled), with all generated tokens and the idle baseline.
+    pub fn session_report(&self, ledger: &Ledger) -> Option<EnergyReport> {
+        let (t0, t1) = ledger.span()?;
         let tokens = self
             .replies
             .iter()
             .map(|r| u64::from(r.stats.generated_tokens))
             .sum();
-        let r = self.ledger.report(&Window {
+        let r = ledger.report(&Window {
             t0,
             t1,
             tokens: Some(tokens),
@@ -500,20 +466,19 @@ impl SessionRecorder {
 
     /// What the footer shows: session energy, its cost and CO2 in the configured region, J per
     /// token of the last reply, and the lifetime tally.
-    pub fn footer(&self, lifetime: Option<&Tally>) -> (SessionEnergy, CostLine) {
-        let totals = self.ledger.totals();
+    pub fn footer(&self, ledger: &Ledger, lifetime: Option<&Tally>) -> (SessionEnergy, CostLine) {
+        let totals = ledger.totals();
         let energy = SessionEnergy {
             wh: totals.energy_j / crate::accounting::energy::J_PER_WH,
             estimated: totals.estimated,
-            basis: self.ledger.basis(),
-            last_change: self.ledger.changes().iter().skip(1).last().cloned(),
+            basis: ledger.basis(),
+            last_change: ledger.changes().iter().skip(1).last().cloned(),
         };
-        let Some(tariff) = self.ledger.tariff() else {
+        let Some(tariff) = ledger.tariff() else {
             return (energy, CostLine::default());
         };
         let currency = tariff.currency.code();
-        let pace = self
-            .ledger
+        let pace = ledger
             .span()
             .and_then(|(t0, t1)| project(totals.cost, t1 - t0));
         let cost = CostLine {
@@ -538,5 +503,12 @@ impl SessionRecorder {
                 .map(|ts| ts.strftime("%Y-%m-%d").to_string()),
         };
         (energy, cost)
+    }
+}
+
+/// The metering runtime's fold hands the session each sample after the ledger took it in.
+impl Subscriber for SessionRecorder {
+    fn sample(&mut self, s: &Sample, ledger: &Ledger) {
+        self.take_sample(s, ledger);
     }
 }

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::engine::EngineSettings;
 use crate::engine::llama::LlamaEngine;
 use crate::engine::{self, Command, Engine, EngineEvent, EngineHandle, ModelInfo, ReplyStats};
+use crate::metering::Metering;
 use crate::report::bench::*;
 use crate::report::power_cap::{CapFigures, CapSweep, CurvePoint, Phase};
 use crate::report::runcard::{CardSettings, CardSpans, CardThrottle, SeriesPoint};
@@ -28,10 +29,12 @@ use std::path::Path;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-/// The sensors and the session's accounting: every joule of a run comes from its ledger.
+/// The sensors and the session's accounting: every joule of a run comes from the metering
+/// runtime's ledger, whose one subscriber here is the session.
 struct Books {
     sampler: SamplerHandle,
     samples: UnboundedReceiver<Sample>,
+    metering: Metering,
     session: SessionRecorder,
     period: Duration,
 }
@@ -39,17 +42,22 @@ struct Books {
 impl Books {
     fn start(cfg: &crate::config::SensorsSection, tariff: &Tariff) -> (Self, Vec<SourceStatus>) {
         let meter = Meter::start(cfg);
-        let ledger = crate::accounting::ledger_for(&meter, tariff.clone());
+        let metering = Metering::for_meter(&meter, tariff.clone());
         let period = Duration::from_secs_f64(1.0 / meter.rate_hz);
         let statuses = meter.statuses.clone();
         let (sampler, samples) = meter.into_parts();
         let books = Self {
             sampler,
             samples,
-            session: SessionRecorder::new(ledger, cfg.idle_window_s),
+            metering,
+            session: SessionRecorder::new(cfg.idle_window_s),
             period,
         };
         (books, statuses)
+    }
+
+    fn ledger(&self) -> &Ledger {
+        self.metering.ledger()
     }
 
     fn now(&self) -> f64 {
@@ -63,10 +71,9 @@ impl Books {
         // A plug polled at 1 Hz settles up to a second after the local sensors.
         let patience = (self.period * 3).max(Duration::from_millis(2500));
         loop {
-            while let Ok(s) = self.samples.try_recv() {
-                self.session.push_sample(&s, None);
-            }
-            let settled = self.session.ledger().settled_until();
+            self.metering
+                .fold_ready(&mut self.samples, &mut [&mut self.session]);
+            let settled = self.ledger().settled_until();
             if settled.is_some_and(|s| s >= t) {
                 return;
             }
@@ -110,9 +117,11 @@ impl Books {
                     .collect()
             })
             .unwrap_or_default();
-        let energy = span.as_ref().and_then(|s| self.session.reply_report(s));
+        let energy = span
+            .as_ref()
+            .and_then(|s| self.session.reply_report(self.ledger(), s));
         let costs = span
-            .map(|s| run_costs(self.session.ledger(), tariffs, s.t0, s.t1))
+            .map(|s| run_costs(self.ledger(), tariffs, s.t0, s.t1))
             .unwrap_or_default();
         BenchRun {
             stats: stats.clone(),
@@ -676,7 +685,7 @@ pub fn run_with(
         .iter()
         .map(|r| u64::from(r.stats.generated_tokens))
         .sum();
-    let session = books.session.ledger().report(&Window {
+    let session = books.ledger().report(&Window {
         t0: first_t0,
         t1: last_t1,
         tokens: Some(tokens),
@@ -710,7 +719,7 @@ pub fn run_with(
             reply: books.session.replies().last().map(|r| (r.t0, r.t1)),
             session: Some((first_t0, last_t1)),
         };
-        card.price(tariff, compare, books.session.ledger(), spans);
+        card.price(tariff, compare, books.ledger(), spans);
         let dir = crate::report::snapshot::default_dir(&cfg.raw.snapshot);
         let paths = crate::report::snapshot::write(&dir, &card, None)?;
         let _ = writeln!(
@@ -813,7 +822,7 @@ impl CapBench for CapRunner<'_, '_> {
     fn window(&mut self, t0: f64, t1: f64) -> Option<EnergyReport> {
         let books = &mut self.bench.books;
         books.catch_up(t1);
-        Some(books.session.ledger().report(&Window {
+        Some(books.ledger().report(&Window {
             t0,
             t1,
             tokens: None,

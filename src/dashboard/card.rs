@@ -2,6 +2,7 @@
 //! the last reply and the whole session with energy and thermal, costs, the sample series, the
 //! transcript), written with its Markdown summary and an SVG of the screen.
 
+use crate::accounting::ledger::Ledger;
 use crate::accounting::pricing::Tariff;
 use crate::accounting::session::SessionRecorder;
 use crate::config::SnapshotSection;
@@ -21,7 +22,7 @@ pub enum SessionCardError {
     Write(#[from] SnapshotError),
 }
 
-/// What a card needs besides the app and the recorder.
+/// What a card needs besides the app, the recorder and the ledger.
 pub struct CardContext<'a> {
     pub host: HostInfo,
     pub tariff: &'a Tariff,
@@ -36,6 +37,7 @@ pub struct CardContext<'a> {
 pub fn card(
     app: &App,
     rec: &SessionRecorder,
+    ledger: &Ledger,
     ctx: CardContext<'_>,
 ) -> Result<RunCard, SessionCardError> {
     let info = app.model.as_ref().ok_or(SessionCardError::NotLoaded)?;
@@ -63,19 +65,19 @@ pub fn card(
             .into_iter()
             .map(|c| c.shifted(r.t0))
             .collect(),
-        ..ReplyMetrics::measured(&r.stats, rec.last_reply_report().as_ref())
+        ..ReplyMetrics::measured(&r.stats, rec.last_reply_report(ledger).as_ref())
     });
     card.memory = Some(app.memory.clone());
     card.session = SessionMetrics {
         throttle: throttle_of(rec.throttle_episodes(), origin),
-        ..session_metrics(rec)
+        ..session_metrics(rec, ledger)
     };
     card.series = rec.series().to_vec();
     let spans = CardSpans {
         reply: replies.last().map(|r| (r.t0, r.t1)),
-        session: rec.session_span(),
+        session: ledger.span(),
     };
-    card.price(ctx.tariff, ctx.compare, rec.ledger(), spans);
+    card.price(ctx.tariff, ctx.compare, ledger, spans);
     let turns = app
         .messages
         .iter()
@@ -107,7 +109,7 @@ fn throttle_of(
 
 /// Load time, cold TTFT (the first reply after load), warm TTFT (median of the later ones),
 /// mean rates, token sums and the session's energy.
-pub fn session_metrics(rec: &SessionRecorder) -> SessionMetrics {
+pub fn session_metrics(rec: &SessionRecorder, ledger: &Ledger) -> SessionMetrics {
     let replies = rec.replies();
     let mean = |f: fn(&crate::engine::ReplyStats) -> f64| {
         let v: Vec<f64> = replies
@@ -126,7 +128,7 @@ pub fn session_metrics(rec: &SessionRecorder) -> SessionMetrics {
         gen_tok_s: mean(|s| s.gen_tok_s),
         ..SessionMetrics::from_replies(
             replies.iter().map(|r| &r.stats),
-            rec.session_report().as_ref(),
+            rec.session_report(ledger).as_ref(),
         )
     }
 }
@@ -136,9 +138,10 @@ pub fn write(
     dir: &std::path::Path,
     app: &App,
     rec: &SessionRecorder,
+    ledger: &Ledger,
     ctx: CardContext<'_>,
     screen: &ratatui::buffer::Buffer,
 ) -> Result<SnapshotPaths, SessionCardError> {
-    let card = card(app, rec, ctx)?;
+    let card = card(app, rec, ledger, ctx)?;
     Ok(crate::report::snapshot::write(dir, &card, Some(screen))?)
 }

@@ -214,10 +214,7 @@ impl HttpServer {
             err,
         };
         raise_fd_limit();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(bind_err)?;
+        let runtime = crate::util::runtime::current_thread().map_err(bind_err)?;
         // Bind here, so a busy address is an error now, not on the server's thread.
         let listener = runtime.block_on(bind(&listen.addrs)).map_err(bind_err)?;
         let local = listener.local_addr().map_err(bind_err)?;

@@ -47,14 +47,18 @@ impl RunnableReader {
     }
 
     /// `None` when /proc/stat has no `procs_running` (not Linux, or no /proc).
+    ///
+    /// Our threads are looked at just before and just after the machine's count, and one
+    /// runnable at either look counts as ours: llama.cpp's threads pass between running and
+    /// waiting many times a second, and one that ran when the kernel counted but waited when
+    /// we looked would otherwise be counted as someone else's.
     pub fn read(&self) -> Option<Runnable> {
+        let before = own_runnable(&self.tasks);
         let stat = crate::util::fs::read_capped(&self.stat, 1 << 20).ok()?;
+        let after = own_runnable(&self.tasks);
         let (machine, cpus) = parse_stat(&stat)?;
-        Some(Runnable {
-            machine,
-            own: own_runnable(&self.tasks),
-            cpus,
-        })
+        let own = before.union(&after).count() as u32;
+        Some(Runnable { machine, own, cpus })
     }
 }
 
@@ -73,10 +77,10 @@ pub fn parse_stat(text: &str) -> Option<(u32, u32)> {
     Some((running?, cpus.max(1)))
 }
 
-/// Threads of this process in state R (running or runnable).
-fn own_runnable(tasks: &Path) -> u32 {
+/// Threads (ids) of this process in state R (running or runnable).
+fn own_runnable(tasks: &Path) -> std::collections::BTreeSet<std::ffi::OsString> {
     let Ok(dir) = std::fs::read_dir(tasks) else {
-        return 0;
+        return Default::default();
     };
     dir.flatten()
         .filter(|e| {
@@ -85,7 +89,8 @@ fn own_runnable(tasks: &Path) -> u32 {
                 .and_then(|s| task_state(&s))
                 == Some('R')
         })
-        .count() as u32
+        .map(|e| e.file_name())
+        .collect()
 }
 
 /// The state letter of a `/proc/PID/task/TID/stat` line (after the command in parentheses,

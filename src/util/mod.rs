@@ -3,6 +3,7 @@
 pub mod fs;
 pub mod json;
 pub mod paths;
+pub mod runtime;
 pub mod sanitize;
 pub mod signals;
 pub mod url;

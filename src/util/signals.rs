@@ -1,11 +1,11 @@
-//! The terminating signals, listed once for every mode, and a last-word watcher for code that
-//! must undo something before the process dies of one (the power caps of `bench --sweep
-//! power-cap=...`).
+//! The terminating signals, listed once for every mode (the metering runtime's signal policy,
+//! `metering::signals`, catches this list), and a last-word watcher for code that must undo
+//! something before the process dies of one (the power caps of `bench --sweep power-cap=...`).
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// Every signal whose default action ends the process and that can be caught, except the
-/// synchronous ones (SIGSEGV, SIGBUS, SIGABRT, ...) that the terminal guard restores the
+/// synchronous ones (SIGSEGV, SIGBUS, SIGABRT, ...) that `term::guard` restores the
 /// terminal for. SIGPIPE is left out: Rust ignores it and write errors report it. The
 /// real-time signals (SIGRTMIN..=SIGRTMAX) end the process too: see [`all`].
 pub const TERMINATING: &[(libc::c_int, &str)] = &[

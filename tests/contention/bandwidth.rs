@@ -1,8 +1,13 @@
 //! The memory-bandwidth probe against a reference benchmark from Debian's packages:
 //! likwid-bench's STREAM kernels (`load_avx`: a sequential read; `stream_avx`: STREAM's triad
-//! `A = B + s*C`), on every CPU, over the same number of bytes, interleaved with the probe so
-//! a busy moment hits both. The best pass of each side counts, as STREAM reports its best:
-//! likwid-bench one sweep a run (`-i 1`), four runs a round; the probe its four passes.
+//! `A = B + s*C`), on every CPU, over the same number of bytes.
+//!
+//! On a virtual machine the memory's bandwidth drifts by a third over seconds (neighbours
+//! share it: 26 to 42 GB/s for the same read, one 10 ms sweep after another, measured here),
+//! so two figures taken a minute apart, or the best of each over a minute, disagree by that
+//! much whatever the probe does. The comparison is paired: each round runs likwid-bench's
+//! read, the probe (one pass: its own allocation and first touch, as likwid-bench does), then
+//! likwid-bench's triad, back to back, and the median of the rounds' ratios is held to 10 %.
 
 use llmtop::sensors::bandwidth::{self, ProbeOptions};
 use std::process::Command;
@@ -32,46 +37,71 @@ fn likwid(kernel: &str, bytes: u64, threads: usize) -> f64 {
     mb_s / 1000.0
 }
 
+/// Rounds of likwid-bench's read, one probe and likwid-bench's triad.
+const ROUNDS: usize = 12;
+
 #[test]
 fn probe_agrees_with_likwid_bench_within_ten_percent() {
     let _one = crate::serial();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let opts = ProbeOptions {
         threads,
+        passes: 1,
         ..ProbeOptions::default()
     };
     let llc = bandwidth::last_level_cache_bytes(std::path::Path::new("/sys"));
     let array = bandwidth::array_bytes(llc, None);
     // The probe reads its three arrays; likwid-bench's load kernel the same bytes in one.
     let total = 3 * array;
-    let (mut ours_read, mut ours_triad, mut ref_read, mut ref_triad) = (0f64, 0f64, 0f64, 0f64);
-    for _ in 0..3 {
+    let (mut reads, mut triads, mut busy) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let ref_read = likwid("load_avx", total, threads);
         let b = bandwidth::probe(&opts).expect("probe");
-        // Other programs on the CPUs (a build) make both figures noise: nothing to compare.
+        // stream_avx moves three vectors of the given size in all: the probe's arrays.
+        let ref_triad = likwid("stream_avx", total, threads);
+        // Other programs on the CPUs (a build) make that round's figures noise: not counted.
         if let Some(o) = b.others_runnable.filter(|o| *o >= 0.5) {
-            println!("skipped: other programs kept {o:.1} threads runnable during the probe");
-            return;
+            busy.push(o);
+            continue;
         }
-        ours_read = ours_read.max(b.read_gb_s);
-        ours_triad = ours_triad.max(b.triad_gb_s.expect("triad"));
-        for _ in 0..4 {
-            ref_read = ref_read.max(likwid("load_avx", total, threads));
-            // stream_avx moves three vectors of the given size in all: the probe's arrays.
-            ref_triad = ref_triad.max(likwid("stream_avx", total, threads));
-        }
+        reads.push((b.read_gb_s, ref_read));
+        triads.push((b.triad_gb_s.expect("triad"), ref_triad));
     }
+    if busy.len() > ROUNDS / 2 {
+        crate::skip::skipped(&format!(
+            "other programs kept threads runnable in {} of {ROUNDS} probe rounds ({busy:.1?})",
+            busy.len()
+        ));
+        return;
+    }
+    let read = median_ratio(&reads);
+    let triad = median_ratio(&triads);
     eprintln!(
-        "probe read {ours_read:.2} GB/s vs likwid-bench load_avx {ref_read:.2} ({:+.1} %); \
-         triad {ours_triad:.2} vs stream_avx {ref_triad:.2} ({:+.1} %)",
-        (ours_read / ref_read - 1.0) * 100.0,
-        (ours_triad / ref_triad - 1.0) * 100.0
+        "probe / likwid-bench, median of {} paired rounds: read {:+.1} % (load_avx), \
+         triad {:+.1} % (stream_avx); rounds (probe, likwid GB/s): read {reads:.1?}, \
+         triad {triads:.1?}",
+        reads.len(),
+        (read - 1.0) * 100.0,
+        (triad - 1.0) * 100.0
     );
     assert!(
-        (ours_read / ref_read - 1.0).abs() <= 0.10,
-        "read {ours_read:.2} GB/s vs likwid-bench {ref_read:.2} GB/s"
+        (read - 1.0).abs() <= 0.10,
+        "read: the probe at {read:.3}x likwid-bench's load_avx, rounds {reads:.1?}"
     );
     assert!(
-        (ours_triad / ref_triad - 1.0).abs() <= 0.10,
-        "triad {ours_triad:.2} GB/s vs likwid-bench {ref_triad:.2} GB/s"
+        (triad - 1.0).abs() <= 0.10,
+        "triad: the probe at {triad:.3}x likwid-bench's stream_avx, rounds {triads:.1?}"
     );
+}
+
+/// The median of each pair's first over its second.
+fn median_ratio(pairs: &[(f64, f64)]) -> f64 {
+    let mut r: Vec<f64> = pairs.iter().map(|(a, b)| a / b).collect();
+    r.sort_by(f64::total_cmp);
+    let n = r.len();
+    if n % 2 == 1 {
+        r[n / 2]
+    } else {
+        (r[n / 2 - 1] + r[n / 2]) / 2.0
+    }
 }

@@ -87,10 +87,7 @@ fn every_surface_shows_the_figure_worked_out_by_hand() {
 
     // The run card Ctrl-S writes: the same figure, to the byte.
     let tariff = llmtop::accounting::pricing::Tariff::preset("US").expect("US");
-    let mut rec = llmtop::accounting::session::SessionRecorder::new(
-        llmtop::accounting::ledger::Ledger::new(),
-        0.0,
-    );
+    let mut rec = llmtop::accounting::session::SessionRecorder::new(0.0);
     rec.observe(&EngineEvent::Loaded(ScriptedEngine::model_info()), 0.5);
     rec.observe(&EngineEvent::ReplyDone(s.clone()), 2.0);
     let snapshot = llmtop::config::SnapshotSection::default();
@@ -101,7 +98,8 @@ fn every_surface_shows_the_figure_worked_out_by_hand() {
         snapshot: &snapshot,
         now: jiff::Timestamp::now(),
     };
-    let card = llmtop::dashboard::card::card(&app, &rec, ctx).expect("card");
+    let ledger = llmtop::accounting::ledger::Ledger::new();
+    let card = llmtop::dashboard::card::card(&app, &rec, &ledger, ctx).expect("card");
     let on_card = card
         .last_reply
         .as_ref()

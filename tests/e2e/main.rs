@@ -26,6 +26,7 @@ mod fleet;
 mod gpu_build;
 mod gpu_cuda_env;
 mod gpu_proof;
+mod lifecycle;
 mod power_cap;
 mod share_cli;
 mod watch_server;

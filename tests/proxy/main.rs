@@ -19,6 +19,7 @@ mod proxy_hostile;
 mod proxy_limits;
 mod proxy_llama;
 mod proxy_records;
+mod proxy_signals;
 
 use llmtop::accounting::ledger::Ledger;
 use llmtop::net::server::Limits;

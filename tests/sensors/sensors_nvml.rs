@@ -17,7 +17,8 @@ use llmtop::accounting::energy::Window;
 use llmtop::accounting::ledger::Ledger;
 use llmtop::accounting::session::SessionRecorder;
 use llmtop::engine::{EngineEvent, Origins, ReplyStats, StopReason};
-use llmtop::export::prometheus::MetricsState;
+use llmtop::export::feed::MetricsFeed;
+use llmtop::metering::Metering;
 use llmtop::report::runcard::EnergyMetrics;
 use llmtop::sensors::nvml::{self, VIA_AVERAGE, VIA_COUNTER, VIA_INSTANT, VIA_LOST};
 use llmtop::sensors::settings::SensorsSection;
@@ -404,14 +405,13 @@ fn the_power_gauge_of_a_steady_board_stays_within_2_percent_on_every_sample() {
     ]);
     let rate = SensorsSection::default().rate_hz;
     assert_eq!(rate, 4.0, "the sampler's default rate");
-    let mut ledger = Ledger::new();
-    let mut metrics = MetricsState::new(None);
+    let mut m = Metering::new(Ledger::new());
+    let mut metrics = MetricsFeed::new(None);
     let mut checked = 0;
     let mut worst: f64 = 0.0;
     sample(&s, rate, 5.0, |smp, _| {
-        ledger.push(smp);
-        metrics.apply_sample(smp);
-        metrics.apply_ledger(&ledger);
+        m.fold(smp, &mut [&mut metrics]);
+        let ledger = m.ledger();
         let channels = ledger.channels();
         if channels.iter().any(|c| c.watts.is_none()) {
             return; // the first sample: no counter step yet
@@ -427,7 +427,7 @@ fn the_power_gauge_of_a_steady_board_stays_within_2_percent_on_every_sample() {
         let total = ledger.total_power().expect("total");
         within("total power", total.watts, 500.0, 0.02);
         worst = worst.max((total.watts / 500.0 - 1.0).abs());
-        let text = metrics.render();
+        let text = metrics.with(|m| m.render());
         let gauge = scrape(&text, "llmtop_power_watts", "id=\"nvml:0:energy\"").expect("gauge");
         within("llmtop_power_watts", gauge, 250.0, 0.02);
         let system = scrape(&text, "llmtop_system_power_watts", "").expect("system");
@@ -540,16 +540,17 @@ fn stats(wall_s: f64, tokens: u32) -> ReplyStats {
 fn a_50_ms_reply_gets_non_zero_apportioned_energy() {
     for rate in [SensorsSection::default().rate_hz, 20.0] {
         let s = Standin::new(vec![h100(250.0)]);
-        let mut rec = SessionRecorder::new(Ledger::new(), 0.0);
+        let mut m = Metering::new(Ledger::new());
+        let mut rec = SessionRecorder::new(0.0);
         let mut zero_windows = 0;
         let mut figures = Vec::new();
         let mut reply_at = None;
         let mut last_t = 0.0;
         sample(&s, rate, 4.5, |smp, t| {
-            rec.push_sample(smp, None);
+            m.fold(smp, &mut [&mut rec]);
             // What the counter alone says of each 50 ms before this sample.
             if t > 1.0
-                && let Some((j, _)) = rec.ledger().energy_between(smp.t - 0.05, smp.t)
+                && let Some((j, _)) = m.ledger().energy_between(smp.t - 0.05, smp.t)
                 && j == 0.0
             {
                 zero_windows += 1;
@@ -576,7 +577,7 @@ fn a_50_ms_reply_gets_non_zero_apportioned_energy() {
         assert!(line[0][0].starts_with('≈'), "{line:?}");
         assert!(line[0].iter().any(|p| p == "apportioned"), "{line:?}");
         let span = rec.replies().last().expect("reply").clone();
-        let report = rec.reply_report(&span).expect("report");
+        let report = rec.reply_report(m.ledger(), &span).expect("report");
         let card = EnergyMetrics::from_report(&report).expect("card");
         assert!(card.apportioned);
         within("run card", card.total_j, f.energy_j, 1e-9);
@@ -595,15 +596,14 @@ fn a_board_lost_at_10_s_is_a_basis_change_on_every_surface() {
         h100(300.0).fail("*", "GPU_IS_LOST", Some(10.0)),
         h100(200.0).phase(0.041),
     ]);
-    let mut rec = SessionRecorder::new(Ledger::new(), 0.0);
-    let mut metrics = MetricsState::new(None);
+    let mut m = Metering::new(Ledger::new());
+    let mut rec = SessionRecorder::new(0.0);
+    let mut metrics = MetricsFeed::new(None);
     let mut lost_rows = 0;
     let mut last_good = None;
     let mut seen_at = None;
     sample(&s, SensorsSection::default().rate_hz, 12.5, |smp, t| {
-        rec.push_sample(smp, None);
-        metrics.apply_sample(smp);
-        metrics.apply_ledger(rec.ledger());
+        m.fold(smp, &mut [&mut rec, &mut metrics]);
         let power = smp
             .readings
             .iter()
@@ -622,7 +622,7 @@ fn a_board_lost_at_10_s_is_a_basis_change_on_every_surface() {
             last_good = Some((smp.t, t));
         }
         // When the change of basis became visible.
-        if seen_at.is_none() && rec.ledger().changes().len() > 1 {
+        if seen_at.is_none() && m.ledger().changes().len() > 1 {
             seen_at = Some(t);
         }
         let board1 = smp
@@ -633,7 +633,7 @@ fn a_board_lost_at_10_s_is_a_basis_change_on_every_surface() {
         assert_eq!(board1.value, Some(200.0), "the other board carries on");
     });
     assert!(lost_rows >= 6);
-    let ledger = rec.ledger();
+    let ledger = m.ledger();
     let change = ledger
         .changes()
         .iter()
@@ -664,7 +664,7 @@ fn a_board_lost_at_10_s_is_a_basis_change_on_every_surface() {
     assert_eq!(lost.watts, None);
     assert_eq!(lost.note.as_deref(), Some(VIA_LOST));
     // The footer's status line.
-    let (energy, _) = rec.footer(None);
+    let (energy, _) = rec.footer(m.ledger(), None);
     let text =
         llmtop::dashboard::app::basis_change_text(energy.last_change.as_ref().expect("change"));
     assert!(text.contains("GPU lost"), "{text}");
@@ -675,7 +675,7 @@ fn a_board_lost_at_10_s_is_a_basis_change_on_every_surface() {
     assert_eq!(boards[0].silent.as_deref(), Some(VIA_LOST));
     assert_eq!(boards[1].silent, None);
     // The exporter: no gauge for the lost board, the system figure on the one left.
-    let text = metrics.render();
+    let text = metrics.with(|m| m.render());
     assert_eq!(
         scrape(&text, "llmtop_power_watts", "id=\"nvml:0:energy\""),
         None,
@@ -689,7 +689,7 @@ fn a_board_lost_at_10_s_is_a_basis_change_on_every_surface() {
     );
     // The run card of the session: the change, with its reason, and energy right on both
     // sides of it (the lost board's joules up to 10 s, the other's throughout).
-    let report = rec.session_report().expect("session");
+    let report = rec.session_report(m.ledger()).expect("session");
     let card = EnergyMetrics::from_report(&report).expect("card");
     assert!(
         card.basis_changes
@@ -806,11 +806,12 @@ fn eight_boards_each_their_own_channel_summed_once() {
 #[test]
 fn two_boards_a_reply_is_shown_per_board_in_f1_and_the_run_card() {
     let s = Standin::new(vec![h100(300.0), h100(100.0).arch(Arch::Volta).phase(0.05)]);
-    let mut rec = SessionRecorder::new(Ledger::new(), 0.0);
+    let mut m = Metering::new(Ledger::new());
+    let mut rec = SessionRecorder::new(0.0);
     let mut figures = Vec::new();
     let mut done = false;
     sample(&s, SensorsSection::default().rate_hz, 5.0, |smp, t| {
-        rec.push_sample(smp, None);
+        m.fold(smp, &mut [&mut rec]);
         if t >= 3.0 && !done {
             rec.observe(&EngineEvent::ReplyDone(stats(2.0, 40)), smp.t);
             done = true;
@@ -833,7 +834,7 @@ fn two_boards_a_reply_is_shown_per_board_in_f1_and_the_run_card() {
         "model".into(),
     );
     app.update(llmtop::dashboard::event::Event::Power(
-        rec.ledger().power_view(),
+        m.ledger().power_view(),
     ));
     app.messages.push(llmtop::dashboard::state::Message {
         figures: Some(f.clone()),
@@ -856,7 +857,8 @@ fn two_boards_a_reply_is_shown_per_board_in_f1_and_the_run_card() {
         lines[1]
     );
     let span = rec.replies()[0].clone();
-    let card = EnergyMetrics::from_report(&rec.reply_report(&span).expect("report")).expect("card");
+    let card = EnergyMetrics::from_report(&rec.reply_report(m.ledger(), &span).expect("report"))
+        .expect("card");
     let gpu0 = card
         .sources
         .iter()

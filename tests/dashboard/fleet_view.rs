@@ -1,9 +1,10 @@
-//! `llmtop --remote`'s screen in TestBackend: the host table with two hosts up and one down,
-//! the selected host's gauges and charts, and the single-host layout without a table.
+//! `llmtop --remote`'s screen (the fleet view) in TestBackend: the host table with two hosts up
+//! and one down, the selected host's gauges and charts, and the single-host layout without a
+//! table.
 
 use llmtop::accounting::ledger::Ledger;
 use llmtop::accounting::pricing::Tariff;
-use llmtop::dashboard::remote::{RemoteView, normalise, view};
+use llmtop::dashboard::fleet::{FleetView, normalise, view};
 use llmtop::dashboard::theme::Theme;
 use llmtop::export::prometheus::MetricsState;
 use llmtop::export::scrape::parse;
@@ -33,7 +34,7 @@ fn reading(id: &str, label: &str, q: Quantity, v: f64, source: Source, covers: C
 
 /// A host at `wall` W (of which `gpu` W on the GPU) generating `tok_s`, priced in `region`, as
 /// its /metrics reads over 30 one-second scrapes.
-fn feed(view: &mut RemoteView, i: usize, wall: f64, gpu: f64, tok_s: u64, region: &str) {
+fn feed(view: &mut FleetView, i: usize, wall: f64, gpu: f64, tok_s: u64, region: &str) {
     let tariff = Tariff::preset(region).expect("region");
     let mut st = MetricsState::new(Some(tariff.clone()));
     let origin = jiff::Timestamp::from_second(1_750_000_000).expect("time");
@@ -96,7 +97,7 @@ fn feed(view: &mut RemoteView, i: usize, wall: f64, gpu: f64, tok_s: u64, region
     view.now = 30.0;
 }
 
-fn screen(view: &RemoteView, w: u16, h: u16) -> String {
+fn screen(view: &FleetView, w: u16, h: u16) -> String {
     let mut term = Terminal::new(TestBackend::new(w, h)).expect("terminal");
     term.draw(|f| view::draw(view, &Theme::dark(), f))
         .expect("draw");
@@ -125,7 +126,7 @@ fn several_hosts_get_a_table_and_the_selected_ones_gauges() {
     .collect();
     assert_eq!(urls[0], "http://gpu-box:9464");
     assert_eq!(urls[1], "http://mini:9464");
-    let mut view = RemoteView::new(&urls);
+    let mut view = FleetView::new(&urls);
     feed(&mut view, 0, 300.0, 200.0, 50, "DE");
     feed(&mut view, 1, 40.0, 0.0, 10, "US");
     view.hosts[2].apply(
@@ -166,7 +167,7 @@ fn several_hosts_get_a_table_and_the_selected_ones_gauges() {
 
 #[test]
 fn one_host_has_no_table() {
-    let mut view = RemoteView::new(&[normalise("http://gpu-box:9464").expect("url")]);
+    let mut view = FleetView::new(&[normalise("http://gpu-box:9464").expect("url")]);
     feed(&mut view, 0, 300.0, 200.0, 50, "DE");
     let s = screen(&view, 80, 24);
     assert!(!s.contains("Hosts"), "{s}");

@@ -1,6 +1,6 @@
 //! Drawing the remote view: a pure function of the view and the theme.
 
-use super::RemoteView;
+use super::FleetView;
 use crate::accounting::pricing::{Currency, format_j_per_token, format_money};
 use crate::dashboard::history::History;
 use crate::dashboard::theme::Theme;
@@ -51,7 +51,7 @@ fn status(h: &RemoteHost) -> (String, bool) {
 }
 
 /// The whole screen.
-pub fn draw(view: &RemoteView, theme: &Theme, f: &mut Frame) {
+pub fn draw(view: &FleetView, theme: &Theme, f: &mut Frame) {
     let area = f.area();
     f.render_widget(
         Block::default().style(Style::default().fg(theme.fg).bg(theme.bg)),
@@ -101,7 +101,7 @@ pub fn draw(view: &RemoteView, theme: &Theme, f: &mut Frame) {
     );
 }
 
-fn draw_table(view: &RemoteView, theme: &Theme, f: &mut Frame, area: Rect) {
+fn draw_table(view: &FleetView, theme: &Theme, f: &mut Frame, area: Rect) {
     let head = Row::new([
         "host", "status", "power", "tok/s", "J/token", "cost", "hottest",
     ])

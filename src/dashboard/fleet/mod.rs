@@ -1,35 +1,39 @@
-//! `llmtop --remote URL [URL...]`: the dashboard's gauges and charts for other hosts, read
-//! from their `/metrics` (`llmtop serve`, or a dashboard or proxy with `--metrics-addr`). No
-//! chat in this mode. With several hosts a host table comes first, like all-smi's
-//! `view --hosts`; the selected host's gauges and charts below it.
+//! `llmtop --remote URL [URL...]`: the fleet view, the dashboard's gauges and charts for other
+//! hosts, read from their `/metrics` (`llmtop serve`, or a dashboard or proxy with
+//! `--metrics-addr`). No chat in this mode. With several hosts a host table comes first, like
+//! all-smi's `view --hosts`; the selected host's gauges and charts below it.
 //!
 //! Each host is scraped once a second by a thread of its own, with a short timeout, so an
-//! unreachable host is a status in its row and never holds up the others or the screen.
+//! unreachable host is a status in its row and never holds up the others or the screen. The
+//! view runs on the dashboard's event loop (`shell::run_screen`): keys, resizes, the terminal
+//! closing and the terminating signals are handled there, once for every screen.
 
 pub mod view;
 
 use crate::cli::DashboardArgs;
 use crate::config::Config;
-use crate::dashboard::theme;
-use crate::dashboard::tui::Tui;
+use crate::dashboard::theme::{self, Theme};
 use crate::export::scrape::{self, RemoteHost};
+use crate::term::event::{self, EventSource, Input, ScreenEvent};
+use crate::term::screen::{Screen, in_terminal, run_screen};
 use anyhow::Context;
-use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use crossterm::event::{KeyCode, KeyModifiers};
+use ratatui::Frame;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
 
 /// What the screen shows: every host, which one is selected.
 #[derive(Debug, Clone)]
-pub struct RemoteView {
+pub struct FleetView {
     pub hosts: Vec<RemoteHost>,
     pub selected: usize,
     /// Seconds since start, for the charts' time axis.
     pub now: f64,
 }
 
-impl RemoteView {
+impl FleetView {
     pub fn new(urls: &[String]) -> Self {
         Self {
             hosts: urls.iter().map(|u| RemoteHost::new(u)).collect(),
@@ -77,13 +81,16 @@ pub fn normalise(url: &str) -> Result<String, String> {
     Ok(base)
 }
 
-/// Scrape `base` every second until `stop`, sending (host index, time, outcome).
+/// One host's scrape: (host index, seconds since start, outcome).
+pub type Scrape = (usize, f64, Result<scrape::Scrape, String>);
+
+/// Scrape `base` every second until `stop`, sending each outcome.
 fn poll(
     index: usize,
     base: String,
     start: Instant,
     stop: Arc<AtomicBool>,
-    tx: mpsc::Sender<(usize, f64, Result<scrape::Scrape, String>)>,
+    tx: UnboundedSender<Scrape>,
 ) {
     let client = scrape::client();
     while !stop.load(Ordering::Relaxed) {
@@ -99,37 +106,78 @@ fn poll(
     }
 }
 
-/// Set `quit` on SIGTERM, SIGHUP and the other signals that would kill the process with the
-/// terminal still raw (as the dashboard does), from a thread of its own.
-fn watch_signals(quit: Arc<AtomicBool>) {
-    let _ = std::thread::Builder::new()
-        .name("llmtop-signals".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                use tokio::signal::unix::{SignalKind, signal};
-                let mut streams: Vec<_> = crate::dashboard::event::TERMINATING
-                    .iter()
-                    .filter_map(|&(sig, _)| signal(SignalKind::from_raw(sig)).ok())
-                    .collect();
-                if streams.is_empty() {
-                    return;
-                }
-                let any = futures_util::future::select_all(
-                    streams.iter_mut().map(|s| Box::pin(s.recv())),
-                );
-                any.await;
-                quit.store(true, Ordering::SeqCst);
-            });
-        });
+/// What the fleet view reacts to.
+#[derive(Debug)]
+pub enum FleetEvent {
+    Input(Input),
+    /// Boxed: a scrape is large, and comes once a second per host.
+    Scrape(Box<Scrape>),
+    /// Redraw the charts' time axis.
+    Tick(f64),
+    Terminate,
 }
 
-/// Run the remote view until the user quits.
+impl ScreenEvent for FleetEvent {
+    fn input(i: Input) -> Self {
+        FleetEvent::Input(i)
+    }
+
+    fn tick(now: f64) -> Self {
+        FleetEvent::Tick(now)
+    }
+
+    fn terminate(_signal: &'static str) -> Self {
+        FleetEvent::Terminate
+    }
+}
+
+/// The view on the event loop, with its theme.
+pub struct FleetScreen {
+    pub view: FleetView,
+    pub theme: Theme,
+    pub dirty: bool,
+}
+
+impl Screen for FleetScreen {
+    type Event = FleetEvent;
+
+    fn update(&mut self, ev: FleetEvent) -> bool {
+        match ev {
+            FleetEvent::Input(Input::Key(k)) => {
+                if self.view.key(k.code, k.modifiers) {
+                    return true;
+                }
+            }
+            FleetEvent::Input(Input::Resize { .. } | Input::Paste(_)) => {}
+            FleetEvent::Scrape(scrape) => {
+                let (i, t, outcome) = *scrape;
+                let Some(h) = self.view.hosts.get_mut(i) else {
+                    return false;
+                };
+                h.apply(t, outcome);
+                self.view.now = t;
+            }
+            FleetEvent::Tick(now) => self.view.now = now,
+            FleetEvent::Terminate => return true,
+        }
+        self.dirty = true;
+        false
+    }
+
+    fn dirty(&self) -> bool {
+        self.dirty
+    }
+
+    fn drawn(&mut self) {
+        self.dirty = false;
+    }
+
+    fn draw(&self, f: &mut Frame) {
+        view::draw(&self.view, &self.theme, f);
+    }
+}
+
+/// Run the fleet view until the user quits, a signal arrives or the terminal closes.
 pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
     let urls = args
         .remote
@@ -145,9 +193,11 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
     let user_dir = crate::config::config_dir().map(|d| d.join("themes"));
     let theme = theme::load(&name, user_dir.as_deref())?.degrade(depth);
 
+    let runtime =
+        crate::util::runtime::current_thread().context("cannot start the async runtime")?;
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     for (i, base) in urls.iter().enumerate() {
         let (stop, tx, base) = (stop.clone(), tx.clone(), base.clone());
         std::thread::Builder::new()
@@ -156,45 +206,22 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
             .context("cannot start a scraping thread")?;
     }
     drop(tx);
-    let mut view = RemoteView::new(&urls);
-    let quit = Arc::new(AtomicBool::new(false));
-    watch_signals(quit.clone());
+    let mut screen = FleetScreen {
+        view: FleetView::new(&urls),
+        theme,
+        dirty: true,
+    };
     let log = crate::util::paths::log_file();
-    let mut tui = Tui::enter().context("cannot set up the terminal")?;
-    let _ = crate::dashboard::tui::redirect_stderr(&log);
-    let result = (|| -> anyhow::Result<()> {
-        let mut dirty = true;
-        loop {
-            if quit.load(Ordering::SeqCst) {
-                return Ok(());
-            }
-            while let Ok((i, t, outcome)) = rx.try_recv() {
-                if let Some(h) = view.hosts.get_mut(i) {
-                    h.apply(t, outcome);
-                    dirty = true;
-                }
-            }
-            if dirty {
-                view.now = start.elapsed().as_secs_f64();
-                crate::dashboard::tui::draw(&mut tui.terminal, |f| view::draw(&view, &theme, f))?;
-                dirty = false;
-            }
-            if event::poll(Duration::from_millis(200))? {
-                match event::read()? {
-                    Event::Key(k) if k.kind == KeyEventKind::Press => {
-                        if view.key(k.code, k.modifiers) {
-                            return Ok(());
-                        }
-                        dirty = true;
-                    }
-                    Event::Resize(..) => dirty = true,
-                    _ => {}
-                }
-            }
-        }
-    })();
+    let result = runtime.block_on(in_terminal(&log, async |terminal| {
+        // The charts' time axis moves once a second even when no host answers.
+        let mut events = EventSource::new(start, Some(1.0))
+            .with_feed(event::channel(rx, |s| FleetEvent::Scrape(Box::new(s))));
+        events
+            .listen_for_signals()
+            .context("cannot catch SIGTERM/SIGHUP")?;
+        run_screen(terminal, &mut events, &mut screen).await
+    }));
     // The scraping threads end at their next tick; a request in flight times out on its own.
     stop.store(true, Ordering::Relaxed);
-    drop(tui);
-    result
+    result.map(|_| ())
 }
