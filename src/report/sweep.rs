@@ -358,7 +358,22 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 /// One row per setting; `*` marks the frontier. A power-cap sweep has its own table.
 pub fn render_table(r: &SweepResult) -> String {
     if let Some(cap) = &r.power_cap {
-        return crate::report::power_cap::render_table(cap, &r.caps());
+        let mut out = crate::report::power_cap::render_table(cap, &r.caps());
+        // Runs kept with --allow-contention: the speeds moved with the other work too.
+        let contended: Vec<String> = r
+            .points
+            .iter()
+            .filter(|p| p.result.contended)
+            .filter_map(|p| p.power_cap.as_ref())
+            .map(|c| crate::sensors::powerlimit::watts_text(c.cap_w))
+            .collect();
+        if !contended.is_empty() {
+            out.push_str(&format!(
+                "CONTENDED: other programs took llama.cpp's CPUs while it decoded at {} (kept by --allow-contention); those speeds moved with that work as well as with the cap, so neither knee is the cap's alone\n",
+                contended.join(", ")
+            ));
+        }
+        return out;
     }
     let region = r
         .points
