@@ -473,7 +473,10 @@ fn bad_sweeps_are_one_line_errors_before_any_run() {
     let m = model.to_str().expect("utf8");
     one_line(
         &run(&["--model", m, "--sweep", "thread=1,2"]),
-        &["\"thread\"", "use threads, gpu-layers, ctx or model"],
+        &[
+            "\"thread\"",
+            "use threads, gpu-layers, ctx, model or power-cap",
+        ],
     );
     one_line(
         &run(&["--model", m, "--sweep", "threads=1,x"]),

@@ -457,7 +457,7 @@ fn bad_sweep_specs_name_the_key_the_cause_and_the_fix() {
     };
     assert_eq!(
         err(&["thread=1,2"]),
-        "--sweep \"thread=1,2\": unknown key \"thread\"; use threads, gpu-layers, ctx or model, e.g. --sweep threads=1,2,4"
+        "--sweep \"thread=1,2\": unknown key \"thread\"; use threads, gpu-layers, ctx, model or power-cap, e.g. --sweep threads=1,2,4"
     );
     assert_eq!(
         err(&["threads=1,zero"]),
@@ -810,4 +810,82 @@ fn compare_svg_money_panels_have_one_unit() {
     let tco = bar(&machines[2], "tco_US", None);
     assert!((value(&tco) - 459.9).abs() < 1e-9);
     assert_eq!(drawn(&tco).1, "$460");
+}
+
+/// A power-cap sweep kept with --allow-contention: the table names the caps whose decode runs
+/// were contended, since their speeds moved with the other work too; a clean sweep says nothing.
+#[test]
+fn a_power_cap_table_names_its_contended_caps() {
+    use llmtop::report::power_cap::{CapFigures, CapSweep, CurvePoint, PhaseFigures, knee};
+    use llmtop::sensors::powerlimit::{Applied, CapKind};
+    let phase = |tok_s: f64| PhaseFigures {
+        settle_runs: 0,
+        runs: 1,
+        window_s: 10.0,
+        tokens: 100,
+        tok_s: Spread::of(&[tok_s]),
+        energy_j: Some(100.0),
+        j_per_token: Some(1.0),
+        tokens_per_j: Some(1.0),
+        avg_w: Some(50.0),
+        device_w: Some(50.0),
+    };
+    let sweep = |contended: &[bool]| {
+        let points: Vec<SweepPoint> = [(65.0, 50.0), (45.0, 49.0), (30.0, 20.0)]
+            .iter()
+            .zip(contended)
+            .map(|((w, dec), c)| {
+                let mut result = bench(*dec, Some(1.0), 1);
+                result.contended = *c;
+                let mut p = SweepPoint::of(
+                    vec![SweepValue {
+                        key: SweepKey::PowerCap,
+                        value: w.to_string(),
+                    }],
+                    result,
+                );
+                p.power_cap = Some(CapFigures {
+                    cap_w: *w,
+                    applied: vec![Applied {
+                        device: "CPU package-0 (intel-rapl:0)".into(),
+                        requested_w: *w,
+                        in_effect_w: Some(*w),
+                    }],
+                    prefill: phase(500.0),
+                    decode: phase(*dec),
+                    prefill_runs: Vec::new(),
+                });
+                p
+            })
+            .collect();
+        let axes = sweep::parse_axes(&["power-cap=65,45,30".into()]).expect("axes");
+        let mut r = SweepResult::new(1, axes, points);
+        let curve: Vec<CurvePoint> = r.caps().iter().map(|c| CurvePoint::of(c)).collect();
+        r.power_cap = Some(CapSweep {
+            kind: CapKind::CpuPackage,
+            rule: "--cap-device cpu".into(),
+            devices: vec!["CPU package-0 (intel-rapl:0)".into()],
+            originals: vec!["CPU package-0 (intel-rapl:0) long_term 65 W".into()],
+            stock_w: Some(65.0),
+            cooldown_s: 0.0,
+            settle_s: 0.0,
+            window_s: 10.0,
+            tolerance_pct: 5.0,
+            knee: knee(&curve, 5.0),
+            commands: Vec::new(),
+        });
+        sweep::render_table(&r)
+    };
+    let table = sweep(&[false, true, true]);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("CONTENDED"))
+        .unwrap_or_else(|| panic!("no contention line:\n{table}"));
+    assert!(
+        line.starts_with("CONTENDED: other programs took llama.cpp's CPUs while it decoded at 45 W, 30 W (kept by --allow-contention)"),
+        "{line}"
+    );
+    assert!(table.contains("decode knee 45 W"), "{table}");
+    let clean = sweep(&[false, false, false]);
+    assert!(!clean.contains("CONTENDED"), "{clean}");
 }
