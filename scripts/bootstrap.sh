@@ -16,6 +16,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PKGS=(build-essential cmake clang libclang-dev pkg-config ccache tmux git curl ca-certificates prometheus tzdata likwid)
 # A python3 with a working pip (e.g. pyenv's) makes Debian's python3/python3-pip unnecessary.
 python3 -m pip --version >/dev/null 2>&1 || PKGS+=(python3 python3-pip)
+# python3-venv for the real client libraries' venv below (Debian splits ensurepip out).
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || PKGS+=(python3-venv)
 MISSING=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || MISSING+=("$p")
@@ -42,3 +44,15 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 scripts/fetch-model.sh
+
+# Real client libraries the proxy tests run through it (tests/proxy/proxy_clients.rs): the
+# `openai` and `ollama` Python packages, pinned, in a venv of their own (Debian's python3 is
+# externally managed: no --user installs).
+CACHE="${LLMTOP_BUILD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llmtop}"
+VENV="$CACHE/pyclients"
+PYCLIENTS=(openai==3.63.0 ollama==0.6.3)
+if ! "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(any(m.version(p.split("==")[0]) != p.split("==")[1] for p in sys.argv[1:]))' "${PYCLIENTS[@]}" >/dev/null 2>&1; then
+    echo "bootstrap: installing ${PYCLIENTS[*]} into $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PYCLIENTS[@]}"
+fi

@@ -10,10 +10,13 @@ mod common;
 mod live;
 #[path = "../servers/mod.rs"]
 mod servers;
+#[path = "../common/skip.rs"]
+mod skip;
 #[path = "../tmux/mod.rs"]
 mod tmux;
 
 mod proxy_cli;
+mod proxy_clients;
 mod proxy_dashboard;
 mod proxy_hostile;
 mod proxy_limits;
