@@ -21,6 +21,7 @@ mod proxy_dashboard;
 mod proxy_hostile;
 mod proxy_limits;
 mod proxy_llama;
+mod proxy_load;
 mod proxy_records;
 mod proxy_signals;
 
