@@ -5,7 +5,8 @@
 //! - at most `max_connections` are served at once; the rest wait in the kernel's backlog, so
 //!   idle or hostile clients cannot starve a Prometheus scrape or a stream;
 //! - a client must send its request head within `header` (also the idle time allowed between
-//!   keep-alive requests);
+//!   keep-alive requests), at most [`MAX_HEAD_BYTES`] and [`MAX_HEADERS`] fields of it (else
+//!   `431`);
 //! - a plain exchange (the exporter) ends within `exchange`, answer included; a streaming one
 //!   (the proxy) has no total cap, only a limit on how long no byte moves either way on its
 //!   connection (`idle`), so a stalled upstream or a client that stops reading lets go;
@@ -36,6 +37,14 @@ use tokio::time::Instant;
 
 /// Connections queued by the kernel beyond those served (`listen(2)` backlog).
 const BACKLOG: u32 = 1024;
+
+/// A request head (request line and headers) larger than this gets `431 Request Header
+/// Fields Too Large` and the connection closed: far above what clients send (a long bearer
+/// token is a few KiB), small enough that 1024 hostile connections hold little (each
+/// connection's read buffer is capped at twice this).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// More header fields than this also get `431`.
+pub const MAX_HEADERS: usize = 100;
 
 /// The setting an address came from, for error lines: `--metrics-addr`, `[metrics] addr`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -366,6 +375,11 @@ async fn connection<S: Service>(
     let http = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header)
+        // A head over the limit is a 431; the buffer cap bounds what a client can make us hold
+        // (hyper's adaptive buffer may pass a cap of exactly the head limit before parsing).
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_buf_size(2 * MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
         .keep_alive(limits.keep_alive)
         .serve_connection(io, svc);
     tokio::pin!(http);

@@ -3,7 +3,9 @@
 //! upstream's) and its body streamed; the response comes back the same way. Both bodies pass
 //! through a [`TapBody`]: the request's to learn the model asked for, the response's to time
 //! its tokens. An upstream that cannot be reached gets the client a 502 with one line saying
-//! why; the proxy itself stays up.
+//! why; the proxy itself stays up. A request body over [`MAX_BODY_BYTES`] gets a 413 (at once
+//! when its `Content-Length` says so, else when it grows past the limit, the upstream's
+//! request then abandoned).
 
 use super::tap::{Exchange, Outcome, ProxyEvent, Seen, Sniff, Tap, TapBody};
 use crate::engine::remote::protocol::Framing;
@@ -25,6 +27,10 @@ use tokio::sync::mpsc::UnboundedSender;
 /// Connecting to the upstream gives up after this (a reply may then take as long as it
 /// takes: a slow model is not an error).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request body larger than this gets `413 Content Too Large`: prompts with a few
+/// base64 images fit many times over; a runaway or hostile upload does not reach the server.
+pub const MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
 
 /// `--listen`: where clients connect.
 pub const LISTEN: Setting = Setting {
@@ -130,11 +136,76 @@ pub fn end_to_end(headers: &HeaderMap) -> HeaderMap {
 
 /// A body through the proxy, seen by its closure.
 type Tapped = TapBody<Incoming, Box<dyn FnMut(Seen<'_>) + Send>>;
+/// A request body through the proxy: capped, then seen.
+type TappedIn = TapBody<Capped, Box<dyn FnMut(Seen<'_>) + Send>>;
 type Body = Either<Tapped, Full<Bytes>>;
+
+/// Why a request body stopped on its way to the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Client(#[from] hyper::Error),
+    #[error("the request body is over the proxy's limit of {} MiB; send a smaller one", MAX_BODY_BYTES >> 20)]
+    TooLarge,
+}
+
+/// A request body that errors once more than [`MAX_BODY_BYTES`] have come (for bodies whose
+/// size is not said up front).
+pub struct Capped {
+    inner: Incoming,
+    seen: u64,
+}
+
+impl hyper::body::Body for Capped {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BodyError>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    this.seen += d.len() as u64;
+                    if this.seen > MAX_BODY_BYTES {
+                        return Poll::Ready(Some(Err(BodyError::TooLarge)));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Whether `e`'s chain holds a body over the limit.
+fn too_large(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if matches!(err.downcast_ref::<BodyError>(), Some(BodyError::TooLarge)) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
 
 struct Ctx {
     upstream: Upstream,
-    client: Client<HttpConnector, Tapped>,
+    client: Client<HttpConnector, TappedIn>,
     clock: Instant,
     next_id: AtomicU64,
     tx: UnboundedSender<ProxyEvent>,
@@ -263,6 +334,14 @@ async fn handle(req: Request<Incoming>, conn: Conn, ctx: &Ctx) -> Response<Body>
         Err(e) => return fail(&mut tap, StatusCode::BAD_REQUEST, e.to_string()),
     };
     let target = uri.to_string();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return refuse(&mut tap, BodyError::TooLarge.to_string());
+    }
     parts.uri = uri;
     parts.headers = end_to_end(&parts.headers);
     if let Ok(h) = HeaderValue::from_str(&ctx.upstream.authority) {
@@ -275,9 +354,14 @@ async fn handle(req: Request<Incoming>, conn: Conn, ctx: &Ctx) -> Response<Body>
             s.feed(b);
         }
     });
-    let out = Request::from_parts(parts, TapBody::new(body, sniffer));
+    let capped = Capped {
+        inner: body,
+        seen: 0,
+    };
+    let out = Request::from_parts(parts, TapBody::new(capped, sniffer));
     let resp = match ctx.client.request(out).await {
         Ok(r) => r,
+        Err(e) if too_large(&e) => return refuse(&mut tap, BodyError::TooLarge.to_string()),
         Err(e) => {
             let why = NetError::from_chain(&target, Peer::ModelServer, &e, CONNECT_TIMEOUT);
             return fail(&mut tap, StatusCode::BAD_GATEWAY, why.to_string());
@@ -295,10 +379,23 @@ async fn handle(req: Request<Incoming>, conn: Conn, ctx: &Ctx) -> Response<Body>
     Response::from_parts(rparts, Either::Left(TapBody::new(rbody, on)))
 }
 
+/// A body over the limit: `413`, one line, and the exchange reported as cut by the proxy.
+fn refuse(tap: &mut Tap, why: String) -> Response<Body> {
+    let status = StatusCode::PAYLOAD_TOO_LARGE;
+    tap.read(status.as_u16(), None);
+    tap.end(Outcome::Cut(why.clone()));
+    error_response(status, why)
+}
+
 /// Answer the client with `status` and one line, and report the exchange.
 fn fail(tap: &mut Tap, status: StatusCode, why: String) -> Response<Body> {
+    tap.fail(status.as_u16(), why.clone());
+    error_response(status, why)
+}
+
+/// The proxy's own answer: `status` and one line saying `why`.
+fn error_response(status: StatusCode, why: String) -> Response<Body> {
     let line = format!("llmtop proxy: {why}\n");
-    tap.fail(status.as_u16(), why);
     let mut r = Response::new(Either::Right(Full::new(Bytes::from(line))));
     *r.status_mut() = status;
     r.headers_mut().insert(

@@ -18,6 +18,7 @@ mod tmux;
 mod proxy_cli;
 mod proxy_clients;
 mod proxy_dashboard;
+mod proxy_faults;
 mod proxy_hostile;
 mod proxy_limits;
 mod proxy_llama;

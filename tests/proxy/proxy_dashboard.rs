@@ -8,7 +8,9 @@ use std::time::Duration;
 
 #[test]
 fn the_dashboard_shows_proxied_requests_newest_first() {
-    // An Ollama-shaped upstream; the model name carries an escape sequence.
+    // An Ollama-shaped upstream, one request a connection (said with `Connection: close`, or
+    // the proxy may send the second on the first's closed connection); the model name carries
+    // an escape sequence.
     let up = TcpListener::bind("127.0.0.1:0").expect("bind");
     let up_addr = up.local_addr().expect("addr");
     std::thread::spawn(move || {
@@ -30,7 +32,7 @@ fn the_dashboard_shows_proxied_requests_newest_first() {
             );
             let _ = write!(
                 s,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{body}",
+                "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
         }

@@ -4,7 +4,7 @@
 //! upstream sent, and the records' energies add up to the ledger's energy over the span.
 
 use super::live::{LiveMachine, Profile, assert_within};
-use super::proxy_hostile::{Handler, SSE_HEAD, chunk, fake, sse_line};
+use super::proxy_hostile::{Handler, chunk, fake, sse_line};
 use super::proxy_llama::{ledger_energy, meter};
 use super::{BookedProxy, request};
 use llmtop::accounting::ledger_for;
@@ -60,7 +60,10 @@ fn paced_sse(gap: Duration, together: usize) -> Handler {
         while arrived.load(Ordering::SeqCst) < together && Instant::now() < end {
             std::thread::sleep(Duration::from_millis(5));
         }
-        let _ = s.write_all(SSE_HEAD.as_bytes());
+        // One request a connection, and said so: the proxy must not pool it.
+        let _ = s.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        );
         for i in 0..n {
             std::thread::sleep(gap);
             if chunk(s, sse_line(&format!("t{i}")).as_bytes()).is_err() {
