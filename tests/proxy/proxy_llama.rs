@@ -38,7 +38,7 @@ pub fn meter(m: &LiveMachine) -> Meter {
 }
 
 /// The final `timings` of an SSE body: (prompt_n, cache_n, predicted_n).
-fn timings(body: &str) -> (u64, u64, u64) {
+pub fn timings(body: &str) -> (u64, u64, u64) {
     let t = sse_json(body)
         .into_iter()
         .rev()

@@ -247,3 +247,57 @@ fn two_thousand_short_requests_in_sequence_are_each_recorded_once() {
         t.elapsed()
     );
 }
+
+#[test]
+fn the_real_llama_server_at_parallel_four_gets_each_of_eight_streams_recorded_once() {
+    use super::proxy_llama::timings;
+    use super::servers::{LlamaServer, Options};
+    const N: usize = 8;
+    let t = Instant::now();
+    let server = LlamaServer::start_with(Options {
+        parallel: 4,
+        ..Options::default()
+    });
+    let machine = LiveMachine::start(Profile::flat(40.0, 100.0, 0.0));
+    let m = meter(&machine);
+    let ledger = ledger_for(&m, Tariff::preset("DE").expect("DE"));
+    let proxy = BookedProxy::start(&server.url(), m, ledger);
+    let addr = proxy.addr();
+    let clients: Vec<_> = (0..N)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let body = serde_json::json!({
+                    "model": "smol", "stream": true, "temperature": 0, "seed": 42,
+                    "max_tokens": 8 + i,
+                    "messages": [{"role": "user", "content": format!("Name {} animals.", i + 2)}],
+                })
+                .to_string();
+                super::post(addr, "/v1/chat/completions", &body)
+            })
+        })
+        .collect();
+    let got: Vec<_> = clients
+        .into_iter()
+        .map(|c| c.join().expect("client"))
+        .collect();
+    let (records, ledger, spans) = settle_exactly(proxy, N);
+    for g in &got {
+        assert_eq!(g.status, 200, "{}", g.text());
+        assert!(!g.truncated);
+        let r = records
+            .iter()
+            .find(|r| r.client == g.local.to_string())
+            .unwrap_or_else(|| panic!("a record for client {}", g.local));
+        let (prompt_n, cache_n, predicted_n) = timings(&g.text());
+        assert_eq!(r.prompt_tokens, Some(prompt_n), "{r:?}");
+        assert_eq!(r.cached_tokens, Some(cache_n), "{r:?}");
+        assert_eq!(r.generated_tokens, Some(predicted_n), "{r:?}");
+        assert_eq!(r.outcome, "complete");
+        assert_eq!(r.bytes_out, g.body.len() as u64);
+    }
+    energies_add_up(&records, &ledger, &spans);
+    eprintln!(
+        "{N} streams on llama-server --parallel 4: {:.2?} with the server's start",
+        t.elapsed()
+    );
+}
