@@ -264,3 +264,45 @@ fn oversized_heads_are_431_and_oversized_bodies_413() {
     let got = request(addr, "POST", "/api/chat", &body, &[], true);
     assert_eq!(got.status, 200, "{}", got.text());
 }
+
+#[test]
+fn a_slow_loris_client_is_dropped_at_the_header_limit_however_it_trickles() {
+    use llmtop::net::server::Limits;
+    let server = FakeOllama::start();
+    let limits = Limits {
+        header: Duration::from_millis(800),
+        ..Limits::STREAMING
+    };
+    let p = RawProxy::start_with(&server.url(), limits);
+    let mut c = TcpStream::connect(p.addr()).expect("connect");
+    c.set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    let t = Instant::now();
+    c.write_all(b"GET /api/tags HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .expect("start");
+    // One byte every 50 ms, never the end of the head: each byte is new, the head never done.
+    let closed = loop {
+        if c.write_all(b"a").is_err() {
+            break t.elapsed();
+        }
+        let mut b = [0u8; 256];
+        match c.read(&mut b) {
+            Ok(_) => break t.elapsed(),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break t.elapsed(),
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "still held after 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(30));
+    };
+    assert!(closed >= Duration::from_millis(800), "{closed:?}");
+    assert!(closed < Duration::from_secs(3), "{closed:?}");
+    // Nothing reached the upstream, and the proxy still serves.
+    assert!(server.seen().is_empty());
+    let ok = request(p.addr(), "GET", "/api/tags", "", &[], true);
+    assert_eq!(ok.status, 200);
+}
