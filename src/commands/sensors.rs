@@ -120,7 +120,7 @@ pub fn format_value(r: &Reading) -> String {
 }
 
 /// Watts computed from two reads of an energy counter (RAPL, hwmon energy*_input).
-fn is_counter_rate(r: &Reading) -> bool {
+pub fn is_counter_rate(r: &Reading) -> bool {
     r.id.ends_with(":power")
         && (r.source == Source::Rapl || (r.source == Source::Hwmon && r.id.contains(":energy")))
 }

@@ -16,6 +16,7 @@ mod tmux;
 
 mod cli_errors;
 mod config_files;
+mod doctor_cli;
 mod e2e_attach;
 mod e2e_dashboard;
 mod e2e_signals;

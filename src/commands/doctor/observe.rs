@@ -1,0 +1,95 @@
+//! Doctor's one look at the machine: discovery, then the sampler for a few seconds, every
+//! sample stamped with when it arrived and folded into a ledger. Nothing here judges.
+
+use crate::accounting::energy::TotalBasis;
+use crate::accounting::ledger::Ledger;
+use crate::sensors::plausible::Limits;
+use crate::sensors::plug::{PlugSensor, timeout_for};
+use crate::sensors::settings::SensorsSection;
+use crate::sensors::sysfs::Sysfs;
+use crate::sensors::{Sample, Sampler, Source, SourceState, SourceStatus, discover};
+use std::time::{Duration, Instant};
+
+/// A sample and when it reached doctor, on the sampler's clock: for a plug (its own thread,
+/// stamped before the request) the difference is how long the plug took to answer.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    pub sample: Sample,
+    pub received: f64,
+}
+
+/// A configured plug as doctor knows it without asking it anything.
+#[derive(Debug, Clone)]
+pub struct PlugPlan {
+    /// The prefix of its reading ids: `plug:HOST`.
+    pub name: String,
+    pub request_url: String,
+    pub rate_hz: f64,
+    pub timeout_s: f64,
+}
+
+/// Everything doctor saw.
+pub struct Observed {
+    pub sysfs: Sysfs,
+    pub statuses: Vec<SourceStatus>,
+    pub rate_hz: f64,
+    pub plugs: Vec<PlugPlan>,
+    pub arrivals: Vec<Arrival>,
+    pub ledger: Ledger,
+    /// Sampler seconds covered: from the first sample to the last.
+    pub span: (f64, f64),
+}
+
+/// Discover, then sample for `seconds`.
+pub fn observe(section: &SensorsSection, seconds: f64) -> Observed {
+    let found = discover(section);
+    let plugs = section
+        .plugs
+        .iter()
+        .filter_map(|p| {
+            let s = PlugSensor::new(p).ok()?;
+            Some(PlugPlan {
+                name: crate::sensors::Sensor::name(&s),
+                request_url: s.request_url().to_string(),
+                rate_hz: p.rate_hz,
+                timeout_s: timeout_for(p.rate_hz).as_secs_f64(),
+            })
+        })
+        .collect();
+    let wall = found
+        .statuses
+        .iter()
+        .any(|s| s.source == Source::Plug && s.state == SourceState::Found);
+    let limits = Limits::from(section);
+    let mut ledger = Ledger::new()
+        .plausible(limits)
+        .expecting(wall.then_some(TotalBasis::Wall));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let handle = Sampler::spawn_checked(found.sensors, section.rate_hz, limits, tx);
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut arrivals = Vec::new();
+    if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        rt.block_on(async {
+            while let Ok(Some(sample)) = tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+                let received = handle.now();
+                ledger.push(&sample);
+                arrivals.push(Arrival { sample, received });
+            }
+        });
+    }
+    handle.stop();
+    let first = arrivals.iter().map(|a| a.sample.t).reduce(f64::min);
+    let last = arrivals.iter().map(|a| a.sample.t).reduce(f64::max);
+    Observed {
+        sysfs: Sysfs::new(&section.sysfs_root),
+        statuses: found.statuses,
+        rate_hz: section.rate_hz,
+        plugs,
+        arrivals,
+        ledger,
+        span: (first.unwrap_or(0.0), last.unwrap_or(0.0)),
+    }
+}
