@@ -1,9 +1,11 @@
 //! Accounting: the only place that turns readings into energy, and energy into money.
 
+pub mod at_rest;
 pub mod attribution;
 pub mod energy;
 pub mod ledger;
 pub mod pricing;
+pub mod remainder;
 pub mod server_watch;
 pub mod session;
 pub mod share;

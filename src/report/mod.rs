@@ -5,5 +5,6 @@ pub mod bench_card;
 pub mod chart;
 pub mod compare;
 pub mod runcard;
+pub mod runcard_rest;
 pub mod snapshot;
 pub mod sweep;

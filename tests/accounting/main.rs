@@ -17,6 +17,7 @@ mod energy;
 mod ledger_live;
 mod net_of_idle;
 mod pricing;
+mod remainder_live;
 mod session;
 mod share;
 mod tally;

@@ -14,6 +14,7 @@ mod skip;
 #[path = "../tmux/mod.rs"]
 mod tmux;
 
+mod at_rest;
 mod cli_errors;
 mod config_files;
 mod doctor_cli;
