@@ -201,6 +201,7 @@ impl RemainderTracker {
             // Intervals that fell out of the window without a shift join the reference.
             self.reference.steps.push((old.1, old.2, old.3));
         }
+        self.settle_last_shift();
         if held < RECENT_S {
             return;
         }
@@ -239,6 +240,29 @@ impl RemainderTracker {
         });
         self.reference = new;
         self.recent.clear();
+    }
+
+    /// A shift is flagged on a few seconds at the new level; its size is the mean of every
+    /// idle interval since, until the new level has [`REFERENCE_S`] seconds (a few seconds'
+    /// mean moves with the plug's timing on a busy machine).
+    fn settle_last_shift(&mut self) {
+        let Some(last) = self.shifts.last_mut() else {
+            return;
+        };
+        if self.reference.seconds() >= REFERENCE_S {
+            return;
+        }
+        let steps = self
+            .reference
+            .steps
+            .iter()
+            .copied()
+            .chain(self.recent.iter().map(|r| (r.1, r.2, r.3)));
+        let (j, s) = steps.fold((0.0, 0.0), |(j, s), x| (j + x.0 * x.2, s + x.2));
+        if s > 0.0 {
+            last.after_w = j / s;
+            last.watts = last.after_w - last.before_w;
+        }
     }
 
     /// The remainder now (over the last [`LIVE_S`] seconds the ledger settled), the fits and
@@ -313,6 +337,32 @@ mod tests {
         assert_eq!(t.shifts.len(), 2);
         assert!((t.shifts[1].watts + 15.0).abs() < 0.5, "{:?}", t.shifts[1]);
         assert!(t.shifts[1].describe().contains("stopped"));
+    }
+
+    /// Flagged on the first 5 s, which read 2 W high (+17 W); the size settles on every idle
+    /// interval since, until the new level has 10 s behind the detection window: the
+    /// intervals 30..=43, (5 x 17 + 9 x 15) / 14 W.
+    #[test]
+    fn a_shift_settles_on_the_seconds_after_it() {
+        let mut t = RemainderTracker::new();
+        for i in 0..60 {
+            let rem = match i {
+                0..30 => 30.0,
+                30..35 => 47.0,
+                _ => 45.0,
+            };
+            t.take(&split(f64::from(i), 60.0, rem), false);
+            if i == 34 {
+                assert_eq!(t.shifts.len(), 1, "flagged at the end of the window");
+                assert!((t.shifts[0].watts - 17.0).abs() < 1e-9, "{:?}", t.shifts);
+            }
+        }
+        assert_eq!(t.shifts.len(), 1, "{:?}", t.shifts);
+        let s = t.shifts[0];
+        assert_eq!(s.t, 30.0);
+        let settled = (5.0 * 17.0 + 9.0 * 15.0) / 14.0;
+        assert!((s.watts - settled).abs() < 1e-9, "{s:?}");
+        assert!((s.after_w - 30.0 - settled).abs() < 1e-9, "{s:?}");
     }
 
     #[test]
