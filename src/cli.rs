@@ -104,12 +104,12 @@ user or as root."
     measured in the first seconds) is split between the requests active in it by the tokens each \
     processed, prompt tokens weighted by their measured cost from the server's timings. That is an \
     attribution, not a measurement, and every record says so. Records (schema llmtop.request/1, see \
-    README) are appended to requests.jsonl in the data dir; --metrics serves them to Prometheus.",
+    README) are appended to requests.jsonl in the data dir; --metrics-addr serves them to Prometheus.",
         after_help = "Examples:\n  \
     llmtop proxy                                   Ollama on 11434, clients use 11435\n  \
     llmtop proxy --upstream http://127.0.0.1:8080  in front of llama-server\n  \
     OLLAMA_HOST=127.0.0.1:11435 ollama run llama3  a client through the proxy\n  \
-    llmtop proxy --metrics 127.0.0.1:9464          also serve Prometheus metrics"
+    llmtop proxy --metrics-addr 127.0.0.1:9464     also serve Prometheus metrics"
     )]
     Proxy(ProxyArgs),
     /// Test helper: write the lifetime tally in a loop (for the kill -9 test).
@@ -238,9 +238,18 @@ pub struct ProxyArgs {
     /// The server requests go to: http://HOST:PORT, optionally with a path prefix.
     #[arg(long, default_value = DEFAULT_UPSTREAM, value_name = "URL")]
     pub upstream: String,
-    /// Also serve Prometheus metrics (per-model requests, tokens, joules, cost) here.
+    /// Also serve Prometheus metrics (per-model requests, tokens, joules, cost) here, e.g.
+    /// 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
-    pub metrics: Option<String>,
+    pub metrics_addr: Option<String>,
+    /// The old name of --metrics-addr, kept so scripts go on working.
+    #[arg(
+        long = "metrics",
+        value_name = "ADDR",
+        hide = true,
+        conflicts_with = "metrics_addr"
+    )]
+    pub metrics_old_name: Option<String>,
     /// Request records file (default: requests.jsonl in the data dir).
     #[arg(long, value_name = "FILE", conflicts_with = "no_log")]
     pub log: Option<PathBuf>,
@@ -290,6 +299,10 @@ pub struct BenchArgs {
     /// With --sweep: draw tok/s against J/token, the Pareto frontier marked, into this SVG file.
     #[arg(long, value_name = "FILE", requires = "sweep")]
     pub svg: Option<PathBuf>,
+    /// Report the figures even when other programs took the CPUs llama.cpp needed during a
+    /// run (the JSON then says which runs and how much); without it such a bench is refused.
+    #[arg(long)]
+    pub allow_contention: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -314,7 +327,7 @@ pub struct SensorsArgs {
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Refresh in place until Ctrl-C.
+    /// Refresh full-screen until q, Ctrl-C or Esc (a signal or a closed terminal also ends it).
     #[arg(long)]
     pub watch: bool,
     /// Benchmark: run the sampler for N seconds and print its CPU time (see BENCHMARKS.md).

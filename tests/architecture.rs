@@ -15,34 +15,40 @@ type Graph = BTreeMap<Module, BTreeSet<Module>>;
 /// Each top-level module and the top-level modules it may use.
 fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     let below = |upto: &str| -> Vec<&'static str> {
-        const ORDER: [&str; 10] = [
+        const ORDER: [&str; 13] = [
             "util",
+            "net",
             "sensors",
             "engine",
             "accounting",
+            "metering",
             "report",
             "export",
             "proxy",
             "cli",
             "config",
             "logging",
+            "term",
         ];
         let i = ORDER.iter().position(|m| *m == upto).unwrap_or(0);
         ORDER[..i].to_vec()
     };
     let mut a = BTreeMap::new();
     a.insert("util", vec![]);
-    a.insert("sensors", vec!["util"]);
-    a.insert("engine", vec!["util"]);
-    a.insert("accounting", vec!["util", "sensors", "engine"]);
+    a.insert("net", vec!["util"]);
+    a.insert("sensors", vec!["util", "net"]);
+    a.insert("engine", vec!["util", "net"]);
+    a.insert("accounting", vec!["util", "net", "sensors", "engine"]);
+    a.insert("metering", below("metering"));
     a.insert("report", below("report"));
     a.insert("export", below("export"));
     a.insert("proxy", below("proxy"));
     a.insert("cli", below("cli"));
     a.insert("config", below("config"));
     a.insert("logging", below("logging"));
-    let mut top = below("logging");
-    top.extend(["cli", "logging"]);
+    a.insert("term", below("term"));
+    let mut top = below("term");
+    top.push("term");
     a.insert("dashboard", top.clone());
     a.insert("commands", top);
     a

@@ -58,6 +58,14 @@ pub struct SourceEnergy {
     pub resets: u32,
     /// Whether this source is part of the system total.
     pub in_total: bool,
+    /// Where the energy comes from: the counter's call or file, or the power reading that
+    /// was integrated ("nvmlDeviceGetTotalEnergyConsumption", "power1_average").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// Where the live watts come from ("NVML_FI_DEV_POWER_INSTANT (instant)", "rate of the
+    /// counter").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_via: Option<String>,
 }
 
 /// The whole machine over the window.
@@ -78,6 +86,10 @@ pub struct TotalEnergy {
     /// before and after each is measured on the basis in force then.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<BasisChange>,
+    /// The window was shorter than two steps of a quantised counter (NVML's, ~100 ms): its
+    /// energy is the rate over the two steps around it times its length, not a difference.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub apportioned: bool,
 }
 
 /// A timestamped change of what the whole-system total is measured from.
@@ -211,6 +223,11 @@ pub struct Window {
     pub phase_boundary: Option<f64>,
     /// Subtracted for the net figures (only when measured on the same basis).
     pub idle: Option<IdleBaseline>,
+    /// The window stands alone (a reply): where it is shorter than two steps of a quantised
+    /// energy counter (NVML's), its figures are apportioned from the steps around it and
+    /// marked. Off for windows that tile a longer span (a meter's intervals), whose parts must
+    /// add up exactly.
+    pub apportion: bool,
 }
 
 /// Energy over a window: for the bench table and JSON, and run cards.

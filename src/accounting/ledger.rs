@@ -35,7 +35,7 @@ use super::energy::{
     SourceEnergy, TotalBasis, TotalEnergy, Window, joules_to_wh,
 };
 use super::pricing::Tariff;
-use crate::sensors::counter::{CounterStep, counter_delta};
+use crate::sensors::counter::{CounterStep, counter_delta, update_step_s};
 use crate::sensors::plausible::Limits;
 use crate::sensors::{Covers, Method, Quantity, Reading, Sample, Source};
 use jiff::Timestamp;
@@ -60,6 +60,10 @@ const MIN_PEAK_INTERVAL_S: f64 = 0.1;
 /// advance in quanta (a plug's whole Wh, NVML's 100 ms updates), so one short interval may
 /// hold several of them.
 const MIN_STEP_JUDGED_S: f64 = 5.0;
+
+/// An apportioned window ([`Ledger::apportion_span`]) takes its rate from at least this long
+/// around it: ten of NVML's counter steps, so one step more or less moves it by a tenth.
+const APPORTION_SPAN_S: f64 = 1.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -91,6 +95,11 @@ struct Channel {
     period: Option<f64>,
     /// The source's own idle figure, W (an estimate's `P_idle`), latest seen.
     own_idle: Option<f64>,
+    /// The call or file of the latest value (`Reading::via`).
+    via: Option<String>,
+    /// What the device said instead of a value since the last one ("GPU lost ..."), for the
+    /// reason of a change of basis.
+    na_why: Option<String>,
 }
 
 impl Channel {
@@ -233,11 +242,37 @@ pub struct ChannelNow {
     pub source: Source,
     pub covers: Covers,
     pub method: Method,
-    /// Latest power, W.
+    /// Power now, W: a counter's from its channel's power reading where there is one, never
+    /// its step over one sample; `None` while the channel is silent.
     pub watts: Option<f64>,
+    /// Where `watts` comes from: "NVML_FI_DEV_POWER_INSTANT (instant)", "rate of the
+    /// counter", ...
+    pub watts_via: Option<String>,
+    /// Where the energy comes from: the counter's call or file, or the power integrated.
+    pub via: Option<String>,
     /// Joules since the ledger started (unwrapped counter, or integrated power).
     pub energy_j: f64,
     pub in_total: bool,
+    /// What the device said instead of a value since its last one ("GPU lost ...").
+    pub note: Option<String>,
+}
+
+impl ChannelNow {
+    /// How its energy is taken, with the call or file: "counter
+    /// (nvmlDeviceGetTotalEnergyConsumption)", "integrated nvmlDeviceGetPowerUsage (1 s
+    /// average)", "estimated".
+    pub fn energy_method(&self) -> String {
+        let how = match self.method {
+            Method::Counter => "counter",
+            Method::Measured => "integrated",
+            Method::Estimated => "estimated",
+        };
+        match (&self.via, self.method) {
+            (Some(v), Method::Counter) => format!("{how} ({v})"),
+            (Some(v), _) => format!("{how} {v}"),
+            (None, _) => how.to_string(),
+        }
+    }
 }
 
 /// What the power gauges show: the total now and every energy channel.
@@ -366,6 +401,9 @@ impl Ledger {
         };
         // Energy and power are never negative: such a value is not a reading.
         let Some(value) = r.value.filter(|v| v.is_finite() && *v >= 0.0) else {
+            if let (None, Some(why), Some(c)) = (r.value, &r.via, self.channels.get_mut(&r.id)) {
+                c.na_why = Some(why.clone());
+            }
             return;
         };
         let c = self
@@ -383,10 +421,14 @@ impl Ledger {
                 resets: Vec::new(),
                 period: None,
                 own_idle: None,
+                via: None,
+                na_why: None,
             });
         if let Some(w) = r.own_idle_w() {
             c.own_idle = Some(w);
         }
+        c.via.clone_from(&r.via);
+        c.na_why = None;
         let Some(&last) = c.points.last() else {
             c.points.push(Point {
                 t,
@@ -560,9 +602,17 @@ impl Ledger {
         let silent: Vec<String> = old
             .iter()
             .filter(|id| !new.contains(id))
-            .map(|id| match self.channels.get(id).and_then(Channel::last_t) {
-                Some(t) => format!("{id} silent {:.1} s", self.t_now - t),
-                None => format!("{id} silent"),
+            .map(|id| {
+                let c = self.channels.get(id);
+                let mut s = match c.and_then(Channel::last_t) {
+                    Some(t) => format!("{id} silent {:.1} s", self.t_now - t),
+                    None => format!("{id} silent"),
+                };
+                // What the device said instead, where it said something: "GPU lost ...".
+                if let Some(why) = c.and_then(|c| c.na_why.as_deref()) {
+                    s.push_str(&format!(" ({why})"));
+                }
+                s
             })
             .collect();
         let back: Vec<String> = new
@@ -798,7 +848,11 @@ impl Ledger {
             .iter()
             .filter_map(|id| self.channels.get(id))
             .collect();
-        let watts: Vec<f64> = parts.iter().filter_map(|c| c.power_now()).collect();
+        let watts: Vec<f64> = seg
+            .ids
+            .iter()
+            .filter_map(|id| self.live_watts(id).0)
+            .collect();
         if watts.is_empty() {
             return None;
         }
@@ -812,6 +866,34 @@ impl Ledger {
         })
     }
 
+    /// The power of channel `id` now, and the call or file it comes from. A counter's watts
+    /// are the power reading of its channel while one reports (NVML's instant field or its
+    /// 1 s average, a plug's apower), never the counter's step over one sample: NVML's counter
+    /// moves in ~100 ms steps, so over a 250 ms sample a steady 250 W reads 200 or 300 W. A
+    /// counter alone gives its rate over its last interval (RAPL updates every millisecond).
+    /// A silent channel has no power now: its last figure is not shown as if it were live.
+    fn live_watts(&self, id: &str) -> (Option<f64>, Option<String>) {
+        let Some(c) = self.channels.get(id) else {
+            return (None, None);
+        };
+        if !c.alive(self.t_now) {
+            return (None, None);
+        }
+        if c.kind == Kind::Counter {
+            let key = channel_key(id);
+            let sibling = self.channels.iter().find(|(other, o)| {
+                o.kind == Kind::Power && channel_key(other) == key && o.alive(self.t_now)
+            });
+            if let Some((_, p)) = sibling
+                && let Some(w) = p.power_now()
+            {
+                return (Some(w), p.via.clone());
+            }
+            return (c.power_now(), Some("rate of the counter".into()));
+        }
+        (c.power_now(), c.via.clone())
+    }
+
     /// Whether a channel stands aside for another (reporting now, with `live`): a power
     /// reading of a channel that also has a counter (the counter is its energy), and an
     /// estimate of something a measured channel covers (a CPU package estimate beside RAPL).
@@ -819,7 +901,10 @@ impl Ledger {
         let reports = |o: &Channel| !o.points.is_empty() && (!live || o.alive(self.t_now));
         let by_counter = c.kind == Kind::Power
             && self.channels.iter().any(|(other, o)| {
-                o.kind == Kind::Counter && reports(o) && channel_key(other) == channel_key(id)
+                o.kind == Kind::Counter
+                    && !o.points.is_empty()
+                    && (!live || o.alive(self.t_now) || !c.alive(self.t_now))
+                    && channel_key(other) == channel_key(id)
             });
         let by_measurement = c.method == Method::Estimated
             && self
@@ -848,16 +933,22 @@ impl Ledger {
         self.channels
             .iter()
             .filter(|(id, c)| !self.shadowed(id, c, true))
-            .map(|(id, c)| ChannelNow {
-                id: id.clone(),
-                device: c.device.clone(),
-                label: c.label.clone(),
-                source: c.source,
-                covers: c.covers,
-                method: c.method,
-                watts: c.power_now(),
-                energy_j: c.points.last().map_or(0.0, |p| p.j),
-                in_total: in_total.contains(id),
+            .map(|(id, c)| {
+                let (watts, watts_via) = self.live_watts(id);
+                ChannelNow {
+                    id: id.clone(),
+                    device: c.device.clone(),
+                    label: c.label.clone(),
+                    source: c.source,
+                    covers: c.covers,
+                    method: c.method,
+                    watts,
+                    watts_via,
+                    via: c.via.clone(),
+                    energy_j: c.points.last().map_or(0.0, |p| p.j),
+                    in_total: in_total.contains(id),
+                    note: c.na_why.clone(),
+                }
             })
             .collect()
     }
@@ -979,7 +1070,12 @@ impl Ledger {
     pub fn report(&self, w: &Window) -> EnergyReport {
         let (t0, t1) = (w.t0, w.t1.max(w.t0));
         let duration_s = t1 - t0;
-        let total = self.total_over(t0, t1);
+        let span = if w.apportion {
+            self.apportion_span(t0, t1)
+        } else {
+            None
+        };
+        let total = self.total_over(t0, t1, span);
         let in_total: BTreeSet<&str> = self
             .segments_in(t0, t1)
             .flat_map(|s| s.ids.iter().map(String::as_str))
@@ -988,7 +1084,9 @@ impl Ledger {
             .channels
             .iter()
             .filter(|(id, c)| !self.shadowed(id, c, false))
-            .filter_map(|(id, c)| self.source_over(id, c, t0, t1, in_total.contains(id.as_str())))
+            .filter_map(|(id, c)| {
+                self.source_over(id, c, (t0, t1), span, in_total.contains(id.as_str()))
+            })
             .collect();
         let above = self.total_above_idle(t0, t1, w.idle.as_ref());
         let idle_w = above.and_then(|a| a.idle).map(|i| i.watts);
@@ -998,8 +1096,13 @@ impl Ledger {
             _ => None,
         };
         let total_j = total.as_ref().map(|t| t.energy_j);
-        let (prefill_j, decode_j) = match w.phase_boundary {
-            Some(b) if b >= t0 && b <= t1 => (
+        let (prefill_j, decode_j) = match (w.phase_boundary, &total) {
+            // An apportioned window has no finer detail: its phases share it by time.
+            (Some(b), Some(t)) if t.apportioned && b >= t0 && b <= t1 && t1 > t0 => {
+                let f = (b - t0) / (t1 - t0);
+                (Some(t.energy_j * f), Some(t.energy_j * (1.0 - f)))
+            }
+            (Some(b), _) if b >= t0 && b <= t1 => (
                 self.energy_between(t0, b).map(|(j, _)| j),
                 self.energy_between(b, t1).map(|(j, _)| j),
             ),
@@ -1028,8 +1131,61 @@ impl Ledger {
         }
     }
 
-    fn total_over(&self, t0: f64, t1: f64) -> Option<TotalEnergy> {
-        let (energy_j, covered) = self.energy_between(t0, t1)?;
+    /// Where a window is shorter than two steps of a quantised counter of the total (NVML's
+    /// moves every ~100 ms; a step is that, or the counter's sampling period where longer),
+    /// its own difference holds 0, 1 or 2 steps: a 50 ms reply would read 0 J or a whole
+    /// step. Its figures are then apportioned from the steps around it (Zeus's
+    /// approx_instant_energy, taken from the counter itself): the span of two steps, and at
+    /// least [`APPORTION_SPAN_S`], centred on the window, whose rate times the window's length
+    /// is its energy. `None`: the window stands on its own.
+    fn apportion_span(&self, t0: f64, t1: f64) -> Option<(f64, f64)> {
+        let seg = self.segment_at(t1.min(self.settled_until()?))?;
+        let step = seg
+            .ids
+            .iter()
+            .filter_map(|id| self.channels.get(id))
+            .filter(|c| c.kind == Kind::Counter)
+            .filter_map(|c| Some(update_step_s(c.source)?.max(c.period.unwrap_or(0.0))))
+            .reduce(f64::max)?;
+        let (mid, half) = ((t0 + t1) / 2.0, step.max(APPORTION_SPAN_S / 2.0));
+        (t1 - t0 < 2.0 * step).then_some((mid - half, mid + half))
+    }
+
+    /// Whole-system joules over `[t0, t1]` as a report takes them (over `span` and scaled
+    /// to the window where it is apportioned, [`Self::apportion_span`]), the seconds covered,
+    /// and whether it was apportioned.
+    fn window_energy(
+        &self,
+        t0: f64,
+        t1: f64,
+        span: Option<(f64, f64)>,
+    ) -> Option<(f64, f64, bool)> {
+        let (a, b) = self.clamp(t0, t1)?;
+        if let Some((sa, sb)) = span
+            && let Some((j, span)) = self.energy_between(sa, sb)
+            && span > 0.0
+        {
+            return Some((j / span * (b - a), b - a, true));
+        }
+        self.energy_between(a, b).map(|(j, c)| (j, c, false))
+    }
+
+    /// The cost of a reply's energy in `tariff`: each step priced when it was drawn
+    /// ([`Self::cost_between`]), apportioned like its energy in a report with
+    /// [`Window::apportion`].
+    pub fn window_cost(&self, tariff: &Tariff, t0: f64, t1: f64) -> Option<f64> {
+        let (a, b) = self.clamp(t0, t1)?;
+        if let Some((sa, sb)) = self.apportion_span(t0, t1)
+            && let Some((_, span)) = self.energy_between(sa, sb)
+            && span > 0.0
+        {
+            return Some(self.cost_between(tariff, sa, sb)? / span * (b - a));
+        }
+        self.cost_between(tariff, a, b)
+    }
+
+    fn total_over(&self, t0: f64, t1: f64, span: Option<(f64, f64)>) -> Option<TotalEnergy> {
+        let (energy_j, covered, apportioned) = self.window_energy(t0, t1, span)?;
         let seg = self.segment_at(t1.min(self.settled_until()?))?;
         let basis = seg.basis?;
         // The first entry is where the total began, not a change.
@@ -1058,11 +1214,15 @@ impl Ledger {
             estimated,
             sources: seg.ids.clone(),
             changes,
+            apportioned,
         })
     }
 
     /// Highest whole-system power over the knot steps inside the window.
     fn peak_total(&self, t0: f64, t1: f64) -> Option<f64> {
+        if let Some(p) = self.peak_live(t0, t1) {
+            return Some(p);
+        }
         let rate = |a: &Knot, b: &Knot| (b.j - a.j) / (b.t - a.t);
         let steps = || {
             self.knots
@@ -1076,32 +1236,81 @@ impl Ledger {
             .or_else(|| steps().map(|w| rate(&w[0], &w[1])).reduce(f64::max))
     }
 
+    /// Where the total holds a quantised counter with a power reading of its own (an NVML
+    /// board), the highest total as the gauge showed it: at each sample time inside the
+    /// window, the sum of every source's live watts (the power reading, or a counter's rate).
+    /// The counter's steps over one sample overshoot: a steady 250 W board peaks at 300 W.
+    fn peak_live(&self, t0: f64, t1: f64) -> Option<f64> {
+        let seg = self.segment_at(t1.min(self.settled_until()?))?;
+        let parts: Vec<(&Channel, Option<&Channel>)> = seg
+            .ids
+            .iter()
+            .filter_map(|id| {
+                let c = self.channels.get(id)?;
+                let sibling = (c.kind == Kind::Counter)
+                    .then(|| self.power_sibling(id))
+                    .flatten();
+                Some((c, sibling))
+            })
+            .collect();
+        let quantised = parts
+            .iter()
+            .any(|(c, p)| p.is_some() && update_step_s(c.source).is_some());
+        if !quantised {
+            return None;
+        }
+        let (first, _) = parts.first()?;
+        let watts_at = |(c, sibling): &(&Channel, Option<&Channel>), t: f64| match sibling {
+            Some(p) => p.w_at(t),
+            // The rate of the counter's interval that holds `t`.
+            None => c.points.get(c.points.partition_point(|p| p.t < t))?.w,
+        };
+        let from = first.points.partition_point(|p| p.t < t0);
+        first.points[from..]
+            .iter()
+            .take_while(|p| p.t <= t1)
+            .filter_map(|p| parts.iter().map(|x| watts_at(x, p.t)).sum::<Option<f64>>())
+            .reduce(f64::max)
+    }
+
     fn source_over(
         &self,
         id: &str,
         c: &Channel,
-        t0: f64,
-        t1: f64,
+        (t0, t1): (f64, f64),
+        span: Option<(f64, f64)>,
         in_total: bool,
     ) -> Option<SourceEnergy> {
         let (a, b) = (t0.max(c.first_t()?), t1.min(c.last_t()?));
-        let (energy_j, covered_s) = c.energy_over(t0, t1)?;
-        let peak_w = match c.kind {
+        if b <= a {
+            return None;
+        }
+        let covered_s = b - a;
+        // Apportioned like the total (the same span), so the parts still add up to it.
+        let energy_j = match span {
+            Some((sa, sb)) => {
+                let (x, y) = (sa.max(c.first_t()?), sb.min(c.last_t()?));
+                if y <= x {
+                    return None;
+                }
+                (c.j_at(y)? - c.j_at(x)?) / (y - x) * covered_s
+            }
+            None => c.j_at(b)? - c.j_at(a)?,
+        };
+        let sibling = self.power_sibling(id);
+        let quantised = update_step_s(c.source).is_some();
+        let peak_w = match (c.kind, sibling.filter(|_| quantised)) {
+            // A quantised counter with a power reading of its own: the readings' peak (its
+            // steps over one sample overshoot).
+            (Kind::Counter, Some(p)) => Self::power_peak(p, t0, t1),
             // The rate of every interval that overlaps the window.
-            Kind::Counter => c
+            (Kind::Counter, None) => c
                 .points
                 .windows(2)
                 .filter(|w| w[1].t > t0 && w[0].t < t1)
                 .filter_map(|w| w[1].w)
                 .reduce(f64::max),
-            // The readings inside, and the line's value at each edge.
-            Kind::Power => c
-                .points
-                .iter()
-                .filter(|p| p.t >= a && p.t <= b)
-                .filter_map(|p| p.w)
-                .chain([c.w_at(a), c.w_at(b)].into_iter().flatten())
-                .reduce(f64::max),
+            (Kind::Power, _) => Self::power_peak(c, t0, t1),
         };
         Some(SourceEnergy {
             id: id.to_string(),
@@ -1117,7 +1326,39 @@ impl Ledger {
             covered_s,
             resets: c.resets.iter().filter(|&&r| r > t0 && r <= t1).count() as u32,
             in_total,
+            via: c.via.clone(),
+            power_via: match (c.kind, sibling) {
+                (Kind::Counter, Some(p)) => p.via.clone(),
+                (Kind::Counter, None) => Some("rate of the counter".into()),
+                (Kind::Power, _) => c.via.clone(),
+            },
         })
+    }
+
+    /// The power reading that shares channel `id`'s key (a counter's own power row).
+    fn power_sibling(&self, id: &str) -> Option<&Channel> {
+        let key = channel_key(id);
+        self.channels
+            .iter()
+            .find(|(other, o)| {
+                o.kind == Kind::Power && other.as_str() != id && channel_key(other) == key
+            })
+            .map(|(_, o)| o)
+    }
+
+    /// The highest power a power channel read over `[t0, t1]`: its readings inside and the
+    /// line's value at each edge.
+    fn power_peak(c: &Channel, t0: f64, t1: f64) -> Option<f64> {
+        let (a, b) = (t0.max(c.first_t()?), t1.min(c.last_t()?));
+        if b <= a {
+            return None;
+        }
+        c.points
+            .iter()
+            .filter(|p| p.t >= a && p.t <= b)
+            .filter_map(|p| p.w)
+            .chain([c.w_at(a), c.w_at(b)].into_iter().flatten())
+            .reduce(f64::max)
     }
 
     fn peak_of(&self, fan: bool, t0: f64, t1: f64) -> (Option<f64>, Option<String>) {
@@ -1235,6 +1476,7 @@ mod tests {
                 Method::Measured
             },
             rejected: None,
+            via: None,
         }
     }
 

@@ -2,13 +2,17 @@
 
 pub mod at_rest;
 pub mod attribution;
+pub mod contention;
 pub mod energy;
 pub mod ledger;
+pub mod lifetime;
 pub mod pricing;
 pub mod remainder;
+pub mod roofline;
 pub mod server_watch;
 pub mod session;
 pub mod share;
+pub mod subscriber;
 pub mod tally;
 pub mod throttle;
 

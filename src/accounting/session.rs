@@ -1,17 +1,21 @@
-//! The dashboard session's accounting: every sensor sample goes into the [`Ledger`], replies
-//! are kept with their spans on the sampler clock, the idle baseline is measured after the model
-//! loads, and what the ledger settles is handed to the footer and the lifetime tally.
+//! The dashboard session's accounting: a subscriber of the metering runtime, which pushes
+//! every sample into the [`Ledger`] first; replies are kept with their spans on the sampler
+//! clock, the idle baseline is measured after the model loads, and what the ledger settles
+//! about each reply is handed to the footer.
 //!
 //! Pure: times come from the events (the dashboard's event clock is the sampler's clock); the
 //! wall-clock instant of sampler time zero prices each joule when it was drawn. The shell feeds
-//! it the same events it gives the app and builds run cards from it (`dashboard::card`).
+//! it the same events it gives the app and builds run cards from it and the ledger
+//! (`dashboard::card`).
 
 use crate::accounting::at_rest::{AtRest, AtRestLine, Span, subtract};
+use crate::accounting::contention::{Contention, ContentionDetector, ContentionSettings};
 use crate::accounting::energy::SeriesPoint;
 use crate::accounting::energy::{BasisChange, EnergyReport, IdleBaseline, TotalBasis, Window};
-use crate::accounting::ledger::{Ledger, Totals};
+use crate::accounting::ledger::Ledger;
 use crate::accounting::pricing::{Currency, format_co2, format_per_1000, project};
 use crate::accounting::remainder::{RemainderTracker, RemainderView};
+use crate::accounting::subscriber::Subscriber;
 use crate::accounting::tally::{Tally, TallyDelta};
 use crate::accounting::throttle::{Episode, ThrottleDetector, ThrottleSettings};
 use crate::engine::{EngineEvent, Phase, ReplyStats};
@@ -99,6 +103,21 @@ pub struct ReplyFigures {
     pub currency: Option<Currency>,
     /// Some part of the energy is an estimate (utilisation x TDP), not a measurement.
     pub estimated: bool,
+    /// The reply was shorter than two steps of a quantised counter (NVML's, ~100 ms): its
+    /// energy is apportioned from the steps around it, not a difference of its own.
+    pub apportioned: bool,
+    /// Each GPU board's share of the reply (boards in the total, in id order).
+    pub boards: Vec<BoardShare>,
+}
+
+/// One GPU board's part of a reply's energy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoardShare {
+    /// Reading id of the board's energy channel, e.g. "nvml:1:energy".
+    pub id: String,
+    /// "NVIDIA H100 80GB HBM3".
+    pub device: String,
+    pub energy_j: f64,
 }
 
 impl ReplyFigures {
@@ -132,7 +151,6 @@ enum Idle {
 }
 
 pub struct SessionRecorder {
-    ledger: Ledger,
     first_t: Option<f64>,
     idle_window_s: f64,
     idle: Idle,
@@ -147,32 +165,37 @@ pub struct SessionRecorder {
     series: Vec<SeriesPoint>,
     last_series_second: Option<i64>,
     last_thin_t: f64,
-    /// What the tally has been given so far.
-    tallied: Totals,
+    /// The live generation rate for the series (`None` when idle), set before each sample.
+    tok_s: Option<f64>,
     /// Latest temperatures and fans by "device label": plug samples carry none, so a
     /// series point keeps the local sensors' last values.
     temps: BTreeMap<String, f64>,
     fans: BTreeMap<String, f64>,
     /// Whether a slower reply is the hardware holding itself back.
     throttle: ThrottleDetector,
+    /// Whether other programs take the CPUs llama.cpp generates on.
+    contention: ContentionDetector,
     /// The wall's remainder, fitted idle and loaded apart.
     remainder: RemainderTracker,
     /// A reply in progress since (sampler time).
     busy_since: Option<f64>,
     /// The model loaded at (the engine's `Loaded`).
     loaded_at: Option<f64>,
-    /// The server will unload the model at this sampler time (Ollama's `expires_at`).
+    /// When the server will unload the model (Ollama's `expires_at`), as it said, until the
+    /// next sample puts it on the sampler clock (`None` inside: it said none).
+    expiry_said: Option<Option<jiff::Timestamp>>,
+    /// The server will unload the model at this sampler time.
     unloads_at: Option<f64>,
     /// Stretches the server had the model unloaded before the next request reloaded it.
     unloaded: Vec<Span>,
 }
 
 impl SessionRecorder {
-    /// `ledger` prices and totals the energy (see [`Ledger::priced`], [`Ledger::expecting`]);
     /// `idle_window_s` is how long to average idle power after the model loads (0 skips it).
-    pub fn new(ledger: Ledger, idle_window_s: f64) -> Self {
+    /// The ledger that prices and totals the energy is the metering runtime's (see
+    /// [`Ledger::priced`], [`Ledger::expecting`]); every call that reads figures takes it.
+    pub fn new(idle_window_s: f64) -> Self {
         Self {
-            ledger,
             first_t: None,
             idle_window_s: if idle_window_s.is_finite() {
                 idle_window_s.max(0.0)
@@ -188,20 +211,18 @@ impl SessionRecorder {
             series: Vec::new(),
             last_series_second: None,
             last_thin_t: f64::NEG_INFINITY,
-            tallied: Totals::default(),
+            tok_s: None,
             temps: BTreeMap::new(),
             fans: BTreeMap::new(),
             throttle: ThrottleDetector::new(ThrottleSettings::default()),
+            contention: ContentionDetector::new(ContentionSettings::default()),
             remainder: RemainderTracker::new(),
             busy_since: None,
             loaded_at: None,
+            expiry_said: None,
             unloads_at: None,
             unloaded: Vec::new(),
         }
-    }
-
-    pub fn ledger(&self) -> &Ledger {
-        &self.ledger
     }
 
     /// Follow the engine: load time, the start of generation (ends the idle window), replies.
@@ -211,6 +232,10 @@ impl SessionRecorder {
             EngineEvent::Loaded(info) => {
                 self.load_ms = Some(info.load_ms);
                 self.loaded_at.get_or_insert(now);
+                // Only llama.cpp in this process has threads of ours to contend with.
+                if info.backend.is_none() {
+                    self.contention.engine_threads(info.in_effect.threads);
+                }
                 if self.idle == Idle::WaitingForLoad {
                     self.idle = if self.idle_window_s > 0.0 {
                         Idle::Measuring { from: now }
@@ -232,20 +257,23 @@ impl SessionRecorder {
                 }
                 if let EngineEvent::Tokens { count, .. } = event {
                     self.throttle.tokens(now, *count);
+                    self.contention.tokens(now, *count);
                 }
             }
             EngineEvent::Backend(status) => {
                 // When the server unloads the model in use (Ollama's keep_alive).
-                self.unloads_at = status
-                    .loaded
-                    .iter()
-                    .find(|m| m.name == status.current)
-                    .and_then(|m| m.expires())
-                    .and_then(|at| self.ledger.t_of(at));
+                self.expiry_said = Some(
+                    status
+                        .loaded
+                        .iter()
+                        .find(|m| m.name == status.current)
+                        .and_then(|m| m.expires()),
+                );
             }
             EngineEvent::ReplyDone(stats) => {
                 self.busy_since = None;
                 self.throttle.reply_done(now);
+                self.contention.reply_done(now);
                 return Some(self.reply_done(stats, now));
             }
             _ => {}
@@ -272,15 +300,22 @@ impl SessionRecorder {
         }
     }
 
-    /// Take in one sample: `tok_s` is the live generation rate for the series (None when
-    /// idle). Returns what the ledger settled since the previous call, for the lifetime tally.
-    pub fn push_sample(&mut self, s: &Sample, tok_s: Option<f64>) -> TallyDelta {
-        self.ledger.push(s);
+    /// The live generation rate the next samples' series points carry (`None` when idle).
+    pub fn set_rate(&mut self, tok_s: Option<f64>) {
+        self.tok_s = tok_s;
+    }
+
+    /// Take in one sample that `ledger` has just taken in.
+    fn take_sample(&mut self, s: &Sample, ledger: &Ledger) {
         self.throttle.sample(s);
+        if let Some(said) = self.expiry_said.take() {
+            self.unloads_at = said.and_then(|at| ledger.t_of(at));
+        }
         let (replies, busy_since) = (&self.replies, self.busy_since);
-        self.remainder.update(&self.ledger, |a, b| {
+        self.remainder.update(ledger, |a, b| {
             busy_since.is_some_and(|t| t < b) || replies.iter().any(|r| r.t0 < b && r.t1 > a)
         });
+        self.contention.sample(s);
         for r in &s.readings {
             let Some(v) = r.value.filter(|v| v.is_finite()) else {
                 continue;
@@ -298,13 +333,12 @@ impl SessionRecorder {
             self.last_series_second = Some(second);
             self.series.push(SeriesPoint {
                 t_s: s.t - first,
-                power_w: self.ledger.total_power().map(|p| p.watts),
-                tok_s,
+                power_w: ledger.total_power().map(|p| p.watts),
+                tok_s: self.tok_s,
                 temps_c: self.temps.clone(),
                 fans_rpm: self.fans.clone(),
             });
         }
-        let delta = self.take_settled();
         if s.t - self.last_thin_t >= THIN_EVERY_S {
             self.last_thin_t = s.t;
             // The ledger thins itself; the series follows the same rule.
@@ -315,20 +349,18 @@ impl SessionRecorder {
                 .retain(|p| p.t_s >= series_cutoff || (p.t_s.floor() as i64) % gap == 0);
         }
         if let Idle::Measuring { from } = self.idle
-            && self
-                .ledger
+            && ledger
                 .settled_until()
                 .is_some_and(|t| t >= from + self.idle_window_s)
         {
-            self.idle = Idle::Done(self.ledger.idle_baseline(from, from + self.idle_window_s));
+            self.idle = Idle::Done(ledger.idle_baseline(from, from + self.idle_window_s));
         }
-        self.settle_replies();
-        delta
+        self.settle_replies(ledger);
     }
 
     /// Figures for every pending reply the ledger has now settled past.
-    fn settle_replies(&mut self) {
-        let Some(until) = self.ledger.settled_until() else {
+    fn settle_replies(&mut self, ledger: &Ledger) {
+        let Some(until) = ledger.settled_until() else {
             return;
         };
         let (ready, waiting): (Vec<usize>, Vec<usize>) = std::mem::take(&mut self.pending)
@@ -340,7 +372,7 @@ impl SessionRecorder {
             });
         self.pending = waiting;
         for i in ready {
-            let Some(f) = self.reply_figures(i) else {
+            let Some(f) = self.reply_figures(ledger, i) else {
                 continue;
             };
             if i + 1 == self.replies.len() {
@@ -352,14 +384,14 @@ impl SessionRecorder {
 
     /// The figures of reply `i`, from the ledger's report and prices over its span; `None`
     /// when the ledger had no total over it.
-    fn reply_figures(&self, i: usize) -> Option<ReplyFigures> {
+    fn reply_figures(&self, ledger: &Ledger, i: usize) -> Option<ReplyFigures> {
         let span = self.replies.get(i)?;
-        let r = self.reply_report(span)?;
+        let r = self.reply_report(ledger, span)?;
         let total = r.total.as_ref()?;
-        let tariff = self.ledger.tariff();
-        let cost = tariff.and_then(|t| self.ledger.cost_between(t, span.t0, span.t1));
+        let tariff = ledger.tariff();
+        let cost = tariff.and_then(|t| ledger.window_cost(t, span.t0, span.t1));
         let net_cost = match (tariff, r.net_j) {
-            (Some(t), Some(net)) => self.ledger.cost_spread(t, net, span.t0, span.t1),
+            (Some(t), Some(net)) => ledger.cost_spread(t, net, span.t0, span.t1),
             _ => None,
         };
         Some(ReplyFigures {
@@ -373,6 +405,17 @@ impl SessionRecorder {
             net_cost,
             currency: tariff.map(|t| t.currency.clone()),
             estimated: total.estimated,
+            apportioned: total.apportioned,
+            boards: r
+                .sources
+                .iter()
+                .filter(|s| s.in_total && s.covers == crate::sensors::Covers::GpuBoard)
+                .map(|s| BoardShare {
+                    id: s.id.clone(),
+                    device: s.device.clone(),
+                    energy_j: s.energy_j,
+                })
+                .collect(),
         })
     }
 
@@ -382,30 +425,19 @@ impl SessionRecorder {
         std::mem::take(&mut self.settled)
     }
 
-    /// What the ledger settled since the tally was last given its share.
-    fn take_settled(&mut self) -> TallyDelta {
-        let now = self.ledger.totals();
-        let j = now.energy_j - self.tallied.energy_j;
-        if j <= 0.0 {
-            return TallyDelta::default();
-        }
-        let mut delta = TallyDelta {
-            energy_j: j,
-            co2_g: now.co2_g - self.tallied.co2_g,
-            ..TallyDelta::default()
-        };
-        if let Some(t) = self.ledger.tariff() {
-            delta
-                .cost
-                .insert(t.currency.code().to_string(), now.cost - self.tallied.cost);
-        }
-        self.tallied = now;
-        delta
-    }
-
     /// The throttling episode in progress, if any: the header's mark.
     pub fn throttled(&self) -> Option<&Episode> {
         self.throttle.current()
+    }
+
+    /// CPU contention in progress, if any: the header's mark.
+    pub fn contended(&self) -> Option<&Contention> {
+        self.contention.current()
+    }
+
+    /// Contention that overlaps `[t0, t1]` (sampler clock), the one in progress too.
+    pub fn contention_between(&self, t0: f64, t1: f64) -> Vec<Contention> {
+        self.contention.episodes_between(t0, t1)
     }
 
     /// Throttling episodes that overlap `[t0, t1]` (sampler clock), the one in progress too.
@@ -445,58 +477,50 @@ impl SessionRecorder {
         self.first_t
     }
 
-    /// Energy, J, of the session so far, as far as the ledger has settled.
-    pub fn energy_j(&self) -> f64 {
-        self.ledger.totals().energy_j
-    }
-
     /// Energy over a reply's span (with its tokens and the idle baseline), when the ledger
     /// had a total over it.
-    pub fn reply_report(&self, span: &ReplySpan) -> Option<EnergyReport> {
-        let r = self.ledger.report(&Window {
+    pub fn reply_report(&self, ledger: &Ledger, span: &ReplySpan) -> Option<EnergyReport> {
+        let r = ledger.report(&Window {
             t0: span.t0,
             t1: span.t1,
             tokens: Some(u64::from(span.stats.generated_tokens)),
             phase_boundary: Some(span.t0 + span.stats.prefill_end_s),
             idle: self.idle_baseline().cloned(),
+            // A reply stands alone: too short for the counter's steps, it is apportioned.
+            apportion: true,
         });
         r.total.is_some().then_some(r)
     }
 
     /// [`Self::reply_report`] of the last reply.
-    pub fn last_reply_report(&self) -> Option<EnergyReport> {
-        self.reply_report(self.replies.last()?)
+    pub fn last_reply_report(&self, ledger: &Ledger) -> Option<EnergyReport> {
+        self.reply_report(ledger, self.replies.last()?)
     }
 
-    /// What the session's total covers: from where the ledger's total began to where it has
-    /// settled. (Samples from the plug's thread and the local one arrive in either order, so
-    /// the first sample received is not always the earliest.)
-    pub fn session_span(&self) -> Option<(f64, f64)> {
-        self.ledger.span()
-    }
-
-    /// Energy over the whole session so far, with all generated tokens and the idle baseline.
-    pub fn session_report(&self) -> Option<EnergyReport> {
-        let (t0, t1) = self.session_span()?;
+    /// Energy over the whole session so far (what the ledger's total covers: from where it
+    /// began to where it has settled), with all generated tokens and the idle baseline.
+    pub fn session_report(&self, ledger: &Ledger) -> Option<EnergyReport> {
+        let (t0, t1) = ledger.span()?;
         let tokens = self
             .replies
             .iter()
             .map(|r| u64::from(r.stats.generated_tokens))
             .sum();
-        let r = self.ledger.report(&Window {
+        let r = ledger.report(&Window {
             t0,
             t1,
             tokens: Some(tokens),
             phase_boundary: None,
             idle: self.idle_baseline().cloned(),
+            apportion: true,
         });
         r.total.is_some().then_some(r)
     }
 
     /// The wall's remainder now, its idle and loaded fits and its shifts (`None` without a
     /// wall plug and component sensors).
-    pub fn remainder(&self) -> Option<RemainderView> {
-        self.remainder.view(&self.ledger)
+    pub fn remainder(&self, ledger: &Ledger) -> Option<RemainderView> {
+        self.remainder.view(ledger)
     }
 
     /// Replies' spans, the one in progress up to `until`.
@@ -509,9 +533,9 @@ impl SessionRecorder {
     /// The model loaded at rest: waiting (loaded, no request) against answering, and the
     /// machine's idle without the model where a server unloaded it. `None` before the model
     /// loaded or the ledger settled.
-    pub fn at_rest(&self) -> Option<AtRest> {
+    pub fn at_rest(&self, ledger: &Ledger) -> Option<AtRest> {
         let loaded_at = self.loaded_at?;
-        let until = self.ledger.settled_until()?;
+        let until = ledger.settled_until()?;
         let mut unloaded = self.unloaded.clone();
         if let Some(e) = self.unloads_at
             && e < until
@@ -521,42 +545,35 @@ impl SessionRecorder {
         }
         let loaded = subtract(&[(loaded_at, until.max(loaded_at))], &unloaded);
         let busy = self.busy_spans(until);
-        let mut a = AtRest::measure(
-            &self.ledger,
-            self.ledger.tariff(),
-            &loaded,
-            &busy,
-            &unloaded,
-        );
+        let mut a = AtRest::measure(ledger, ledger.tariff(), &loaded, &busy, &unloaded);
         a.unloads_at = self.unloads_at.filter(|e| *e >= until);
         Some(a)
     }
 
     /// What the footer shows: session energy, its cost and CO2 in the configured region, J per
     /// token of the last reply, and the lifetime tally.
-    pub fn footer(&self, lifetime: Option<&Tally>) -> (SessionEnergy, CostLine) {
-        let totals = self.ledger.totals();
+    pub fn footer(&self, ledger: &Ledger, lifetime: Option<&Tally>) -> (SessionEnergy, CostLine) {
+        let totals = ledger.totals();
         let energy = SessionEnergy {
             wh: totals.energy_j / crate::accounting::energy::J_PER_WH,
             estimated: totals.estimated,
-            basis: self.ledger.basis(),
-            last_change: self.ledger.changes().iter().skip(1).last().cloned(),
-            remainder: self.remainder().map(Box::new),
+            basis: ledger.basis(),
+            last_change: ledger.changes().iter().skip(1).last().cloned(),
+            remainder: self.remainder(ledger).map(Box::new),
         };
-        let Some(tariff) = self.ledger.tariff() else {
+        let Some(tariff) = ledger.tariff() else {
             return (energy, CostLine::default());
         };
         let currency = tariff.currency.code();
-        let pace = self
-            .ledger
+        let pace = ledger
             .span()
             .and_then(|(t0, t1)| project(totals.cost, t1 - t0));
-        let at_rest = self.at_rest();
+        let at_rest = self.at_rest(ledger);
         let cost = CostLine {
             waiting_per_month: pace
                 .zip(at_rest.as_ref().and_then(|a| a.waiting_share(totals.cost)))
                 .map(|(p, share)| tariff.format(p.per_month * share)),
-            at_rest: at_rest.map(|a| Box::new(AtRestLine::of(&a, tariff, &self.ledger))),
+            at_rest: at_rest.map(|a| Box::new(AtRestLine::of(&a, tariff, ledger))),
             session: Some(tariff.format(totals.cost)),
             per_month: pace.map(|p| tariff.format(p.per_month)),
             per_year: pace.map(|p| tariff.format(p.per_year)),
@@ -578,5 +595,12 @@ impl SessionRecorder {
                 .map(|ts| ts.strftime("%Y-%m-%d").to_string()),
         };
         (energy, cost)
+    }
+}
+
+/// The metering runtime's fold hands the session each sample after the ledger took it in.
+impl Subscriber for SessionRecorder {
+    fn sample(&mut self, s: &Sample, ledger: &Ledger) {
+        self.take_sample(s, ledger);
     }
 }

@@ -443,10 +443,11 @@ impl ServerMeter {
         procfs: Procfs,
         gpu: Option<Box<dyn crate::sensors::nvml::GpuProcesses>>,
     ) -> Result<Self, ShareError> {
-        let target = crate::sensors::http::parse_url(url).map_err(|e| ShareError::Url {
-            url: url.into(),
-            why: e.to_string(),
-        })?;
+        let target = crate::net::client::check_url(url, crate::net::client::Peer::ModelServer)
+            .map_err(|e| ShareError::Url {
+                url: url.into(),
+                why: e.to_string(),
+            })?;
         if !is_local(&target.host) {
             return Err(ShareError::NotLocal { url: url.into() });
         }

@@ -224,31 +224,9 @@ impl ThrottleDetector {
             .collect()
     }
 
-    /// The rate over the window ending at `t`, from the tokens up to `t` only (a bench feeds
-    /// a reply's tokens before its samples).
+    /// The rate over the window ending at `t` ([`windowed_rate`]).
     fn rate(&self, t: f64) -> Option<f64> {
-        let upto = self.tokens.partition_point(|&x| x <= t);
-        if upto < MIN_TOKENS {
-            return None;
-        }
-        let last = self.tokens[upto - 1];
-        let in_window = self
-            .tokens
-            .range(..upto)
-            .rev()
-            .take_while(|&&x| x > t - self.settings.window_s)
-            .count();
-        let n = in_window.max(MIN_TOKENS);
-        let first = self.tokens[upto - n];
-        if last <= first {
-            return None;
-        }
-        let mut rate = (n - 1) as f64 / (last - first);
-        // A stall (no token for several token periods) counts up to now.
-        if t - last > 3.0 / rate {
-            rate = (n - 1) as f64 / (t - first);
-        }
-        Some(rate)
+        windowed_rate(&self.tokens, t, self.settings.window_s)
     }
 
     /// Take in one sample: update every signal, then decide.
@@ -336,6 +314,33 @@ impl ThrottleDetector {
     }
 }
 
+/// The generation rate over the `window_s` seconds ending at `t`, from the token times up to
+/// `t` only (a bench feeds a reply's tokens before its samples); at least [`MIN_TOKENS`] tokens
+/// (a slow model's window is widened). A stall (no token for several token periods) counts up
+/// to `t`. The throttle and contention detectors share it.
+pub(crate) fn windowed_rate(tokens: &VecDeque<f64>, t: f64, window_s: f64) -> Option<f64> {
+    let upto = tokens.partition_point(|&x| x <= t);
+    if upto < MIN_TOKENS {
+        return None;
+    }
+    let last = tokens[upto - 1];
+    let in_window = tokens
+        .range(..upto)
+        .rev()
+        .take_while(|&&x| x > t - window_s)
+        .count();
+    let n = in_window.max(MIN_TOKENS);
+    let first = tokens[upto - n];
+    if last <= first {
+        return None;
+    }
+    let mut rate = (n - 1) as f64 / (last - first);
+    if t - last > 3.0 / rate {
+        rate = (n - 1) as f64 / (t - first);
+    }
+    Some(rate)
+}
+
 /// Keep the worst of a signal over the episode.
 fn merge(into: &mut Evidence, now: &Evidence) {
     into.value = match into.signal {
@@ -407,6 +412,7 @@ mod tests {
             covers: Covers::CpuPackage,
             method: m,
             rejected: None,
+            via: None,
         }
     }
 

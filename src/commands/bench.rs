@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::engine::EngineSettings;
 use crate::engine::llama::LlamaEngine;
 use crate::engine::{self, Command, EngineEvent, EngineHandle, ModelInfo, ReplyStats};
+use crate::metering::Metering;
 use crate::report::bench::*;
 use crate::report::runcard::{CardSettings, CardSpans, CardThrottle, SeriesPoint};
 use crate::report::sweep::{
@@ -24,10 +25,12 @@ use std::path::Path;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-/// The sensors and the session's accounting: every joule of a run comes from its ledger.
+/// The sensors and the session's accounting: every joule of a run comes from the metering
+/// runtime's ledger, whose one subscriber here is the session.
 struct Books {
     sampler: SamplerHandle,
     samples: UnboundedReceiver<Sample>,
+    metering: Metering,
     session: SessionRecorder,
     period: Duration,
 }
@@ -35,17 +38,22 @@ struct Books {
 impl Books {
     fn start(cfg: &crate::config::SensorsSection, tariff: &Tariff) -> (Self, Vec<SourceStatus>) {
         let meter = Meter::start(cfg);
-        let ledger = crate::accounting::ledger_for(&meter, tariff.clone());
+        let metering = Metering::for_meter(&meter, tariff.clone());
         let period = Duration::from_secs_f64(1.0 / meter.rate_hz);
         let statuses = meter.statuses.clone();
         let (sampler, samples) = meter.into_parts();
         let books = Self {
             sampler,
             samples,
-            session: SessionRecorder::new(ledger, cfg.idle_window_s),
+            metering,
+            session: SessionRecorder::new(cfg.idle_window_s),
             period,
         };
         (books, statuses)
+    }
+
+    fn ledger(&self) -> &Ledger {
+        self.metering.ledger()
     }
 
     fn now(&self) -> f64 {
@@ -59,10 +67,9 @@ impl Books {
         // A plug polled at 1 Hz settles up to a second after the local sensors.
         let patience = (self.period * 3).max(Duration::from_millis(2500));
         loop {
-            while let Ok(s) = self.samples.try_recv() {
-                self.session.push_sample(&s, None);
-            }
-            let settled = self.session.ledger().settled_until();
+            self.metering
+                .fold_ready(&mut self.samples, &mut [&mut self.session]);
+            let settled = self.ledger().settled_until();
             if settled.is_some_and(|s| s >= t) {
                 return;
             }
@@ -96,15 +103,29 @@ impl Books {
                     .collect()
             })
             .unwrap_or_default();
-        let energy = span.as_ref().and_then(|s| self.session.reply_report(s));
+        let contention = span
+            .as_ref()
+            .map(|s| {
+                self.session
+                    .contention_between(s.t0, s.t1)
+                    .into_iter()
+                    .map(|c| c.shifted(s.t0))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let energy = span
+            .as_ref()
+            .and_then(|s| self.session.reply_report(self.ledger(), s));
         let costs = span
-            .map(|s| run_costs(self.session.ledger(), tariffs, s.t0, s.t1))
+            .map(|s| run_costs(self.ledger(), tariffs, s.t0, s.t1))
             .unwrap_or_default();
         BenchRun {
             stats: stats.clone(),
             energy,
             costs,
             throttle,
+            roofline: None,
+            contention,
         }
     }
 }
@@ -134,6 +155,10 @@ pub enum BenchError {
     Engine(String),
     #[error("the engine stopped unexpectedly")]
     EngineGone,
+    #[error(
+        "refusing to report: run {run} was generated while other programs took the CPUs llama.cpp needed ({what}); stop the other work, or leave llama.cpp free CPUs with --threads, and run again (--allow-contention reports it anyway)"
+    )]
+    Contended { run: u32, what: String },
     #[error("{flag} {path}: cannot write: {source}")]
     Write {
         flag: &'static str,
@@ -204,6 +229,8 @@ struct Bench<'a> {
     idle_window_s: f64,
     started_unix: u64,
     books: Books,
+    /// The machine's memory bandwidth (the roofline's ceiling), measured before any model.
+    memory: crate::sensors::bandwidth::Ceilings,
 }
 
 /// One setting, measured: the result and the spans its card and session report need.
@@ -237,16 +264,21 @@ impl Bench<'_> {
             in_effect.n_ctx,
             in_effect.sampler_text()
         );
+        let ceiling = crate::accounting::roofline::ceiling_for(
+            &self.memory,
+            crate::accounting::roofline::placement(&model, None),
+        );
         let books = &mut self.books;
+        // The session learns the model (its threads: what contention is judged against).
+        books
+            .session
+            .observe(&EngineEvent::Loaded(model.clone()), books.now());
         if !args.no_idle && self.idle_window_s > 0.0 && books.session.idle_baseline().is_none() {
             let _ = writeln!(
                 err,
                 "bench: measuring idle power for {:.0} s (--no-idle skips)",
                 self.idle_window_s
             );
-            books
-                .session
-                .observe(&EngineEvent::Loaded(model.clone()), books.now());
             std::thread::sleep(Duration::from_secs_f64(self.idle_window_s));
             let t1 = books.now();
             books.catch_up(t1);
@@ -276,7 +308,16 @@ impl Bench<'_> {
                 };
                 books.session.observe(&piece, now);
             })?;
-            let run = books.reply(&s, books.now(), &self.tariffs);
+            let mut run = books.reply(&s, books.now(), &self.tariffs);
+            run.roofline = model
+                .traffic
+                .as_ref()
+                .and_then(|t| crate::accounting::roofline::for_reply(t, &s, ceiling.as_ref()));
+            let memory = run
+                .roofline
+                .as_ref()
+                .map(|r| format!(", {}", crate::accounting::roofline::text(r)))
+                .unwrap_or_default();
             let watts = run
                 .energy
                 .as_ref()
@@ -292,11 +333,18 @@ impl Bench<'_> {
                 .unwrap_or_default();
             let _ = writeln!(
                 err,
-                "bench: run {i}/{}: {} tokens, prefill {:.0} tok/s, generation {:.1} tok/s ({}){watts}{throttled}",
+                "bench: run {i}/{}: {} tokens, prefill {:.0} tok/s, generation {:.1} tok/s ({}){memory}{watts}{throttled}",
                 args.reps, s.generated_tokens, s.prefill_tok_s, s.gen_tok_s, s.stop
             );
             for t in &run.throttle {
                 let _ = writeln!(err, "bench:   throttled {}", sanitize::terminal(&t.line()));
+            }
+            if let Some(c) = run.contention.first() {
+                let what = c.reply_text(s.gen_tok_s);
+                if !args.allow_contention {
+                    return Err(BenchError::Contended { run: i, what });
+                }
+                let _ = writeln!(err, "bench:   {what}; reported as --allow-contention asks");
             }
             runs.push(run);
         }
@@ -315,6 +363,9 @@ impl Bench<'_> {
             warmup: !args.no_warmup,
             sensors: self.statuses.clone(),
             idle,
+            memory: Some(self.memory.clone()),
+            ceiling,
+            contended: runs.iter().any(|r| !r.contention.is_empty()),
             runs,
             summary,
         };
@@ -437,8 +488,18 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let mut tariffs = vec![tariff];
     tariffs.extend(compare.iter().filter(|t| t.label != tariff.label));
+    // The memory's bandwidth first, with nothing else running (kept per boot).
+    let memory = crate::sensors::bandwidth::ceilings(&crate::config::data_dir());
+    for line in memory.lines() {
+        let _ = writeln!(
+            err,
+            "bench: memory bandwidth: {}",
+            sanitize::terminal(&line)
+        );
+    }
     let (books, statuses) = Books::start(&sensors_cfg, tariff);
     let mut bench = Bench {
+        memory,
         args,
         prompt,
         tariffs,
@@ -486,12 +547,13 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
         .iter()
         .map(|r| u64::from(r.stats.generated_tokens))
         .sum();
-    let session = books.session.ledger().report(&Window {
+    let session = books.ledger().report(&Window {
         t0: first_t0,
         t1: last_t1,
         tokens: Some(tokens),
         phase_boundary: None,
         idle: result.idle.clone(),
+        apportion: true,
     });
     // The card's series starts at the first measured run.
     let origin = books.session.series_origin().unwrap_or(0.0);
@@ -519,7 +581,7 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
             reply: books.session.replies().last().map(|r| (r.t0, r.t1)),
             session: Some((first_t0, last_t1)),
         };
-        card.price(tariff, compare, books.session.ledger(), spans);
+        card.price(tariff, compare, books.ledger(), spans);
         let dir = crate::report::snapshot::default_dir(&cfg.raw.snapshot);
         let paths = crate::report::snapshot::write(&dir, &card, None)?;
         let _ = writeln!(

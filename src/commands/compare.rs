@@ -41,7 +41,7 @@ pub fn run(args: &CompareArgs, cfg: &Config) -> anyhow::Result<()> {
         let text = f.to_string_lossy();
         if text.starts_with("http://") || text.starts_with("https://") {
             // Another machine's `llmtop serve`: its latest card, a card, or all it lists.
-            match crate::export::remote::fetch_cards(&text) {
+            match crate::export::scrape::fetch_cards(&text) {
                 Ok(fetched) => cards.extend(fetched.into_iter().map(|(u, c)| (u.into(), c))),
                 Err(e) => errors.push(e),
             }

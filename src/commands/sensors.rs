@@ -8,10 +8,16 @@ use crate::sensors::plausible::Limits;
 use crate::sensors::process::Procfs;
 use crate::sensors::sampler::read_all_checked;
 use crate::sensors::{
-    Covers, Discovery, Method, Quantity, Reading, Sample, Sampler, Source, SourceState,
-    SourceStatus, discover,
+    Covers, Discovery, Meter, Method, Quantity, Reading, Sample, Source, SourceState, SourceStatus,
+    discover,
 };
+use crate::term::event::{self, EventSource, Input, ScreenEvent};
+use crate::term::screen::{Screen, in_terminal, run_screen};
 use crate::util::sanitize;
+use anyhow::Context;
+use crossterm::event::{KeyCode, KeyModifiers};
+use ratatui::Frame;
+use ratatui::widgets::Paragraph;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -37,6 +43,18 @@ pub fn run(args: &SensorsArgs, cfg: &Config) -> anyhow::Result<()> {
     if args.watch {
         return watch(&section);
     }
+    // The memory's bandwidth before the sensors start (the probe keeps every CPU busy); not
+    // for a captured tree, which describes another machine (or none).
+    let memory = if section.sysfs_root == std::path::Path::new("/sys") {
+        crate::sensors::bandwidth::ceilings(&crate::config::data_dir())
+    } else {
+        crate::sensors::bandwidth::Ceilings {
+            cpu_missing: Some(
+                "--sysfs-root reads a captured tree; run without it to measure this machine".into(),
+            ),
+            ..Default::default()
+        }
+    };
     let mut d = discover(&section);
     let sample = two_reads(&mut d, &Limits::from(&section));
     let mut out = std::io::stdout().lock();
@@ -45,11 +63,13 @@ pub fn run(args: &SensorsArgs, cfg: &Config) -> anyhow::Result<()> {
             sysfs_root: section.sysfs_root.display().to_string(),
             readings: &sample.readings,
             statuses: &d.statuses,
+            memory: &memory,
         };
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else {
         out.write_all(render(&section, &sample.readings, &d.statuses).as_bytes())?;
+        out.write_all(render_memory(&memory).as_bytes())?;
     }
     Ok(())
 }
@@ -59,6 +79,17 @@ struct JsonReport<'a> {
     sysfs_root: String,
     readings: &'a [Reading],
     statuses: &'a [SourceStatus],
+    /// Memory bandwidth: the decode roofline's ceiling.
+    memory: &'a crate::sensors::bandwidth::Ceilings,
+}
+
+/// The memory section of the listing.
+pub fn render_memory(m: &crate::sensors::bandwidth::Ceilings) -> String {
+    let mut out = String::from("\nMemory bandwidth (the ceiling generation is judged against):\n");
+    for line in m.lines() {
+        let _ = writeln!(out, "  {}", sanitize::terminal(&line));
+    }
+    out
 }
 
 /// Read twice, `RATE_GAP` apart, so counter-derived watts have a value; implausible values
@@ -108,6 +139,7 @@ pub fn format_value(r: &Reading) -> String {
         }
         Quantity::Clock => format!("{v:.0} MHz"),
         Quantity::ThrottleCount => format!("{v:.0} events"),
+        Quantity::RunnableThreads => format!("{v:.0} threads"),
         Quantity::ThrottleReasons => {
             let names = crate::sensors::nvml::reason_names(v as u64);
             if names.is_empty() {
@@ -139,6 +171,10 @@ fn provenance(r: &Reading) -> String {
     let mut s = how.to_string();
     if !covers.is_empty() {
         s = format!("{covers}, {s}");
+    }
+    // The call or file it came from (or, for n/a, what the device said instead).
+    if let Some(via) = &r.via {
+        s = format!("{s}, {}", sanitize::terminal(via));
     }
     let limit = match (r.limit, r.quantity) {
         (Some(l), Quantity::Temperature) => format!("; limit {l:.0} °C"),
@@ -248,44 +284,127 @@ pub fn render(cfg: &SensorsSection, readings: &[Reading], statuses: &[SourceStat
     out
 }
 
-/// Refresh in place like `watch sensors`, until Ctrl-C; the cursor is hidden meanwhile and
-/// shown again on the way out.
-fn watch(cfg: &SensorsSection) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let mut d = discover(cfg);
-    let statuses = d.statuses.clone();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let handle = Sampler::spawn_checked(
-        std::mem::take(&mut d.sensors),
-        cfg.rate_hz.min(4.0),
-        Limits::from(cfg),
-        tx,
-    );
-    let mut stdout = std::io::stdout();
-    let result: anyhow::Result<()> = rt.block_on(async {
-        write!(stdout, "\x1b[?25l")?;
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                s = rx.recv() => {
-                    let Some(s) = s else { break };
-                    // Only the local tick (plugs arrive as their own samples) repaints.
-                    if s.readings.iter().all(|r| r.source == Source::Plug) { continue; }
-                    let text = render(cfg, &s.readings, &statuses);
-                    write!(stdout, "\x1b[H\x1b[2J{text}")?;
-                    writeln!(stdout, "\n(every {:.2} s; Ctrl-C to quit)", 1.0 / cfg.rate_hz.min(4.0))?;
-                    stdout.flush()?;
+/// The fastest `--watch` refreshes: four times a second.
+const WATCH_MAX_HZ: f64 = 4.0;
+
+/// What the sensors screen reacts to.
+#[derive(Debug)]
+enum WatchEvent {
+    Input(Input),
+    Sample(Sample),
+    /// Unused: the samples pace the screen, and the event source is given no tick.
+    Tick,
+    Terminate,
+}
+
+impl ScreenEvent for WatchEvent {
+    fn input(i: Input) -> Self {
+        WatchEvent::Input(i)
+    }
+
+    fn tick(_now: f64) -> Self {
+        WatchEvent::Tick
+    }
+
+    fn terminate(_signal: &'static str) -> Self {
+        WatchEvent::Terminate
+    }
+}
+
+/// `sensors --watch`: the listing, redrawn on every local sample, on the dashboard's event
+/// loop and terminal guard.
+struct SensorsScreen<'a> {
+    cfg: &'a SensorsSection,
+    statuses: Vec<SourceStatus>,
+    /// The latest readings of the local sensors, and of each plug (they sample on their own
+    /// threads, at their own rates).
+    local: Vec<Reading>,
+    plugs: Vec<Reading>,
+    rate_hz: f64,
+    dirty: bool,
+}
+
+impl Screen for SensorsScreen<'_> {
+    type Event = WatchEvent;
+
+    fn update(&mut self, ev: WatchEvent) -> bool {
+        match ev {
+            WatchEvent::Input(Input::Key(k)) => {
+                let ctrl_c =
+                    k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
+                if ctrl_c || matches!(k.code, KeyCode::Char('q') | KeyCode::Esc) {
+                    return true;
                 }
             }
+            WatchEvent::Input(Input::Resize { .. }) => self.dirty = true,
+            WatchEvent::Input(Input::Paste(_)) | WatchEvent::Tick => {}
+            WatchEvent::Sample(s) => {
+                let plug = |r: &Reading| r.source == Source::Plug;
+                if !s.readings.is_empty() && s.readings.iter().all(plug) {
+                    // One plug's sample: replace that plug's rows.
+                    let ids: Vec<&str> = s.readings.iter().map(|r| r.device.as_str()).collect();
+                    self.plugs.retain(|r| !ids.contains(&r.device.as_str()));
+                    self.plugs.extend(s.readings);
+                } else {
+                    self.local = s.readings;
+                }
+                self.dirty = true;
+            }
+            WatchEvent::Terminate => return true,
         }
-        Ok(())
-    });
-    let _ = writeln!(stdout, "\x1b[?25h");
-    let _ = stdout.flush();
-    handle.stop();
-    result
+        false
+    }
+
+    fn dirty(&self) -> bool {
+        self.dirty
+    }
+
+    fn drawn(&mut self) {
+        self.dirty = false;
+    }
+
+    fn draw(&self, f: &mut Frame) {
+        let mut rows = self.local.clone();
+        rows.extend(self.plugs.iter().cloned());
+        let mut text = render(self.cfg, &rows, &self.statuses);
+        let _ = write!(
+            text,
+            "\n(every {:.2} s; q or Ctrl-C to quit)",
+            1.0 / self.rate_hz
+        );
+        f.render_widget(Paragraph::new(text), f.area());
+    }
+}
+
+/// Refresh the listing like `watch llmtop sensors`, until q, Ctrl-C, a signal or the terminal
+/// closing; the terminal is put back on the way out.
+fn watch(cfg: &SensorsSection) -> anyhow::Result<()> {
+    let rate_hz = cfg.rate_hz.min(WATCH_MAX_HZ);
+    let d = discover(cfg);
+    let meter = Meter::checked(d.sensors, d.statuses, rate_hz, Limits::from(cfg));
+    let mut screen = SensorsScreen {
+        cfg,
+        statuses: meter.statuses.clone(),
+        local: Vec::new(),
+        plugs: Vec::new(),
+        rate_hz: meter.rate_hz,
+        dirty: true,
+    };
+    let start = meter.handle.start();
+    let (sampler, samples) = meter.into_parts();
+    let runtime =
+        crate::util::runtime::current_thread().context("cannot start the async runtime")?;
+    let log = crate::util::paths::log_file();
+    let result = runtime.block_on(in_terminal(&log, async |terminal| {
+        let mut events =
+            EventSource::new(start, None).with_feed(event::channel(samples, WatchEvent::Sample));
+        events
+            .listen_for_signals()
+            .context("cannot catch SIGTERM/SIGHUP")?;
+        run_screen(terminal, &mut events, &mut screen).await
+    }));
+    sampler.stop();
+    result.map(|_| ())
 }
 
 /// CPU seconds of this process's threads named `thread_name` (all with `None`).
@@ -315,16 +434,14 @@ fn bench(cfg: &SensorsSection, secs: f64) -> anyhow::Result<()> {
     if secs == 0.0 {
         return Ok(());
     }
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let cpu0 = thread_cpu_seconds(None).unwrap_or(0.0);
     let wall = Instant::now();
-    let handle = Sampler::spawn_checked(d.sensors, cfg.rate_hz, Limits::from(cfg), tx);
+    let meter = Meter::checked(d.sensors, d.statuses, cfg.rate_hz, Limits::from(cfg));
+    let (handle, mut rx) = meter.into_parts();
     let mut samples = 0u64;
     let mut readings = 0u64;
     let deadline = wall + Duration::from_secs_f64(secs);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()?;
+    let rt = crate::util::runtime::current_thread()?;
     rt.block_on(async {
         while let Ok(Some(s)) = tokio::time::timeout_at(deadline.into(), rx.recv()).await {
             samples += 1;

@@ -1,15 +1,17 @@
 //! `llmtop share URL`: the process listening at URL on this machine, and its attributed share
 //! of the machine's energy over a few seconds, beside the machine's total (both from the
-//! ledger).
+//! ledger). The metering runtime's subscribers are the server's share and the deadline; a
+//! terminating signal ends it early with what it has.
 
-use crate::accounting::share::{ServerMeter, ServerShare};
+use crate::accounting::share::ServerMeter;
+use crate::accounting::subscriber::ServerFeed;
 use crate::cli::ShareArgs;
 use crate::config::Config;
+use crate::metering::{Deadline, Ended, Metering, run_headless};
 use crate::sensors::Meter;
 use crate::util::sanitize;
 use serde_json::json;
 use std::io::Write;
-use std::time::{Duration, Instant};
 
 pub fn run(args: &ShareArgs, cfg: &Config) -> anyhow::Result<()> {
     if !(args.seconds >= 1.0 && args.seconds <= 3600.0) {
@@ -22,28 +24,36 @@ pub fn run(args: &ShareArgs, cfg: &Config) -> anyhow::Result<()> {
         .sensors
         .apply(&cfg.raw.sensors)
         .map_err(anyhow::Error::msg)?;
-    let mut server = ServerMeter::for_url(&args.url)?;
+    // No idle window here: only a channel's own idle figure applies.
+    let mut server = ServerFeed {
+        meter: ServerMeter::for_url(&args.url)?,
+        idle: None,
+    };
     let meter = Meter::start(&section);
-    let mut ledger = crate::accounting::ledger_for(&meter, cfg.tariff.clone());
-    let (handle, mut samples) = meter.into_parts();
-    let end = Instant::now() + Duration::from_secs_f64(args.seconds);
-    let mut first_t = None;
-    let mut share: Option<ServerShare> = None;
-    while Instant::now() < end {
-        let Some(s) = samples.blocking_recv() else {
-            break;
-        };
-        first_t.get_or_insert(s.t);
-        ledger.push(&s);
-        // No idle window here: only a channel's own idle figure applies.
-        share = Some(server.on_sample(s.t, &ledger, None));
-    }
-    handle.stop();
-    let share = share.unwrap_or_else(|| server.tracker().share());
+    let mut metering = Metering::for_meter(&meter, cfg.tariff.clone());
+    let mut deadline = Deadline::at(meter.handle.now() + args.seconds);
+    let (sampler, samples) = meter.into_parts();
+    let ended = run_headless(
+        &mut metering,
+        samples,
+        &mut [&mut server, &mut deadline],
+        || {},
+    );
+    sampler.stop();
+    let ended = ended?;
+    let server = server.meter;
+    let share = server.tracker().share();
+    let ledger = metering.ledger();
     // The machine over the same stretch the share covers.
-    let machine = match (first_t, share.until) {
+    let machine = match (deadline.first, share.until) {
         (Some(a), Some(b)) => ledger.energy_between(a, b).map(|(j, _)| j),
         _ => None,
+    };
+    // Cut short by a signal: the stretch it did cover.
+    let seconds = match (ended, deadline.first, share.until) {
+        (Ended::Signal(_), Some(a), Some(b)) => b - a,
+        (Ended::Signal(_), ..) => 0.0,
+        _ => args.seconds,
     };
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -76,7 +86,7 @@ pub fn run(args: &ShareArgs, cfg: &Config) -> anyhow::Result<()> {
     writeln!(
         out,
         "its share over {:.0} s: {:.1} J attributed{} (machine: {}); CPU time share {}, GPU SM share {}",
-        args.seconds,
+        seconds,
         share.joules,
         share
             .watts_now

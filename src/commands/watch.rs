@@ -1,26 +1,31 @@
 //! `llmtop watch --server URL`: a passive watch of a running llama-server. Its `/metrics`
-//! counters (all clients' tokens) are read every interval beside the sampler and the ledger;
-//! each interval and the whole watch get tokens, the machine's energy and J/token, and the
-//! server process's attributed share when it runs on this machine.
+//! counters (all clients' tokens) are read every interval by a thread of their own; the
+//! metering runtime folds the samples into the ledger and hands them to the watch (and the
+//! server process's share, when it runs on this machine), which prints each interval once the
+//! ledger covers it: tokens, the machine's energy and J/token. At the end (a terminating
+//! signal or `--duration`) the counters are read a last time and the drain lets the ledger
+//! cover that last interval before the totals.
 
 use crate::accounting::ledger::Ledger;
 use crate::accounting::server_watch::{ServerWatch, WatchInterval};
 use crate::accounting::share::{ServerMeter, ServerShare, is_local};
+use crate::accounting::subscriber::Subscriber;
 use crate::cli::WatchArgs;
 use crate::config::Config;
-use crate::sensors::Meter;
-use crate::sensors::llama_metrics::{LlamaMetrics, MetricsError};
+use crate::metering::{Deadline, Metering, run_headless};
+use crate::sensors::llama_metrics::{LlamaCounters, LlamaMetrics, MetricsError};
+use crate::sensors::{Meter, Sample};
 use crate::util::sanitize;
 use serde_json::json;
 use std::io::Write;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// A read of /metrics gives up after this long (the server is on the LAN or this machine).
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long to wait for a server that is still loading its model.
 const LOAD_WAIT: Duration = Duration::from_secs(120);
-/// At the end, how long to wait for the ledger to settle the last interval.
-const SETTLE_WAIT: Duration = Duration::from_secs(3);
 
 pub const ATTRIBUTION_NOTE: &str = "J/token is the whole machine's energy over all of the server's clients' tokens (an attribution, not a per-request measurement); a request's tokens count when the server counts them (its prompt once evaluated, its reply once finished)";
 
@@ -42,14 +47,13 @@ pub fn run(args: &WatchArgs, cfg: &Config) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let metrics = LlamaMetrics::new(&args.server, READ_TIMEOUT)?;
     wait_until_ready(&metrics)?;
-    let host = crate::sensors::http::parse_url(&args.server)
+    let host = crate::util::url::parse(&args.server)
         .map(|t| t.host)
         .unwrap_or_default();
     let meter = Meter::start(&section);
-    let mut ledger = crate::accounting::ledger_for(&meter, cfg.tariff.clone());
+    let mut metering = Metering::for_meter(&meter, cfg.tariff.clone());
     let start = meter.handle.start();
-    let (handle, mut samples) = meter.into_parts();
-    let (mut server, share_note) = if is_local(&host) {
+    let (server, share_note) = if is_local(&host) {
         match ServerMeter::for_url(&args.server) {
             Ok(m) => {
                 let note = format!(
@@ -67,7 +71,7 @@ pub fn run(args: &WatchArgs, cfg: &Config) -> anyhow::Result<()> {
             "server's share: n/a (the server is not on this machine)".to_string(),
         )
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::stdout();
     if args.json {
         let head = json!({
             "watch": metrics.url(),
@@ -88,82 +92,200 @@ pub fn run(args: &WatchArgs, cfg: &Config) -> anyhow::Result<()> {
     }
     out.flush()?;
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let mut watch = ServerWatch::new();
-    let now_t = || start.elapsed().as_secs_f64();
-    let deadline = args
-        .duration
-        .map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
-    let mut last_error: Option<MetricsError> = None;
-    let result: anyhow::Result<()> = rt.block_on(async {
-        let mut tick = tokio::time::interval(Duration::from_secs_f64(args.interval));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let until_deadline = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                _ = until_deadline => break,
-                s = samples.recv() => {
-                    let Some(s) = s else { break };
-                    ledger.push(&s);
-                    if let Some(m) = server.as_mut() {
-                        m.on_sample(s.t, &ledger, None);
-                    }
-                }
-                _ = tick.tick() => {
-                    poll(&metrics, &mut watch, now_t(), &mut last_error);
-                }
-            }
-            let tracker = server.as_ref().map(|m| m.tracker());
-            for i in watch.ready(&ledger, tracker, false) {
-                print_interval(&mut out, args.json, &ledger, &i, server.as_ref())?;
-            }
-        }
-        // The last read, then let the ledger settle it.
-        let t_end = now_t();
-        poll(&metrics, &mut watch, t_end, &mut last_error);
-        let give_up = Instant::now() + SETTLE_WAIT;
-        while ledger.settled_until().is_none_or(|s| s < t_end) && Instant::now() < give_up {
-            match tokio::time::timeout(Duration::from_millis(200), samples.recv()).await {
-                Ok(Some(s)) => {
-                    ledger.push(&s);
-                    if let Some(m) = server.as_mut() {
-                        m.on_sample(s.t, &ledger, None);
-                    }
-                }
-                Ok(None) => break,
-                Err(_) => {}
-            }
-        }
-        Ok(())
-    });
-    handle.stop();
-    result?;
-    let tracker = server.as_ref().map(|m| m.tracker());
-    for i in watch.ready(&ledger, tracker, true) {
-        print_interval(&mut out, args.json, &ledger, &i, server.as_ref())?;
-    }
-    match watch.summary(&ledger, tracker) {
-        Some(total) => print_total(
-            &mut out,
-            args.json,
-            &total,
-            server.as_ref().map(|m| m.tracker().share()),
-        )?,
-        None => writeln!(
-            out,
-            "llmtop watch: stopped before a whole interval was read"
-        )?,
-    }
-    out.flush()?;
+    let url = metrics.url().to_string();
+    let (poller, reads) = Poller::start(metrics, start, args.interval)?;
+    let mut watch = WatchScreen {
+        watch: ServerWatch::new(),
+        server,
+        reads,
+        url,
+        json: args.json,
+        last_error: None,
+        newest: None,
+        poller_gone: false,
+        write_error: None,
+    };
+    let mut deadline = Deadline::at(
+        args.duration
+            .map_or(f64::INFINITY, |d| meter.handle.now() + d),
+    );
+    let (sampler, samples) = meter.into_parts();
+    // The last read is taken when the run ends; the drain then waits for the ledger to cover
+    // it before the totals are printed.
+    let ended = run_headless(
+        &mut metering,
+        samples,
+        &mut [&mut watch, &mut deadline],
+        move || poller.finish(),
+    );
+    sampler.stop();
+    ended?;
     Ok(())
+}
+
+/// Reads the counters every interval on a thread of its own, so a slow server never holds up
+/// the samples; each read is stamped with the sampler clock when it began.
+struct Poller {
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+type Read = (f64, Result<LlamaCounters, MetricsError>);
+
+impl Poller {
+    fn start(
+        metrics: LlamaMetrics,
+        clock: Instant,
+        interval: f64,
+    ) -> std::io::Result<(Self, mpsc::Receiver<Read>)> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let (tx, reads) = mpsc::channel();
+        let period = Duration::from_secs_f64(interval);
+        let thread = std::thread::Builder::new()
+            .name("llmtop-watch".into())
+            .spawn(move || {
+                let mut next = Instant::now();
+                loop {
+                    let t = clock.elapsed().as_secs_f64();
+                    if tx.send((t, metrics.read())).is_err() {
+                        return;
+                    }
+                    next += period;
+                    match stopped.recv_timeout(next.saturating_duration_since(Instant::now())) {
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        // Asked to stop: one last read, then end.
+                        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                            let t = clock.elapsed().as_secs_f64();
+                            let _ = tx.send((t, metrics.read()));
+                            return;
+                        }
+                    }
+                }
+            })?;
+        Ok((Self { stop, thread }, reads))
+    }
+
+    /// The last read, then the thread's end.
+    fn finish(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+/// The watch's subscriber and screen: reads in, intervals out as the ledger covers them.
+struct WatchScreen {
+    watch: ServerWatch,
+    server: Option<ServerMeter>,
+    reads: mpsc::Receiver<Read>,
+    url: String,
+    json: bool,
+    last_error: Option<MetricsError>,
+    /// The time of the newest read (answered or not).
+    newest: Option<f64>,
+    /// The poller has ended: its last read is in.
+    poller_gone: bool,
+    write_error: Option<std::io::Error>,
+}
+
+impl WatchScreen {
+    /// Take in the reads so far.
+    fn pull(&mut self) {
+        loop {
+            match self.reads.try_recv() {
+                Ok((t, read)) => {
+                    self.newest = Some(t);
+                    self.take(t, read);
+                }
+                Err(mpsc::TryRecvError::Empty) => return,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    self.poller_gone = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A failure is one line on stderr when it starts and one when the server answers again.
+    fn take(&mut self, t: f64, read: Result<LlamaCounters, MetricsError>) {
+        match read {
+            Ok(c) => {
+                if self.last_error.take().is_some() {
+                    eprintln!(
+                        "llmtop watch: {} answers again",
+                        sanitize::terminal(&self.url)
+                    );
+                }
+                self.watch.read(t, c);
+            }
+            Err(e) => {
+                if self.last_error.as_ref() != Some(&e) {
+                    eprintln!("llmtop watch: {}", sanitize::terminal(&e.to_string()));
+                }
+                self.last_error = Some(e);
+            }
+        }
+    }
+
+    fn print(&mut self, ledger: &Ledger, flush: bool) {
+        let tracker = self.server.as_ref().map(|m| m.tracker());
+        let ready = self.watch.ready(ledger, tracker, flush);
+        let mut out = std::io::stdout().lock();
+        for i in ready {
+            let r = print_interval(&mut out, self.json, ledger, &i, self.server.as_ref());
+            if let Err(e) = r {
+                self.write_error.get_or_insert(e);
+            }
+        }
+    }
+}
+impl Subscriber for WatchScreen {
+    fn sample(&mut self, s: &Sample, ledger: &Ledger) {
+        // No idle window here: only a channel's own idle figure applies.
+        if let Some(m) = self.server.as_mut() {
+            m.on_sample(s.t, ledger, None);
+        }
+        self.pull();
+        self.print(ledger, false);
+    }
+
+    /// After the last read: until the ledger covers it.
+    fn holds(&mut self, ledger: &Ledger) -> bool {
+        self.pull();
+        self.poller_gone
+            && self
+                .newest
+                .is_some_and(|t| ledger.settled_until().is_none_or(|s| s < t))
+    }
+
+    /// Stdout is gone (a closed pipe): nothing more can be shown.
+    fn done(&self) -> bool {
+        self.write_error.is_some()
+    }
+
+    /// The intervals left, with what there is, then the totals.
+    fn flush(&mut self, ledger: &Ledger) -> Result<(), String> {
+        self.pull();
+        self.print(ledger, true);
+        let tracker = self.server.as_ref().map(|m| m.tracker());
+        let mut out = std::io::stdout().lock();
+        let written = match self.watch.summary(ledger, tracker) {
+            Some(total) => print_total(
+                &mut out,
+                self.json,
+                &total,
+                self.server.as_ref().map(|m| m.tracker().share()),
+            ),
+            None => writeln!(
+                out,
+                "llmtop watch: stopped before a whole interval was read"
+            )
+            .and_then(|()| out.flush()),
+        };
+        match self.write_error.take().map_or(written, Err) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(format!("cannot write to stdout: {e}")),
+        }
+    }
 }
 
 /// The first read: a server that is down, without --metrics or not llama-server is one line
@@ -174,41 +296,17 @@ fn wait_until_ready(metrics: &LlamaMetrics) -> Result<(), MetricsError> {
     loop {
         match metrics.read() {
             Ok(_) => return Ok(()),
-            Err(MetricsError::Loading { url }) if Instant::now() < give_up => {
+            Err(e) if e.is_loading() && Instant::now() < give_up => {
                 if !said {
-                    eprintln!("llmtop watch: {url}: the server is loading its model; waiting");
+                    eprintln!(
+                        "llmtop watch: {}: the server is loading its model; waiting",
+                        e.url()
+                    );
                     said = true;
                 }
                 std::thread::sleep(Duration::from_millis(500));
             }
             Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Read the counters at sampler time `t`; a failure is one line on stderr when it starts and
-/// one when the server answers again.
-fn poll(
-    metrics: &LlamaMetrics,
-    watch: &mut ServerWatch,
-    t: f64,
-    last_error: &mut Option<MetricsError>,
-) {
-    match metrics.read() {
-        Ok(c) => {
-            if last_error.take().is_some() {
-                eprintln!(
-                    "llmtop watch: {} answers again",
-                    sanitize::terminal(metrics.url())
-                );
-            }
-            watch.read(t, c);
-        }
-        Err(e) => {
-            if last_error.as_ref() != Some(&e) {
-                eprintln!("llmtop watch: {}", sanitize::terminal(&e.to_string()));
-            }
-            *last_error = Some(e);
         }
     }
 }

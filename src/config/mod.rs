@@ -476,7 +476,10 @@ fn validate(cfg: &RawConfig, text: &str, path: &Path) -> Result<Parsed, ConfigEr
                 format!("`{}` is not one of {}", p.kind, PLUGS.join(", ")),
             );
         }
-        let target = match crate::sensors::http::parse_url(p.url.trim_end_matches('/')) {
+        let target = match crate::net::client::check_url(
+            p.url.trim_end_matches('/'),
+            crate::net::client::Peer::Plug,
+        ) {
             Ok(t) => t,
             Err(e) => return err(&sec, "url", e.to_string()),
         };

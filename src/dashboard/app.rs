@@ -14,6 +14,40 @@ impl App {
         self.live.tok_s().filter(|_| self.engine.busy())
     }
 
+    /// The memory ceiling the loaded model is judged against.
+    pub fn ceiling(&self) -> Option<crate::accounting::roofline::Ceiling> {
+        use crate::accounting::roofline::{ceiling_for, placement};
+        let m = self.model.as_ref()?;
+        ceiling_for(&self.memory, placement(m, self.backend.as_ref()))
+    }
+
+    /// The roofline of the reply being generated: the live rate at the depth it has reached.
+    pub fn live_roofline(&self) -> Option<crate::accounting::roofline::Roofline> {
+        let traffic = self.model.as_ref()?.traffic.as_ref()?;
+        // An engine that does not say (a server) left the context where its last reply ended.
+        let start = self.depth.or_else(|| {
+            self.last_stats
+                .as_ref()
+                .map(|s| s.conversation_tokens + s.generated_tokens)
+        })?;
+        let depth = f64::from(start) + f64::from(self.live.tokens) / 2.0;
+        crate::accounting::roofline::figure(
+            traffic,
+            depth,
+            self.live_tok_s()?,
+            self.ceiling().as_ref(),
+        )
+    }
+
+    /// A finished reply's roofline, as every surface computes it.
+    pub fn reply_roofline(
+        &self,
+        stats: &crate::engine::ReplyStats,
+    ) -> Option<crate::accounting::roofline::Roofline> {
+        let traffic = self.model.as_ref()?.traffic.as_ref()?;
+        crate::accounting::roofline::for_reply(traffic, stats, self.ceiling().as_ref())
+    }
+
     pub fn new(keys: KeyMap, theme_names: Vec<String>, theme: usize, model_label: String) -> App {
         App {
             keys,
@@ -42,6 +76,9 @@ impl App {
             energy: SessionEnergy::default(),
             cost: CostLine::default(),
             throttle: None,
+            contention: None,
+            memory: Default::default(),
+            depth: None,
             server_share: None,
             status: None,
             startup_notes: Vec::new(),
@@ -104,9 +141,14 @@ impl App {
             }
             Event::Power(view) => {
                 let (total, parts) = power_items(&view);
-                if self.gauges.total != total || self.gauges.parts != parts {
+                let boards = crate::dashboard::state::board_lines(&view);
+                if self.gauges.total != total
+                    || self.gauges.parts != parts
+                    || self.gauges.boards != boards
+                {
                     self.gauges.total = total;
                     self.gauges.parts = parts;
+                    self.gauges.boards = boards;
                     self.dirty = true;
                 }
             }
@@ -132,6 +174,26 @@ impl App {
                     self.dirty = true;
                 }
                 self.throttle = episode;
+            }
+            Event::Contention(c) => {
+                if c.is_some() != self.contention.is_some() || c.is_some() {
+                    self.dirty = true;
+                }
+                // The reply being generated keeps the worst it saw.
+                if let Some(c) = &c
+                    && self.engine.busy()
+                    && let Some(m) = self.messages.last_mut()
+                    && m.role == Role::Assistant
+                {
+                    let worse = m
+                        .contention
+                        .as_ref()
+                        .is_none_or(|old| c.others_max >= old.others_max);
+                    if worse {
+                        m.contention = Some(c.clone());
+                    }
+                }
+                self.contention = c;
             }
             Event::ReplyFigures(f) => {
                 // A reply of a conversation cleared since (Ctrl-N) has no message left.
@@ -389,6 +451,7 @@ impl App {
     fn start_reply(&mut self, text: String, fx: &mut Vec<Effect>) {
         self.messages.push(Message::new(Role::Assistant, ""));
         self.live = LiveRate::default();
+        self.depth = None;
         self.engine = EngineState::Prefill;
         fx.push(Effect::Engine(Command::Send(text)));
     }
@@ -423,6 +486,7 @@ impl App {
                     (Phase::Generating, _) => EngineState::Generating,
                 };
             }
+            EngineEvent::ContextDepth(tokens) => self.depth = Some(tokens),
             EngineEvent::ContextTrimmed { dropped_messages } => self.notice(format!(
                 "context full: the {dropped_messages} oldest messages were dropped from the model's memory"
             )),
@@ -492,13 +556,15 @@ impl App {
         for r in &s.readings {
             self.latest.insert(r.id.clone(), r.clone());
         }
-        let (total, parts) = (
+        let (total, parts, boards) = (
             self.gauges.total.take(),
             std::mem::take(&mut self.gauges.parts),
+            std::mem::take(&mut self.gauges.boards),
         );
         self.gauges = GaugeSummary {
             total,
             parts,
+            boards,
             ..summarize(self.latest.values())
         };
         self.record_history(s.t);

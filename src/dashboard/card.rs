@@ -2,6 +2,7 @@
 //! the last reply and the whole session with energy and thermal, costs, the sample series, the
 //! transcript), written with its Markdown summary and an SVG of the screen.
 
+use crate::accounting::ledger::Ledger;
 use crate::accounting::pricing::Tariff;
 use crate::accounting::session::SessionRecorder;
 use crate::config::SnapshotSection;
@@ -22,7 +23,7 @@ pub enum SessionCardError {
     Write(#[from] SnapshotError),
 }
 
-/// What a card needs besides the app and the recorder.
+/// What a card needs besides the app, the recorder and the ledger.
 pub struct CardContext<'a> {
     pub host: HostInfo,
     pub tariff: &'a Tariff,
@@ -37,6 +38,7 @@ pub struct CardContext<'a> {
 pub fn card(
     app: &App,
     rec: &SessionRecorder,
+    ledger: &Ledger,
     ctx: CardContext<'_>,
 ) -> Result<RunCard, SessionCardError> {
     let info = app.model.as_ref().ok_or(SessionCardError::NotLoaded)?;
@@ -58,18 +60,25 @@ pub fn card(
     let origin = rec.series_origin().unwrap_or(0.0);
     card.last_reply = replies.last().map(|r| ReplyMetrics {
         throttle: throttle_of(rec.throttle_between(r.t0, r.t1), origin),
-        ..ReplyMetrics::measured(&r.stats, rec.last_reply_report().as_ref())
+        roofline: app.reply_roofline(&r.stats),
+        contention: rec
+            .contention_between(r.t0, r.t1)
+            .into_iter()
+            .map(|c| c.shifted(r.t0))
+            .collect(),
+        ..ReplyMetrics::measured(&r.stats, rec.last_reply_report(ledger).as_ref())
     });
+    card.memory = Some(app.memory.clone());
     card.session = SessionMetrics {
         throttle: throttle_of(rec.throttle_episodes(), origin),
-        ..session_metrics(rec)
+        ..session_metrics(rec, ledger)
     };
     card.series = rec.series().to_vec();
     let spans = CardSpans {
         reply: replies.last().map(|r| (r.t0, r.t1)),
-        session: rec.session_span(),
+        session: ledger.span(),
     };
-    card.price(ctx.tariff, ctx.compare, rec.ledger(), spans);
+    card.price(ctx.tariff, ctx.compare, ledger, spans);
     let turns = app
         .messages
         .iter()
@@ -101,7 +110,7 @@ fn throttle_of(
 
 /// Load time, cold TTFT (the first reply after load), warm TTFT (median of the later ones),
 /// mean rates, token sums and the session's energy.
-pub fn session_metrics(rec: &SessionRecorder) -> SessionMetrics {
+pub fn session_metrics(rec: &SessionRecorder, ledger: &Ledger) -> SessionMetrics {
     let replies = rec.replies();
     let mean = |f: fn(&crate::engine::ReplyStats) -> f64| {
         let v: Vec<f64> = replies
@@ -112,19 +121,18 @@ pub fn session_metrics(rec: &SessionRecorder) -> SessionMetrics {
         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
     };
     let warm: Vec<f64> = replies.iter().skip(1).map(|r| r.stats.ttft_ms).collect();
-    let ledger = rec.ledger();
-    let remainder = rec
-        .session_span()
+    let remainder = ledger
+        .span()
         .and_then(|(t0, t1)| ledger.wall_split(t0, t1))
         .map(|split| {
             CardRemainder::of(
                 &split,
-                rec.remainder().as_ref(),
+                rec.remainder(ledger).as_ref(),
                 rec.series_origin().unwrap_or(0.0),
             )
         });
     let at_rest = rec
-        .at_rest()
+        .at_rest(ledger)
         .map(|a| CardAtRest::of(&a, ledger.tariff().map(|t| t.currency.code())));
     SessionMetrics {
         remainder,
@@ -136,7 +144,7 @@ pub fn session_metrics(rec: &SessionRecorder) -> SessionMetrics {
         gen_tok_s: mean(|s| s.gen_tok_s),
         ..SessionMetrics::from_replies(
             replies.iter().map(|r| &r.stats),
-            rec.session_report().as_ref(),
+            rec.session_report(ledger).as_ref(),
         )
     }
 }
@@ -146,9 +154,10 @@ pub fn write(
     dir: &std::path::Path,
     app: &App,
     rec: &SessionRecorder,
+    ledger: &Ledger,
     ctx: CardContext<'_>,
     screen: &ratatui::buffer::Buffer,
 ) -> Result<SnapshotPaths, SessionCardError> {
-    let card = card(app, rec, ctx)?;
+    let card = card(app, rec, ledger, ctx)?;
     Ok(crate::report::snapshot::write(dir, &card, Some(screen))?)
 }

@@ -183,8 +183,16 @@ pub fn figures_lines(f: &ReplyFigures) -> Vec<Vec<String>> {
         (Some(a), Some(c)) => Some(format_money(a, c)),
         _ => None,
     };
-    let lead = if f.estimated { "est. " } else { "" };
+    let lead = match (f.estimated, f.apportioned) {
+        (true, _) => "est. ",
+        // Too short for the energy counter's steps: a share of the steps around it.
+        (false, true) => "≈",
+        (false, false) => "",
+    };
     let mut total = vec![format!("{lead}{}", format_energy(f.energy_j))];
+    if f.apportioned {
+        total.push("apportioned".into());
+    }
     total.extend(f.j_per_token.map(format_j_per_token));
     total.extend(money(f.cost));
     if f.cost.is_some_and(is_tiny)
@@ -268,7 +276,21 @@ pub fn rows(app: &App, width: u16) -> Vec<Row> {
             });
         }
         let figures = m.figures.iter().flat_map(figures_lines);
-        for parts in m.stats.iter().map(stats_parts).chain(figures) {
+        let speed = m.stats.iter().map(|s| {
+            let mut parts = stats_parts(s);
+            parts.extend(
+                app.reply_roofline(s)
+                    .map(|r| crate::accounting::roofline::text(&r)),
+            );
+            parts
+        });
+        // Other programs took the CPUs while it generated: said under its speed.
+        let contended = m
+            .contention
+            .iter()
+            .zip(&m.stats)
+            .map(|(c, s)| vec![c.reply_text(s.gen_tok_s)]);
+        for parts in speed.chain(contended).chain(figures) {
             for l in pack(&parts, w) {
                 out.push(Row {
                     kind: RowKind::Stats,

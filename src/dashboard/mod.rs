@@ -1,6 +1,6 @@
-//! The imperative shell of the dashboard: builds the engine, the sample feed and the terminal,
-//! runs the event loop ([`shell::event_loop`]) on the real terminal, and puts everything back
-//! on the way out.
+//! The imperative shell of the dashboard: builds the engine, the metering runtime and its
+//! subscribers, and the terminal, runs the event loop ([`shell::event_loop`]) on the real
+//! terminal, and puts everything back on the way out.
 //!
 //! Everything that can fail on bad input (config, theme, key bindings, model path) is checked
 //! before the terminal is taken over, so errors print as one plain line.
@@ -8,33 +8,34 @@
 pub mod app;
 pub mod card;
 pub mod event;
+pub mod fleet;
 pub mod history;
 pub mod layout;
 pub mod pace;
-pub mod remote;
 pub mod shell;
 pub mod state;
 pub mod theme;
-pub mod tui;
 pub mod ui;
 
+use crate::accounting::lifetime::LifetimeTally;
 use crate::accounting::session::SessionRecorder;
 use crate::accounting::tally::{self, TallyStore};
 use crate::cli::DashboardArgs;
 use crate::config::{self, Config, RawConfig};
-use crate::dashboard::event::{Event, EventSource};
+use crate::dashboard::event::Event;
 use crate::dashboard::pace::Pace;
-use crate::dashboard::shell::{ProxyFeed, Shell};
+use crate::dashboard::shell::{DashProxy, Shell};
 use crate::dashboard::state::{App, EngineState, Message, RequestTable, Role};
 use crate::dashboard::theme::Theme;
-use crate::dashboard::tui::Tui;
 use crate::engine::{self, Engine, EngineSettings, scripted::ScriptedEngine};
-use crate::export::prometheus::{MetricsServer, MetricsState};
+use crate::export::feed::MetricsFeed;
+use crate::export::prometheus::MetricsServer;
+use crate::metering::Metering;
+use crate::proxy::feed::ProxyFeed;
 use crate::sensors::scripted::ScriptedSensor;
-use crate::sensors::{Meter, Sample, Source, SourceState, SourceStatus};
+use crate::sensors::{Meter, Source, SourceState, SourceStatus};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
@@ -79,21 +80,42 @@ fn start_meter(args: &DashboardArgs, cfg: &RawConfig) -> Meter {
     Meter::start(&section)
 }
 
+/// `--demo`: a scripted RAM figure, so the roofline shows without measuring this machine.
+fn demo_memory() -> crate::sensors::bandwidth::Ceilings {
+    use crate::sensors::bandwidth::{Bandwidth, BandwidthMethod, Ceilings, Memory};
+    Ceilings {
+        cpu: Some(Bandwidth {
+            memory: Memory::Cpu,
+            device: "system RAM".into(),
+            read_gb_s: 40.0,
+            triad_gb_s: Some(36.0),
+            method: BandwidthMethod::Probe,
+            detail: "scripted for --demo, not measured".into(),
+            others_runnable: None,
+        }),
+        cpu_missing: None,
+        gpus: Vec::new(),
+    }
+}
+
 /// `--metrics-addr` or `[metrics] addr`: the Prometheus endpoint beside the dashboard.
 fn start_metrics(
     args: &DashboardArgs,
     cfg: &Config,
-) -> anyhow::Result<Option<(MetricsServer, Arc<Mutex<MetricsState>>)>> {
-    let Some(addr) = args.metrics_addr.as_ref().or(cfg.raw.metrics.addr.as_ref()) else {
-        return Ok(None);
+) -> anyhow::Result<Option<(MetricsServer, MetricsFeed)>> {
+    use crate::export::server::{METRICS_ADDR, METRICS_ADDR_CONFIG};
+    let listen = match (&args.metrics_addr, &cfg.raw.metrics.addr) {
+        (Some(a), _) => crate::net::server::Listen::parse(a, METRICS_ADDR)?,
+        (None, Some(a)) => crate::net::server::Listen::parse(a, METRICS_ADDR_CONFIG)?,
+        (None, None) => return Ok(None),
     };
-    let state = Arc::new(Mutex::new(MetricsState::new(Some(cfg.tariff.clone()))));
+    let feed = MetricsFeed::new(Some(cfg.tariff.clone()));
     // The run cards Ctrl-S writes are served beside the metrics, as `llmtop serve` does.
     let cards = crate::export::runcards::Shelf::new(&crate::report::snapshot::default_dir(
         &cfg.raw.snapshot,
     ));
-    let server = MetricsServer::start_with_cards(addr, state.clone(), Some(cards))?;
-    Ok(Some((server, state)))
+    let server = MetricsServer::start_with_cards(&listen, feed.state(), Some(cards))?;
+    Ok(Some((server, feed)))
 }
 
 /// Tell the user what start-up found wrong, so nothing is lost without a word: a tally moved
@@ -150,26 +172,31 @@ impl Engine for NoEngine {
     }
 }
 
-/// `--proxy`: the proxy on its own thread, its records to requests.jsonl in the data dir.
+/// `--proxy`: the proxy on its own thread, its records to requests.jsonl in the data dir (and
+/// to the metrics endpoint, when there is one).
 fn start_proxy(
     args: &DashboardArgs,
     cfg: &Config,
     upstream: crate::proxy::forward::Upstream,
     clock: Instant,
     data_dir: &Path,
-) -> anyhow::Result<(crate::proxy::forward::ProxyServer, ProxyFeed)> {
+    metrics: Option<MetricsFeed>,
+) -> anyhow::Result<DashProxy> {
     use crate::proxy::record::{DEFAULT_KEEP, DEFAULT_MAX_BYTES, FILE_NAME, RequestLog};
     let log = RequestLog::open(&data_dir.join(FILE_NAME), DEFAULT_MAX_BYTES, DEFAULT_KEEP)?;
     let (tx, events) = unbounded_channel();
     let server = crate::proxy::forward::ProxyServer::start(&args.listen, upstream, clock, tx)?;
     let books = crate::proxy::books::ProxyBooks::new(cfg.raw.sensors.idle_window_s, Some(log));
-    Ok((server, ProxyFeed { books, events }))
+    Ok(DashProxy {
+        feed: ProxyFeed::new(books, events, metrics).keeping_records(),
+        server: Some(server),
+    })
 }
 
 /// Run the dashboard until the user quits.
 pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
     if !args.remote.is_empty() {
-        return remote::run(args, cfg);
+        return fleet::run(args, cfg);
     }
     // Everything that can fail on bad input, before the terminal is touched (the config was
     // checked when it was loaded).
@@ -243,18 +270,31 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
             Err(e) => (None, Some(e.to_string())),
         };
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .enable_io()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime =
+        crate::util::runtime::current_thread().context("cannot start the async runtime")?;
+    // The memory's bandwidth, before the model loads (the probe would slow the load and the
+    // load the probe); measured once per boot, read back after that.
+    let memory = if args.demo {
+        demo_memory()
+    } else if args.proxy {
+        Default::default()
+    } else {
+        crate::sensors::bandwidth::ceilings(&data_dir)
+    };
     let handle = engine::spawn(engine).context("cannot start the engine thread")?;
     handle.send(engine::Command::Load);
     let meter = start_meter(args, &cfg.raw);
     let statuses = meter.statuses.clone();
-    let ledger = crate::accounting::ledger_for(&meter, cfg.tariff.clone());
+    let metering = Metering::for_meter(&meter, cfg.tariff.clone());
     let proxy = match upstream {
-        Some(up) => Some(start_proxy(args, cfg, up, meter.handle.start(), &data_dir)?),
+        Some(up) => Some(start_proxy(
+            args,
+            cfg,
+            up,
+            meter.handle.start(),
+            &data_dir,
+            metrics.as_ref().map(|(_, feed)| feed.clone()),
+        )?),
         None => None,
     };
     let (sampler, samples) = meter.into_parts();
@@ -277,6 +317,7 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
     if let Some((_, device)) = attach_label {
         app.device = device;
     }
+    app.memory = memory;
     report_startup(&mut app, tally_note, &statuses);
     let server = match server {
         Some(Ok(m)) => {
@@ -285,7 +326,10 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
                 m.pid(),
                 crate::util::sanitize::terminal(&m.name)
             );
-            Some(m)
+            Some(crate::accounting::subscriber::ServerFeed {
+                meter: m,
+                idle: None,
+            })
         }
         Some(Err(e)) => {
             // Not fatal: the machine's total is still right; only the split is missing.
@@ -296,74 +340,46 @@ pub fn run(args: &DashboardArgs, cfg: &Config) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let (proxy_server, proxy_feed) = match proxy {
-        Some((server, feed)) => {
-            app.requests = Some(RequestTable {
-                listen: server.local_addr().to_string(),
-                upstream: server.upstream().url(),
-                ..RequestTable::default()
-            });
-            app.model_label = format!("proxy → {}", server.upstream().url());
-            app.engine = EngineState::Idle;
-            (Some(server), Some(feed))
-        }
-        None => (None, None),
-    };
+    if let Some(p) = &proxy
+        && let Some(server) = &p.server
+    {
+        app.requests = Some(RequestTable {
+            listen: server.local_addr().to_string(),
+            upstream: server.upstream().url(),
+            ..RequestTable::default()
+        });
+        app.model_label = format!("proxy → {}", server.upstream().url());
+        app.engine = EngineState::Idle;
+    }
 
     let mut shell = Shell {
         handle,
-        session: SessionRecorder::new(ledger, cfg.raw.sensors.idle_window_s),
-        tally: tally.as_mut(),
-        metrics: metrics.as_ref().map(|(_, state)| state.clone()),
+        metering,
+        session: SessionRecorder::new(cfg.raw.sensors.idle_window_s),
+        tally: tally.as_mut().map(LifetimeTally::new),
+        metrics: metrics.as_ref().map(|(_, feed)| feed.clone()),
         cfg: &cfg.raw,
         tariff: &cfg.tariff,
         compare: &cfg.compare,
         pace,
         server,
-        proxy: proxy_feed,
+        proxy,
     };
+    // The engine's events come through the event source; the shell keeps its command side.
+    let engine_events = std::mem::replace(&mut shell.handle.events, unbounded_channel().1);
     // One clock for events and samples: reply spans line up with the sensor readings.
-    let result = runtime.block_on(in_terminal(
-        sampler.start(),
-        &mut app,
-        &themes,
-        &mut shell,
-        samples,
-        &log,
-    ));
-    crate::dashboard::tui::restore();
-    drop(proxy_server);
-    // Requests the ledger never covered are written without energy.
-    if let Some(p) = shell.proxy.as_mut() {
-        p.books.flush(shell.session.ledger());
-    }
+    let start = sampler.start();
+    let result = runtime.block_on(crate::term::screen::in_terminal(&log, async |terminal| {
+        let mut events = event::source(start, cfg.raw.ui.refresh_hz, engine_events, samples);
+        if let Err(e) = events.listen_for_signals() {
+            app.update(Event::Status(format!("cannot catch SIGTERM/SIGHUP: {e}")));
+        }
+        shell::event_loop(terminal, &mut events, &mut app, &themes, &mut shell).await
+    }));
+    crate::term::guard::restore();
     // Stops the engine (frees the model) once the terminal is back.
     drop(shell);
     sampler.stop();
     drop(metrics);
-    result
-}
-
-/// The event loop on the real terminal: take it over, keep stderr off the screen, listen to
-/// the keyboard, the engine, the sensors and SIGTERM/SIGHUP; put the terminal back on the way out.
-async fn in_terminal(
-    start: Instant,
-    app: &mut App,
-    themes: &[Theme],
-    shell: &mut Shell<'_>,
-    samples: UnboundedReceiver<Sample>,
-    log: &Path,
-) -> anyhow::Result<()> {
-    let mut tui = Tui::enter().context("cannot set up the terminal")?;
-    // From here on nothing may reach the screen but frames.
-    let _ = crate::dashboard::tui::redirect_stderr(log);
-    // The engine's events come through the event source; the shell keeps its command side.
-    let events_rx = std::mem::replace(&mut shell.handle.events, unbounded_channel().1);
-    let mut events = EventSource::new(start, shell.cfg.ui.refresh_hz, events_rx, samples);
-    if let Err(e) = events.listen_for_signals() {
-        app.update(Event::Status(format!("cannot catch SIGTERM/SIGHUP: {e}")));
-    }
-    let result = shell::event_loop(&mut tui.terminal, &mut events, app, themes, shell).await;
-    drop(tui);
-    result
+    result.map(|_| ())
 }

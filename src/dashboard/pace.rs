@@ -7,10 +7,8 @@
 //! speed with the dashboard up"). The engine sends text at the same pace, so the loop is not
 //! woken between frames either.
 
+use crate::term::screen::MIN_FRAME;
 use std::time::Duration;
-
-/// The fastest the dashboard ever draws: one frame per 16 ms.
-pub const MIN_FRAME: Duration = Duration::from_millis(16);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pace {

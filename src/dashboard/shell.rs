@@ -1,125 +1,120 @@
-//! The event loop and the effects it carries out: events are folded into the app in batches,
-//! frames are coalesced, and the app's effects reach the engine, the snapshot writer and the
-//! loop's end.
+//! The dashboard as a screen of the terminal loop (`term::screen::run_screen`): the app's
+//! effects reach the engine, the snapshot writer and the loop's end, every sample goes through
+//! the metering runtime's fold, and the run ends as every mode's does: the reply in progress
+//! counted, then the metering runtime's drain and flush.
 //!
-//! Generic over the terminal backend and the event source, as bandwhich's `start` is: the
-//! program passes the crossterm terminal and [`EventSource`](super::event::EventSource), tests
-//! pass ratatui's `TestBackend` and a script. Taking over and restoring the real terminal
-//! happens around the loop, in `dashboard::run`.
+//! Generic over the terminal backend and the event source: the program passes the crossterm
+//! terminal and the dashboard's event source, tests pass ratatui's `TestBackend` and a script.
 
+use crate::accounting::lifetime::LifetimeTally;
 use crate::accounting::pricing::Tariff;
 use crate::accounting::session::SessionRecorder;
-use crate::accounting::share::ServerMeter;
-use crate::accounting::tally::TallyStore;
+use crate::accounting::subscriber::{ServerFeed, Subscriber};
 use crate::config::RawConfig;
 use crate::dashboard::card::{self, CardContext};
-use crate::dashboard::event::{Event, Events, Wake};
-use crate::dashboard::pace::{MIN_FRAME, Pace};
+use crate::dashboard::event::Event;
+use crate::dashboard::pace::Pace;
 use crate::dashboard::state::{App, Effect};
 use crate::dashboard::theme::Theme;
-use crate::dashboard::tui::{self, FrameBackend};
 use crate::engine::{Command, EngineEvent, EngineHandle};
-use crate::export::prometheus::MetricsState;
-use crate::proxy::books::{ProxyBooks, metrics};
-use crate::proxy::tap::ProxyEvent;
+use crate::export::feed::MetricsFeed;
+use crate::metering::{self, Metering};
+use crate::proxy::feed::ProxyFeed;
+use crate::proxy::forward::ProxyServer;
 use crate::sensors::host::HostInfo;
-use ratatui::Terminal;
-use std::sync::{Arc, Mutex};
+use crate::term::event::{Events, Wake};
+use crate::term::guard::FrameBackend;
+use crate::term::screen::MIN_FRAME;
+use crate::term::screen::{Pacing, Screen, run_screen};
+use ratatui::{Frame, Terminal};
 use std::time::Duration;
-use tokio::sync::mpsc::UnboundedReceiver;
-
-/// Events folded into one frame at most, so keys stay responsive during a token burst.
-pub const MAX_BATCH: usize = 512;
 /// How long the loop's end waits for a reply in progress to stop after it is cancelled: the
 /// engine checks between tokens and prompt chunks, so this is generous.
 pub const REPLY_GRACE: Duration = Duration::from_secs(3);
 
-/// What the event loop owns besides the app: the engine's command side, the session's
-/// accounting, the lifetime tally, the metrics endpoint and what snapshots need.
+/// `--proxy`: the proxy, and its books fed by the metering runtime.
+pub struct DashProxy {
+    pub feed: ProxyFeed,
+    /// Taken and stopped when the run ends, before the drain: its streams end and reach the
+    /// books.
+    pub server: Option<ProxyServer>,
+}
+
+/// What the event loop owns besides the app: the engine's command side, the metering
+/// runtime and its subscribers (the session, the lifetime tally, the metrics endpoint, the
+/// attached server's share, the proxy's books) and what snapshots need.
 pub struct Shell<'a> {
     pub handle: EngineHandle,
+    pub metering: Metering,
     pub session: SessionRecorder,
-    pub tally: Option<&'a mut TallyStore>,
-    pub metrics: Option<Arc<Mutex<MetricsState>>>,
+    pub tally: Option<LifetimeTally<'a>>,
+    pub metrics: Option<MetricsFeed>,
     pub cfg: &'a RawConfig,
     pub tariff: &'a Tariff,
     pub compare: &'a [Tariff],
     pub pace: Pace,
     /// The attached server's process, when it runs on this machine.
-    pub server: Option<ServerMeter>,
-    /// `--proxy`: the proxy's events and the books that make records of them.
-    pub proxy: Option<ProxyFeed>,
+    pub server: Option<ServerFeed>,
+    pub proxy: Option<DashProxy>,
 }
 
-/// What the shell needs of a running proxy: its events, and the books that fold them with
-/// the session's ledger into records.
-pub struct ProxyFeed {
-    pub books: ProxyBooks,
-    pub events: UnboundedReceiver<ProxyEvent>,
-}
-
-fn with_metrics(m: &Option<Arc<Mutex<MetricsState>>>, f: impl FnOnce(&mut MetricsState)) {
-    if let Some(m) = m {
-        match m.lock() {
-            Ok(mut s) => f(&mut s),
-            Err(poisoned) => f(&mut poisoned.into_inner()),
+impl<'a> Shell<'a> {
+    /// The metering runtime and the subscribers this dashboard has, in the order the fold
+    /// hands them each sample (the proxy's records reach the metrics before its sample does).
+    fn subscribers(&mut self) -> (&mut Metering, Vec<&mut (dyn Subscriber + 'a)>) {
+        let mut subs: Vec<&mut (dyn Subscriber + 'a)> = vec![&mut self.session];
+        if let Some(t) = self.tally.as_mut() {
+            subs.push(t);
         }
+        if let Some(s) = self.server.as_mut() {
+            subs.push(s);
+        }
+        if let Some(p) = self.proxy.as_mut() {
+            subs.push(&mut p.feed);
+        }
+        if let Some(m) = self.metrics.as_mut() {
+            subs.push(m);
+        }
+        (&mut self.metering, subs)
     }
-}
 
-impl Shell<'_> {
     /// Account for an event before the app sees it. Returns whether the footer's figures
     /// may have changed.
     fn observe(&mut self, app: &mut App, ev: &Event) -> bool {
-        let wall = jiff::Timestamp::now();
         match ev {
             Event::Sample(s) => {
                 let live = app.live_tok_s();
-                let delta = self.session.push_sample(s, live);
-                if let Some(t) = self.tally.as_deref_mut() {
-                    t.add(&delta);
+                self.session.set_rate(live);
+                // The server's share is net of the session's idle baseline, once measured.
+                if let Some(server) = self.server.as_mut() {
+                    server.idle = self.session.idle_baseline().cloned();
+                }
+                let (metering, mut subs) = self.subscribers();
+                metering.fold(s, &mut subs);
+                drop(subs);
+                if let Some(w) = self.tally.as_mut().and_then(LifetimeTally::take_warning) {
+                    app.update(Event::Status(w));
                 }
                 for f in self.session.take_reply_figures() {
                     app.update(Event::ReplyFigures(f));
                 }
-                let ledger = self.session.ledger();
-                app.update(Event::Power(ledger.power_view()));
+                app.update(Event::Power(self.metering.ledger().power_view()));
                 app.update(Event::Throttle(self.session.throttled().cloned()));
-                if let Some(server) = self.server.as_mut() {
-                    let idle = self.session.idle_baseline();
-                    app.update(Event::ServerShare(server.on_sample(s.t, ledger, idle)));
+                app.update(Event::Contention(self.session.contended().cloned()));
+                if let Some(server) = self.server.as_ref() {
+                    app.update(Event::ServerShare(server.meter.tracker().share()));
                 }
-                with_metrics(&self.metrics, |m| {
-                    m.apply_sample(s);
-                    m.apply_ledger(ledger);
-                    // Between replies the rate stays that of the last one.
-                    if let Some(r) = live {
-                        m.set_tok_s(r);
-                    }
-                });
+                // Between replies the rate stays that of the last one.
+                if let (Some(m), Some(r)) = (self.metrics.as_ref(), live) {
+                    m.with(|m| m.set_tok_s(r));
+                }
                 // The proxy's requests settle on samples: that is when the ledger moves.
                 if let Some(p) = self.proxy.as_mut() {
-                    while let Ok(e) = p.events.try_recv() {
-                        p.books.event(e);
-                    }
-                    let records = p.books.settle(self.session.ledger(), s.t);
-                    with_metrics(&self.metrics, |m| {
-                        for r in &records {
-                            m.record_request(&metrics(r));
-                        }
-                    });
-                    let pending = p.books.pending();
+                    let records = p.feed.take_records();
+                    let pending = p.feed.pending();
                     app.update(Event::Requests { records, pending });
                 }
                 true
-            }
-            Event::Tick { now } => {
-                if let Some(t) = self.tally.as_deref_mut()
-                    && let Err(e) = t.tick(*now, wall)
-                {
-                    app.update(Event::Status(e.to_string()));
-                }
-                false
             }
             Event::Engine { event, now } => {
                 if let EngineEvent::Loaded(info) = event {
@@ -129,12 +124,14 @@ impl Shell<'_> {
                         info.load_ms
                     );
                     // The settings in effect, as the engine reported them.
-                    with_metrics(&self.metrics, |m| m.set_engine(info));
+                    if let Some(m) = &self.metrics {
+                        m.with(|m| m.set_engine(info));
+                    }
                 }
                 let Some(delta) = self.session.observe(event, *now) else {
                     return false;
                 };
-                if let Some(t) = self.tally.as_deref_mut() {
+                if let Some(t) = self.tally.as_mut() {
                     t.add(&delta);
                 }
                 if let EngineEvent::ReplyDone(stats) = event {
@@ -145,9 +142,11 @@ impl Shell<'_> {
                         stats.ttft_ms,
                         stats.stop
                     );
-                    with_metrics(&self.metrics, |m| {
-                        m.record_reply(u64::from(stats.generated_tokens), stats.gen_tok_s);
-                    });
+                    if let Some(m) = &self.metrics {
+                        m.with(|m| {
+                            m.record_reply(u64::from(stats.generated_tokens), stats.gen_tok_s);
+                        });
+                    }
                 }
                 true
             }
@@ -156,9 +155,10 @@ impl Shell<'_> {
     }
 
     fn footer(&self) -> Event {
-        let (energy, cost) = self
-            .session
-            .footer(self.tally.as_deref().map(TallyStore::tally));
+        let (energy, cost) = self.session.footer(
+            self.metering.ledger(),
+            self.tally.as_ref().map(LifetimeTally::tally),
+        );
         Event::Footer { energy, cost }
     }
 
@@ -173,26 +173,91 @@ impl Shell<'_> {
         };
         let screen = crate::dashboard::ui::render_buffer(app, theme, app.width, app.height);
         let dir = crate::report::snapshot::default_dir(&self.cfg.snapshot);
-        card::write(&dir, app, &self.session, ctx, &screen)
-            .map(|p| p.json.display().to_string())
-            .map_err(|e| e.to_string())
+        card::write(
+            &dir,
+            app,
+            &self.session,
+            self.metering.ledger(),
+            ctx,
+            &screen,
+        )
+        .map(|p| p.json.display().to_string())
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// The dashboard as a screen: the app, its themes, and the shell that accounts for events and
+/// carries out the app's effects.
+struct Dashboard<'s, 'a> {
+    app: &'s mut App,
+    themes: &'s [Theme],
+    fallback: Theme,
+    shell: &'s mut Shell<'a>,
+    figures_changed: bool,
+}
+
+impl Dashboard<'_, '_> {
+    fn theme(&self) -> &Theme {
+        self.themes.get(self.app.theme).unwrap_or(&self.fallback)
+    }
+}
+
+impl Screen for Dashboard<'_, '_> {
+    type Event = Event;
+
+    fn update(&mut self, ev: Event) -> bool {
+        self.figures_changed |= self.shell.observe(self.app, &ev);
+        let mut quit = false;
+        for effect in self.app.update(ev) {
+            match effect {
+                Effect::Engine(cmd) => self.shell.handle.send(cmd),
+                Effect::Quit => quit = true,
+                Effect::Snapshot => {
+                    let r = self.shell.snapshot(self.app, self.theme());
+                    self.app.update(Event::SnapshotWritten(r));
+                }
+            }
+        }
+        quit
     }
 
-    /// Write what the lifetime tally gained since its last write.
-    fn flush_tally(&mut self) -> anyhow::Result<()> {
-        match self.tally.as_deref_mut() {
-            Some(t) => Ok(t.flush(jiff::Timestamp::now())?),
-            None => Ok(()),
+    fn batch_done(&mut self) {
+        if std::mem::take(&mut self.figures_changed) {
+            self.app.update(self.shell.footer());
+        }
+    }
+
+    fn dirty(&self) -> bool {
+        self.app.dirty
+    }
+
+    fn drawn(&mut self) {
+        self.app.dirty = false;
+    }
+
+    fn draw(&self, f: &mut Frame) {
+        crate::dashboard::ui::draw(self.app, self.theme(), f);
+    }
+
+    fn pacing(&self) -> Pacing {
+        let busy = self.app.engine.busy();
+        let min_frame = self.shell.pace.frame_for(busy);
+        Pacing {
+            min_frame,
+            slack: self.shell.pace.slack(min_frame),
+            hold: min_frame > MIN_FRAME && busy,
         }
     }
 }
 
-/// Fold events into `app` and draw it until the app quits or the input ends, then flush the
-/// lifetime tally, whatever ended the loop (quit, signal, lost terminal, error). The engine
-/// keeps running until `shell` is dropped, so the caller can put the terminal back first.
+/// Fold events into `app` and draw it until the app quits, a signal arrives or the input
+/// ends; then, whatever ended the loop (quit, signal, lost terminal, error), the reply in
+/// progress is cancelled and counted, the proxy stops taking requests, and the metering
+/// runtime drains and flushes (the lifetime tally, the proxy's records). The engine keeps
+/// running until `shell` is dropped, so the caller can put the terminal back first.
 pub async fn event_loop<B>(
     terminal: &mut Terminal<B>,
-    events: &mut impl Events,
+    events: &mut impl Events<Event = Event>,
     app: &mut App,
     themes: &[Theme],
     shell: &mut Shell<'_>,
@@ -201,20 +266,53 @@ where
     B: FrameBackend,
     B::Error: Send + Sync + 'static,
 {
-    let result = fold_and_draw(terminal, events, app, themes, shell).await;
-    // However the loop ended (the quit key, a signal, a lost terminal, an error), the reply
-    // being generated is cancelled and counted, not lost: the engine stops between tokens,
-    // so the wait is one token's time.
+    let result = run_screen(
+        terminal,
+        events,
+        &mut Dashboard {
+            app,
+            themes,
+            fallback: Theme::dark(),
+            shell,
+            figures_changed: false,
+        },
+    )
+    .await;
+    // The engine stops between tokens, so the wait is one token's time.
     finish_reply(events, app, shell).await;
-    let flushed = shell.flush_tally();
-    result.and(flushed)
+    if let Some(p) = shell.proxy.as_mut() {
+        drop(p.server.take());
+    }
+    let (metering, mut subs) = shell.subscribers();
+    let (_, flushed) = metering.finish(&mut DrainFeed(events), &mut subs).await;
+    result.and(flushed.map_err(anyhow::Error::msg))
+}
+
+/// The samples and signals of a dashboard's events, for the drain: the run is over, the rest
+/// is let go.
+struct DrainFeed<'e, E>(&'e mut E);
+
+impl<E: Events<Event = Event>> metering::Feed for DrainFeed<'_, E> {
+    async fn next(&mut self) -> metering::Wake {
+        loop {
+            match self.0.next(None).await {
+                Wake::Event(Event::Sample(s)) => return metering::Wake::Sample(s),
+                Wake::Event(Event::Terminate(name)) => return metering::Wake::Signal(name),
+                _ => {}
+            }
+        }
+    }
 }
 
 /// A reply still running when the loop ends (quit, a signal, a lost terminal) is cancelled
 /// and waited for, at most [`REPLY_GRACE`], so its tokens, its energy and the reply itself
 /// reach the session and the lifetime tally exactly as an Esc-cancelled reply's do: through
 /// the engine's `ReplyDone`. A second terminating signal stops the wait.
-async fn finish_reply(events: &mut impl Events, app: &mut App, shell: &mut Shell<'_>) {
+async fn finish_reply(
+    events: &mut impl Events<Event = Event>,
+    app: &mut App,
+    shell: &mut Shell<'_>,
+) {
     if !app.engine.busy() {
         return;
     }
@@ -244,96 +342,4 @@ async fn finish_reply(events: &mut impl Events, app: &mut App, shell: &mut Shell
             let _ = app.update(ev);
         }
     }
-}
-
-async fn fold_and_draw<B>(
-    terminal: &mut Terminal<B>,
-    events: &mut impl Events,
-    app: &mut App,
-    themes: &[Theme],
-    shell: &mut Shell<'_>,
-) -> anyhow::Result<()>
-where
-    B: FrameBackend,
-    B::Error: Send + Sync + 'static,
-{
-    let size = terminal.size()?;
-    app.update(Event::Resize {
-        width: size.width,
-        height: size.height,
-    });
-    let fallback = Theme::dark();
-    let theme_of = |app: &App| themes.get(app.theme).unwrap_or(&fallback);
-    tui::draw(terminal, |f| {
-        crate::dashboard::ui::draw(app, theme_of(app), f)
-    })?;
-    app.dirty = false;
-    let mut last_frame = tokio::time::Instant::now();
-    let mut frame_due: Option<tokio::time::Instant> = None;
-    // Set after a frame drawn at the generating pace: until the next frame is due, only the
-    // user (or a signal) wakes the loop; the text and samples that arrive meanwhile are
-    // folded in when it is (pace.rs).
-    let mut hold: Option<tokio::time::Instant> = None;
-
-    let mut quit = false;
-    while !quit {
-        let mut batch = Vec::new();
-        let wake = match hold {
-            Some(until) => events.hold_until(until).await,
-            None => events.next(frame_due).await,
-        };
-        match wake {
-            Wake::Event(ev) => batch.push(ev),
-            Wake::Frame => {
-                frame_due = None;
-                hold = None;
-            }
-            Wake::InputClosed => break,
-        }
-        while batch.len() < MAX_BATCH {
-            match events.try_next_queued() {
-                Some(ev) => batch.push(ev),
-                None => break,
-            }
-        }
-        let mut figures_changed = false;
-        for ev in batch {
-            figures_changed |= shell.observe(app, &ev);
-            for effect in app.update(ev) {
-                match effect {
-                    Effect::Engine(cmd) => shell.handle.send(cmd),
-                    Effect::Quit => quit = true,
-                    Effect::Snapshot => {
-                        let r = shell.snapshot(app, theme_of(app));
-                        app.update(Event::SnapshotWritten(r));
-                    }
-                }
-            }
-        }
-        if figures_changed {
-            app.update(shell.footer());
-        }
-        if quit {
-            break;
-        }
-        if app.dirty {
-            let now = tokio::time::Instant::now();
-            let min_frame = shell.pace.frame_for(app.engine.busy());
-            // At the slow pace a frame nearly due is drawn now, with the text that woke the
-            // loop, rather than by a timer wake of its own a few ms later (pace.rs).
-            let slack = shell.pace.slack(min_frame);
-            if now + slack >= last_frame + min_frame {
-                tui::draw(terminal, |f| {
-                    crate::dashboard::ui::draw(app, theme_of(app), f)
-                })?;
-                app.dirty = false;
-                last_frame = now;
-                frame_due = None;
-                hold = (min_frame > MIN_FRAME && app.engine.busy()).then(|| now + min_frame);
-            } else if frame_due.is_none() {
-                frame_due = Some(last_frame + min_frame);
-            }
-        }
-    }
-    Ok(())
 }

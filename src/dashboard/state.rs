@@ -65,6 +65,8 @@ pub struct Message {
     pub figures: Option<ReplyFigures>,
     /// Which of the session's replies this is (0: the first), to match its figures.
     pub reply_seq: Option<usize>,
+    /// Other programs contended the CPUs while this reply was generated (the most seen).
+    pub contention: Option<crate::accounting::contention::Contention>,
 }
 
 impl Message {
@@ -75,6 +77,7 @@ impl Message {
             stats: None,
             figures: None,
             reply_seq: None,
+            contention: None,
         }
     }
 }
@@ -213,6 +216,26 @@ pub struct GaugeSummary {
     pub cpu_util: Option<f64>,
     pub gpu_util: Option<f64>,
     pub vram: Option<(f64, f64)>,
+    /// Every GPU board's energy channel, for F1: how it is read and what it says now.
+    pub boards: Vec<BoardLine>,
+}
+
+/// A GPU board in F1: how its energy and watts are read (per board, as NVML boards differ).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoardLine {
+    /// Energy channel id, e.g. "nvml:1:energy" (a reply's [`BoardShare`] names the same).
+    ///
+    /// [`BoardShare`]: crate::accounting::session::BoardShare
+    pub id: String,
+    /// "GPU1", as the gauge's part.
+    pub label: String,
+    pub device: String,
+    /// "counter (nvmlDeviceGetTotalEnergyConsumption)", "integrated ...".
+    pub energy: String,
+    /// "NVML_FI_DEV_POWER_INSTANT (instant)", "nvmlDeviceGetPowerUsage (1 s average)".
+    pub watts: Option<String>,
+    /// No reading now, and why where the device said: "GPU lost (NVML_ERROR_GPU_IS_LOST)".
+    pub silent: Option<String>,
 }
 
 fn value(r: &Reading) -> Option<f64> {
@@ -236,13 +259,14 @@ pub fn power_items(view: &PowerView) -> (Option<PowerItem>, Vec<PowerItem>) {
     });
     // psys already contains the packages and DRAM: list it instead of them.
     let platform = view.channels.iter().any(|c| c.covers == Covers::Platform);
+    let gpu_labels = gpu_labels(view);
     let mut parts: Vec<(usize, PowerItem)> = view
         .channels
         .iter()
         .filter(|c| !(platform && matches!(c.covers, Covers::CpuPackage | Covers::Dram)))
         .filter_map(|c| {
             let (order, label) = match c.covers {
-                Covers::GpuBoard => (0, "GPU"),
+                Covers::GpuBoard => (0, gpu_labels.get(&c.id)?.as_str()),
                 Covers::CpuPackage => (1, "CPU"),
                 Covers::Dram => (2, "DRAM"),
                 Covers::Platform => (3, "Platform"),
@@ -260,6 +284,58 @@ pub fn power_items(view: &PowerView) -> (Option<PowerItem>, Vec<PowerItem>) {
     parts.sort_by_key(|(order, _)| *order);
     let parts = parts.into_iter().map(|(_, p)| p).collect();
     (total, parts)
+}
+
+/// Each GPU board's gauge label: "GPU" for one board, "GPU0", "GPU1", ... (NVML's index) for
+/// several, each on its own row.
+fn gpu_labels(view: &PowerView) -> std::collections::BTreeMap<String, String> {
+    let gpus: Vec<&str> = view
+        .channels
+        .iter()
+        .filter(|c| c.covers == Covers::GpuBoard)
+        .map(|c| c.id.as_str())
+        .collect();
+    gpus.iter()
+        .enumerate()
+        .map(|(k, id)| {
+            let label = if gpus.len() == 1 {
+                "GPU".to_string()
+            } else {
+                let index = id
+                    .strip_prefix("nvml:")
+                    .and_then(|r| r.split(':').next())
+                    .map_or_else(|| k.to_string(), str::to_string);
+                format!("GPU{index}")
+            };
+            (id.to_string(), label)
+        })
+        .collect()
+}
+
+/// Every GPU board's line for F1, in the order of NVML's index.
+pub fn board_lines(view: &PowerView) -> Vec<BoardLine> {
+    let labels = gpu_labels(view);
+    let mut out: Vec<BoardLine> = view
+        .channels
+        .iter()
+        .filter(|c| c.covers == Covers::GpuBoard)
+        .map(|c| BoardLine {
+            id: c.id.clone(),
+            label: labels.get(&c.id).cloned().unwrap_or_else(|| "GPU".into()),
+            device: c.device.clone(),
+            energy: c.energy_method(),
+            watts: c.watts_via.clone(),
+            silent: c
+                .watts
+                .is_none()
+                .then(|| c.note.clone().unwrap_or_else(|| "no reading".into())),
+        })
+        .collect();
+    out.sort_by_key(|b| {
+        let n: Option<u32> = b.label.strip_prefix("GPU").and_then(|n| n.parse().ok());
+        (n, b.id.clone())
+    });
+    out
 }
 
 /// Temperatures, fans, utilisation and VRAM from the latest reading of every channel. Pure;
@@ -313,6 +389,7 @@ pub fn summarize<'a>(readings: impl Iterator<Item = &'a Reading> + Clone) -> Gau
         cpu_util: of(Quantity::Utilization, Covers::CpuPackage),
         gpu_util: of(Quantity::Utilization, Covers::GpuBoard),
         vram,
+        boards: Vec::new(),
     }
 }
 
@@ -383,6 +460,12 @@ pub struct App {
     pub cost: CostLine,
     /// Throttling in progress (the header's mark), with its evidence.
     pub throttle: Option<crate::accounting::throttle::Episode>,
+    /// CPU contention in progress (the header's mark).
+    pub contention: Option<crate::accounting::contention::Contention>,
+    /// The memory bandwidth of this machine: the decode roofline's ceiling.
+    pub memory: crate::sensors::bandwidth::Ceilings,
+    /// Tokens in the context when the reply being generated started to generate.
+    pub depth: Option<u32>,
     /// Attached to a server on this machine: its attributed share of the machine's energy.
     pub server_share: Option<crate::accounting::share::ServerShare>,
     pub status: Option<Status>,

@@ -96,6 +96,20 @@ pub struct GgufInfo {
     /// Byte offset in the file of each metadata value (after its type tag): lets tests and
     /// tools patch a value in place.
     pub value_offsets: BTreeMap<String, u64>,
+    /// The tensor table: what the decode roofline counts (`engine::traffic`).
+    pub tensors: Vec<TensorInfo>,
+}
+
+/// One tensor as the file lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorInfo {
+    pub name: String,
+    /// Elements along each dimension, innermost first (GGUF's `ne`).
+    pub dims: Vec<u64>,
+    /// ggml type id.
+    pub ty: u32,
+    /// Bytes it takes in the file; `None` for a type this reader does not know.
+    pub bytes: Option<u64>,
 }
 
 impl GgufInfo {
@@ -110,6 +124,11 @@ impl GgufInfo {
         self.metadata
             .get(&format!("{arch}.context_length"))?
             .as_u64()
+    }
+    /// `{arch}.{key}` as a number, when present and scalar.
+    pub fn arch_u64(&self, key: &str) -> Option<u64> {
+        let arch = self.architecture()?;
+        self.metadata.get(&format!("{arch}.{key}"))?.as_u64()
     }
     pub fn chat_template(&self) -> Option<&str> {
         self.metadata.get("tokenizer.chat_template")?.as_str()
@@ -227,15 +246,19 @@ fn parse_body(
     let mut n_params: u64 = 0;
     let mut max_end: u64 = 0;
     let mut type_counts: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut tensors = Vec::new();
     for _ in 0..n_tensors {
-        let _name = r.string()?;
+        let name = r.string()?;
         let n_dims = r.u32()?;
         if n_dims > 8 {
             return Err(ReadError::Bad(format!("tensor with {n_dims} dimensions")));
         }
         let mut elements: u64 = 1;
+        let mut dims = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {
-            elements = elements.saturating_mul(r.u64()?);
+            let d = r.u64()?;
+            dims.push(d);
+            elements = elements.saturating_mul(d);
         }
         let ty = r.u32()?;
         let offset = r.u64()?;
@@ -243,8 +266,14 @@ fn parse_body(
         if n_dims >= 2 {
             *type_counts.entry(ty).or_default() += 1;
         }
-        let bytes = tensor_bytes(ty, elements).unwrap_or(1);
-        max_end = max_end.max(offset.saturating_add(bytes));
+        let bytes = tensor_bytes(ty, elements);
+        max_end = max_end.max(offset.saturating_add(bytes.unwrap_or(1)));
+        tensors.push(TensorInfo {
+            name,
+            dims,
+            ty,
+            bytes,
+        });
     }
     let alignment = metadata
         .get("general.alignment")
@@ -276,6 +305,7 @@ fn parse_body(
         file_size,
         dominant_tensor_type,
         value_offsets,
+        tensors,
     };
     Ok(check_hyperparameters(&info, path).map(|()| info))
 }
@@ -482,7 +512,7 @@ fn scalar_size(ty: u32) -> Option<u64> {
 }
 
 /// Bytes of a tensor of `elements` elements of ggml type `ty` (block size, bytes per block).
-fn tensor_bytes(ty: u32, elements: u64) -> Option<u64> {
+pub fn tensor_bytes(ty: u32, elements: u64) -> Option<u64> {
     let (block, bytes): (u64, u64) = match ty {
         0 => (1, 4),           // F32
         1 | 30 => (1, 2),      // F16, BF16
@@ -509,6 +539,9 @@ fn tensor_bytes(ty: u32, elements: u64) -> Option<u64> {
         26 => (1, 4),          // I32
         27 | 28 => (1, 8),     // I64, F64
         29 => (256, 56),       // IQ1_M
+        34 => (256, 54),       // TQ1_0
+        35 => (256, 66),       // TQ2_0
+        39 => (32, 17),        // MXFP4
         _ => return None,
     };
     Some(elements.div_ceil(block).saturating_mul(bytes))
@@ -767,6 +800,7 @@ mod tests {
             file_size: 0,
             dominant_tensor_type: None,
             value_offsets: BTreeMap::new(),
+            tensors: Vec::new(),
         };
         let p = Path::new("m.gguf");
         let refused = |pairs: &[(&str, u64)]| check_hyperparameters(&info(pairs), p).is_err();

@@ -183,6 +183,7 @@ impl Engine for LlamaEngine {
                 chat_template_text: template.to_string().unwrap_or_default(),
             }),
             backend: None,
+            traffic: super::traffic::DecodeTraffic::from_gguf(&gguf_info).map(Box::new),
         };
         let _ = events.send(EngineEvent::Loaded(info));
         let _ = events.send(EngineEvent::Phase(Phase::Idle));
@@ -421,6 +422,7 @@ impl Session<'_> {
         if interrupted.is_some() {
             stop = StopReason::Cancelled;
         } else {
+            self.send(EngineEvent::ContextDepth(self.cached.len() as u32));
             self.send(EngineEvent::Phase(Phase::Generating));
             loop {
                 if let Some(i) = poll_interrupt(commands) {

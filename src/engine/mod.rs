@@ -14,6 +14,7 @@ pub mod remote;
 pub mod scripted;
 pub mod settings;
 pub mod stream;
+pub mod traffic;
 pub mod utf8;
 
 use serde::{Deserialize, Serialize};
@@ -58,6 +59,10 @@ pub enum EngineEvent {
     Loaded(ModelInfo),
     /// The engine moved to another phase (prefill started, first token produced, ...).
     Phase(Phase),
+    /// Generation starts with this many tokens in the context: the depth of the KV cache each
+    /// generated token reads (the decode roofline counts it). Sent before
+    /// `Phase(Generating)` by engines that know it.
+    ContextDepth(u32),
     /// Older turns were dropped from the context to make room.
     ContextTrimmed { dropped_messages: usize },
     /// The next piece of the reply: `count` generated tokens (at least 1) and their text, whole
@@ -151,6 +156,10 @@ pub struct ModelInfo {
     /// 127.0.0.1:8080". `None`: in-process (llama.cpp here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
+    /// What one generated token reads from memory, from the GGUF tensor table; `None` when
+    /// the model file is not readable here (a remote server's model). Boxed, as `in_effect`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Box<traffic::DecodeTraffic>>,
 }
 
 /// Why a reply ended.

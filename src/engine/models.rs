@@ -212,6 +212,27 @@ fn ollama_models(root: &Path) -> Vec<FoundModel> {
     out
 }
 
+/// The GGUF file behind an Ollama model name ("llama3.2:latest", "user/model:tag",
+/// "host/ns/model:tag") in the store at `root`, when its manifest and blob are there.
+pub fn ollama_model_file(root: &Path, name: &str) -> Option<PathBuf> {
+    let (path, tag) = name.rsplit_once(':').unwrap_or((name, "latest"));
+    let parts: Vec<&str> = path.split('/').collect();
+    if parts
+        .iter()
+        .chain([&tag])
+        .any(|p| p.is_empty() || p.starts_with('.'))
+    {
+        return None;
+    }
+    let rel = match parts.as_slice() {
+        [model] => format!("registry.ollama.ai/library/{model}"),
+        [ns, model] => format!("registry.ollama.ai/{ns}/{model}"),
+        [host, ns, model] => format!("{host}/{ns}/{model}"),
+        _ => return None,
+    };
+    ollama_blob(root, &root.join("manifests").join(rel).join(tag)).ok()
+}
+
 /// The model blob an Ollama manifest names, or why it names none usable.
 fn ollama_blob(root: &Path, manifest: &Path) -> Result<PathBuf, String> {
     let repull = "run `ollama pull` for it again, or `ollama rm` it";
@@ -295,6 +316,37 @@ pub(crate) mod tests {
             huggingface: base.join("hf/hub"),
             lmstudio: vec![base.join("lmstudio/models")],
         }
+    }
+
+    #[test]
+    fn an_ollama_name_leads_to_its_blob() {
+        let dir = tempfile::tempdir().expect("dir");
+        let root = dir.path().join("ollama");
+        let manifest = |rel: &str, digest: &str| {
+            let p = root.join("manifests").join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(
+                &p,
+                format!(
+                    r#"{{"layers":[{{"mediaType":"application/vnd.ollama.image.model","digest":"{digest}"}}]}}"#
+                ),
+            )
+            .expect("manifest");
+        };
+        write_gguf(&root.join("blobs/sha256-aaa"), 2);
+        write_gguf(&root.join("blobs/sha256-bbb"), 2);
+        manifest("registry.ollama.ai/library/smollm2/135m", "sha256:aaa");
+        manifest("registry.ollama.ai/library/llama3.2/latest", "sha256:bbb");
+        manifest("registry.ollama.ai/someone/tiny/q4", "sha256:aaa");
+        let blob = |name: &str| ollama_model_file(&root, name);
+        assert_eq!(blob("smollm2:135m"), Some(root.join("blobs/sha256-aaa")));
+        // Ollama's implied tag, and a user's namespace.
+        assert_eq!(blob("llama3.2"), Some(root.join("blobs/sha256-bbb")));
+        assert_eq!(blob("someone/tiny:q4"), Some(root.join("blobs/sha256-aaa")));
+        assert_eq!(blob("missing:1b"), None);
+        // Nothing outside the store.
+        assert_eq!(blob("../../etc:passwd"), None);
+        assert_eq!(blob("smollm2:.."), None);
     }
 
     #[test]

@@ -25,6 +25,30 @@ impl Default for ScriptedEngine {
     }
 }
 
+/// The scripted conversation's depth when generation starts, tokens.
+pub const SCRIPTED_DEPTH: u32 = 10;
+
+/// What a scripted token reads: a model of known size (90 MB of weights read per token, plus
+/// 23 040 bytes of F16 KV cache per token of context, as SmolLM2-135M's 30 layers x 3 KV
+/// heads x 64 + 64 dims x 2 bytes), so tests can work every roofline figure out by hand.
+pub fn scripted_traffic() -> super::traffic::DecodeTraffic {
+    super::traffic::DecodeTraffic {
+        weight_bytes: 90_000_000,
+        file_tensor_bytes: 98_000_000,
+        lookup_skipped_bytes: 8_000_000,
+        tied_output: false,
+        experts: None,
+        kv_bytes_per_position: 23_040,
+        n_layer: 30,
+        kv_layers: 30,
+        kv_heads: 3,
+        head_dim_k: 64,
+        head_dim_v: 64,
+        kv_type: "f16".into(),
+        unsized_tensors: 0,
+    }
+}
+
 impl ScriptedEngine {
     pub fn model_info() -> ModelInfo {
         ModelInfo {
@@ -49,6 +73,7 @@ impl ScriptedEngine {
                 chat_template_text: "chatml".into(),
             }),
             backend: None,
+            traffic: Some(Box::new(scripted_traffic())),
         }
     }
 }
@@ -71,6 +96,7 @@ impl Engine for ScriptedEngine {
                 }
                 Command::Send(_) => {
                     let start = Instant::now();
+                    let _ = events.send(EngineEvent::ContextDepth(SCRIPTED_DEPTH));
                     let _ = events.send(EngineEvent::Phase(Phase::Generating));
                     let mut stop = StopReason::EndOfGeneration;
                     let mut n = 0u32;
@@ -89,8 +115,8 @@ impl Engine for ScriptedEngine {
                     let wall = start.elapsed().as_secs_f64();
                     let rate = if wall > 0.0 { f64::from(n) / wall } else { 0.0 };
                     let _ = events.send(EngineEvent::ReplyDone(ReplyStats {
-                        prompt_tokens: 10,
-                        conversation_tokens: 10,
+                        prompt_tokens: SCRIPTED_DEPTH,
+                        conversation_tokens: SCRIPTED_DEPTH,
                         generated_tokens: n,
                         ttft_ms: self.token_interval.as_secs_f64() * 1000.0,
                         prefill_ms: 1.0,

@@ -1,6 +1,8 @@
-//! Export: Prometheus exposition, run cards over HTTP, and their HTTP server.
+//! Export: Prometheus exposition, run cards over HTTP, their routes on the HTTP server, and
+//! the scraping of other llmtop hosts.
 
+pub mod feed;
 pub mod prometheus;
-pub mod remote;
 pub mod runcards;
+pub mod scrape;
 pub mod server;

@@ -11,10 +11,11 @@
 //! [`REQUEST_METRIC_NAMES`].
 
 use super::runcards::Shelf;
-use super::server::{Handler, HttpServer, Reply, ServerError};
+use super::server::{Handler, METRICS_ADDR, Reply, ServerError};
 use crate::accounting::ledger::{Ledger, TotalPower, Totals};
 use crate::accounting::pricing::Tariff;
 use crate::engine::ModelInfo;
+use crate::net::server::{HttpServer, Listen};
 use crate::sensors::host::BuildInfo;
 use crate::sensors::{Method, Quantity, Reading, Sample};
 use serde::{Deserialize, Serialize};
@@ -606,14 +607,16 @@ fn value(v: f64) -> String {
 pub struct MetricsServer(HttpServer);
 
 impl MetricsServer {
-    /// Bind `addr` (e.g. "127.0.0.1:9464", or port 0 for any) and serve `state`.
+    /// Bind `addr` (e.g. "127.0.0.1:9464", or port 0 for any), given with `--metrics-addr`,
+    /// and serve `state`.
     pub fn start(addr: &str, state: Arc<Mutex<MetricsState>>) -> Result<Self, MetricsError> {
-        Self::start_with_cards(addr, state, None)
+        Self::start_with_cards(&Listen::parse(addr, METRICS_ADDR)?, state, None)
     }
 
-    /// As [`MetricsServer::start`], and the run cards in `cards` under `/runcards/`.
+    /// As [`MetricsServer::start`] on a checked address (its errors name the setting it came
+    /// from), and the run cards in `cards` under `/runcards/`.
     pub fn start_with_cards(
-        addr: &str,
+        listen: &Listen,
         state: Arc<Mutex<MetricsState>>,
         cards: Option<Shelf>,
     ) -> Result<Self, MetricsError> {
@@ -639,7 +642,7 @@ impl MetricsServer {
                 .and_then(|c| c.route(path))
                 .unwrap_or_else(|| Reply::text(404, "not found\n")),
         });
-        Ok(Self(HttpServer::start(addr, handler)?))
+        Ok(Self(super::server::start(listen, handler)?))
     }
 
     pub fn local_addr(&self) -> SocketAddr {

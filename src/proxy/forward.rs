@@ -1,42 +1,43 @@
-//! The reverse proxy itself, on hyper: each request goes to the upstream with its headers
-//! (hop-by-hop ones dropped, `Host` set to the upstream's) and its body streamed; the
-//! response comes back the same way through the [`TapBody`]. An upstream that cannot be
-//! reached gets the client a 502 with one line saying why; the proxy itself stays up.
+//! The reverse proxy itself, on the one HTTP server (`net::server`, streaming limits): each
+//! request goes to the upstream with its headers (hop-by-hop ones dropped, `Host` set to the
+//! upstream's) and its body streamed; the response comes back the same way. Both bodies pass
+//! through a [`TapBody`]: the request's to learn the model asked for, the response's to time
+//! its tokens. An upstream that cannot be reached gets the client a 502 with one line saying
+//! why; the proxy itself stays up.
 
-use super::tap::{Exchange, Outcome, ProxyEvent, Sniff, SniffBody, Tap, TapBody, cause};
+use super::tap::{Exchange, Outcome, ProxyEvent, Seen, Sniff, Tap, TapBody};
 use crate::engine::remote::protocol::Framing;
+use crate::net::client::{NetError, Peer};
+use crate::net::server::{Conn, HttpServer, Limits, Listen, ServerError, Service, Setting};
 use http_body_util::{Either, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
-use tokio::sync::oneshot;
 
-/// A client must have sent its request head within this.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connecting to the upstream gives up after this (a reply may then take as long as it
 /// takes: a slow model is not an error).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// `--listen`: where clients connect.
+pub const LISTEN: Setting = Setting {
+    name: "--listen",
+    serves: "the proxy",
+    example: "127.0.0.1:11435",
+};
+
 /// Why the proxy could not start: one line with the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error(
-        "cannot listen on {addr}: {err}; pick a free address with --listen, e.g. 127.0.0.1:11435"
-    )]
-    Bind { addr: String, err: std::io::Error },
-    #[error("--listen {addr}: {why}; give HOST:PORT, e.g. 127.0.0.1:11435")]
-    Listen { addr: String, why: String },
+    #[error(transparent)]
+    Server(#[from] ServerError),
     #[error("--upstream {url}: {why}; give the server's http address, e.g. http://127.0.0.1:11434")]
     Upstream { url: String, why: String },
 }
@@ -50,35 +51,26 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// Check `url` through `util::url` (the port from 1 to 65535), then this proxy's rules:
+    /// plain http, no query or fragment.
     pub fn parse(url: &str) -> Result<Self, ProxyError> {
         let bad = |why: &str| ProxyError::Upstream {
-            url: url.to_string(),
+            url: crate::util::sanitize::terminal(url).into_owned(),
             why: why.to_string(),
         };
-        let uri: Uri = url.trim().parse().map_err(|_| bad("not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(bad(
-                    "https upstreams are not supported (local servers speak http)",
-                ));
-            }
-            Some(_) => return Err(bad("the scheme must be http://")),
-            None => return Err(bad("no scheme")),
+        let p = crate::util::url::parse(url.trim()).map_err(|why| bad(&why))?;
+        if p.https {
+            return Err(bad(
+                "https upstreams are not supported (local servers speak http)",
+            ));
         }
-        let authority = uri
-            .authority()
-            .ok_or_else(|| bad("no host"))?
-            .as_str()
-            .to_string();
-        if authority.contains('@') {
-            return Err(bad("credentials in the URL are not supported"));
+        if p.query || url.contains('#') {
+            return Err(bad("a query or fragment is not allowed here"));
         }
-        if uri.query().is_some() {
-            return Err(bad("a query is not allowed here"));
-        }
-        let prefix = uri.path().trim_end_matches('/').to_string();
-        Ok(Self { authority, prefix })
+        Ok(Self {
+            authority: format!("{}:{}", p.host, p.port),
+            prefix: p.path.trim_end_matches('/').to_string(),
+        })
     }
 
     pub fn url(&self) -> String {
@@ -94,12 +86,9 @@ impl Upstream {
     }
 }
 
-/// Check a listen address: `HOST:PORT` with a literal IP (names resolve late and ambiguously).
-pub fn parse_listen(addr: &str) -> Result<SocketAddr, ProxyError> {
-    addr.trim().parse().map_err(|_| ProxyError::Listen {
-        addr: addr.to_string(),
-        why: "not an IP address and port".into(),
-    })
+/// Check a listen address, `HOST:PORT` with a host name or a literal IP, given with `--listen`.
+pub fn parse_listen(addr: &str) -> Result<Listen, ProxyError> {
+    Ok(Listen::parse(addr, LISTEN)?)
 }
 
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1): never forwarded.
@@ -139,11 +128,13 @@ pub fn end_to_end(headers: &HeaderMap) -> HeaderMap {
     out
 }
 
-type Body = Either<TapBody, Full<Bytes>>;
+/// A body through the proxy, seen by its closure.
+type Tapped = TapBody<Incoming, Box<dyn FnMut(Seen<'_>) + Send>>;
+type Body = Either<Tapped, Full<Bytes>>;
 
 struct Ctx {
     upstream: Upstream,
-    client: Client<HttpConnector, SniffBody>,
+    client: Client<HttpConnector, Tapped>,
     clock: Instant,
     next_id: AtomicU64,
     tx: UnboundedSender<ProxyEvent>,
@@ -155,134 +146,97 @@ impl Ctx {
     }
 }
 
-/// A running proxy. Dropping it stops accepting; streams in flight end with it.
+impl Service for Ctx {
+    type Body = Body;
+
+    fn call(
+        &self,
+        req: Request<Incoming>,
+        conn: &Conn,
+    ) -> impl Future<Output = Response<Body>> + Send {
+        handle(req, conn.clone(), self)
+    }
+}
+
+/// A running proxy. Dropping it stops accepting; exchanges in flight get the server's grace
+/// period, then end with it (each still reported).
 pub struct ProxyServer {
-    addr: SocketAddr,
+    server: HttpServer,
     upstream: Upstream,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl ProxyServer {
-    /// Listen on `listen` (port 0 for any) and forward to `upstream`. Times are seconds
-    /// since `clock` (the sampler's origin, so they line up with the ledger's); what each
-    /// request did goes to `tx`.
+    /// Listen on `listen` (port 0 for any), given with `--listen`, and forward to `upstream`.
+    /// Times are seconds since `clock` (the sampler's origin, so they line up with the
+    /// ledger's); what each request did goes to `tx`.
     pub fn start(
         listen: &str,
         upstream: Upstream,
         clock: Instant,
         tx: UnboundedSender<ProxyEvent>,
     ) -> Result<Self, ProxyError> {
-        let addr = parse_listen(listen)?;
-        let bind_err = |err| ProxyError::Bind {
-            addr: listen.to_string(),
-            err,
-        };
-        let std_listener = std::net::TcpListener::bind(addr).map_err(bind_err)?;
-        std_listener.set_nonblocking(true).map_err(bind_err)?;
-        let local = std_listener.local_addr().map_err(bind_err)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(bind_err)?;
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let up = upstream.clone();
-        let thread = std::thread::Builder::new()
-            .name("llmtop-proxy".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let mut connector = HttpConnector::new();
-                    connector.set_nodelay(true);
-                    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-                    let client = Client::builder(TokioExecutor::new())
-                        .pool_idle_timeout(Duration::from_secs(30))
-                        .build(connector);
-                    let ctx = Arc::new(Ctx {
-                        upstream: up,
-                        client,
-                        clock,
-                        next_id: AtomicU64::new(1),
-                        tx,
-                    });
-                    serve(std_listener, ctx, stop_rx).await;
-                })
-            })
-            .map_err(bind_err)?;
-        Ok(Self {
-            addr: local,
+        Self::start_with(
+            &parse_listen(listen)?,
+            Limits::STREAMING,
             upstream,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        })
+            clock,
+            tx,
+        )
+    }
+
+    /// As [`ProxyServer::start`] on a checked address, with the server's `limits`.
+    pub fn start_with(
+        listen: &Listen,
+        limits: Limits,
+        upstream: Upstream,
+        clock: Instant,
+        tx: UnboundedSender<ProxyEvent>,
+    ) -> Result<Self, ProxyError> {
+        let up = upstream.clone();
+        let server = HttpServer::start(listen, limits, "llmtop-proxy", move || {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+            let client = Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .pool_timer(TokioTimer::new())
+                .build(connector);
+            Ctx {
+                upstream: up,
+                client,
+                clock,
+                next_id: AtomicU64::new(1),
+                tx,
+            }
+        })?;
+        Ok(Self { server, upstream })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.server.local_addr()
     }
 
     pub fn upstream(&self) -> &Upstream {
         &self.upstream
     }
-}
 
-impl Drop for ProxyServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    /// Stop accepting now, let exchanges in flight run for `grace`, cut the rest (each is
+    /// reported, as cut by the proxy); returns when all are.
+    pub fn stop(self, grace: Duration) {
+        self.server.stop(grace);
     }
 }
 
-async fn serve(
-    std_listener: std::net::TcpListener,
-    ctx: Arc<Ctx>,
-    mut stop: oneshot::Receiver<()>,
-) {
-    let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
-        return;
-    };
-    loop {
-        let (stream, client) = tokio::select! {
-            _ = &mut stop => return,
-            s = listener.accept() => match s {
-                Ok(s) => s,
-                // Out of file descriptors and the like: wait a little, keep serving.
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| {
-                let ctx = ctx.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(req, client, &ctx).await) }
-            });
-            let _ = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
-
-async fn handle(req: Request<Incoming>, client: SocketAddr, ctx: &Ctx) -> Response<Body> {
+async fn handle(req: Request<Incoming>, conn: Conn, ctx: &Ctx) -> Response<Body> {
     let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
     let t0 = ctx.now();
     let _ = ctx.tx.send(ProxyEvent::Started { id, t0 });
     let (mut parts, body) = req.into_parts();
-    let endpoint = parts.uri.path().to_string();
-    let mut ex = Exchange {
+    let ex = Exchange {
         id,
-        client,
+        client: conn.peer,
         method: parts.method.to_string(),
-        endpoint,
+        endpoint: parts.uri.path().to_string(),
         status: 0,
         outcome: Outcome::Complete,
         t0,
@@ -296,62 +250,55 @@ async fn handle(req: Request<Incoming>, client: SocketAddr, ctx: &Ctx) -> Respon
         bytes_in: 0,
         bytes_out: 0,
     };
+    let sniff = Arc::new(Mutex::new(Sniff::default()));
+    // From here the exchange is reported however it ends, this future dropped included.
+    let mut tap = Tap::new(ex, ctx.clock, sniff.clone(), ctx.tx.clone(), conn);
     let pq = parts
         .uri
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
-    let sniff = Arc::new(Mutex::new(Sniff::default()));
     let uri = match ctx.upstream.uri_for(&pq) {
         Ok(u) => u,
-        Err(e) => return fail(ex, &sniff, ctx, StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => return fail(&mut tap, StatusCode::BAD_REQUEST, e.to_string()),
     };
+    let target = uri.to_string();
     parts.uri = uri;
     parts.headers = end_to_end(&parts.headers);
     if let Ok(h) = HeaderValue::from_str(&ctx.upstream.authority) {
         parts.headers.insert(header::HOST, h);
     }
-    let out = Request::from_parts(parts, SniffBody::new(body, sniff.clone()));
+    let sniffer: Box<dyn FnMut(Seen<'_>) + Send> = Box::new(move |seen: Seen<'_>| {
+        if let Seen::Chunk(b) = seen
+            && let Ok(mut s) = sniff.lock()
+        {
+            s.feed(b);
+        }
+    });
+    let out = Request::from_parts(parts, TapBody::new(body, sniffer));
     let resp = match ctx.client.request(out).await {
         Ok(r) => r,
         Err(e) => {
-            let why = format!(
-                "upstream {} did not answer: {}",
-                ctx.upstream.url(),
-                cause(&e)
-            );
-            return fail(ex, &sniff, ctx, StatusCode::BAD_GATEWAY, why);
+            let why = NetError::from_chain(&target, Peer::ModelServer, &e, CONNECT_TIMEOUT);
+            return fail(&mut tap, StatusCode::BAD_GATEWAY, why.to_string());
         }
     };
     let (mut rparts, rbody) = resp.into_parts();
-    ex.status = rparts.status.as_u16();
     let framing = rparts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(Framing::from_content_type);
+    tap.read(rparts.status.as_u16(), framing);
     rparts.headers = end_to_end(&rparts.headers);
-    let tap = Tap::new(ex, ctx.clock, framing, sniff, ctx.tx.clone());
-    Response::from_parts(rparts, Either::Left(TapBody::new(rbody, tap)))
+    let on: Box<dyn FnMut(Seen<'_>) + Send> = Box::new(move |seen: Seen<'_>| tap.seen(seen));
+    Response::from_parts(rparts, Either::Left(TapBody::new(rbody, on)))
 }
 
 /// Answer the client with `status` and one line, and report the exchange.
-fn fail(
-    mut ex: Exchange,
-    sniff: &Arc<Mutex<Sniff>>,
-    ctx: &Ctx,
-    status: StatusCode,
-    why: String,
-) -> Response<Body> {
+fn fail(tap: &mut Tap, status: StatusCode, why: String) -> Response<Body> {
     let line = format!("llmtop proxy: {why}\n");
-    ex.status = status.as_u16();
-    ex.t1 = ctx.now();
-    if let Ok(s) = sniff.lock() {
-        ex.requested_model = s.model();
-        ex.bytes_in = s.bytes;
-    }
-    ex.outcome = Outcome::Unreachable(why);
-    let _ = ctx.tx.send(ProxyEvent::Finished(Box::new(ex)));
+    tap.fail(status.as_u16(), why);
     let mut r = Response::new(Either::Right(Full::new(Bytes::from(line))));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -363,4 +310,63 @@ fn fail(
         HeaderValue::from_static("error"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams_go_through_the_one_url_check() {
+        let u = Upstream::parse("http://gpu-box:8080/llama/").expect("ok");
+        assert_eq!(
+            (u.authority.as_str(), u.prefix.as_str()),
+            ("gpu-box:8080", "/llama")
+        );
+        assert_eq!(u.url(), "http://gpu-box:8080/llama");
+        assert_eq!(
+            Upstream::parse("http://[::1]:11434").expect("ok").authority,
+            "[::1]:11434"
+        );
+        assert_eq!(
+            Upstream::parse("http://box").expect("ok").authority,
+            "box:80"
+        );
+        for (bad, why) in [
+            ("http://127.0.0.1:0", "port"),
+            ("http://h:8o", "port"),
+            ("http://u:p@h:1", "user:password"),
+            ("https://h:1", "https upstreams are not supported"),
+            ("ftp://h", "scheme"),
+            ("http://h:1/?q=1", "query"),
+            ("http://h:1/#x", "fragment"),
+            ("h:1", "scheme"),
+        ] {
+            let e = Upstream::parse(bad).expect_err(bad).to_string();
+            assert!(e.starts_with(&format!("--upstream {bad}: ")), "{e}");
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_stay_behind() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+        let out = end_to_end(&h);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(
+            out.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+            Some(&b"Bearer t"[..])
+        );
+    }
 }

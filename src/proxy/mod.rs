@@ -5,6 +5,7 @@
 //! (`books`, `record`).
 
 pub mod books;
+pub mod feed;
 pub mod forward;
 pub mod record;
 pub mod tap;

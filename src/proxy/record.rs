@@ -47,7 +47,7 @@ pub struct RequestRecord {
     pub endpoint: String,
     /// The HTTP status the client got (502: the upstream could not be reached).
     pub status: u16,
-    /// "complete", "client_closed", "upstream_broke", "upstream_unreachable".
+    /// "complete", "client_closed", "upstream_broke", "upstream_unreachable", "cut_by_proxy".
     pub outcome: String,
     pub error: Option<String>,
     /// The model that answered (the server's name), else the one asked for.

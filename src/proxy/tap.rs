@@ -1,20 +1,22 @@
 //! The tap: what one request's bytes say, learned as they pass.
 //!
-//! The response body goes through [`TapBody`] chunk by chunk, unchanged; each chunk is also
-//! fed to the one wire-format parser (`engine::remote::protocol`), whose events give the
-//! time each generated token was seen and, at the end, the server's own figures. The request
-//! body goes through [`SniffBody`], which keeps at most [`SNIFF_CAP`] bytes of it to read the
-//! model asked for. Nothing holds a whole body: the parser caps its line, the sniffer its
-//! prefix, and [`BUFFERED`] counts the bytes held at any moment (tests read it).
+//! Both bodies go through a [`TapBody`] chunk by chunk, unchanged; each tap hands what it saw
+//! to a closure. The response's feeds a [`Tap`]: each chunk goes to the one wire-format parser
+//! (`engine::remote::protocol`), whose events give the time each generated token was seen
+//! and, at the end, the server's own figures. The request's feeds a [`Sniff`], which keeps at
+//! most [`SNIFF_CAP`] bytes of it to read the model asked for. Nothing holds a whole body: the
+//! parser caps its line, the sniffer its prefix, and [`BUFFERED`] counts the bytes held at any
+//! moment (tests read it).
 
 use crate::engine::remote::protocol::{Event, Figures, Framing, Parser};
-use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+use crate::net::server::{Conn, Cut};
+use hyper::body::{Body, Bytes, Frame, SizeHint};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// The request body's first bytes kept to find `"model"` in (a model name sits near the
@@ -48,6 +50,8 @@ pub enum Outcome {
     UpstreamBroke(String),
     /// The upstream could not be reached or sent no response: the client got a 502.
     Unreachable(String),
+    /// The proxy ended it: it stopped, or the client took nothing for its idle limit.
+    Cut(String),
 }
 
 impl Outcome {
@@ -57,12 +61,13 @@ impl Outcome {
             Outcome::ClientClosed => "client_closed",
             Outcome::UpstreamBroke(_) => "upstream_broke",
             Outcome::Unreachable(_) => "upstream_unreachable",
+            Outcome::Cut(_) => "cut_by_proxy",
         }
     }
 
     pub fn reason(&self) -> Option<&str> {
         match self {
-            Outcome::UpstreamBroke(r) | Outcome::Unreachable(r) => Some(r),
+            Outcome::UpstreamBroke(r) | Outcome::Unreachable(r) | Outcome::Cut(r) => Some(r),
             _ => None,
         }
     }
@@ -104,7 +109,7 @@ pub struct Sniff {
 }
 
 impl Sniff {
-    fn feed(&mut self, b: &[u8]) {
+    pub fn feed(&mut self, b: &[u8]) {
         self.bytes += b.len() as u64;
         let room = SNIFF_CAP.saturating_sub(self.prefix.len());
         let take = room.min(b.len());
@@ -146,47 +151,9 @@ pub fn model_in(json: &[u8]) -> Option<String> {
     None
 }
 
-/// The request body, passed through frame by frame, its first bytes sniffed.
-pub struct SniffBody {
-    inner: Incoming,
-    sniff: Arc<Mutex<Sniff>>,
-}
-
-impl SniffBody {
-    pub fn new(inner: Incoming, sniff: Arc<Mutex<Sniff>>) -> Self {
-        Self { inner, sniff }
-    }
-}
-
-impl Body for SniffBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(d) = frame.data_ref()
-            && let Ok(mut s) = this.sniff.lock()
-        {
-            s.feed(d);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// One request's tap; it reports the exchange once, when the body ends or is dropped.
+/// One request's tap: it learns the exchange as it passes and reports it once, when it ends,
+/// or when it is dropped before (the client left, or the server cut the connection: `conn`
+/// says which).
 pub struct Tap {
     ex: Option<Exchange>,
     clock: Instant,
@@ -194,25 +161,74 @@ pub struct Tap {
     events: Vec<Event>,
     sniff: Arc<Mutex<Sniff>>,
     tx: UnboundedSender<ProxyEvent>,
+    conn: Conn,
 }
 
 impl Tap {
-    /// `framing`: how to read the body (`None`: a body the parser does not read; it passes
-    /// untouched and only its size and timing are kept).
+    /// Open the exchange; nothing is read from the response until [`Tap::read`].
     pub fn new(
         ex: Exchange,
         clock: Instant,
-        framing: Option<Framing>,
         sniff: Arc<Mutex<Sniff>>,
         tx: UnboundedSender<ProxyEvent>,
+        conn: Conn,
     ) -> Self {
         Self {
             ex: Some(ex),
             clock,
-            parser: framing.map(Parser::new),
+            parser: None,
             events: Vec::new(),
             sniff,
             tx,
+            conn,
+        }
+    }
+
+    /// The response's head came with `status`; `framing`: how to read its body (`None`: a
+    /// body the parser does not read; it passes untouched and only its size and timing are
+    /// kept).
+    pub fn read(&mut self, status: u16, framing: Option<Framing>) {
+        if let Some(ex) = self.ex.as_mut() {
+            ex.status = status;
+        }
+        self.parser = framing.map(Parser::new);
+    }
+
+    /// The client got `status` from the proxy itself, because of `why` (the upstream could
+    /// not be reached or sent no response).
+    pub fn fail(&mut self, status: u16, why: String) {
+        if let Some(ex) = self.ex.as_mut() {
+            ex.status = status;
+        }
+        self.end(Outcome::Unreachable(why));
+    }
+
+    /// What the response body's [`TapBody`] saw.
+    pub fn seen(&mut self, seen: Seen<'_>) {
+        match seen {
+            Seen::Chunk(b) => self.chunk(b),
+            Seen::End => self.end(Outcome::Complete),
+            Seen::Broke(why) => self.end(Outcome::UpstreamBroke(why)),
+            Seen::Dropped { waiting } => {
+                let outcome = self.dropped(waiting);
+                self.end(outcome);
+            }
+        }
+    }
+
+    /// How an exchange dropped before its end ended. `waiting`: on the upstream.
+    fn dropped(&self, waiting: bool) -> Outcome {
+        let secs = |d: Duration| d.as_secs_f64();
+        match self.conn.cut() {
+            None => Outcome::ClientClosed,
+            Some(Cut::Idle(d)) if waiting => {
+                Outcome::UpstreamBroke(format!("the upstream sent nothing for {} s", secs(d)))
+            }
+            Some(Cut::Idle(d)) => {
+                Outcome::Cut(format!("the client took nothing for {} s", secs(d)))
+            }
+            Some(Cut::Exchange(d)) => Outcome::Cut(format!("the exchange ran over {} s", secs(d))),
+            Some(Cut::Stopped) => Outcome::Cut("the proxy stopped".into()),
         }
     }
 
@@ -291,45 +307,88 @@ impl Tap {
     }
 }
 
-/// The response body, passed through frame by frame; the tap sees each data frame as it is
-/// handed on.
-pub struct TapBody {
-    inner: Incoming,
-    tap: Tap,
-}
-
-impl TapBody {
-    pub fn new(inner: Incoming, tap: Tap) -> Self {
-        Self { inner, tap }
+impl Drop for Tap {
+    fn drop(&mut self) {
+        // Dropped before the response's body took it over: the wait for the upstream's answer
+        // ended early.
+        if self.ex.is_some() {
+            let outcome = self.dropped(true);
+            self.end(outcome);
+        }
     }
 }
 
-impl Body for TapBody {
+/// What a [`TapBody`] saw, handed to its closure as it happens.
+#[derive(Debug)]
+pub enum Seen<'a> {
+    /// A data frame, on its way on unchanged.
+    Chunk(&'a [u8]),
+    /// The body ended whole.
+    End,
+    /// The body broke off: the cause's whole chain, one line.
+    Broke(String),
+    /// The body was dropped before its end. `waiting`: its last poll found nothing to pass
+    /// (the side it reads from was silent); otherwise the side it writes to stopped taking.
+    Dropped { waiting: bool },
+}
+
+/// A body passed through frame by frame, unchanged; `on` sees each frame as it passes and,
+/// once, how the body ended. One tap for both directions: the proxy's request body (to sniff
+/// the model asked for) and its response body (to time the tokens).
+pub struct TapBody<B: Body, F: FnMut(Seen<'_>)> {
+    inner: B,
+    on: F,
+    ended: bool,
+    waiting: bool,
+}
+
+impl<B: Body, F: FnMut(Seen<'_>)> TapBody<B, F> {
+    pub fn new(inner: B, on: F) -> Self {
+        Self {
+            inner,
+            on,
+            ended: false,
+            waiting: false,
+        }
+    }
+}
+
+impl<B, F> Body for TapBody<B, F>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::error::Error + 'static,
+    F: FnMut(Seen<'_>) + Unpin,
+{
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = B::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        this.waiting = polled.is_pending();
+        if this.ended {
+            return polled;
+        }
+        match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(d) = frame.data_ref() {
-                    this.tap.chunk(d);
+                    (this.on)(Seen::Chunk(d));
                 }
-                Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                this.tap.end(Outcome::UpstreamBroke(cause(&e)));
-                Poll::Ready(Some(Err(e)))
+                this.ended = true;
+                (this.on)(Seen::Broke(cause(e)));
             }
             Poll::Ready(None) => {
-                this.tap.end(Outcome::Complete);
-                Poll::Ready(None)
+                this.ended = true;
+                (this.on)(Seen::End);
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {}
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -341,16 +400,19 @@ impl Body for TapBody {
     }
 }
 
-impl Drop for TapBody {
+impl<B: Body, F: FnMut(Seen<'_>)> Drop for TapBody<B, F> {
     fn drop(&mut self) {
-        // Dropped before its end was read: the client went away (or the body was empty and
-        // never polled).
-        let outcome = if self.inner.is_end_stream() {
-            Outcome::Complete
+        if self.ended {
+            return;
+        }
+        // An empty body may never be polled: it still ended whole.
+        if self.inner.is_end_stream() {
+            (self.on)(Seen::End);
         } else {
-            Outcome::ClientClosed
-        };
-        self.tap.end(outcome);
+            (self.on)(Seen::Dropped {
+                waiting: self.waiting,
+            });
+        }
     }
 }
 

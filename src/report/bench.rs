@@ -36,6 +36,16 @@ pub struct BenchResult {
     pub sensors: Vec<SourceStatus>,
     /// Average system power with the model loaded and nothing generating.
     pub idle: Option<IdleBaseline>,
+    /// The machine's memory bandwidth, and the ceiling this model's generation is judged
+    /// against (where its layers sit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<crate::sensors::bandwidth::Ceilings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceiling: Option<crate::accounting::roofline::Ceiling>,
+    /// Some run was generated while other programs took the CPUs llama.cpp needed; only
+    /// reported with `--allow-contention` (each run's `contention` says when and how much).
+    #[serde(default)]
+    pub contended: bool,
     pub runs: Vec<BenchRun>,
     pub summary: Summary,
 }
@@ -53,6 +63,13 @@ pub struct BenchRun {
     /// start (absent: never).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub throttle: Vec<crate::report::runcard::CardThrottle>,
+    /// Memory bandwidth generation used and its share of the ceiling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roofline: Option<crate::accounting::roofline::Roofline>,
+    /// Where other programs took the CPUs llama.cpp needed, seconds from the run's start
+    /// (absent: never).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contention: Vec<crate::accounting::contention::Contention>,
 }
 
 /// The cost of one run in one tariff.
@@ -79,6 +96,11 @@ pub struct Summary {
     pub peak_w: Option<Spread>,
     pub j_per_token: Option<Spread>,
     pub net_j_per_token: Option<Spread>,
+    /// Memory bandwidth generation used, GB/s, and its share of the ceiling (1.0 = 100 %).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_gb_s: Option<Spread>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roofline_share: Option<Spread>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -135,8 +157,22 @@ impl Summary {
             peak_w: e(|r| r.total.as_ref().and_then(|t| t.peak_w)),
             j_per_token: e(|r| r.j_per_token),
             net_j_per_token: e(|r| r.net_j_per_token),
+            memory_gb_s: roof(runs, |r| Some(r.gb_s)),
+            roofline_share: roof(runs, |r| r.share),
         }
     }
+}
+
+/// A roofline figure over the runs, when every run has it.
+fn roof(
+    runs: &[BenchRun],
+    g: fn(&crate::accounting::roofline::Roofline) -> Option<f64>,
+) -> Option<Spread> {
+    let v: Option<Vec<f64>> = runs
+        .iter()
+        .map(|r| r.roofline.as_ref().and_then(g))
+        .collect();
+    v.filter(|v| !v.is_empty()).map(|v| Spread::of(&v))
 }
 
 /// The median cost of one run in each region (regions in the order the runs list them); the
@@ -232,10 +268,62 @@ pub fn render_table(r: &BenchResult) -> String {
             push_row(&mut out, name, sp, prec);
         }
     }
+    if let Some(sp) = &s.memory_gb_s {
+        push_row(&mut out, "memory read (GB/s)", sp, 2);
+    }
+    if let Some(sp) = &s.roofline_share {
+        let pct = Spread {
+            median: sp.median * 100.0,
+            min: sp.min * 100.0,
+            max: sp.max * 100.0,
+        };
+        push_row(&mut out, "of the ceiling (%)", &pct, 1);
+    }
     out.push('\n');
     out.push_str(&sanitize::terminal(power_note(r).trim_end()));
     out.push('\n');
+    if let Some(note) = memory_note(r) {
+        out.push_str(&sanitize::terminal(&note));
+        out.push('\n');
+    }
+    for (i, run) in r.runs.iter().enumerate() {
+        for c in &run.contention {
+            out.push_str(&format!(
+                "run {}: {} (from {:.1} s into it)\n",
+                i + 1,
+                c.reply_text(run.stats.gen_tok_s),
+                c.since
+            ));
+        }
+    }
     out
+}
+
+/// What the memory figures rest on: the bytes a token reads and the ceiling.
+fn memory_note(r: &BenchResult) -> Option<String> {
+    let t = r.model.traffic.as_ref()?;
+    let per_token = format!(
+        "memory: {:.1} MB of weights a token{} + {:.1} KB of KV cache per token of context ({} layers x {} KV heads x {}+{} dims, {})",
+        t.weight_bytes as f64 / 1e6,
+        t.experts
+            .as_ref()
+            .map(|e| format!(" ({} of {} experts)", e.used, e.count))
+            .unwrap_or_default(),
+        t.kv_bytes_per_position as f64 / 1e3,
+        t.kv_layers,
+        t.kv_heads,
+        t.head_dim_k,
+        t.head_dim_v,
+        t.kv_type
+    );
+    Some(match &r.ceiling {
+        Some(c) => format!(
+            "{per_token}; ceiling {} GB/s: {}",
+            crate::accounting::roofline::gb(c.gb_s),
+            c.what
+        ),
+        None => format!("{per_token}; no memory ceiling known for where this model runs"),
+    })
 }
 
 fn push_row(out: &mut String, name: &str, sp: &Spread, prec: usize) {

@@ -21,10 +21,12 @@ pub fn card(
         r.settings.clone(),
     );
     card.prompt = Some(r.prompt.clone());
-    card.last_reply = r
-        .runs
-        .last()
-        .map(|run| ReplyMetrics::measured(&run.stats, run.energy.as_ref()));
+    card.last_reply = r.runs.last().map(|run| ReplyMetrics {
+        roofline: run.roofline.clone(),
+        contention: run.contention.clone(),
+        ..ReplyMetrics::measured(&run.stats, run.energy.as_ref())
+    });
+    card.memory = r.memory.clone();
     let s = &r.summary;
     card.session = SessionMetrics {
         load_ms: Some(s.load_ms),

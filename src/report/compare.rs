@@ -60,6 +60,12 @@ pub struct MachineRow {
     /// Energy of the measured reply (the 1000-word story in bench), Wh.
     pub wh_per_story: Option<f64>,
     pub j_per_token: Option<f64>,
+    /// The measured reply's memory bandwidth, GB/s, the machine's ceiling for it, the share,
+    /// and the generation rate that ceiling allows (the decode roofline).
+    pub memory_gb_s: Option<f64>,
+    pub memory_ceiling_gb_s: Option<f64>,
+    pub roofline_share: Option<f64>,
+    pub ceiling_tok_s: Option<f64>,
     pub costs: Vec<RegionCost>,
     pub peak_temp_c: Option<f64>,
     pub max_fan_rpm: Option<f64>,
@@ -198,6 +204,7 @@ pub fn compare(
                     }
                 })
                 .collect();
+            let roof = card.last_reply.as_ref().and_then(|r| r.roofline.as_ref());
             let energy_scope = match re.or(se) {
                 Some(e) if e.components_only => "components",
                 Some(_) => "wall",
@@ -227,6 +234,10 @@ pub fn compare(
                 peak_w: max_opt(re.map(|e| e.peak_w), se.map(|e| e.peak_w)),
                 wh_per_story: story_j.map(joules_to_wh),
                 j_per_token: jpt,
+                memory_gb_s: roof.map(|r| r.gb_s),
+                memory_ceiling_gb_s: roof.and_then(|r| r.ceiling.as_ref()).map(|c| c.gb_s),
+                roofline_share: roof.and_then(|r| r.share),
+                ceiling_tok_s: roof.and_then(|r| r.ceiling_tok_s),
                 costs,
                 peak_temp_c: max_opt(
                     card.session.thermal.peak_temp_c(),
@@ -374,6 +385,19 @@ fn grid(c: &Comparison) -> Vec<(String, Vec<String>)> {
         ),
         ("Wh per story".into(), col(&|r| num(r.wh_per_story, 3))),
         ("J per token".into(), col(&|r| num(r.j_per_token, 2))),
+        ("memory read (GB/s)".into(), col(&|r| num(r.memory_gb_s, 2))),
+        (
+            "memory ceiling (GB/s)".into(),
+            col(&|r| num(r.memory_ceiling_gb_s, 1)),
+        ),
+        (
+            "of the ceiling (%)".into(),
+            col(&|r| num(r.roofline_share.map(|x| x * 100.0), 0)),
+        ),
+        (
+            "ceiling allows (tok/s)".into(),
+            col(&|r| num(r.ceiling_tok_s, 1)),
+        ),
     ];
     for (i, reg) in c.regions.iter().enumerate() {
         rows.push((
@@ -518,6 +542,17 @@ pub fn render_svg(c: &Comparison) -> Result<Chart, ChartError> {
         panel("gen_tok_s", "generation (tok/s)", &["generation"], &|r| {
             vec![figure(r.gen_tok_s, 1)]
         }),
+        // Each machine against its own memory: the rate its bandwidth allows this model.
+        panel(
+            "roofline_tok_s",
+            "generation vs its memory's ceiling (tok/s)",
+            &["measured", "memory allows"],
+            &|r| {
+                // The measured reply's own rate: the ceiling's rate times the share.
+                let measured = r.ceiling_tok_s.zip(r.roofline_share).map(|(c, s)| c * s);
+                vec![figure(measured, 1), figure(r.ceiling_tok_s, 1)]
+            },
+        ),
         panel("ttft_cold_ms", "TTFT cold (ms)", &["cold"], &|r| {
             vec![figure(r.ttft_cold_ms, 0)]
         }),
@@ -669,6 +704,10 @@ pub fn render_csv(c: &Comparison) -> String {
         "energy_scope",
         "wh_per_story",
         "j_per_token",
+        "memory_gb_s",
+        "memory_ceiling_gb_s",
+        "roofline_share",
+        "ceiling_tok_s",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -702,6 +741,10 @@ pub fn render_csv(c: &Comparison) -> String {
             m.energy_scope.clone(),
             csv_num(m.wh_per_story),
             csv_num(m.j_per_token),
+            csv_num(m.memory_gb_s),
+            csv_num(m.memory_ceiling_gb_s),
+            csv_num(m.roofline_share),
+            csv_num(m.ceiling_tok_s),
         ];
         for x in &m.costs {
             f.extend([

@@ -48,6 +48,10 @@ pub struct RunCard {
     /// The conversation; absent when `[snapshot] transcript = false`.
     #[serde(default)]
     pub transcript: Option<Vec<TranscriptTurn>>,
+    /// The machine's memory bandwidth: the decode roofline's ceiling (RAM measured by the
+    /// probe, NVIDIA boards' datasheet peak).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<crate::sensors::bandwidth::Ceilings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,6 +132,13 @@ pub struct ReplyMetrics {
     /// Where generation slowed while the hardware held itself back (empty: never).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub throttle: Vec<CardThrottle>,
+    /// Memory bandwidth generation used and its share of the ceiling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roofline: Option<crate::accounting::roofline::Roofline>,
+    /// Other programs took the CPUs while it generated (times in seconds from the reply's
+    /// start, as in bench's `runs[].contention`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contention: Vec<crate::accounting::contention::Contention>,
 }
 
 /// The whole session (or all measured bench runs).
@@ -289,6 +300,10 @@ pub struct EnergyMetrics {
     /// Changes of basis inside the span, timestamped on the sampler clock.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub basis_changes: Vec<crate::accounting::energy::BasisChange>,
+    /// The span was shorter than two steps of a quantised energy counter (NVML's, ~100 ms):
+    /// its energy is the rate over the steps around it times its length.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub apportioned: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -306,6 +321,13 @@ pub struct EnergySource {
     pub joules: f64,
     #[serde(default)]
     pub net_joules: Option<f64>,
+    /// The call or file the energy came from: "nvmlDeviceGetTotalEnergyConsumption" (counter),
+    /// or the power reading integrated, "nvmlDeviceGetPowerUsage (1 s average)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// Where the live watts came from: "NVML_FI_DEV_POWER_INSTANT (instant)", ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_via: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -406,6 +428,7 @@ impl RunCard {
             hardware_price: None,
             series: Vec::new(),
             transcript: None,
+            memory: None,
         }
     }
 
@@ -669,6 +692,8 @@ impl ReplyMetrics {
             energy: None,
             thermal: Thermal::default(),
             throttle: Vec::new(),
+            roofline: None,
+            contention: Vec::new(),
         }
     }
 }
@@ -712,6 +737,8 @@ impl EnergyMetrics {
                 method: snake_name(&s.method),
                 joules: s.energy_j,
                 net_joules: None,
+                via: s.via.clone(),
+                power_via: s.power_via.clone(),
             })
             .collect();
         let mut m = Self {
@@ -731,6 +758,7 @@ impl EnergyMetrics {
             wh_per_1000_tokens: None,
             basis: Some(snake_name(&total.basis)),
             basis_changes: total.changes.clone(),
+            apportioned: total.apportioned,
         };
         if let Some(n) = r.tokens {
             m = m.with_tokens(n);

@@ -140,13 +140,22 @@ fn energy_lines(out: &mut String, title: &str, e: &EnergyMetrics) {
     let _ = writeln!(out, "| source | covers | method | J | net J |");
     let _ = writeln!(out, "|---|---|---|---:|---:|");
     for s in &e.sources {
+        // The method with the call or file behind it, per board: "counter
+        // (nvmlDeviceGetTotalEnergyConsumption), watts NVML_FI_DEV_POWER_INSTANT (instant)".
+        let mut method = s.method.clone();
+        if let Some(via) = &s.via {
+            method.push_str(&format!(" ({via})"));
+        }
+        if let Some(w) = s.power_via.as_ref().filter(|w| Some(*w) != s.via.as_ref()) {
+            method.push_str(&format!(", watts {w}"));
+        }
         let _ = writeln!(
             out,
             "| {} ({}) | {} | {} | {:.0} | {} |",
             md_escape(&s.label),
             md_escape(&s.source),
             md_escape(&s.covers),
-            md_escape(&s.method),
+            md_escape(&method),
             s.joules,
             opt(s.net_joules, 0, "")
         );
@@ -156,10 +165,10 @@ fn energy_lines(out: &mut String, title: &str, e: &EnergyMetrics) {
     } else {
         "whole system"
     };
-    let est = if e.estimated {
-        ", partly estimated"
-    } else {
-        ""
+    let est = match (e.estimated, e.apportioned) {
+        (true, _) => ", partly estimated",
+        (false, true) => ", apportioned: shorter than two steps of the energy counter",
+        (false, false) => "",
     };
     let _ = writeln!(
         out,
@@ -377,6 +386,29 @@ pub fn markdown_summary(card: &RunCard) -> String {
     // The session's episodes include the last reply's.
     for t in &ss.throttle {
         let _ = writeln!(o, "\n**Throttled** {}.", md_escape(&t.line()));
+    }
+    if let Some(lr) = &card.last_reply {
+        if let Some(r) = &lr.roofline {
+            let ceiling = r
+                .ceiling
+                .as_ref()
+                .map(|c| format!("; ceiling: {}", c.what))
+                .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "\n**Memory** (last reply): {}, {:.1} MB a token at a mean depth of {:.0} tokens{ceiling}.",
+                md_escape(&crate::accounting::roofline::text(r)),
+                r.bytes_per_token / 1e6,
+                r.depth,
+            );
+        }
+        for c in &lr.contention {
+            let _ = writeln!(
+                o,
+                "\n**Contended** (last reply): {}.",
+                md_escape(&c.reply_text(lr.gen_tok_s))
+            );
+        }
     }
     let _ = writeln!(
         o,

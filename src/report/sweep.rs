@@ -12,6 +12,8 @@
 //!       "label": "threads=1",
 //!       "gen_tok_s": 41.2,                  median generation speed of the measured runs
 //!       "j_per_token": 0.61,                median J per generated token (null: no power source)
+//!       "memory_gb_s": 9.8,                 median memory bandwidth generation used (decode roofline)
+//!       "roofline_share": 0.76,             its median share of the memory's ceiling (null: none known)
 //!       "costs": [ { "region": "US", "currency": "USD", "amount": 1.2e-6 } ],
 //!                                           median cost of one run per region, from the ledger
 //!       "frontier": true,                   on the Pareto frontier of (gen_tok_s, j_per_token)
@@ -221,6 +223,11 @@ pub struct SweepPoint {
     pub label: String,
     pub gen_tok_s: f64,
     pub j_per_token: Option<f64>,
+    /// Median memory bandwidth generation used, GB/s, and its share of the ceiling.
+    #[serde(default)]
+    pub memory_gb_s: Option<f64>,
+    #[serde(default)]
+    pub roofline_share: Option<f64>,
     pub costs: Vec<RunCost>,
     pub frontier: bool,
     pub result: BenchResult,
@@ -235,6 +242,8 @@ impl SweepPoint {
             setting,
             gen_tok_s: result.summary.gen_tok_s.median,
             j_per_token: result.summary.j_per_token.map(|s| s.median),
+            memory_gb_s: result.summary.memory_gb_s.map(|s| s.median),
+            roofline_share: result.summary.roofline_share.map(|s| s.median),
             costs: median_costs(&result),
             frontier: false,
             result,
@@ -306,6 +315,8 @@ pub fn render_table(r: &SweepResult) -> String {
         "prefill tok/s".into(),
         "TTFT ms".into(),
         "J/token".into(),
+        "mem GB/s".into(),
+        "% of mem".into(),
         "Wh/run".into(),
         cost_head,
         "frontier".into(),
@@ -332,6 +343,8 @@ pub fn render_table(r: &SweepResult) -> String {
             format!("{:.1}", s.prefill_tok_s.median),
             format!("{:.0}", s.ttft_ms.median),
             opt(p.j_per_token, 3),
+            opt(p.memory_gb_s, 2),
+            opt(p.roofline_share.map(|x| x * 100.0), 1),
             opt(s.energy_wh.map(|e| e.median), 4),
             cost,
             if p.frontier {

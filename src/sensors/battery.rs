@@ -118,6 +118,7 @@ impl Sensor for BatterySensor {
             covers: Covers::Battery,
             method: Method::Measured,
             rejected: None,
+            via: None,
         }]
     }
 }

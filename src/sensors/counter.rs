@@ -1,6 +1,19 @@
 //! Cumulative counters (RAPL `energy_uj`, hwmon `energy*_input`, NVML total energy, plug
 //! totals): the one rule for the step between two readings, wrap and reset included.
 
+use super::Source;
+
+/// How often a source's energy counter moves, where that is coarse next to a sampler's
+/// period: NVML's total-energy counter updates about every 100 ms. A window shorter than two
+/// of its steps holds 0, 1 or 2 of them, so its difference says little (the ledger apportions
+/// such a window from the steps around it). `None`: fine-grained (RAPL: about 1 ms).
+pub fn update_step_s(source: Source) -> Option<f64> {
+    match source {
+        Source::Nvml => Some(0.1),
+        _ => None,
+    }
+}
+
 /// One step of a cumulative counter.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum CounterStep {

@@ -145,6 +145,7 @@ fn row(id: &str, device: &str, label: String, quantity: Quantity, method: Method
         covers: Covers::CpuPackage,
         method,
         rejected: None,
+        via: None,
     }
 }
 

@@ -74,6 +74,7 @@ impl Sensor for EstimateSensor {
             covers: Covers::CpuPackage,
             method: Method::Estimated,
             rejected: None,
+            via: None,
         }]
     }
 }

@@ -4,6 +4,23 @@
 //! of its `device` link. Only files directly in the device directory (or, for old drivers, in
 //! `device/`) are read: nothing is walked recursively, so symlink loops cannot trap us; a loop
 //! at the top (`hwmon0 -> hwmon0`) fails to open and is reported and skipped.
+//!
+//! GPUs (their kernel docs: amdgpu_pm.c, sysfs-driver-intel-{i915,xe}-hwmon):
+//! - **amdgpu**: `power1_input` (instantaneous, kernel 6.6+ on some boards the only one) and
+//!   `power1_average` (averaged by the firmware). Where both exist the instantaneous one is
+//!   read: sampled at the sampler's rate and integrated it gives a reply its own joules, where
+//!   the average trails a load step by its window and moves a short reply's energy into the
+//!   idle after it (NVML's 1 s average has the same flaw). A file that exists but cannot be
+//!   read (EOPNOTSUPP on boards whose firmware lacks the sensor) falls back to the other.
+//!   APUs label their power `slowPPT`/`fastPPT`: that is the whole SoC, CPU cores included,
+//!   which RAPL's package already counts, so it is shown but not summed as a GPU board.
+//! - **i915**: `energy1_input` (µJ) on the device-level hwmon (`name` i915) is the whole card;
+//!   the per-GT hwmons (`i915_gtN`) are parts of it, shown and never summed.
+//! - **xe**: `energyN_input` with `energyN_label` `card` (the whole card) and `pkg` (the GPU
+//!   package, inside the card): the card is the board, the package is a part of it when both
+//!   exist. Neither driver has a power input file; power is the counter's difference.
+//!
+//! Which file a value came from is in each reading's `via`.
 
 use super::counter::{CounterStep, counter_delta};
 use super::sysfs::{Sysfs, SysfsError, list_dir};
@@ -26,6 +43,8 @@ struct Channel {
     chan: String,
     label: String,
     input: PathBuf,
+    /// The file read, for the reading's provenance: `power1_input`, `energy1_input`.
+    via: String,
     /// Scale from the file's unit to ours (m°C -> °C, µW -> W, µJ -> J).
     scale: f64,
     limit: Option<f64>,
@@ -44,10 +63,14 @@ pub struct HwmonSensor {
     channels: Vec<Channel>,
 }
 
-/// GPU drivers: their power/energy/temps/fans are the GPU board's.
+/// GPU drivers: their power/energy/temps/fans are the GPU board's. i915's per-GT hwmons
+/// (`i915_gt0`, ...) are not listed: their energy is a part of the card's (`i915`).
 const GPU_DRIVERS: &[&str] = &["amdgpu", "radeon", "nouveau", "i915", "xe"];
 /// CPU temperature drivers.
 const CPU_DRIVERS: &[&str] = &["coretemp", "k10temp", "zenpower", "cpu_thermal"];
+
+/// amdgpu's power labels on APUs, whose "GPU" power is the whole SoC, CPU cores included.
+const APU_POWER_LABELS: &[&str] = &["slowPPT", "fastPPT"];
 
 fn covers_for(driver: &str, kind: Kind) -> Covers {
     if GPU_DRIVERS.contains(&driver) {
@@ -196,29 +219,37 @@ fn probe_device(
         let (prefix, unit_scale, preferred): (&str, f64, &[&str]) = match kind {
             Kind::Temp => ("temp", 1e-3, &["input"]),
             Kind::Fan => ("fan", 1.0, &["input"]),
-            // power*_average is what amdgpu (older kernels) and ACPI meters provide.
-            Kind::Power => ("power", 1e-6, &["average", "input"]),
+            // Instantaneous before averaged (see the module doc); ACPI meters and older
+            // amdgpu kernels have only the average.
+            Kind::Power => ("power", 1e-6, &["input", "average"]),
             Kind::Energy => ("energy", 1e-6, &["input"]),
         };
         let chan = format!("{prefix}{n}");
-        let Some(input) = preferred.iter().find_map(|a| attrs.get(*a)) else {
+        let present: Vec<(&str, &PathBuf)> = preferred
+            .iter()
+            .filter_map(|a| attrs.get(*a).map(|p| (*a, p)))
+            .collect();
+        if present.is_empty() {
             continue; // only limits (power1_cap, temp2_crit): nothing to read
-        };
-        match fs.read_num::<f64>(input) {
-            Ok(v) if v.is_finite() => {}
-            Ok(_) | Err(SysfsError::Garbage { .. }) => {
-                skipped.push(format!("{chan} (not a number)"));
-                continue;
-            }
-            Err(SysfsError::PermissionDenied(_)) => {
-                skipped.push(format!("{chan} (permission denied)"));
-                continue;
-            }
-            Err(_) => {
-                skipped.push(format!("{chan} (unreadable)"));
-                continue;
+        }
+        // The first present file that reads as a number; else why the last one failed.
+        let mut chosen = None;
+        let mut why = "";
+        for (a, p) in present {
+            match fs.read_num::<f64>(p) {
+                Ok(v) if v.is_finite() => {
+                    chosen = Some((a, p));
+                    break;
+                }
+                Ok(_) | Err(SysfsError::Garbage { .. }) => why = "not a number",
+                Err(SysfsError::PermissionDenied(_)) => why = "permission denied",
+                Err(_) => why = "unreadable",
             }
         }
+        let Some((attr, input)) = chosen else {
+            skipped.push(format!("{chan} ({why})"));
+            continue;
+        };
         let label = attrs
             .get("label")
             .and_then(|p| fs.read_str(p).ok())
@@ -235,16 +266,45 @@ fn probe_device(
             .find_map(|p| fs.read_num::<f64>(p).ok())
             .filter(|v| v.is_finite() && *v > 0.0)
             .map(|v| v * unit_scale);
+        let mut covers = covers_for(&name, kind);
+        if kind == Kind::Power && APU_POWER_LABELS.contains(&label.as_str()) {
+            covers = Covers::Other;
+        }
+        let file = format!("{chan}_{attr}");
+        let via = match (kind, attr) {
+            (Kind::Power, "input") => format!("{file} (instantaneous)"),
+            (Kind::Power, "average") => format!("{file} (averaged by the device)"),
+            _ => file,
+        };
         channels.push(Channel {
             kind,
             chan,
             label,
             input: input.clone(),
+            via,
             scale: unit_scale,
             limit,
-            covers: covers_for(&name, kind),
+            covers,
             last_energy: None,
         });
+    }
+    // xe: the package (`pkg`) is inside the card (`card`); with both, only the card is the
+    // board.
+    let has_card = |kind: Kind| {
+        channels
+            .iter()
+            .any(|c| c.kind == kind && c.covers == Covers::GpuBoard && c.label == "card")
+    };
+    let (card_energy, card_power) = (has_card(Kind::Energy), has_card(Kind::Power));
+    for c in &mut channels {
+        let inside = match c.kind {
+            Kind::Energy => card_energy,
+            Kind::Power => card_power,
+            _ => false,
+        };
+        if inside && c.label == "pkg" && c.covers == Covers::GpuBoard {
+            c.covers = Covers::Other;
+        }
     }
     if channels.is_empty() {
         let mut detail = "no readable temperature, fan, power or energy channels".to_string();
@@ -309,6 +369,7 @@ impl Sensor for HwmonSensor {
                 covers: c.covers,
                 method,
                 rejected: None,
+                via: Some(c.via.clone()),
             };
             if c.kind == Kind::Energy {
                 // Also the rate, so gauges have watts (the energy accounting ignores it,
@@ -327,6 +388,7 @@ impl Sensor for HwmonSensor {
                     value: watts,
                     limit: None,
                     method: Method::Measured,
+                    via: Some(format!("{} (difference between samples)", c.via)),
                     ..reading.clone()
                 });
                 out.push(Reading {

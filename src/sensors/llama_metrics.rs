@@ -7,9 +7,12 @@
 //! sum of the finished requests' `timings` (`prompt_n`, `predicted_n`, `prompt_ms`,
 //! `predicted_ms`).
 
-use super::http::{Client, HttpError};
-use openmetrics_parser::{MetricFamily, PrometheusType, PrometheusValue};
+use crate::net::client::{Client, NetError, Peer};
+use crate::net::exposition;
 use std::time::Duration;
+
+/// Largest `/metrics` body read (llama-server's is under 2 KiB).
+pub const MAX_BODY: u64 = 1 << 20;
 
 /// One read of the counters.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -33,75 +36,49 @@ pub const REQUESTS_DEFERRED: &str = "llamacpp:requests_deferred";
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum MetricsError {
-    #[error(
-        "{url}: llama-server has no /metrics: it was started without --metrics; restart it with --metrics (e.g. llama-server -m MODEL --metrics)"
-    )]
-    NotEnabled { url: String },
-    #[error("{url}: the server is still loading its model; wait until it is ready")]
-    Loading { url: String },
-    #[error("{url}: no answer ({why}); is llama-server running there? Check the host and port")]
-    Down { url: String, why: String },
+    /// The network's one vocabulary: down, slow, an HTTP status (501: started without
+    /// --metrics; 503: still loading), too large.
+    #[error(transparent)]
+    Net(#[from] NetError),
     #[error(
         "{url}: not llama-server: {why}; watch reads llama-server's /metrics (for Ollama or other servers, put llmtop proxy in front)"
     )]
     NotLlamaServer { url: String, why: String },
-    /// `why` already names the URL.
-    #[error("{why}")]
-    Other { url: String, why: String },
+}
+
+impl MetricsError {
+    /// The server answers 503 while it loads its model.
+    pub fn is_loading(&self) -> bool {
+        matches!(self, MetricsError::Net(e) if e.http_status() == Some(503))
+    }
+
+    /// The URL read.
+    pub fn url(&self) -> &str {
+        match self {
+            MetricsError::Net(e) => &e.url,
+            MetricsError::NotLlamaServer { url, .. } => url,
+        }
+    }
 }
 
 /// `http://host:port/anything` -> `http://host:port/metrics`.
 pub fn metrics_url(base: &str) -> Result<String, MetricsError> {
-    let t = super::http::parse_url(base).map_err(|e| MetricsError::Other {
-        url: base.into(),
-        why: e.to_string(),
-    })?;
+    let t = crate::net::client::check_url(base, Peer::LlamaMetrics)?;
     let scheme = if t.https { "https" } else { "http" };
     Ok(format!("{scheme}://{}:{}/metrics", t.host, t.port))
 }
 
-fn number(f: &MetricFamily<PrometheusType, PrometheusValue>) -> Option<f64> {
-    // Summed over label sets: llama-server has none, a proxy in front might add some.
-    let mut sum = None;
-    for s in f.iter_samples() {
-        let v = match &s.value {
-            PrometheusValue::Counter(c) => c.value.as_f64(),
-            PrometheusValue::Gauge(g) | PrometheusValue::Unknown(g) => g.as_f64(),
-            _ => continue,
-        };
-        if v.is_finite() {
-            sum = Some(sum.unwrap_or(0.0) + v);
-        }
-    }
-    sum
-}
-
 /// The counters in a `/metrics` body; `Err(why)` when it is not llama-server's.
 pub fn parse(text: &str) -> Result<LlamaCounters, String> {
-    let exp = openmetrics_parser::prometheus::parse_prometheus(text).map_err(|e| {
-        // The parser's message quotes the input over several lines: its first line will do.
-        let first: String = e
-            .to_string()
-            .lines()
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(120)
-            .collect();
-        format!(
-            "/metrics is not Prometheus text ({})",
-            crate::util::sanitize::terminal(first.trim())
-        )
-    })?;
-    let get = |name: &str| exp.families.get(name).and_then(number);
+    let exp = exposition::parse(text).map_err(|why| format!("/metrics is {why}"))?;
+    // Summed over label sets: llama-server has none, a proxy in front might add some.
+    let get = |name: &str| exp.sum(name);
     let need = |name: &str| {
         get(name).ok_or_else(|| {
-            let mut names: Vec<&str> = exp.families.keys().map(String::as_str).collect();
-            names.sort_unstable();
-            let seen = if names.is_empty() {
+            let seen = if exp.families.is_empty() {
                 "no metrics at all".to_string()
             } else {
-                let first: Vec<&str> = names.into_iter().take(3).collect();
+                let first: Vec<&str> = exp.families.iter().take(3).map(String::as_str).collect();
                 format!("metrics such as {}", first.join(", "))
             };
             format!(
@@ -131,15 +108,10 @@ pub struct LlamaMetrics {
 
 impl LlamaMetrics {
     pub fn new(base: &str, timeout: Duration) -> Result<Self, MetricsError> {
-        let url = metrics_url(base)?;
-        let client = Client::new(None).map_err(|e| MetricsError::Other {
-            url: url.clone(),
-            why: e.to_string(),
-        })?;
         Ok(Self {
             base: base.into(),
-            url,
-            client,
+            url: metrics_url(base)?,
+            client: Client::new(Peer::LlamaMetrics),
             timeout,
         })
     }
@@ -149,46 +121,13 @@ impl LlamaMetrics {
     }
 
     pub fn read(&self) -> Result<LlamaCounters, MetricsError> {
-        let url = self.url.clone();
         let body = self
             .client
-            .get(&self.url, &[], self.timeout)
-            .map_err(|e| classify(&url, e))?;
-        parse(&body).map_err(|why| MetricsError::NotLlamaServer { url, why })
-    }
-}
-
-fn classify(url: &str, e: HttpError) -> MetricsError {
-    let url = url.to_string();
-    match e {
-        // llama-server answers 501 "Start it with `--metrics`" when metrics are off.
-        HttpError::Status { status: 501, .. } => MetricsError::NotEnabled { url },
-        HttpError::Status { status: 503, .. } => MetricsError::Loading { url },
-        HttpError::Status { status, .. } => MetricsError::NotLlamaServer {
-            url,
-            why: format!("/metrics answered HTTP {status}"),
-        },
-        HttpError::Timeout { ms, .. } => MetricsError::Down {
-            url,
-            why: format!("nothing within {ms} ms"),
-        },
-        HttpError::HostNotFound { .. } => MetricsError::Down {
-            url,
-            why: "host not found".into(),
-        },
-        HttpError::Io { why, .. } => MetricsError::Down { url, why },
-        HttpError::TooLarge { .. } => MetricsError::NotLlamaServer {
-            url,
-            why: "/metrics is over 1 MiB".into(),
-        },
-        HttpError::Malformed { why, .. } => MetricsError::NotLlamaServer {
-            url,
-            why: format!("malformed answer ({why})"),
-        },
-        other => MetricsError::Other {
-            url,
-            why: other.to_string(),
-        },
+            .get_text(&self.url, &[], self.timeout, MAX_BODY)?;
+        parse(&body).map_err(|why| MetricsError::NotLlamaServer {
+            url: self.url.clone(),
+            why,
+        })
     }
 }
 

@@ -9,13 +9,13 @@ pub mod settings;
 
 use serde::{Deserialize, Serialize};
 
+pub mod bandwidth;
 pub mod battery;
 pub mod counter;
 pub mod cpufreq;
 pub mod discover;
 pub mod estimate;
 pub mod host;
-pub mod http;
 pub mod hwmon;
 pub mod llama_metrics;
 pub mod meter;
@@ -26,6 +26,7 @@ pub mod plug;
 pub mod powercap;
 pub mod process;
 pub mod procstat;
+pub mod runnable;
 pub mod sampler;
 pub mod sysfs;
 pub mod system;
@@ -109,6 +110,9 @@ pub enum Quantity {
     /// Why a GPU holds its clocks down now: NVML's clocks-event reason bits, only those that
     /// cost speed ([`nvml::COSTLY_REASONS`]); 0 when nothing does.
     ThrottleReasons,
+    /// Threads of other programs runnable now (running or waiting for a CPU): the kernel's
+    /// `procs_running` less this process's own runnable threads. `limit`: the online CPUs.
+    RunnableThreads,
 }
 
 /// How a value was obtained.
@@ -150,6 +154,13 @@ pub struct Reading {
     /// Shown as "rejected" with this reason, never accumulated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<String>,
+    /// Provenance detail: the call or file the value came from, where a source has more than
+    /// one way to read it, e.g. "nvmlDeviceGetTotalEnergyConsumption",
+    /// "NVML_FI_DEV_POWER_INSTANT", "nvmlDeviceGetPowerUsage (1 s average)", "power1_average".
+    /// Shown beside the method (F1, run card, `llmtop sensors`). With no value: what the
+    /// device answered instead, where that matters ("GPU lost (NVML_ERROR_GPU_IS_LOST)").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 impl Reading {

@@ -77,6 +77,8 @@ impl Limits {
             Quantity::ThrottleCount => ((0.0, f64::MAX), "events"),
             // Bit flags travel in an f64, exact up to 2^53.
             Quantity::ThrottleReasons => ((0.0, 9_007_199_254_740_992.0), "bits"),
+            // Two reads a moment apart can disagree by a thread or two either way.
+            Quantity::RunnableThreads => ((-65_536.0, 1e7), "threads"),
         }
     }
 
@@ -163,6 +165,7 @@ mod tests {
             covers,
             method: Method::Measured,
             rejected: None,
+            via: None,
         }
     }
 

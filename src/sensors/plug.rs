@@ -12,11 +12,14 @@
 //! any run shorter than an hour, so it is not offered as a counter. Home Assistant energy
 //! entities are usually just as coarse: prefer a power entity there.
 
-use super::http::{self, HttpError};
 use super::settings::PlugConfig;
 use super::{Covers, Method, Quantity, Reading, Sensor, Source};
+use crate::net::client::{CaFileError, Client, NetError, Peer, check_url};
 use serde_json::Value;
 use std::time::Duration;
+
+/// Largest body read from a device; a plug's JSON is a few hundred bytes.
+pub const MAX_BODY: u64 = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlugKind {
@@ -50,7 +53,9 @@ pub enum PlugError {
     #[error("{0}")]
     Config(String),
     #[error(transparent)]
-    Http(#[from] HttpError),
+    Http(#[from] NetError),
+    #[error(transparent)]
+    CaFile(#[from] CaFileError),
     #[error("{url}: not JSON: {why}")]
     Json { url: String, why: String },
     #[error("{url}: no {field} in the answer")]
@@ -163,7 +168,7 @@ pub struct PlugSensor {
     kind: PlugKind,
     kind_name: String,
     request_url: String,
-    client: http::Client,
+    client: Client,
     token: Option<String>,
     rate_hz: f64,
     timeout: Duration,
@@ -177,7 +182,7 @@ impl PlugSensor {
     pub fn new(cfg: &PlugConfig) -> Result<Self, PlugError> {
         let kind: PlugKind = cfg.kind.parse()?;
         let base = cfg.url.trim_end_matches('/');
-        let target = http::parse_url(base)?;
+        let target = check_url(base, Peer::Plug)?;
         if cfg.ca_file.is_some() && !target.https {
             return Err(PlugError::Config(format!(
                 "{}: ca_file only applies to https:// URLs",
@@ -206,7 +211,7 @@ impl PlugSensor {
             }
         };
         // The entity lands in the path: refuse here what would be a bad URL at every poll.
-        http::parse_url(&request_url)?;
+        check_url(&request_url, Peer::Plug)?;
         let rate_hz = if cfg.rate_hz.is_finite() && cfg.rate_hz > 0.0 {
             cfg.rate_hz
         } else {
@@ -216,7 +221,7 @@ impl PlugSensor {
             kind,
             kind_name: cfg.kind.clone(),
             request_url,
-            client: http::Client::new(cfg.ca_file.as_deref())?,
+            client: Client::with_ca_file(Peer::Plug, cfg.ca_file.as_deref())?,
             token: cfg.token.clone(),
             rate_hz,
             timeout: timeout_for(rate_hz),
@@ -254,7 +259,9 @@ impl PlugSensor {
             .as_deref()
             .map(|a| vec![("Authorization", a)])
             .unwrap_or_default();
-        let body = self.client.get(&self.request_url, &headers, self.timeout)?;
+        let body = self
+            .client
+            .get_text(&self.request_url, &headers, self.timeout, MAX_BODY)?;
         parse(self.kind, &self.request_url, &body)
     }
 
@@ -270,6 +277,7 @@ impl PlugSensor {
             covers: Covers::Wall,
             method: m,
             rejected: None,
+            via: None,
         }
     }
 }

@@ -258,6 +258,7 @@ impl Sensor for RaplSensor {
                 covers: z.covers,
                 method: Method::Counter,
                 rejected: None,
+                via: None,
             };
             out.push(Reading {
                 id: format!("rapl:{}:power", z.key),

@@ -33,6 +33,7 @@ fn reading(
         covers,
         method,
         rejected: None,
+        via: None,
     }
 }
 

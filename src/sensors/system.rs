@@ -6,14 +6,23 @@ use super::{Covers, Method, Quantity, Reading, Sensor, Source};
 #[derive(Debug)]
 pub struct SystemSensor {
     cpu: CpuUtil,
+    /// Other programs' runnable threads (CPU contention).
+    runnable: Option<super::runnable::RunnableReader>,
     /// `None` where sysinfo cannot read memory on this OS.
     sys: Option<sysinfo::System>,
 }
 
 impl SystemSensor {
     pub fn new(proc_stat: impl Into<std::path::PathBuf>) -> Self {
+        let proc_stat: std::path::PathBuf = proc_stat.into();
+        // Beside the real /proc/stat, the real /proc/self; a test's stat file has neither.
+        let runnable = proc_stat
+            .parent()
+            .filter(|p| p.join("self/task").is_dir())
+            .map(super::runnable::RunnableReader::new);
         Self {
             cpu: CpuUtil::new(proc_stat),
+            runnable,
             sys: sysinfo::System::new().ok(),
         }
     }
@@ -31,6 +40,7 @@ fn reading(id: &str, label: &str, quantity: Quantity, value: Option<f64>) -> Rea
         covers: Covers::Other,
         method: Method::Measured,
         rejected: None,
+        via: None,
     }
 }
 
@@ -47,7 +57,17 @@ impl Sensor for SystemSensor {
             }
             None => (0, 0),
         };
+        let runnable = self.runnable.as_ref().and_then(|r| r.read());
         vec![
+            Reading {
+                limit: runnable.map(|r| f64::from(r.cpus)),
+                ..reading(
+                    crate::sensors::runnable::READING_ID,
+                    "other runnable threads",
+                    Quantity::RunnableThreads,
+                    runnable.map(|r| r.others() as f64),
+                )
+            },
             reading(
                 "system:cpu:util",
                 "CPU",

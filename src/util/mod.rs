@@ -3,5 +3,6 @@
 pub mod fs;
 pub mod json;
 pub mod paths;
+pub mod runtime;
 pub mod sanitize;
 pub mod url;

@@ -21,6 +21,7 @@ fn plug(j: f64) -> Reading {
         covers: Covers::Wall,
         method: Method::Counter,
         rejected: None,
+        via: None,
     }
 }
 

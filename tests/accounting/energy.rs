@@ -28,6 +28,7 @@ fn reading(id: &str, q: Quantity, m: Method, covers: Covers, value: Option<f64>)
         covers,
         method: m,
         rejected: None,
+        via: None,
     }
 }
 
@@ -333,6 +334,7 @@ fn idle_baseline_net_energy_per_token_and_phases() {
         tokens: Some(90),
         phase_boundary: Some(14.0),
         idle: Some(idle.clone()),
+        apportion: false,
     });
     let total = r.total.as_ref().expect("total");
     assert!(close(total.energy_j, 720.0));

@@ -9,6 +9,7 @@ use crate::support;
 
 use live::{LiveMachine, Profile, assert_within};
 use llmtop::accounting::energy::{TotalBasis, Window};
+use llmtop::accounting::lifetime::LifetimeTally;
 use llmtop::accounting::pricing::Tariff;
 use llmtop::accounting::session::{ReplySpan, SessionRecorder};
 use llmtop::accounting::tally::TallyStore;
@@ -17,12 +18,13 @@ use llmtop::dashboard::card::{self, CardContext};
 use llmtop::dashboard::event::Event;
 use llmtop::dashboard::state::App;
 use llmtop::engine::{EngineEvent, StopReason};
-use llmtop::export::prometheus::{MetricsServer, MetricsState};
+use llmtop::export::feed::MetricsFeed;
+use llmtop::export::prometheus::MetricsServer;
+use llmtop::metering::Metering;
 use llmtop::sensors::host::HostInfo;
 use llmtop::sensors::sysfs::Sysfs;
 use llmtop::sensors::{DiscoverOptions, Meter, discover_with};
 use std::io::{Read, Write};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn meter(m: &LiveMachine, with_plug: bool) -> Meter {
@@ -69,9 +71,11 @@ fn scrape(addr: std::net::SocketAddr, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} not in {body}"))
 }
 
-/// What the dashboard's shell does, on the live machine, for `seconds` of machine time;
-/// a reply ends with each burst of load. Returns the pieces to check.
+/// What the dashboard's shell does, on the live machine, for `seconds` of machine time: the
+/// metering runtime's fold into the session, the lifetime tally and the metrics endpoint; a
+/// reply ends with each burst of load. Returns the pieces to check.
 struct Run {
+    metering: Metering,
     rec: SessionRecorder,
     app: App,
     metrics: MetricsServer,
@@ -84,17 +88,18 @@ struct Run {
 fn run(m: &LiveMachine, with_plug: bool, until_machine_t: f64) -> Run {
     let meter = meter(m, with_plug);
     assert_eq!(meter.has_wall_plug(), with_plug, "{:?}", meter.statuses);
-    let ledger = llmtop::accounting::ledger_for(&meter, tariff());
+    let mut metering = Metering::for_meter(&meter, tariff());
     let offset = -m.t_of(meter.handle.start());
     let (sampler, mut samples) = meter.into_parts();
-    let mut rec = SessionRecorder::new(ledger, 0.0);
+    let mut rec = SessionRecorder::new(0.0);
     let mut app = support::new_app(120, 40);
     support::loaded(&mut app);
-    let state = Arc::new(Mutex::new(MetricsState::new(Some(tariff()))));
-    let metrics = MetricsServer::start("127.0.0.1:0", state.clone()).expect("metrics");
+    let mut feed = MetricsFeed::new(Some(tariff()));
+    let metrics = MetricsServer::start("127.0.0.1:0", feed.state()).expect("metrics");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut tally, _) =
+    let (mut store, _) =
         TallyStore::open(&dir.path().join("tally.json"), jiff::Timestamp::now()).expect("tally");
+    let mut tally = LifetimeTally::new(&mut store);
     // Replies span each burst, from the ramp up (machine 2 s) to the end of the ramp down (6 s).
     let mut reply_ends: Vec<f64> = (0..4).map(|i| 6.0 + 6.0 * f64::from(i)).collect();
     reply_ends.retain(|&t| t < until_machine_t);
@@ -119,15 +124,11 @@ fn run(m: &LiveMachine, with_plug: bool, until_machine_t: f64) -> Run {
             });
         }
         while let Ok(s) = samples.try_recv() {
-            let d = rec.push_sample(&s, None);
-            tally.add(&d);
-            app.update(Event::Power(rec.ledger().power_view()));
+            metering.fold(&s, &mut [&mut rec, &mut tally, &mut feed]);
+            app.update(Event::Power(metering.ledger().power_view()));
             app.update(Event::Sample(s.clone()));
-            let mut st = state.lock().expect("lock");
-            st.apply_sample(&s);
-            st.apply_ledger(rec.ledger());
         }
-        let settled = rec.ledger().settled_until().unwrap_or(f64::MIN);
+        let settled = metering.ledger().settled_until().unwrap_or(f64::MIN);
         if settled - offset >= until_machine_t && reply_ends.is_empty() {
             break;
         }
@@ -135,13 +136,18 @@ fn run(m: &LiveMachine, with_plug: bool, until_machine_t: f64) -> Run {
         std::thread::sleep(Duration::from_millis(5));
     }
     sampler.stop();
-    let (energy, cost) = rec.footer(None);
+    metering
+        .flush(&mut [&mut rec, &mut tally, &mut feed])
+        .expect("flush");
+    drop(tally);
+    let (energy, cost) = rec.footer(metering.ledger(), None);
     app.update(Event::Footer { energy, cost });
     Run {
+        metering,
         rec,
         app,
         metrics,
-        tally,
+        tally: store,
         _dir: dir,
         offset,
     }
@@ -152,7 +158,7 @@ fn truth_wall(m: &LiveMachine, r: &Run, t0: f64, t1: f64) -> f64 {
 }
 
 fn span_of(r: &Run) -> (f64, f64) {
-    r.rec.ledger().span().expect("the ledger has a total")
+    r.metering.ledger().span().expect("the ledger has a total")
 }
 
 #[test]
@@ -160,7 +166,7 @@ fn with_a_wall_plug_every_surface_agrees_with_the_true_joules() {
     let m = LiveMachine::start(Profile::bursts());
     // Ends in the idle stretch after the second burst (flat 62 W from 12 to 14 s).
     let mut r = run(&m, true, 13.6);
-    let ledger = r.rec.ledger();
+    let ledger = r.metering.ledger().clone();
 
     // The basis: the wall plug from the start, never a flip while it answers.
     assert_eq!(ledger.basis(), Some(TotalBasis::Wall));
@@ -169,7 +175,7 @@ fn with_a_wall_plug_every_surface_agrees_with_the_true_joules() {
     // Footer: the session's energy, the plug's counter.
     let (t0, t1) = span_of(&r);
     let truth = truth_wall(&m, &r, t0, t1);
-    let footer_j = r.rec.energy_j();
+    let footer_j = ledger.totals().energy_j;
     assert_within("footer energy", footer_j, truth, 0.01);
     assert_within("footer Wh", r.app.energy.wh * 3600.0, footer_j, 1e-9);
 
@@ -177,7 +183,7 @@ fn with_a_wall_plug_every_surface_agrees_with_the_true_joules() {
     let replies: Vec<ReplySpan> = r.rec.replies().to_vec();
     assert_eq!(replies.len(), 2);
     for span in &replies {
-        let rep = r.rec.reply_report(span).expect("reply energy");
+        let rep = r.rec.reply_report(&ledger, span).expect("reply energy");
         let total = rep.total.expect("total");
         assert_within(
             "reply energy",
@@ -265,6 +271,7 @@ fn with_a_wall_plug_every_surface_agrees_with_the_true_joules() {
     let c = card::card(
         &r.app,
         &r.rec,
+        &ledger,
         CardContext {
             host: HostInfo::detect(Vec::new()),
             tariff: &tariff(),
@@ -297,16 +304,16 @@ fn with_a_wall_plug_every_surface_agrees_with_the_true_joules() {
 fn without_a_plug_the_components_add_up_to_the_true_joules() {
     let m = LiveMachine::start(Profile::bursts());
     let r = run(&m, false, 7.0);
-    let ledger = r.rec.ledger();
+    let ledger = r.metering.ledger();
     assert_eq!(ledger.basis(), Some(TotalBasis::Components));
     assert_eq!(ledger.changes().len(), 1, "{:?}", ledger.changes());
     let (t0, t1) = span_of(&r);
     let (a, b) = (t0 - r.offset, t1 - r.offset);
     // CPU from the counter (exact), GPU from sampled power: 2 %.
     let truth = m.profile.cpu_j(a, b) + m.profile.gpu_j(a, b);
-    assert_within("components total", r.rec.energy_j(), truth, 0.02);
+    assert_within("components total", ledger.totals().energy_j, truth, 0.02);
     let span = r.rec.replies()[0].clone();
-    let rep = r.rec.reply_report(&span).expect("reply");
+    let rep = r.rec.reply_report(ledger, &span).expect("reply");
     let (ra, rb) = (span.t0 - r.offset, span.t1 - r.offset);
     assert_within(
         "reply on components",

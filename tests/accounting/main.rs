@@ -15,6 +15,7 @@ mod support;
 mod attribution;
 mod energy;
 mod ledger_live;
+mod metering;
 mod net_of_idle;
 mod pricing;
 mod remainder_live;

@@ -22,6 +22,7 @@ fn counter(id: &str, source: Source, covers: Covers, j: f64) -> Reading {
         covers,
         method: Method::Counter,
         rejected: None,
+        via: None,
     }
 }
 
@@ -42,6 +43,7 @@ fn estimate(w: f64, idle_w: f64) -> Reading {
         covers: Covers::CpuPackage,
         method: Method::Estimated,
         rejected: None,
+        via: None,
     }
 }
 

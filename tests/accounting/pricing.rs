@@ -504,6 +504,7 @@ fn ledger_across_22h(tariff: &Tariff) -> llmtop::accounting::ledger::Ledger {
                 covers: Covers::Wall,
                 method: Method::Counter,
                 rejected: None,
+                via: None,
             }],
         });
     }

@@ -12,6 +12,7 @@ use llmtop::accounting::session::SessionRecorder;
 use llmtop::config::{PlugConfig, SensorsSection};
 use llmtop::dashboard::event::Event;
 use llmtop::dashboard::theme::Theme;
+use llmtop::metering::Metering;
 use llmtop::sensors::sysfs::Sysfs;
 use llmtop::sensors::{DiscoverOptions, Meter, discover_with};
 use ratatui::buffer::Cell;
@@ -57,29 +58,30 @@ fn a_monitor_plugged_in_while_idle_raises_the_remainder_by_its_watts_and_is_flag
     let meter = meter(&m);
     assert!(meter.has_wall_plug(), "{:?}", meter.statuses);
     let tariff = Tariff::preset("DE").expect("DE");
-    let ledger = llmtop::accounting::ledger_for(&meter, tariff);
+    let mut metering = Metering::for_meter(&meter, tariff);
     // Sampler time = machine time + offset.
     let offset = -m.t_of(meter.handle.start());
     let (sampler, mut samples) = meter.into_parts();
-    let mut rec = SessionRecorder::new(ledger, 0.0);
+    let mut rec = SessionRecorder::new(0.0);
     let until = monitor_at + 12.0;
     let deadline = Instant::now() + Duration::from_secs_f64(until + 20.0);
     let mut flagged_at = None;
     loop {
         while let Ok(s) = samples.try_recv() {
-            rec.push_sample(&s, None);
-            if flagged_at.is_none() && rec.remainder().is_some_and(|r| !r.shifts.is_empty()) {
-                flagged_at = rec.ledger().settled_until();
+            metering.fold(&s, &mut [&mut rec]);
+            let ledger = metering.ledger();
+            if flagged_at.is_none() && rec.remainder(ledger).is_some_and(|r| !r.shifts.is_empty()) {
+                flagged_at = ledger.settled_until();
             }
         }
-        if rec.ledger().settled_until().unwrap_or(f64::MIN) - offset >= until {
+        if metering.ledger().settled_until().unwrap_or(f64::MIN) - offset >= until {
             break;
         }
         assert!(Instant::now() < deadline, "the ledger never settled");
         std::thread::sleep(Duration::from_millis(5));
     }
     sampler.stop();
-    let ledger = rec.ledger();
+    let ledger = metering.ledger();
     // The remainder before and after, from the ledger: 30 W of rest, then 45 W.
     let before = ledger
         .wall_split(10.0 + offset, monitor_at - 1.0 + offset)
@@ -103,7 +105,7 @@ fn a_monitor_plugged_in_while_idle_raises_the_remainder_by_its_watts_and_is_flag
         "{before:?} {after:?}"
     );
     // Flagged once, at the monitor, within seconds of it.
-    let view = rec.remainder().expect("a remainder");
+    let view = rec.remainder(ledger).expect("a remainder");
     assert_eq!(view.shifts.len(), 1, "{:?}", view.shifts);
     let shift = view.shifts[0];
     assert!((shift.watts - 15.0).abs() <= 1.0, "{shift:?}");
@@ -128,10 +130,10 @@ fn a_monitor_plugged_in_while_idle_raises_the_remainder_by_its_watts_and_is_flag
     // F1 shows it, the shift in words.
     let mut app = support::new_app(120, 50);
     support::loaded(&mut app);
-    let (energy, cost) = rec.footer(None);
+    let (energy, cost) = rec.footer(ledger, None);
     app.update(Event::Footer { energy, cost });
     app.update(Event::Tick {
-        now: rec.ledger().settled_until().expect("settled"),
+        now: ledger.settled_until().expect("settled"),
     });
     app.show_help = true;
     let s = screen(&app);
@@ -153,7 +155,7 @@ fn a_monitor_plugged_in_while_idle_raises_the_remainder_by_its_watts_and_is_flag
     );
 
     // The run card carries it, on the series clock.
-    let card = llmtop::dashboard::card::session_metrics(&rec);
+    let card = llmtop::dashboard::card::session_metrics(&rec, ledger);
     let r = card.remainder.expect("card remainder");
     assert_eq!(r.shifts.len(), 1, "{r:?}");
     assert!((r.shifts[0].watts - shift.watts).abs() < 1e-9);

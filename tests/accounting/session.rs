@@ -3,15 +3,18 @@
 //! L(t) = 0.5 + 0.5 sin(2 pi t / 20), so the system total (no wall plug) is 32 + 190 L.
 use crate::support;
 
+use llmtop::accounting::energy::{EnergyReport, IdleBaseline, SeriesPoint};
 use llmtop::accounting::ledger::Ledger;
+use llmtop::accounting::lifetime::Settled;
 use llmtop::accounting::pricing::Tariff;
-use llmtop::accounting::session::SessionRecorder;
-use llmtop::accounting::tally::TallyDelta;
+use llmtop::accounting::session::{CostLine, ReplyFigures, SessionEnergy, SessionRecorder};
+use llmtop::accounting::tally::{Tally, TallyDelta};
 use llmtop::config::{PricingSection, SnapshotSection};
 use llmtop::dashboard::card::{self, CardContext};
 use llmtop::dashboard::event::Event;
 use llmtop::engine::scripted::ScriptedEngine;
 use llmtop::engine::{EngineEvent, Phase, StopReason};
+use llmtop::metering::Metering;
 use llmtop::report::runcard::RunCard;
 use llmtop::sensors::host::HostInfo;
 use llmtop::sensors::scripted::ScriptedSensor;
@@ -44,7 +47,63 @@ fn exact_j(a: f64, b: f64) -> f64 {
     127.0 * (b - a) + 95.0 * ((k * a).cos() - (k * b).cos()) / k
 }
 
-fn feed(rec: &mut SessionRecorder, from: f64, to: f64) -> TallyDelta {
+/// The session as the dashboard runs it: the metering runtime's fold into the recorder, and
+/// the lifetime tally's share of what the ledger settles.
+struct Rec {
+    m: Metering,
+    rec: SessionRecorder,
+    settled: Settled,
+}
+
+impl Rec {
+    fn new(idle_window_s: f64) -> Self {
+        Self {
+            m: Metering::new(ledger()),
+            rec: SessionRecorder::new(idle_window_s),
+            settled: Settled::default(),
+        }
+    }
+
+    fn push_sample(&mut self, s: &Sample, tok_s: Option<f64>) -> TallyDelta {
+        self.rec.set_rate(tok_s);
+        self.m.fold(s, &mut [&mut self.rec]);
+        self.settled.take(self.m.ledger())
+    }
+
+    fn observe(&mut self, event: &EngineEvent, now: f64) -> Option<TallyDelta> {
+        self.rec.observe(event, now)
+    }
+
+    fn energy_j(&self) -> f64 {
+        self.m.ledger().totals().energy_j
+    }
+
+    fn session_report(&self) -> Option<EnergyReport> {
+        self.rec.session_report(self.m.ledger())
+    }
+
+    fn last_reply_report(&self) -> Option<EnergyReport> {
+        self.rec.last_reply_report(self.m.ledger())
+    }
+
+    fn footer(&self, lifetime: Option<&Tally>) -> (SessionEnergy, CostLine) {
+        self.rec.footer(self.m.ledger(), lifetime)
+    }
+
+    fn idle_baseline(&self) -> Option<&IdleBaseline> {
+        self.rec.idle_baseline()
+    }
+
+    fn take_reply_figures(&mut self) -> Vec<ReplyFigures> {
+        self.rec.take_reply_figures()
+    }
+
+    fn series(&self) -> &[SeriesPoint] {
+        self.rec.series()
+    }
+}
+
+fn feed(rec: &mut Rec, from: f64, to: f64) -> TallyDelta {
     let mut sensor = ScriptedSensor::default();
     let mut sum = TallyDelta::default();
     let mut i = 0;
@@ -65,13 +124,13 @@ fn feed(rec: &mut SessionRecorder, from: f64, to: f64) -> TallyDelta {
     }
 }
 
-fn engine(rec: &mut SessionRecorder, event: EngineEvent, now: f64) -> Option<TallyDelta> {
+fn engine(rec: &mut Rec, event: EngineEvent, now: f64) -> Option<TallyDelta> {
     rec.observe(&event, now)
 }
 
 #[test]
 fn session_energy_cost_and_co2_add_up_per_sample() {
-    let mut rec = SessionRecorder::new(ledger(), 10.0);
+    let mut rec = Rec::new(10.0);
     let sum = feed(&mut rec, 0.0, 60.0);
     // Three whole periods: 127 W x 60 s = 7620 J (trapezoid is exact for a sampled sine
     // over whole periods).
@@ -100,7 +159,7 @@ fn session_energy_cost_and_co2_add_up_per_sample() {
 
 #[test]
 fn idle_baseline_is_the_mean_power_after_load_and_feeds_net_energy() {
-    let mut rec = SessionRecorder::new(ledger(), 10.0);
+    let mut rec = Rec::new(10.0);
     feed(&mut rec, 0.0, 1.75);
     engine(
         &mut rec,
@@ -146,7 +205,7 @@ fn idle_baseline_is_the_mean_power_after_load_and_feeds_net_energy() {
 
 #[test]
 fn generating_before_the_idle_window_ends_skips_the_baseline() {
-    let mut rec = SessionRecorder::new(ledger(), 10.0);
+    let mut rec = Rec::new(10.0);
     engine(
         &mut rec,
         EngineEvent::Loaded(ScriptedEngine::model_info()),
@@ -162,7 +221,7 @@ fn generating_before_the_idle_window_ends_skips_the_baseline() {
 #[test]
 fn session_card_has_cold_and_warm_ttft_sums_energy_and_transcript() {
     let mut app = support::new_app(80, 24);
-    let mut rec = SessionRecorder::new(ledger(), 0.0);
+    let mut rec = Rec::new(0.0);
     support::loaded(&mut app);
     engine(
         &mut rec,
@@ -186,7 +245,7 @@ fn session_card_has_cold_and_warm_ttft_sums_energy_and_transcript() {
         engine(&mut rec, ev.clone(), now);
         app.update(Event::Engine { event: ev, now });
     }
-    let m = card::session_metrics(&rec);
+    let m = card::session_metrics(&rec.rec, rec.m.ledger());
     assert_eq!(m.replies, 4);
     assert_eq!(m.ttft_cold_ms, Some(900.0));
     assert_eq!(m.ttft_warm_ms, Some(100.0)); // median of 80, 120, 100
@@ -202,7 +261,8 @@ fn session_card_has_cold_and_warm_ttft_sums_energy_and_transcript() {
     let make = |section: &SnapshotSection| {
         card::card(
             &app,
-            &rec,
+            &rec.rec,
+            rec.m.ledger(),
             CardContext {
                 host: host.clone(),
                 tariff: &tariff(),
@@ -251,10 +311,11 @@ fn session_card_has_cold_and_warm_ttft_sums_energy_and_transcript() {
 #[test]
 fn no_card_before_the_model_loaded() {
     let app = support::new_app(80, 24);
-    let rec = SessionRecorder::new(ledger(), 0.0);
+    let rec = Rec::new(0.0);
     let err = card::card(
         &app,
-        &rec,
+        &rec.rec,
+        rec.m.ledger(),
         CardContext {
             host: HostInfo::detect(Vec::new()),
             tariff: &tariff(),
@@ -269,7 +330,7 @@ fn no_card_before_the_model_loaded() {
 
 #[test]
 fn a_two_hour_session_is_thinned_but_its_energy_stays_right() {
-    let mut rec = SessionRecorder::new(ledger(), 0.0);
+    let mut rec = Rec::new(0.0);
     let sum = feed(&mut rec, 0.0, 7_200.0);
     // Per-sample accounting is untouched by thinning: within the trapezoid's error of the
     // exact integral of the scripted curve (0.25 s steps on a 20 s period).
@@ -293,7 +354,7 @@ fn a_two_hour_session_is_thinned_but_its_energy_stays_right() {
 
 #[test]
 fn each_reply_gets_its_own_figures_once_the_ledger_has_settled_past_its_end() {
-    let mut rec = SessionRecorder::new(ledger(), 10.0);
+    let mut rec = Rec::new(10.0);
     engine(
         &mut rec,
         EngineEvent::Loaded(ScriptedEngine::model_info()),
@@ -359,7 +420,7 @@ fn each_reply_gets_its_own_figures_once_the_ledger_has_settled_past_its_end() {
 
 #[test]
 fn estimated_energy_marks_the_reply_figures() {
-    let mut rec = SessionRecorder::new(ledger(), 0.0);
+    let mut rec = Rec::new(0.0);
     let mut sensor = ScriptedSensor {
         with_wall: false,
         cpu_estimated: true,
@@ -390,7 +451,7 @@ fn estimated_energy_marks_the_reply_figures() {
 
 #[test]
 fn the_footer_projects_the_sessions_pace_over_a_month_and_a_year() {
-    let mut rec = SessionRecorder::new(ledger(), 0.0);
+    let mut rec = Rec::new(0.0);
     feed(&mut rec, 0.0, 40.0);
     assert_eq!(
         rec.footer(None).1.per_month,
@@ -421,7 +482,7 @@ fn the_footer_projects_the_sessions_pace_over_a_month_and_a_year() {
 }
 
 /// A wall plug reading `watts(t)` at 4 Hz from `from` to `to`.
-fn feed_wall(rec: &mut SessionRecorder, from: f64, to: f64, watts: impl Fn(f64) -> f64) {
+fn feed_wall(rec: &mut Rec, from: f64, to: f64, watts: impl Fn(f64) -> f64) {
     let mut i = 0;
     loop {
         let t = from + 0.25 * f64::from(i);
@@ -439,6 +500,7 @@ fn feed_wall(rec: &mut SessionRecorder, from: f64, to: f64, watts: impl Fn(f64) 
             covers: llmtop::sensors::Covers::Wall,
             method: llmtop::sensors::Method::Measured,
             rejected: None,
+            via: None,
         }];
         rec.push_sample(&Sample { t, readings: r }, None);
         i += 1;
@@ -454,7 +516,7 @@ fn a_server_that_unloads_the_model_shows_what_unloading_saves() {
     use llmtop::accounting::pricing::HOURS_PER_MONTH;
     use llmtop::engine::{BackendStatus, LoadedModel};
     let wall: jiff::Timestamp = "2025-06-01T12:00:00Z".parse().expect("time");
-    let mut rec = SessionRecorder::new(ledger(), 0.0);
+    let mut rec = Rec::new(0.0);
     engine(
         &mut rec,
         EngineEvent::Loaded(ScriptedEngine::model_info()),
@@ -482,11 +544,11 @@ fn a_server_that_unloads_the_model_shows_what_unloading_saves() {
     };
     engine(&mut rec, EngineEvent::Backend(Box::new(status)), 15.0);
     feed_wall(&mut rec, 15.25, 25.0, watts);
-    let a = rec.at_rest().expect("at rest");
+    let a = rec.rec.at_rest(rec.m.ledger()).expect("at rest");
     assert_eq!(a.unloads_at, Some(30.0));
     assert!(a.unloaded.is_none());
     feed_wall(&mut rec, 25.25, 60.0, watts);
-    let a = rec.at_rest().expect("at rest");
+    let a = rec.rec.at_rest(rec.m.ledger()).expect("at rest");
     assert_eq!(a.unloads_at, None, "past its expiry");
     assert!((a.waiting.seconds - 25.0).abs() < 1e-9, "{a:?}");
     // The plug's step at 30 s falls between two readings: a quarter second of ramp.
@@ -522,7 +584,7 @@ fn a_server_that_unloads_the_model_shows_what_unloading_saves() {
         64.0,
         |t| if t <= 62.0 { 80.0 } else { 100.0 },
     );
-    let a = rec.at_rest().expect("at rest");
+    let a = rec.rec.at_rest(rec.m.ledger()).expect("at rest");
     assert!(
         (a.unloaded.expect("unloaded").seconds - 32.0).abs() < 1e-9,
         "{a:?}"

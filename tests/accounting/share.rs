@@ -31,6 +31,7 @@ fn reading(id: &str, source: Source, covers: Covers, q: Quantity, m: Method, v: 
         covers,
         method: m,
         rejected: None,
+        via: None,
     }
 }
 

@@ -267,8 +267,9 @@ fn page_keys_scroll_within_the_conversation_and_resize_clamps() {
     );
     let (_, h) = llmtop::dashboard::ui::messages_size(&app);
     let total = llmtop::dashboard::ui::chat::rows(&app, 46).len();
-    // You + q + blank + Model + 60 lines + stats line.
-    assert_eq!(total, 65);
+    // You + q + blank + Model + 60 lines + the stats line, its memory figure on a second
+    // line at this width.
+    assert_eq!(total, 66);
     key(&mut app, KeyCode::PageUp, NONE);
     assert_eq!(app.scroll, usize::from(h) - 1);
     for _ in 0..10 {
@@ -426,6 +427,7 @@ mod gauge_totals {
             covers,
             method,
             rejected: None,
+            via: None,
         }
     }
 
@@ -633,6 +635,8 @@ fn figures(seq: usize, energy_j: f64) -> llmtop::accounting::session::ReplyFigur
         net_cost: None,
         currency: Some(llmtop::accounting::pricing::Currency::new("USD").expect("USD")),
         estimated: false,
+        apportioned: false,
+        boards: Vec::new(),
     }
 }
 
@@ -686,9 +690,11 @@ fn each_reply_keeps_the_figures_settled_for_it() {
     assert_eq!(
         reply_rows(&app),
         [
-            "10 tok · 52.5 tok/s · TTFT 84 ms",
+            // 10 tokens from a context of 12: the scripted model's 90 MB + 17 x 23 040 bytes a
+            // token at 52.5 tok/s.
+            "10 tok · 52.5 tok/s · TTFT 84 ms · 4.75 GB/s memory",
             "41 J · 4.10 J/tok · 0.00020 ¢ · $0.20 / 1M tok",
-            "10 tok · 52.5 tok/s · TTFT 84 ms",
+            "10 tok · 52.5 tok/s · TTFT 84 ms · 4.75 GB/s memory",
             "200 J · 20.0 J/tok · 0.00097 ¢ · $0.97 / 1M tok",
         ]
     );

@@ -6,20 +6,24 @@ use crate::support;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use llmtop::accounting::ledger::Ledger;
+use llmtop::accounting::lifetime::LifetimeTally;
 use llmtop::accounting::pricing::Tariff;
 use llmtop::accounting::session::SessionRecorder;
 use llmtop::accounting::tally::{Tally, TallyStore};
 use llmtop::config::RawConfig;
-use llmtop::dashboard::event::{Event, Events, Wake};
-use llmtop::dashboard::pace::{MIN_FRAME, Pace};
+use llmtop::dashboard::event::Event;
+use llmtop::dashboard::pace::Pace;
 use llmtop::dashboard::shell::{Shell, event_loop};
 use llmtop::dashboard::state::App;
 use llmtop::dashboard::theme::Theme;
-use llmtop::dashboard::tui::FrameBackend;
 use llmtop::engine::scripted::ScriptedEngine;
 use llmtop::engine::{Command, Engine, EngineEvent, Phase, StopReason};
+use llmtop::metering::Metering;
 use llmtop::sensors::scripted::ScriptedSensor;
 use llmtop::sensors::{Sample, Sensor};
+use llmtop::term::event::{Events, Wake};
+use llmtop::term::guard::FrameBackend;
+use llmtop::term::screen::MIN_FRAME;
 use ratatui::Terminal;
 use ratatui::backend::{Backend, ClearType, TestBackend, WindowSize};
 use ratatui::buffer::Cell;
@@ -121,13 +125,15 @@ fn wakes_a_held_loop(ev: &Event) -> bool {
 }
 
 impl Events for Script {
-    async fn next(&mut self, frame_at: Option<Instant>) -> Wake {
+    type Event = Event;
+
+    async fn next(&mut self, frame_at: Option<Instant>) -> Wake<Event> {
         let wake = self.next_inner(frame_at).await;
         self.wakes.push(self.start.elapsed());
         wake
     }
 
-    async fn hold_until(&mut self, until: Instant) -> Wake {
+    async fn hold_until(&mut self, until: Instant) -> Wake<Event> {
         let user = self
             .items
             .iter()
@@ -163,7 +169,7 @@ impl Events for Script {
 }
 
 impl Script {
-    async fn next_inner(&mut self, frame_at: Option<Instant>) -> Wake {
+    async fn next_inner(&mut self, frame_at: Option<Instant>) -> Wake<Event> {
         let due = self.items.front().map(|(at, _)| self.start + *at);
         match (due, frame_at) {
             (Some(at), Some(frame)) if frame < at => {
@@ -299,8 +305,9 @@ async fn drive_paced(
     let wall: jiff::Timestamp = "2025-06-01T12:00:00Z".parse().expect("time");
     let mut shell = Shell {
         handle,
-        session: SessionRecorder::new(Ledger::new().priced(tariff.clone(), wall), 0.0),
-        tally,
+        metering: Metering::new(Ledger::new().priced(tariff.clone(), wall)),
+        session: SessionRecorder::new(0.0),
+        tally: tally.map(LifetimeTally::new),
         metrics: None,
         cfg,
         tariff: &tariff,
@@ -317,7 +324,7 @@ async fn drive_paced(
     .await;
     let ended_at = start.elapsed();
     let result = ran.expect("the loop did not end");
-    let session_energy_j = shell.session.energy_j();
+    let session_energy_j = shell.metering.ledger().totals().energy_j;
     // Dropping the shell stops the engine and waits for its thread: every command is in `rx`.
     drop(shell);
     Outcome {
@@ -577,7 +584,8 @@ async fn sigterm_ends_the_loop_with_the_tally_written() {
             script.push(engine(EngineEvent::Phase(Phase::Idle), secs(t)));
         }
     }
-    // No ticks in the script, so the tally is only written when the loop ends.
+    // The tally is written every 5 s of samples; what came after the last write, only when
+    // the loop ends.
     script.push((secs(10.1), Event::Terminate("SIGTERM")));
     script.push(sample(&mut sensor, 10.25));
     let mut app = support::new_app(80, 24);
@@ -640,7 +648,8 @@ async fn a_finished_reply_gets_its_energy_and_money_from_the_session() {
     // The same samples and reply through a recorder of our own: what the shell must hand on.
     let tariff = Tariff::preset("US").expect("US preset");
     let wall: jiff::Timestamp = "2025-06-01T12:00:00Z".parse().expect("time");
-    let mut own = SessionRecorder::new(Ledger::new().priced(tariff, wall), 0.0);
+    let mut metering = Metering::new(Ledger::new().priced(tariff, wall));
+    let mut own = SessionRecorder::new(0.0);
     let mut sensor = ScriptedSensor::default();
     let mut want = Vec::new();
     for i in 0..=20 {
@@ -652,7 +661,7 @@ async fn a_finished_reply_gets_its_energy_and_money_from_the_session() {
         if i == 12 {
             own.observe(&EngineEvent::ReplyDone(stats.clone()), 3.0);
         }
-        own.push_sample(&s, None);
+        metering.fold(&s, &mut [&mut own]);
         want.extend(own.take_reply_figures());
         script.push((secs(t), Event::Sample(s)));
     }

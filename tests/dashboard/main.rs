@@ -13,6 +13,7 @@ mod live;
 
 mod app_update;
 mod dashboard_loop;
-mod remote_view;
+mod fleet_view;
+mod roofline;
 mod throttle_live;
 mod ui_snapshots;

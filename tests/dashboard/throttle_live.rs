@@ -13,14 +13,16 @@ use llmtop::accounting::session::SessionRecorder;
 use llmtop::accounting::throttle::Signal;
 use llmtop::config::{RawConfig, SensorsSection};
 use llmtop::dashboard::card::{self, CardContext};
-use llmtop::dashboard::event::{Event, Events, Wake};
+use llmtop::dashboard::event::Event;
 use llmtop::dashboard::shell::{Shell, event_loop};
 use llmtop::dashboard::theme::Theme;
 use llmtop::engine::scripted::ScriptedEngine;
 use llmtop::engine::{Command, Engine, EngineEvent, StopReason};
+use llmtop::metering::Metering;
 use llmtop::sensors::host::HostInfo;
 use llmtop::sensors::sysfs::Sysfs;
 use llmtop::sensors::{DiscoverOptions, Sample, Sampler, discover_with};
+use llmtop::term::event::{Events, Wake};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use std::collections::VecDeque;
@@ -73,7 +75,9 @@ impl LiveEvents {
 }
 
 impl Events for LiveEvents {
-    async fn next(&mut self, frame_at: Option<tokio::time::Instant>) -> Wake {
+    type Event = Event;
+
+    async fn next(&mut self, frame_at: Option<tokio::time::Instant>) -> Wake<Event> {
         if let Some(e) = self.startup.pop_front() {
             return Wake::Event(e);
         }
@@ -226,7 +230,8 @@ async fn the_mark_appears_when_clocks_fall_with_the_rate_and_not_before() {
     let cfg = RawConfig::default();
     let mut shell = Shell {
         handle: llmtop::engine::spawn(Box::new(Silent)).expect("engine thread"),
-        session: SessionRecorder::new(Ledger::new().priced(tariff.clone(), wall), 0.0),
+        metering: Metering::new(Ledger::new().priced(tariff.clone(), wall)),
+        session: SessionRecorder::new(0.0),
         tally: None,
         metrics: None,
         cfg: &cfg,
@@ -317,7 +322,7 @@ async fn the_mark_appears_when_clocks_fall_with_the_rate_and_not_before() {
         snapshot: &cfg.snapshot,
         now: wall,
     };
-    let card = card::card(&app, &shell.session, ctx).expect("card");
+    let card = card::card(&app, &shell.session, shell.metering.ledger(), ctx).expect("card");
     let t = card.session.throttle.first().expect("card throttle");
     assert_eq!(t.evidence[0].signal, "clock_below_max");
     assert!(

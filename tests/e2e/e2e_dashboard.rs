@@ -231,7 +231,9 @@ fn dashboard_reads_the_wall_plug_on_every_surface() {
     // one step, whose shape the ledger takes from the component counters: off by 2 % in CI).
     tmux.type_text("Write a long story about a lighthouse keeper.");
     tmux.keys(&["Enter"]);
-    tmux.wait_for("the reply", Duration::from_secs(60), |s| {
+    // The wait is a guard against a hang, not a speed test: other tests of this binary run
+    // models beside this one, and a busy 2-CPU machine gives 1-2 tok/s (300 tokens: minutes).
+    tmux.wait_for("the reply", Duration::from_secs(300), |s| {
         s.contains("tok/s · TTFT")
     });
     // Its energy and money once the ledger has the plug's reading past its end.

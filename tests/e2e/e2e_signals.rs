@@ -1,6 +1,7 @@
 //! End to end in tmux with `--demo` (scripted model and sensors): SIGTERM and SIGHUP flush the
-//! lifetime tally and leave a restored terminal; `--metrics-addr` serves Prometheus metrics
-//! while the dashboard runs.
+//! lifetime tally and leave a restored terminal; so do they for the other terminal modes
+//! (`--remote`, `--proxy`, `sensors --watch`), which run on the same loop; `--metrics-addr`
+//! serves Prometheus metrics while the dashboard runs.
 use crate::tmux;
 
 use std::io::{Read, Write};
@@ -74,6 +75,79 @@ fn sigterm_flushes_the_tally_and_restores_the_terminal() {
 #[test]
 fn sighup_flushes_the_tally_and_restores_the_terminal() {
     signal_flushes_and_restores("HUP");
+}
+
+/// Every other terminal mode, ended by `signal` while its terminal lives: exit status 0 and
+/// the terminal put back (main screen, cursor shown).
+fn other_modes_restore_the_terminal(signal: &str) {
+    let serve = crate::lifecycle::Serve::start();
+    let fixture = crate::lifecycle::fixture();
+    let modes = [
+        (
+            "remote",
+            format!("--remote http://{}", serve.1),
+            "1 of 1 hosts up",
+        ),
+        (
+            "proxy",
+            format!(
+                "--proxy --listen 127.0.0.1:0 --upstream http://127.0.0.1:9 --sysfs-root '{fixture}'"
+            ),
+            "Requests",
+        ),
+        (
+            "sensors",
+            format!("sensors --watch --sysfs-root '{fixture}'"),
+            "llmtop sensors (sysfs root",
+        ),
+    ];
+    for (name, args, ready) in modes {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = format!(
+            "cd '{d}' && sh -c \"echo \\$\\$ > pid; LLMTOP_DATA_DIR='{d}/data' XDG_CONFIG_HOME='{d}/config' exec '{bin}' {args}\"; echo LLMTOP-EXIT:$?; sleep 60",
+            d = dir.path().display(),
+            bin = env!("CARGO_BIN_EXE_llmtop"),
+        );
+        let tmux = Tmux::start(
+            &format!("{name}-{}", signal.to_lowercase()),
+            100,
+            30,
+            &script,
+        );
+        tmux.wait_for(ready, Duration::from_secs(30), |s| s.contains(ready));
+        assert!(
+            tmux.terminal_flags().starts_with("1 "),
+            "{name}: the TUI is on the alternate screen"
+        );
+        let pid = std::fs::read_to_string(dir.path().join("pid")).expect("pid file");
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), pid.trim()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let screen = tmux.wait_for("llmtop to exit", Duration::from_secs(5), |s| {
+            s.contains("LLMTOP-EXIT:")
+        });
+        assert!(
+            screen.contains("LLMTOP-EXIT:0"),
+            "{name}: clean exit on {signal}: {screen}"
+        );
+        assert_eq!(
+            tmux.terminal_flags(),
+            "0 1",
+            "{name}: terminal restored on {signal}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_ends_every_other_terminal_mode_with_the_terminal_restored() {
+    other_modes_restore_the_terminal("TERM");
+}
+
+#[test]
+fn sighup_ends_every_other_terminal_mode_with_the_terminal_restored() {
+    other_modes_restore_the_terminal("HUP");
 }
 
 /// `GET /metrics` over loopback: the body.

@@ -7,6 +7,8 @@
 mod common;
 #[path = "../live/mod.rs"]
 mod live;
+#[path = "../nvml/mod.rs"]
+mod nvml_standin;
 #[path = "../servers/mod.rs"]
 mod servers;
 #[path = "../common/skip.rs"]
@@ -20,8 +22,12 @@ mod config_files;
 mod doctor_cli;
 mod e2e_attach;
 mod e2e_dashboard;
+mod e2e_nvml;
 mod e2e_signals;
 mod fleet;
 mod gpu_build;
+mod gpu_cuda_env;
+mod gpu_proof;
+mod lifecycle;
 mod share_cli;
 mod watch_server;

@@ -280,14 +280,15 @@ fn a_server_without_metrics_down_or_not_llama_server_is_one_clear_line() {
     let url = format!("http://127.0.0.1:{port}");
     let e = one_line_error(&["watch", "--server", &url], dir.path());
     assert!(
-        e.contains(&format!("{url}/metrics: llama-server has no /metrics: it was started without --metrics; restart it with --metrics")),
+        e.contains(&format!("{url}/metrics: HTTP 501"))
+            && e.contains("; llama-server has no /metrics: it was started without --metrics; restart it with --metrics"),
         "{e}"
     );
     drop(plain);
     // Nothing listening there now.
     let e = one_line_error(&["watch", "--server", &url], dir.path());
     assert!(
-        e.contains("no answer") && e.contains("is llama-server running there?"),
+        e.contains("nothing answers (") && e.contains("; is llama-server running there?"),
         "{e}"
     );
     // Another kind of server: a 404, or Prometheus text without llama-server's counters.
@@ -297,7 +298,7 @@ fn a_server_without_metrics_down_or_not_llama_server_is_one_clear_line() {
         dir.path(),
     );
     assert!(
-        e.contains("not llama-server: /metrics answered HTTP 404"),
+        e.contains("/metrics: HTTP 404") && e.contains("; watch reads llama-server's /metrics"),
         "{e}"
     );
     let vllm = Canned::start(
@@ -322,7 +323,10 @@ fn a_server_without_metrics_down_or_not_llama_server_is_one_clear_line() {
         ],
         dir.path(),
     );
-    assert!(e.contains("no answer (nothing within 2000 ms)"), "{e}");
+    assert!(
+        e.contains("/metrics: no answer within 2000 ms; is llama-server running there?"),
+        "{e}"
+    );
     let huge: &'static str = Box::leak("# padding\n".repeat(200_000).into_boxed_str());
     let big = Canned::start("200 OK", huge);
     let e = one_line_error(
@@ -330,12 +334,12 @@ fn a_server_without_metrics_down_or_not_llama_server_is_one_clear_line() {
         dir.path(),
     );
     assert!(
-        e.contains("not llama-server: /metrics is over 1 MiB"),
+        e.contains("/metrics: answer over 1 MiB, refused; watch reads llama-server's /metrics"),
         "{e}"
     );
     let e = one_line_error(&["watch", "--server", "ftp://x"], dir.path());
     assert_eq!(
         e.trim_end(),
-        "llmtop: ftp://x: bad URL: the scheme must be http:// or https://; use http://HOST[:PORT] or https://HOST[:PORT]"
+        "llmtop: ftp://x: bad URL: the scheme must be http:// or https://; give llama-server's address, e.g. http://127.0.0.1:8080"
     );
 }

@@ -19,6 +19,8 @@ fn bench_json_round_trips_through_its_schema() {
         .arg(&cfg)
         .args([
             "bench",
+            // Other tests of this binary run llama.cpp beside it: contention is real here.
+            "--allow-contention",
             "--reps",
             "2",
             "--no-warmup",
@@ -147,6 +149,48 @@ fn bench_json_round_trips_through_its_schema() {
     assert_eq!(card_j, run_j);
     let regions: Vec<_> = card.cost.iter().map(|c| c.region.as_str()).collect();
     assert_eq!(regions, ["US", "DE", "DK"]);
+
+    // The decode roofline on the real model. SmolLM2-135M Q4_1 has no output.weight (its
+    // output matrix is the token embedding), so a token reads every tensor whole: 96 576 768
+    // bytes (BENCHMARKS.md works it out from the tensor table), plus 30 layers x 3 KV heads x
+    // (64 + 64) dims x 2 bytes = 23 040 bytes of F16 KV cache per token of context.
+    let t = r.model.traffic.as_ref().expect("traffic from the GGUF");
+    assert!(t.tied_output);
+    assert_eq!(t.weight_bytes, 96_576_768);
+    assert_eq!(t.weight_bytes, t.file_tensor_bytes);
+    assert_eq!(t.kv_bytes_per_position, 23_040);
+    let ceiling = r.ceiling.as_ref().expect("RAM measured by the probe");
+    assert_eq!(
+        Some(ceiling.gb_s),
+        r.memory
+            .as_ref()
+            .and_then(|m| m.cpu.as_ref())
+            .map(|b| b.read_gb_s)
+    );
+    for run in &r.runs {
+        let roof = run.roofline.as_ref().expect("roofline for each run");
+        let depth = f64::from(run.stats.conversation_tokens) + 48.0 / 2.0;
+        assert_eq!(roof.depth, depth);
+        assert_eq!(roof.bytes_per_token, 96_576_768.0 + 23_040.0 * depth);
+        assert_eq!(roof.tok_s, run.stats.gen_tok_s);
+        assert!((roof.gb_s - roof.bytes_per_token * roof.tok_s / 1e9).abs() < 1e-12);
+        assert!((roof.share.expect("share") - roof.gb_s / ceiling.gb_s).abs() < 1e-12);
+    }
+    // The card carries the last run's very figure, and the table its median.
+    assert_eq!(last.roofline, last_run.roofline);
+    let gb: Vec<f64> = r
+        .runs
+        .iter()
+        .filter_map(|x| x.roofline.as_ref())
+        .map(|x| x.gb_s)
+        .collect();
+    let median = r.summary.memory_gb_s.expect("median GB/s").median;
+    assert_eq!(median, (gb[0] + gb[1]) / 2.0);
+    assert!(stdout.contains("memory read (GB/s)"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{median:.2}")),
+        "the table shows the median {median:.2}: {stdout}"
+    );
     let us = &card.cost[0];
     assert!((us.last_reply.expect("cost") - card_j / 3.6e6 * 0.175).abs() < 1e-12);
     let cmp = Command::new(env!("CARGO_BIN_EXE_llmtop"))
@@ -180,6 +224,8 @@ fn bench_on_a_live_machine_with_a_wall_plug_matches_the_true_joules() {
         .arg(&cfg)
         .args([
             "bench",
+            // Other tests of this binary run llama.cpp beside it: contention is real here.
+            "--allow-contention",
             "--reps",
             "3",
             "--no-warmup",
@@ -264,6 +310,8 @@ fn bench_sweep_over_threads_on_the_real_model() {
         .arg(&cfg)
         .args([
             "bench",
+            // Other tests of this binary run llama.cpp beside it: contention is real here.
+            "--allow-contention",
             "--sweep",
             "threads=1,2",
             "--reps",

@@ -323,6 +323,7 @@ fn bench_with_a_tiny_context_answers_or_refuses_in_one_line() {
             dir.path(),
             &[
                 "bench",
+                "--allow-contention",
                 "--model",
                 &model_arg(),
                 "--n-ctx",

@@ -439,6 +439,7 @@ impl Sensor for Liar {
             covers,
             method: Method::Measured,
             rejected: None,
+            via: None,
         };
         vec![
             row(
@@ -541,6 +542,8 @@ fn bench_and_models_print_a_hostile_gguf_name_safely() {
         dir.path(),
         &[
             "bench",
+            // Other tests of this binary run beside it: contention is real here.
+            "--allow-contention",
             "--reps",
             "1",
             "--no-warmup",

@@ -7,6 +7,8 @@
 //! clocks drop to half and the counters advance, as a CPU at its thermal limit does.
 #![allow(dead_code)]
 
+pub mod gpus;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

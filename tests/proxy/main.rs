@@ -16,12 +16,15 @@ mod tmux;
 mod proxy_cli;
 mod proxy_dashboard;
 mod proxy_hostile;
+mod proxy_limits;
 mod proxy_llama;
 mod proxy_records;
+mod proxy_signals;
 
 use llmtop::accounting::ledger::Ledger;
+use llmtop::net::server::Limits;
 use llmtop::proxy::books::ProxyBooks;
-use llmtop::proxy::forward::{ProxyServer, Upstream};
+use llmtop::proxy::forward::{ProxyServer, Upstream, parse_listen};
 use llmtop::proxy::record::RequestRecord;
 use llmtop::proxy::tap::{Exchange, ProxyEvent};
 use llmtop::sensors::Meter;
@@ -41,9 +44,16 @@ pub struct RawProxy {
 
 impl RawProxy {
     pub fn start(upstream: &str) -> Self {
+        Self::start_with(upstream, Limits::STREAMING)
+    }
+
+    /// With the server's `limits` (short ones, to see them act).
+    pub fn start_with(upstream: &str, limits: Limits) -> Self {
         let (tx, events) = unbounded_channel();
         let up = Upstream::parse(upstream).expect("upstream");
-        let proxy = ProxyServer::start("127.0.0.1:0", up, Instant::now(), tx).expect("proxy");
+        let listen = parse_listen("127.0.0.1:0").expect("listen");
+        let proxy =
+            ProxyServer::start_with(&listen, limits, up, Instant::now(), tx).expect("proxy");
         Self { proxy, events }
     }
 
@@ -53,16 +63,21 @@ impl RawProxy {
 
     /// The next finished exchange (skipping starts), within `limit`.
     pub fn finished(&mut self, limit: Duration) -> Exchange {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            match self.events.try_recv() {
-                Ok(ProxyEvent::Finished(ex)) => return *ex,
-                Ok(_) => continue,
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-        panic!("no exchange finished within {limit:?}")
+        finished(&mut self.events, limit)
     }
+}
+
+/// The next finished exchange on `events` (skipping starts), within `limit`.
+pub fn finished(events: &mut UnboundedReceiver<ProxyEvent>, limit: Duration) -> Exchange {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        match events.try_recv() {
+            Ok(ProxyEvent::Finished(ex)) => return *ex,
+            Ok(_) => continue,
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    panic!("no exchange finished within {limit:?}")
 }
 
 /// A proxy with the books running on a live meter, as `llmtop proxy` runs them.

@@ -57,8 +57,65 @@ fn bad_addresses_are_one_line_each() {
             "--sysfs-root",
             "tests/fixtures/sysfs/laptop",
         ],
-        &["cannot listen on", "--listen"],
+        &["cannot serve the proxy on", "--listen"],
     );
+    // The metrics address: one flag name on every command, the old one still understood, and
+    // the error names the flag that was used.
+    for flag in ["--metrics-addr", "--metrics"] {
+        one_line(
+            &[
+                "proxy",
+                "--listen",
+                "127.0.0.1:0",
+                flag,
+                &addr,
+                "--sysfs-root",
+                "tests/fixtures/sysfs/laptop",
+            ],
+            &[
+                &format!("cannot serve metrics on {addr}"),
+                &format!("pick a free address with {flag},"),
+            ],
+        );
+        one_line(
+            &["proxy", flag, "nowhere"],
+            &[&format!("{flag} nowhere: no port"), "HOST:PORT"],
+        );
+    }
+}
+
+#[test]
+fn the_listen_address_may_be_a_host_name() {
+    // `localhost` as the exporter takes it: the proxy answers there.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child = llmtop(
+        &[
+            "proxy",
+            "--listen",
+            "localhost:0",
+            "--upstream",
+            "http://127.0.0.1:9",
+            "--sysfs-root",
+            "tests/fixtures/sysfs/laptop",
+        ],
+        dir.path(),
+    )
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn");
+    let mut child = Kill(child);
+    let mut err = BufReader::new(child.0.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    err.read_line(&mut line).expect("first line");
+    let addr: std::net::SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("listen address in {line:?}"));
+    assert!(addr.ip().is_loopback(), "{addr}");
+    let got = super::post(addr, "/api/chat", "{}");
+    assert_eq!(got.status, 502, "the dead upstream, said by the proxy");
 }
 
 struct Kill(Child);

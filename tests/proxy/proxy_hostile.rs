@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-type Handler = Arc<dyn Fn(&str, &mut TcpStream) + Send + Sync>;
+pub type Handler = Arc<dyn Fn(&str, &mut TcpStream) + Send + Sync>;
 
 /// A fake upstream: each connection's request head (and body) is read, then `handler`
 /// writes whatever it likes.
-fn fake(handler: Handler) -> SocketAddr {
+pub fn fake(handler: Handler) -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind fake");
     let addr = l.local_addr().expect("addr");
     std::thread::spawn(move || {
@@ -55,17 +55,17 @@ fn fake(handler: Handler) -> SocketAddr {
     addr
 }
 
-fn chunk(s: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {
+pub fn chunk(s: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {
     write!(s, "{:x}\r\n", data.len())?;
     s.write_all(data)?;
     s.write_all(b"\r\n")?;
     s.flush()
 }
 
-const SSE_HEAD: &str =
+pub const SSE_HEAD: &str =
     "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
 
-fn sse_line(content: &str) -> String {
+pub fn sse_line(content: &str) -> String {
     format!(
         "data: {}\n\n",
         serde_json::json!({"choices":[{"index":0,"delta":{"content":content}}],"model":"fake"})
@@ -217,13 +217,15 @@ fn an_upstream_down_at_start_is_a_502_with_one_line_and_the_proxy_stays_up() {
         assert_eq!(got.status, 502);
         let text = got.text();
         assert_eq!(text.lines().count(), 1, "{text}");
+        // The network's one vocabulary: the URL asked, the cause, the fix.
         assert!(
             text.starts_with(&format!(
-                "llmtop proxy: upstream http://{dead} did not answer"
+                "llmtop proxy: http://{dead}/api/chat: nothing answers ("
             )),
             "{text}"
         );
         assert!(text.to_lowercase().contains("refused"), "{text}");
+        assert!(text.contains("is the server running?"), "{text}");
         let ex = p.finished(Duration::from_secs(10));
         assert!(matches!(ex.outcome, Outcome::Unreachable(_)));
         assert_eq!(ex.status, 502);

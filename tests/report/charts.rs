@@ -190,9 +190,10 @@ fn compare_svg_has_one_group_per_machine_with_its_figures() {
     );
     // 2400 J per story: Wh 0.667.
     assert!((value(&bar(&machines[0], "wh_per_story", None)) - 2400.0 / 3600.0).abs() < 1e-12);
-    // Every bar lies in a machine's group: 7 figures (power twice) + 3 regions x (story, 2 TCO).
+    // Every bar lies in a machine's group: 7 figures (power twice), the memory roofline twice
+    // (n/a on these cards, written before it) + 3 regions x (story, 2 TCO).
     let all = groups(&doc, "bar");
-    assert_eq!(all.len(), 3 * (8 + 3 * 3), "{text}");
+    assert_eq!(all.len(), 3 * (10 + 3 * 3), "{text}");
     assert!(all.iter().all(|b| {
         b.ancestors()
             .any(|a| a.has_tag_name("g") && has_class(&a, "machine"))
@@ -292,6 +293,7 @@ fn bench(gen_tok_s: f64, j_per_token: Option<f64>, threads: u32) -> BenchResult 
         load_ms: 100.0,
         in_effect: Box::default(),
         backend: None,
+        traffic: None,
     };
     let one = |v: f64| Spread {
         median: v,
@@ -321,6 +323,9 @@ fn bench(gen_tok_s: f64, j_per_token: Option<f64>, threads: u32) -> BenchResult 
         warmup: false,
         sensors: vec![],
         idle: None,
+        memory: None,
+        ceiling: None,
+        contended: false,
         runs: vec![],
         summary: Summary {
             load_ms: 100.0,
@@ -334,6 +339,8 @@ fn bench(gen_tok_s: f64, j_per_token: Option<f64>, threads: u32) -> BenchResult 
             peak_w: None,
             j_per_token: j_per_token.map(one),
             net_j_per_token: None,
+            memory_gb_s: None,
+            roofline_share: None,
         },
     }
 }

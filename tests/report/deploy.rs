@@ -114,6 +114,7 @@ fn reading(id: &str, quantity: Quantity, value: f64, source: Source, covers: Cov
             Method::Measured
         },
         rejected: None,
+        via: None,
     }
 }
 

@@ -31,6 +31,7 @@ fn reading(
         covers,
         method,
         rejected: None,
+        via: None,
     }
 }
 

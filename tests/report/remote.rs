@@ -4,7 +4,7 @@
 use llmtop::accounting::ledger::Ledger;
 use llmtop::accounting::pricing::Tariff;
 use llmtop::export::prometheus::MetricsState;
-use llmtop::export::remote::{HostStatus, RemoteHost, parse};
+use llmtop::export::scrape::{HostStatus, RemoteHost, parse};
 use llmtop::sensors::{Covers, Method, Quantity, Reading, Sample, Source};
 
 fn reading(id: &str, q: Quantity, v: f64, source: Source, covers: Covers) -> Reading {
@@ -23,6 +23,7 @@ fn reading(id: &str, q: Quantity, v: f64, source: Source, covers: Covers) -> Rea
             Method::Measured
         },
         rejected: None,
+        via: None,
     }
 }
 
@@ -97,6 +98,42 @@ fn llmtops_own_exposition_reads_back_into_rates() {
     host.apply(12.0, Err("http://a:9464/metrics: no answer".into()));
     assert!(matches!(host.status, HostStatus::Down(_)));
     assert!(host.last.is_some());
+}
+
+#[test]
+fn hostile_label_values_round_trip_through_the_exporters_own_output() {
+    // Quote, comma, equals, backslash and newline: prometheus-parse kept the escapes (and a
+    // `,` or `=` mislabelled the row); every character must come back as it went out.
+    let hostile = "a\"b,c=d\\e\nf";
+    let mut st = MetricsState::new(None);
+    let mut ledger = Ledger::new();
+    for t in 0..=2 {
+        let mut s = sample(f64::from(t));
+        for r in &mut s.readings {
+            r.device = hostile.into();
+            r.label = format!("{}{hostile}", r.id);
+        }
+        ledger.push(&s);
+        st.apply_sample(&s);
+        st.apply_ledger(&ledger);
+    }
+    let text = st.render();
+    assert!(
+        text.contains("a\\\"b,c=d\\\\e\\nf"),
+        "escaped on the way out:\n{text}"
+    );
+    let s = parse(&text).expect("parses");
+    assert!(!s.channels.is_empty(), "{text}");
+    for c in &s.channels {
+        assert_eq!(c.device, hostile, "{c:?}");
+        assert!(
+            c.label.starts_with("plug:") && c.label.ends_with(hostile),
+            "{c:?}"
+        );
+        assert_eq!((c.source.as_str(), c.covers.as_str()), ("plug", "wall"));
+        assert_eq!(c.watts, 200.0);
+    }
+    assert_eq!(s.temps, vec![(format!("{hostile} temp{hostile}"), 72.0)]);
 }
 
 #[test]

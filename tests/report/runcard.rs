@@ -66,6 +66,7 @@ fn pricing_the_card_uses_hand_computed_costs() {
                 covers: Covers::Wall,
                 method: Method::Counter,
                 rejected: None,
+                via: None,
             }],
         });
     }
@@ -287,6 +288,7 @@ fn series_points_take_the_ledgers_power_and_keep_the_last_temperatures() {
         covers,
         method: Method::Measured,
         rejected: None,
+        via: None,
     };
     let components = vec![
         r("gpu", Quantity::Power, Some(250.0), Covers::GpuBoard),
@@ -295,15 +297,15 @@ fn series_points_take_the_ledgers_power_and_keep_the_last_temperatures() {
         r("f", Quantity::FanRpm, Some(1800.0), Covers::Other),
         r("gone", Quantity::Temperature, None, Covers::Other),
     ];
-    let mut rec = SessionRecorder::new(Ledger::new(), 0.0);
+    let mut metering = llmtop::metering::Metering::new(Ledger::new());
+    let mut rec = SessionRecorder::new(0.0);
+    rec.set_rate(Some(33.0));
     for t in [10.0, 10.5, 11.0, 12.5] {
-        rec.push_sample(
-            &Sample {
-                t,
-                readings: components.clone(),
-            },
-            Some(33.0),
-        );
+        let s = Sample {
+            t,
+            readings: components.clone(),
+        };
+        metering.fold(&s, &mut [&mut rec]);
     }
     let p = rec.series().last().expect("point").clone();
     assert_eq!(p.t_s, 2.5);
@@ -314,14 +316,13 @@ fn series_points_take_the_ledgers_power_and_keep_the_last_temperatures() {
     assert_eq!(p.temps_c.len(), 1, "unreadable sensor left out");
     // A wall plug, in samples of its own: the plug alone is the machine's power, and the
     // points keep the local sensors' temperatures.
+    rec.set_rate(None);
     for t in [13.0, 13.5, 14.0] {
-        rec.push_sample(
-            &Sample {
-                t,
-                readings: vec![r("plug", Quantity::Power, Some(320.0), Covers::Wall)],
-            },
-            None,
-        );
+        let s = Sample {
+            t,
+            readings: vec![r("plug", Quantity::Power, Some(320.0), Covers::Wall)],
+        };
+        metering.fold(&s, &mut [&mut rec]);
     }
     let p = rec.series().last().expect("point");
     assert_eq!(p.power_w, Some(320.0));
@@ -372,10 +373,11 @@ fn card_records_the_settings_the_engine_reported() {
         event: EngineEvent::Loaded(info.clone()),
         now: 0.0,
     });
-    let rec = SessionRecorder::new(Ledger::new(), 0.0);
+    let rec = SessionRecorder::new(0.0);
     let card = card::card(
         &app,
         &rec,
+        &Ledger::new(),
         CardContext {
             host: HostInfo::detect(Vec::new()),
             tariff: &Tariff::preset("US").expect("US"),

@@ -3,11 +3,15 @@
 //!
 //! One test binary per layer: each links llama.cpp once.
 
+#[path = "../live/mod.rs"]
+mod live;
+
 mod plugs;
 #[path = "../common/proc_files.rs"]
 mod proc_files;
 mod process_owner;
 mod sensors_cli;
+mod sensors_gpu_hwmon;
 mod sensors_nvml;
 mod sensors_sampler;
 mod sensors_sysfs;

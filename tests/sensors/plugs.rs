@@ -3,7 +3,7 @@
 //! and untrusted certificates. Nothing else is contacted.
 
 use llmtop::config::PlugConfig;
-use llmtop::sensors::http::HttpError;
+use llmtop::net::client::{Cause, NetError};
 use llmtop::sensors::plug::{PlugError, PlugSensor};
 use llmtop::sensors::{Covers, Method, Quantity, Sample, Sampler, Sensor, Source};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -403,7 +403,13 @@ fn http_500_is_an_error_and_the_row_goes_na() {
     let mut p = plug("shelly-gen2", &s.url);
     let e = p.fetch().expect_err("500");
     assert!(
-        matches!(e, PlugError::Http(HttpError::Status { status: 500, .. })),
+        matches!(
+            e,
+            PlugError::Http(NetError {
+                cause: Cause::Status { status: 500, .. },
+                ..
+            })
+        ),
         "{e:?}"
     );
     let rows = p.read(0.0);
@@ -429,7 +435,13 @@ fn a_silent_plug_times_out_quickly() {
     let e = p.fetch().expect_err("timeout");
     let took = t.elapsed();
     assert!(
-        matches!(e, PlugError::Http(HttpError::Timeout { .. })),
+        matches!(
+            e,
+            PlugError::Http(NetError {
+                cause: Cause::Timeout(_),
+                ..
+            })
+        ),
         "{e:?}"
     );
     assert!(took < Duration::from_secs(2), "took {took:?}");
@@ -446,7 +458,16 @@ fn connection_refused_is_an_error() {
     let e = plug("tasmota", &format!("http://127.0.0.1:{port}"))
         .fetch()
         .expect_err("refused");
-    assert!(matches!(e, PlugError::Http(HttpError::Io { .. })), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            PlugError::Http(NetError {
+                cause: Cause::Refused(_),
+                ..
+            })
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -458,7 +479,13 @@ fn a_huge_answer_is_refused_at_the_cap_not_read_whole() {
     let took = t.elapsed();
     // Reading on would wait for the held-back rest and end in a timeout instead.
     assert!(
-        matches!(e, PlugError::Http(HttpError::TooLarge { .. })),
+        matches!(
+            e,
+            PlugError::Http(NetError {
+                cause: Cause::TooLarge(_),
+                ..
+            })
+        ),
         "{e:?}"
     );
     assert!(took < Duration::from_secs(4), "took {took:?}");
@@ -513,7 +540,13 @@ fn https_without_ca_file_names_the_url_and_the_certificate_problem() {
     let mut p = ha(&s.url, "sensor.desk_plug_power").with_timeout(Duration::from_secs(3));
     let e = p.fetch().expect_err("untrusted certificate");
     assert!(
-        matches!(e, PlugError::Http(HttpError::Certificate { .. })),
+        matches!(
+            e,
+            PlugError::Http(NetError {
+                cause: Cause::Tls { hint: Some(_), .. },
+                ..
+            })
+        ),
         "{e:?}"
     );
     let msg = e.to_string();
@@ -544,7 +577,13 @@ fn https_with_the_wrong_ca_file_says_to_check_it() {
         .expect_err("wrong CA");
     let msg = e.to_string();
     assert!(
-        matches!(e, PlugError::Http(HttpError::Certificate { .. })),
+        matches!(
+            e,
+            PlugError::Http(NetError {
+                cause: Cause::Tls { hint: Some(_), .. },
+                ..
+            })
+        ),
         "{e:?}"
     );
     assert!(
@@ -612,6 +651,7 @@ impl Sensor for Local {
             covers: Covers::Other,
             method: Method::Measured,
             rejected: None,
+            via: None,
         }]
     }
 }

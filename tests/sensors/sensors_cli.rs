@@ -48,11 +48,11 @@ fn lists_sources_with_values_units_and_provenance() {
     let line = |needle: &str| line_with(&text, needle);
     assert_eq!(
         line("PPT"),
-        "hwmon amdgpu@0000:03:00.0 PPT 35.0 W GPU board, measured; limit 203 W"
+        "hwmon amdgpu@0000:03:00.0 PPT 35.0 W GPU board, measured, power1_average (averaged by the device); limit 203 W"
     );
     assert_eq!(
         line("Tctl"),
-        "hwmon k10temp@0000:00:18.3 Tctl 52.2 °C CPU package, measured"
+        "hwmon k10temp@0000:00:18.3 Tctl 52.2 °C CPU package, measured, temp1_input"
     );
     assert!(line("fan1").contains("1250 RPM"));
     // Static fixture: two reads 250 ms apart, unchanged counter, 0 W (not n/a).

@@ -18,6 +18,7 @@ fn row(id: &str, value: Option<f64>) -> Reading {
         covers: Covers::Other,
         method: Method::Measured,
         rejected: None,
+        via: None,
     }
 }
 

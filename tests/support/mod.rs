@@ -99,14 +99,15 @@ pub fn shell_footer(
     let tariff = llmtop::accounting::pricing::Tariff::preset("US").expect("US preset");
     let wall: jiff::Timestamp = "2025-06-01T12:00:00Z".parse().expect("time");
     let ledger = llmtop::accounting::ledger::Ledger::new().priced(tariff, wall);
-    let mut rec = llmtop::accounting::session::SessionRecorder::new(ledger, 0.0);
+    let mut metering = llmtop::metering::Metering::new(ledger);
+    let mut rec = llmtop::accounting::session::SessionRecorder::new(0.0);
     let mut t = from;
     while t <= to + 1e-9 {
         let readings = sensor.read(t);
-        rec.push_sample(&Sample { t, readings }, None);
+        metering.fold(&Sample { t, readings }, &mut [&mut rec]);
         t += 0.25;
     }
-    let (energy, cost) = rec.footer(lifetime);
+    let (energy, cost) = rec.footer(metering.ledger(), lifetime);
     app.update(Event::Footer { energy, cost });
 }
 
@@ -218,6 +219,7 @@ impl Sensor for OneSourceSensor {
             covers: Covers::CpuPackage,
             method,
             rejected: None,
+            via: None,
         };
         vec![
             r(
@@ -305,7 +307,8 @@ pub fn shell_reply_figures(app: &mut App, replies: &[(ReplyStats, f64)], to: f64
     let tariff = llmtop::accounting::pricing::Tariff::preset("US").expect("US preset");
     let wall: jiff::Timestamp = "2025-06-01T12:00:00Z".parse().expect("time");
     let ledger = llmtop::accounting::ledger::Ledger::new().priced(tariff, wall);
-    let mut rec = llmtop::accounting::session::SessionRecorder::new(ledger, 20.0);
+    let mut metering = llmtop::metering::Metering::new(ledger);
+    let mut rec = llmtop::accounting::session::SessionRecorder::new(20.0);
     rec.observe(&EngineEvent::Loaded(ScriptedEngine::model_info()), 0.5);
     let mut sensor = ScriptedSensor::default();
     let mut pending = replies.iter();
@@ -317,7 +320,7 @@ pub fn shell_reply_figures(app: &mut App, replies: &[(ReplyStats, f64)], to: f64
             next = pending.next();
         }
         let readings = sensor.read(t);
-        rec.push_sample(&Sample { t, readings }, None);
+        metering.fold(&Sample { t, readings }, &mut [&mut rec]);
         for f in rec.take_reply_figures() {
             app.update(Event::ReplyFigures(f));
         }

@@ -169,6 +169,7 @@ mod tests {
                 Method::Measured
             },
             rejected: None,
+            via: None,
         }
     }
 

@@ -1,13 +1,14 @@
 //! Doctor's one look at the machine: discovery, then the sampler for a few seconds, every
-//! sample stamped with when it arrived and folded into a ledger. Nothing here judges.
+//! sample stamped with when it arrived and folded into the ledger by the metering runtime's
+//! fold (doctor has no subscribers: it reads the ledger afterwards). Nothing here judges.
 
 use crate::accounting::energy::TotalBasis;
 use crate::accounting::ledger::Ledger;
-use crate::sensors::plausible::Limits;
+use crate::metering::Metering;
 use crate::sensors::plug::{PlugSensor, timeout_for};
 use crate::sensors::settings::SensorsSection;
 use crate::sensors::sysfs::Sysfs;
-use crate::sensors::{Sample, Sampler, Source, SourceState, SourceStatus, discover};
+use crate::sensors::{Meter, Sample, SourceStatus};
 use std::time::{Duration, Instant};
 
 /// A sample and when it reached doctor, on the sampler's clock: for a plug (its own thread,
@@ -42,7 +43,7 @@ pub struct Observed {
 
 /// Discover, then sample for `seconds`.
 pub fn observe(section: &SensorsSection, seconds: f64) -> Observed {
-    let found = discover(section);
+    let meter = Meter::start(section);
     let plugs = section
         .plugs
         .iter()
@@ -56,26 +57,21 @@ pub fn observe(section: &SensorsSection, seconds: f64) -> Observed {
             })
         })
         .collect();
-    let wall = found
-        .statuses
-        .iter()
-        .any(|s| s.source == Source::Plug && s.state == SourceState::Found);
-    let limits = Limits::from(section);
-    let mut ledger = Ledger::new()
-        .plausible(limits)
-        .expecting(wall.then_some(TotalBasis::Wall));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let handle = Sampler::spawn_checked(found.sensors, section.rate_hz, limits, tx);
+    // No tariff: doctor prices nothing.
+    let mut metering = Metering::new(
+        Ledger::new()
+            .plausible(meter.limits)
+            .expecting(meter.has_wall_plug().then_some(TotalBasis::Wall)),
+    );
+    let (rate_hz, statuses) = (meter.rate_hz, meter.statuses.clone());
+    let (handle, mut rx) = meter.into_parts();
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let mut arrivals = Vec::new();
-    if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-    {
+    if let Ok(rt) = crate::util::runtime::current_thread() {
         rt.block_on(async {
             while let Ok(Some(sample)) = tokio::time::timeout_at(deadline.into(), rx.recv()).await {
                 let received = handle.now();
-                ledger.push(&sample);
+                metering.fold(&sample, &mut []);
                 arrivals.push(Arrival { sample, received });
             }
         });
@@ -85,11 +81,11 @@ pub fn observe(section: &SensorsSection, seconds: f64) -> Observed {
     let last = arrivals.iter().map(|a| a.sample.t).reduce(f64::max);
     Observed {
         sysfs: Sysfs::new(&section.sysfs_root),
-        statuses: found.statuses,
-        rate_hz: section.rate_hz,
+        statuses,
+        rate_hz,
         plugs,
         arrivals,
-        ledger,
+        ledger: metering.ledger().clone(),
         span: (first.unwrap_or(0.0), last.unwrap_or(0.0)),
     }
 }

@@ -80,8 +80,15 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     };
     // Throttling that costs speed, kept in view like the state (the evidence is in the card).
     let throttle = app.throttle.as_ref().map(throttle_text);
+    // Other programs on the CPUs llama.cpp needs, and how much it costs.
+    let contention = app.contention.as_ref().map(|c| c.text());
+    // While generating: the memory bandwidth used, and its share of the ceiling.
+    let roofline = app
+        .live_roofline()
+        .map(|r| crate::accounting::roofline::short_text(&r));
+    let width = |t: &Option<String>| t.as_ref().map_or(0, |t| t.chars().count() + 1);
     let right_w =
-        state.chars().count() + 1 + throttle.as_ref().map_or(0, |t| t.chars().count() + 1);
+        state.chars().count() + 1 + width(&throttle) + width(&contention) + width(&roofline);
     let mut left = vec![
         Span::styled(" llmtop ", bar.add_modifier(Modifier::BOLD)),
         Span::styled("│ ", bar),
@@ -113,11 +120,15 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         " ".repeat(avail.saturating_sub(used + right_w)),
         bar,
     ));
-    if let Some(t) = throttle {
+    for t in [contention, throttle].into_iter().flatten() {
         line.push(Span::styled(
             t,
             bar.fg(theme.bad).add_modifier(Modifier::BOLD),
         ));
+        line.push(Span::styled(" ", bar));
+    }
+    if let Some(r) = roofline {
+        line.push(Span::styled(r, bar));
         line.push(Span::styled(" ", bar));
     }
     line.push(Span::styled(

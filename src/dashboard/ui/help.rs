@@ -147,6 +147,42 @@ pub fn shift_text(app: &App) -> Option<String> {
     ))
 }
 
+/// One line per GPU board: "GPU1 NVIDIA H100: energy counter
+/// (nvmlDeviceGetTotalEnergyConsumption), watts NVML_FI_DEV_POWER_INSTANT (instant), last
+/// reply 6.2 J (49 %)"; a board without a reading says so and why ("GPU lost ...").
+pub fn board_lines(app: &App) -> Vec<String> {
+    let last = app.messages.iter().rev().find_map(|m| m.figures.as_ref());
+    let reply_j: f64 = last.map_or(0.0, |f| f.boards.iter().map(|b| b.energy_j).sum());
+    app.gauges
+        .boards
+        .iter()
+        .map(|b| {
+            let mut s = format!(
+                "{} {}: energy {}",
+                b.label,
+                crate::util::sanitize::terminal(&b.device),
+                crate::util::sanitize::terminal(&b.energy)
+            );
+            if let Some(w) = &b.watts {
+                s.push_str(&format!(", watts {}", crate::util::sanitize::terminal(w)));
+            }
+            if let Some(why) = &b.silent {
+                s.push_str(&format!(", now {}", crate::util::sanitize::terminal(why)));
+            }
+            if let Some(share) = last.and_then(|f| f.boards.iter().find(|x| x.id == b.id)) {
+                s.push_str(&format!(
+                    ", last reply {}",
+                    crate::accounting::pricing::format_energy(share.energy_j)
+                ));
+                if reply_j > 0.0 {
+                    s.push_str(&format!(" ({:.0} %)", 100.0 * share.energy_j / reply_j));
+                }
+            }
+            s
+        })
+        .collect()
+}
+
 pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let key_style = Style::default()
         .fg(theme.accent)
@@ -218,6 +254,24 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
                 lines.push(Line::from(Span::styled(format!("{lead}{part}"), desc)));
             }
         }
+    }
+    // Each GPU board: how its energy and its watts are read, and its share of the last reply;
+    // where it fits in full, after the keys.
+    let text_w = usize::from(area.width.saturating_sub(7)).max(20);
+    let mut boards: Vec<Line> = Vec::new();
+    for b in board_lines(app) {
+        for (i, part) in wrap(&b, text_w).into_iter().enumerate() {
+            let lead = if i == 0 { " - " } else { "   " };
+            boards.push(Line::from(Span::styled(format!("{lead}{part}"), desc)));
+        }
+    }
+    if !boards.is_empty() && usize::from(area.height) >= lines.len() + boards.len() + 2 + 4 {
+        lines.push(Line::from(""));
+        lines.push(Line::from(Span::styled(
+            " GPU boards (how each is read, share of the last reply):",
+            key_style,
+        )));
+        lines.extend(boards);
     }
     // Then the money, where it fits: what this pace costs a month and a year, and the tally.
     let money = money_lines(app);

@@ -90,11 +90,7 @@ pub fn parse_params(s: &str) -> Option<u64> {
 
 fn parse<T: serde::de::DeserializeOwned>(server: &Server, path: &str) -> Result<T, RemoteError> {
     let v = server.get_json(path)?;
-    serde_json::from_value(v).map_err(|e| RemoteError::NotJson {
-        server: server.base.clone(),
-        path: path.into(),
-        why: e.to_string(),
-    })
+    serde_json::from_value(v).map_err(|e| server.not_json(path, e))
 }
 
 /// The models the server offers.

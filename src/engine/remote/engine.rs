@@ -148,6 +148,10 @@ impl AttachEngine {
                 chat_template_text: String::new(),
             }),
             backend: Some(a.detected.describe(&a.server)),
+            traffic: model_file(a).and_then(|p| {
+                let info = crate::engine::gguf::read(&p).ok()?;
+                crate::engine::traffic::DecodeTraffic::from_gguf(&info).map(Box::new)
+            }),
         }
     }
 
@@ -541,6 +545,34 @@ impl<'a> Turn<'a> {
             load_ms: f.load_s.map(|r| r.value * 1000.0),
             origins,
         }
+    }
+}
+
+/// The model's GGUF file on this machine, when the server runs here and says which file it
+/// is: llama-server's model path (`/props` `model_path`, or the path it lists the model by),
+/// Ollama's blob for the model's name. `None` for a server elsewhere or one that does not say.
+fn model_file(a: &Attached) -> Option<std::path::PathBuf> {
+    let host = a
+        .server
+        .host_port
+        .rsplit_once(':')
+        .map_or(a.server.host_port.as_str(), |(h, _)| h);
+    let local =
+        matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1") || host.starts_with("127.");
+    if !local {
+        return None;
+    }
+    let is_file = |p: &std::path::Path| p.is_file().then(|| p.to_path_buf());
+    match a.detected.kind {
+        Kind::LlamaServer => is_file(std::path::Path::new(&a.model)).or_else(|| {
+            let v = a.server.get_json("/props").ok()?;
+            is_file(std::path::Path::new(v.get("model_path")?.as_str()?))
+        }),
+        Kind::Ollama => crate::engine::models::ollama_model_file(
+            &crate::engine::models::SearchRoots::from_env().ollama,
+            &a.model,
+        ),
+        Kind::LmStudio | Kind::OpenAi => None,
     }
 }
 
