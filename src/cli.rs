@@ -345,7 +345,7 @@ pub struct DoctorArgs {
     /// Print the verdicts as JSON (schema llmtop.doctor/1).
     #[arg(long)]
     pub json: bool,
-    /// Seconds of readings, 1 to 8 (default 5).
+    /// Seconds of readings, 1 to 7 (default 5).
     #[arg(long, value_name = "S", allow_negative_numbers = true, value_parser = number)]
     pub seconds: Option<f64>,
 }

@@ -5,6 +5,7 @@
 use super::observe::{Arrival, Observed, PlugPlan};
 use super::verdict::{Level, Verdict};
 use crate::commands::sensors::is_counter_rate;
+use crate::sensors::bandwidth::Ceilings;
 use crate::sensors::nvml_init::{ProblemKind, nvidia_on_pci, problem_from_detail};
 use crate::sensors::{Covers, Method, Quantity, Reading, Source, SourceState, SourceStatus};
 use crate::util::sanitize;
@@ -676,10 +677,33 @@ fn estimate(j: &Judge<'_>) -> Vec<Verdict> {
         .collect()
 }
 
-/// The memory-bandwidth line: the roofline work's probe measures it; until it is wired in
-/// here, no line.
-pub fn memory_bandwidth_line() -> Option<Verdict> {
-    None
+/// The memory bandwidth (the decode roofline's ceiling): system RAM as the probe measured
+/// it before the sensors started, each NVIDIA board's datasheet peak. Known or not, nothing
+/// here is a sensor to fix: the level is `ok` or `--`, never one that moves the exit code.
+pub fn memory_bandwidth_lines(memory: &Ceilings) -> Vec<Verdict> {
+    let mut out = Vec::new();
+    match (&memory.cpu, &memory.cpu_missing) {
+        (Some(b), _) => out.push(Verdict::new(
+            "memory",
+            &clean(&b.device),
+            Level::Ok,
+            clean(&b.describe()),
+        )),
+        (None, Some(why)) => out.push(Verdict::new(
+            "memory",
+            "system RAM",
+            Level::Absent,
+            format!("not measured: {}", clean(why)),
+        )),
+        (None, None) => {}
+    }
+    out.extend(
+        memory
+            .gpus
+            .iter()
+            .map(|b| Verdict::new("memory", &clean(&b.device), Level::Ok, clean(&b.describe()))),
+    );
+    out
 }
 
 /// The whole-system total: its basis, whether it is measured, and the wall against the parts.
@@ -753,7 +777,7 @@ pub fn judge(obs: &Observed) -> (Vec<Verdict>, Verdict, bool) {
     v.extend(battery(&j));
     v.extend(plug(&j));
     v.extend(estimate(&j));
-    v.extend(memory_bandwidth_line());
+    v.extend(memory_bandwidth_lines(&obs.memory));
     let (overall, estimated) = overall(&j);
     (v, overall, estimated)
 }

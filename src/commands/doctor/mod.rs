@@ -21,8 +21,9 @@ use verdict::{Report, SCHEMA, exit_code};
 /// Seconds of readings by default: four plug polls at 1 Hz, and room for discovery inside
 /// the 10 s a self-test may take.
 pub const DEFAULT_SECONDS: f64 = 5.0;
-/// At most this long, so the whole run stays under 10 s.
-pub const MAX_SECONDS: f64 = 8.0;
+/// At most this long, so the whole run stays under 10 s: discovery, and the memory probe
+/// before the readings (1.2-1.4 s on a busy 2-CPU VM, measured anew while contended).
+pub const MAX_SECONDS: f64 = 7.0;
 
 /// Run the self-test; the exit code for the process.
 pub fn run(args: &DoctorArgs, cfg: &Config) -> anyhow::Result<u8> {

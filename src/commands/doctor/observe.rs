@@ -5,6 +5,7 @@
 use crate::accounting::energy::TotalBasis;
 use crate::accounting::ledger::Ledger;
 use crate::metering::Metering;
+use crate::sensors::bandwidth::Ceilings;
 use crate::sensors::plug::{PlugSensor, timeout_for};
 use crate::sensors::settings::SensorsSection;
 use crate::sensors::sysfs::Sysfs;
@@ -37,12 +38,16 @@ pub struct Observed {
     pub plugs: Vec<PlugPlan>,
     pub arrivals: Vec<Arrival>,
     pub ledger: Ledger,
+    /// The memory bandwidth, measured before the sensors started.
+    pub memory: Ceilings,
     /// Sampler seconds covered: from the first sample to the last.
     pub span: (f64, f64),
 }
 
-/// Discover, then sample for `seconds`.
+/// Measure the memory bandwidth, discover, then sample for `seconds`.
 pub fn observe(section: &SensorsSection, seconds: f64) -> Observed {
+    // Before the sensors start: the probe keeps every CPU busy.
+    let memory = crate::commands::sensors::memory_of(section);
     let meter = Meter::start(section);
     let plugs = section
         .plugs
@@ -86,6 +91,7 @@ pub fn observe(section: &SensorsSection, seconds: f64) -> Observed {
         plugs,
         arrivals,
         ledger: metering.ledger().clone(),
+        memory,
         span: (first.unwrap_or(0.0), last.unwrap_or(0.0)),
     }
 }
