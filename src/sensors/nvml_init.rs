@@ -47,7 +47,8 @@ const FIX_MISMATCH: &str = "reboot, or reload the driver so it matches the libra
 const FIX_TOO_OLD: &str = "update the NVIDIA driver (nvidia-smi shows its version)";
 const FIX_BLOCKED: &str =
     "start the container with --gpus all (NVIDIA Container Toolkit), or run llmtop on the host";
-const FIX_LOST: &str =
+/// The fix for a GPU that fell off the bus (at init, or mid-run: `sensors::nvml::VIA_LOST`).
+pub const FIX_LOST: &str =
     "look for Xid errors in sudo dmesg; reset the GPU (sudo nvidia-smi -r) or reboot";
 const FIX_OTHER: &str = "check that nvidia-smi works; reinstall the driver if it does not";
 

@@ -1,11 +1,13 @@
 //! `llmtop doctor` through the real binary, each run under 10 s: the captured fixtures, a live
 //! synthetic machine (held-out style: counters that advance), and each failure a new box
 //! shows: RAPL root-only (as another user, via setpriv), powercap masked by a container, an
-//! NVIDIA GPU without its library, a plug that answers late or not at all, a stuck counter,
-//! and a counter that disagrees with its own power file. One line per source, the right fix,
-//! the right exit code.
+//! NVIDIA GPU without its library, NVML through the stand-in libnvidia-ml (a healthy board,
+//! one lost mid-run, an init that fails), a plug that answers late or not at all, a stuck
+//! counter, and a counter that disagrees with its own power file. One line per source, the
+//! right fix, the right exit code.
 
 use crate::live::{LiveMachine, Profile};
+use crate::nvml_standin::{Board, Standin};
 
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -29,6 +31,17 @@ fn fixture(name: &str) -> PathBuf {
 
 /// Run doctor on `root` with `config` (TOML) as this user; the output and how long it took.
 fn doctor_in(data: &Path, root: &Path, config: &str, args: &[&str]) -> (Output, Duration) {
+    doctor_env(data, root, config, args, &[])
+}
+
+/// [`doctor_in`] with more environment (the stand-in NVML library).
+fn doctor_env(
+    data: &Path,
+    root: &Path,
+    config: &str,
+    args: &[&str],
+    env: &[(&str, &Path)],
+) -> (Output, Duration) {
     let cfg = data.join("config.toml");
     std::fs::write(&cfg, config).expect("config");
     let t = Instant::now();
@@ -39,6 +52,7 @@ fn doctor_in(data: &Path, root: &Path, config: &str, args: &[&str]) -> (Output, 
         .arg(root)
         .args(args)
         .env("LLMTOP_DATA_DIR", data)
+        .envs(env.iter().copied())
         .output()
         .expect("run llmtop doctor");
     (out, t.elapsed())
@@ -518,4 +532,94 @@ fn a_counter_that_disagrees_with_its_power_file_is_flagged() {
     );
     assert!(gpu[0].contains(" %) over "), "{out}");
     assert_eq!(o.status.code(), Some(FIX), "{out}");
+}
+
+/// Doctor on a live machine (RAPL, amdgpu) with the stand-in libnvidia-ml playing `boards`.
+fn doctor_with_nvml(m: &LiveMachine, lib: &Path, timeline: Option<&Path>) -> (Output, Duration) {
+    let data = tempfile::tempdir().expect("data dir");
+    let mut env = vec![("LLMTOP_NVML_LIBRARY", lib)];
+    env.extend(timeline.map(|t| ("LLMTOP_NVML_TIMELINE", t)));
+    doctor_env(
+        data.path(),
+        &m.root,
+        "",
+        &["--json", "--seconds", "3"],
+        &env,
+    )
+}
+
+/// An H100 at a steady 250 W through NVML: its counter and its power reading agree, the board
+/// is part of the total, and with RAPL and amdgpu reading too, doctor passes.
+#[test]
+fn an_nvidia_board_through_nvml_reads_and_its_counter_agrees_with_its_power() {
+    let m = LiveMachine::start(Profile::flat(20.0, 50.0, 30.0));
+    let s = Standin::new(vec![Board::steady("NVIDIA H100 80GB HBM3", 250.0)]);
+    let (o, took) = doctor_with_nvml(&m, &s.lib(), None);
+    fast(took);
+    let v = report(&o);
+    let gpu = one(&v, "nvml");
+    assert_eq!(gpu["level"], "ok", "{v:#}");
+    assert_eq!(gpu["device"], "GPU 0 (NVIDIA H100 80GB HBM3)", "{gpu:#}");
+    let f = finding(gpu);
+    near("board", watts_after(f, "board energy"), 250.0);
+    assert!(f.contains("board energy: counter and power agree ("), "{f}");
+    // The parts: 20 W of package, 50 W of amdgpu, 250 W of H100.
+    near(
+        "sum of parts",
+        watts_after(finding(&v["overall"]), "total from the sum of parts:"),
+        320.0,
+    );
+    assert_eq!(o.status.code(), Some(OK), "{v:#}");
+}
+
+/// The board falls off the bus half a second in (NVML_ERROR_GPU_IS_LOST on every call): the
+/// line fails with what NVML said and the reset fix; the rest of the machine still gives a
+/// measured total.
+#[test]
+fn a_board_lost_mid_run_fails_with_the_reset_fix() {
+    let m = LiveMachine::start(Profile::flat(20.0, 50.0, 30.0));
+    let s = Standin::new(vec![Board::steady("NVIDIA H100 80GB HBM3", 250.0).fail(
+        "*",
+        "GPU_IS_LOST",
+        Some(0.5),
+    )]);
+    let (o, took) = doctor_with_nvml(&m, &s.lib(), None);
+    fast(took);
+    let v = report(&o);
+    let gpu = one(&v, "nvml");
+    assert_eq!(gpu["level"], "fail", "{v:#}");
+    assert!(
+        finding(gpu).contains("reads n/a, the last: GPU lost (NVML_ERROR_GPU_IS_LOST)"),
+        "{gpu:#}"
+    );
+    assert!(
+        gpu["fix"]
+            .as_str()
+            .unwrap_or("")
+            .contains("sudo nvidia-smi -r"),
+        "{gpu:#}"
+    );
+    assert_eq!(v["estimated"], false, "{v:#}");
+    assert_eq!(o.status.code(), Some(FIX), "{v:#}");
+}
+
+/// NVML itself fails to start (the stand-in's nvmlInit answers NVML_ERROR_UNKNOWN when its
+/// timeline cannot be read): one FAIL line with the driver check, not an absent GPU.
+#[test]
+fn an_nvml_that_fails_to_start_fails_with_the_driver_check() {
+    let m = LiveMachine::start(Profile::flat(20.0, 50.0, 30.0));
+    let s = Standin::new(vec![Board::steady("NVIDIA H100 80GB HBM3", 250.0)]);
+    let bad = tempfile::NamedTempFile::new().expect("timeline");
+    std::fs::write(bad.path(), "not a directive\n").expect("write");
+    let (o, took) = doctor_with_nvml(&m, &s.lib(), Some(bad.path()));
+    fast(took);
+    let v = report(&o);
+    let gpu = one(&v, "nvml");
+    assert_eq!(gpu["level"], "fail", "{v:#}");
+    assert!(finding(gpu).starts_with("NVML init failed: "), "{gpu:#}");
+    assert!(
+        gpu["fix"].as_str().unwrap_or("").contains("nvidia-smi"),
+        "{gpu:#}"
+    );
+    assert_eq!(o.status.code(), Some(FIX), "{v:#}");
 }

@@ -6,7 +6,7 @@ use super::observe::{Arrival, Observed, PlugPlan};
 use super::verdict::{Level, Verdict};
 use crate::commands::sensors::is_counter_rate;
 use crate::sensors::bandwidth::Ceilings;
-use crate::sensors::nvml_init::{ProblemKind, nvidia_on_pci, problem_from_detail};
+use crate::sensors::nvml_init::{FIX_LOST, ProblemKind, nvidia_on_pci, problem_from_detail};
 use crate::sensors::{Covers, Method, Quantity, Reading, Source, SourceState, SourceStatus};
 use crate::util::sanitize;
 use std::collections::BTreeMap;
@@ -30,6 +30,9 @@ struct Series<'a> {
     /// (sampler time, value) for every read, `None` where it was n/a.
     points: Vec<(f64, Option<f64>)>,
     rejected: Vec<&'a str>,
+    /// What the device answered instead of a value, at the latest n/a read that said
+    /// ("GPU lost (NVML_ERROR_GPU_IS_LOST)").
+    why_na: Option<&'a str>,
 }
 
 fn series(arrivals: &[Arrival]) -> BTreeMap<&str, Series<'_>> {
@@ -40,7 +43,13 @@ fn series(arrivals: &[Arrival]) -> BTreeMap<&str, Series<'_>> {
                 first: r,
                 points: Vec::new(),
                 rejected: Vec::new(),
+                why_na: None,
             });
+            if r.value.is_none()
+                && let Some(via) = &r.via
+            {
+                s.why_na = Some(via);
+            }
             s.points
                 .push((a.sample.t, r.value.filter(|v| v.is_finite())));
             if let Some(why) = &r.rejected {
@@ -52,6 +61,13 @@ fn series(arrivals: &[Arrival]) -> BTreeMap<&str, Series<'_>> {
         s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
     out
+}
+
+/// ", the last: GPU lost (NVML_ERROR_GPU_IS_LOST)": what the device said instead of a value.
+fn why_na(s: &Series<'_>) -> String {
+    s.why_na
+        .map(|w| format!(", the last: {}", sanitize::terminal(w)))
+        .unwrap_or_default()
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -196,11 +212,18 @@ impl<'a> Judge<'a> {
                 ),
             ));
         } else if values.is_empty() && reads > 0 {
-            issues.push((Level::Warn, format!("{label}: no value in {reads} reads")));
+            issues.push((
+                Level::Warn,
+                format!("{label}: no value in {reads} reads{}", why_na(s)),
+            ));
         } else if values.len() < reads {
             issues.push((
                 Level::Warn,
-                format!("{label}: {} of {reads} reads n/a", reads - values.len()),
+                format!(
+                    "{label}: {} of {reads} reads n/a{}",
+                    reads - values.len(),
+                    why_na(s)
+                ),
             ));
         }
         let span = match (values.first(), values.last()) {
@@ -500,7 +523,22 @@ fn nvml(j: &Judge<'_>) -> Vec<Verdict> {
                 .unwrap_or("");
             let prefix = format!("nvml:{index}:");
             let ids = j.ids_where(|r| r.source == Source::Nvml && r.id.starts_with(&prefix));
-            j.line_from("nvml", &clean(&s.device), &ids, Level::Ok)
+            let v = j.line_from("nvml", &clean(&s.device), &ids, Level::Ok);
+            // A board that fell off the bus mid-run gives no figure until it is reset.
+            let lost = ids.iter().any(|id| {
+                j.series
+                    .get(id)
+                    .is_some_and(|x| x.why_na == Some(crate::sensors::nvml::VIA_LOST))
+            });
+            if lost {
+                Verdict {
+                    level: Level::Fail,
+                    ..v
+                }
+                .with_fix(Some(FIX_LOST.into()))
+            } else {
+                v
+            }
         })
         .collect()
 }
