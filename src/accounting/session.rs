@@ -18,6 +18,7 @@ use crate::accounting::remainder::{RemainderTracker, RemainderView};
 use crate::accounting::subscriber::Subscriber;
 use crate::accounting::tally::{Tally, TallyDelta};
 use crate::accounting::throttle::{Episode, ThrottleDetector, ThrottleSettings};
+use crate::accounting::uncertainty::Band;
 use crate::engine::{EngineEvent, Phase, ReplyStats};
 use crate::sensors::{Quantity, Sample};
 use std::collections::BTreeMap;
@@ -47,6 +48,8 @@ pub struct SessionEnergy {
     pub last_change: Option<BasisChange>,
     /// The wall's remainder (what no component explains), with a plug and component sensors.
     pub remainder: Option<Box<RemainderView>>,
+    /// Where the truth of `wh` (and of the session's cost and CO2) lies.
+    pub band: Option<Band>,
 }
 
 /// The footer's money line, formatted by the pricing module.
@@ -106,6 +109,10 @@ pub struct ReplyFigures {
     /// The reply was shorter than two steps of a quantised counter (NVML's, ~100 ms): its
     /// energy is apportioned from the steps around it, not a difference of its own.
     pub apportioned: bool,
+    /// Where the truth of `energy_j` lies, and so of `j_per_token` and `cost`.
+    pub band: Option<Band>,
+    /// ... and of `net_j`, `net_j_per_token` and `net_cost`.
+    pub net_band: Option<Band>,
     /// Each GPU board's share of the reply (boards in the total, in id order).
     pub boards: Vec<BoardShare>,
 }
@@ -406,6 +413,8 @@ impl SessionRecorder {
             currency: tariff.map(|t| t.currency.clone()),
             estimated: total.estimated,
             apportioned: total.apportioned,
+            band: total.band,
+            net_band: r.net_band,
             boards: r
                 .sources
                 .iter()
@@ -560,6 +569,7 @@ impl SessionRecorder {
             basis: ledger.basis(),
             last_change: ledger.changes().iter().skip(1).last().cloned(),
             remainder: self.remainder(ledger).map(Box::new),
+            band: totals.band,
         };
         let Some(tariff) = ledger.tariff() else {
             return (energy, CostLine::default());

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_card;
 pub mod chart;
 pub mod compare;
+pub mod power_cap;
 pub mod runcard;
 pub mod runcard_rest;
 pub mod snapshot;

@@ -24,6 +24,7 @@ pub mod nvml_init;
 pub mod plausible;
 pub mod plug;
 pub mod powercap;
+pub mod powerlimit;
 pub mod process;
 pub mod procstat;
 pub mod runnable;
