@@ -44,8 +44,21 @@ pub struct Observed {
     pub span: (f64, f64),
 }
 
-/// Measure the memory bandwidth, discover, then sample for `seconds`.
+/// The probe, discovery and the readings end within this many seconds of doctor starting;
+/// the rest of the 10 s is the process's start and the report.
+pub const BUDGET_S: f64 = 9.0;
+
+/// Seconds of readings: `requested`, less what the probe and discovery took past the budget
+/// (the probe measures anew while other programs keep the CPUs busy: 1-4 s on a loaded
+/// 2-CPU VM), never under a second.
+pub fn readings_s(requested: f64, spent: f64) -> f64 {
+    requested.min(BUDGET_S - spent).max(1.0)
+}
+
+/// Measure the memory bandwidth, discover, then sample for `seconds` (or what the budget
+/// leaves of them).
 pub fn observe(section: &SensorsSection, seconds: f64) -> Observed {
+    let started = Instant::now();
     // Before the sensors start: the probe keeps every CPU busy.
     let memory = crate::commands::sensors::memory_of(section);
     let meter = Meter::start(section);
@@ -70,6 +83,7 @@ pub fn observe(section: &SensorsSection, seconds: f64) -> Observed {
     );
     let (rate_hz, statuses) = (meter.rate_hz, meter.statuses.clone());
     let (handle, mut rx) = meter.into_parts();
+    let seconds = readings_s(seconds, started.elapsed().as_secs_f64());
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let mut arrivals = Vec::new();
     if let Ok(rt) = crate::util::runtime::current_thread() {
@@ -93,5 +107,19 @@ pub fn observe(section: &SensorsSection, seconds: f64) -> Observed {
         ledger: metering.ledger().clone(),
         memory,
         span: (first.unwrap_or(0.0), last.unwrap_or(0.0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readings_give_way_to_a_slow_probe_down_to_a_second() {
+        assert_eq!(readings_s(5.0, 1.2), 5.0);
+        assert!((readings_s(7.0, 3.5) - 5.5).abs() < 1e-12);
+        assert!((readings_s(5.0, 4.5) - 4.5).abs() < 1e-12);
+        assert_eq!(readings_s(5.0, 8.6), 1.0);
+        assert_eq!(readings_s(2.0, 0.1), 2.0);
     }
 }
