@@ -205,23 +205,7 @@ pub fn run_once(
     prompt: &str,
     on_tokens: &mut dyn FnMut(u32),
 ) -> Result<(String, ReplyStats), BenchError> {
-    handle.send(Command::Reset);
-    handle.send(Command::Send(prompt.to_string()));
-    let mut text = String::new();
-    loop {
-        match handle.events.blocking_recv() {
-            Some(EngineEvent::Tokens { text: t, count }) => {
-                on_tokens(count);
-                text.push_str(&t);
-            }
-            Some(EngineEvent::ReplyDone(stats)) => return Ok((text, stats)),
-            Some(EngineEvent::Failed(e)) => {
-                return Err(BenchError::Engine(sanitize::terminal(&e).into_owned()));
-            }
-            Some(_) => {}
-            None => return Err(BenchError::EngineGone),
-        }
-    }
+    run_reply(handle, prompt, on_tokens, false)
 }
 
 /// Makes the engine of a setting: llama.cpp in `llmtop bench`; tests drive the bench with a
@@ -235,6 +219,16 @@ pub fn run_first_token(
     prompt: &str,
     on_tokens: &mut dyn FnMut(u32),
 ) -> Result<(String, ReplyStats), BenchError> {
+    run_reply(handle, prompt, on_tokens, true)
+}
+
+/// One reply on a fresh conversation, cancelled at its first token when `first_only`.
+fn run_reply(
+    handle: &mut EngineHandle,
+    prompt: &str,
+    on_tokens: &mut dyn FnMut(u32),
+    first_only: bool,
+) -> Result<(String, ReplyStats), BenchError> {
     handle.send(Command::Reset);
     handle.send(Command::Send(prompt.to_string()));
     let mut text = String::new();
@@ -244,7 +238,7 @@ pub fn run_first_token(
             Some(EngineEvent::Tokens { text: t, count }) => {
                 on_tokens(count);
                 text.push_str(&t);
-                if !cancelled {
+                if first_only && !cancelled {
                     handle.send(Command::Cancel);
                     cancelled = true;
                 }

@@ -161,6 +161,27 @@ fn label(s: &str) -> String {
     sanitize::xml_label(s)
 }
 
+/// A chart's title and subtitle across its top 64 px; the rest of the area is returned.
+fn heading<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    theme: &Theme,
+    title: &str,
+    subtitle: &str,
+) -> Result<DrawingArea<DB, Shift>, ChartError> {
+    let (top, body) = root.split_vertically(64);
+    top.draw(&Text::new(
+        label(title),
+        (12, 8),
+        (FONT, 22).into_font().color(&theme.text),
+    ))?;
+    top.draw(&Text::new(
+        label(subtitle),
+        (12, 38),
+        (FONT, 13).into_font().color(&theme.text),
+    ))?;
+    Ok(body)
+}
+
 /// Shorten a label to `n` characters for a crowded axis.
 fn short(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
@@ -456,17 +477,7 @@ pub fn frontier_scatter(
     {
         let root = SVGBackend::with_string(&mut raw, (width, height)).into_drawing_area();
         root.fill(&theme.background)?;
-        let (top, body) = root.split_vertically(64);
-        top.draw(&Text::new(
-            label(title),
-            (12, 8),
-            (FONT, 22).into_font().color(&theme.text),
-        ))?;
-        top.draw(&Text::new(
-            label(subtitle),
-            (12, 38),
-            (FONT, 13).into_font().color(&theme.text),
-        ))?;
+        let body = heading(&root, &theme, title, subtitle)?;
         let mut chart = ChartBuilder::on(&body)
             .margin(16)
             .x_label_area_size(44)
@@ -737,17 +748,7 @@ pub fn cap_knees(
     {
         let root = SVGBackend::with_string(&mut raw, (width, height)).into_drawing_area();
         root.fill(&theme.background)?;
-        let (top, body) = root.split_vertically(64);
-        top.draw(&Text::new(
-            label(title),
-            (12, 8),
-            (FONT, 22).into_font().color(&theme.text),
-        ))?;
-        top.draw(&Text::new(
-            label(subtitle),
-            (12, 38),
-            (FONT, 13).into_font().color(&theme.text),
-        ))?;
+        let body = heading(&root, &theme, title, subtitle)?;
         let mut chart = ChartBuilder::on(&body)
             .margin(16)
             .x_label_area_size(44)

@@ -415,28 +415,8 @@ pub fn render_table(sweep: &CapSweep, caps: &[&CapFigures]) -> String {
             marks(c.cap_w, k),
         ]);
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| {
-            rows.iter()
-                .map(|r| unicode_width::UnicodeWidthStr::width(r[i].as_str()))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut o = String::new();
-    for row in &rows {
-        let mut line = String::new();
-        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
-            let pad = w - unicode_width::UnicodeWidthStr::width(cell.as_str());
-            if i == row.len() - 1 {
-                let _ = write!(line, "  {cell}");
-            } else {
-                let _ = write!(line, "  {}{cell}", " ".repeat(pad));
-            }
-        }
-        o.push_str(line.trim_end());
-        o.push('\n');
-    }
+    let last = rows.first().map_or(0, |r| r.len().saturating_sub(1));
+    let mut o = super::align_columns(&rows, &[last], "  ");
     let devices = sweep
         .devices
         .iter()

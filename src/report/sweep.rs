@@ -30,7 +30,6 @@ use crate::report::chart::{self, Chart, ChartError, Point};
 use crate::report::power_cap::{CapFigures, CapSweep};
 use crate::util::sanitize;
 use serde::{Deserialize, Serialize};
-use std::fmt::Write as _;
 
 pub const SCHEMA: &str = "llmtop.sweep/1";
 
@@ -429,28 +428,7 @@ pub fn render_table(r: &SweepResult) -> String {
             },
         ]);
     }
-    let widths: Vec<usize> = (0..head.len())
-        .map(|i| {
-            rows.iter()
-                .map(|r| unicode_width::UnicodeWidthStr::width(r[i].as_str()))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut o = String::new();
-    for row in &rows {
-        let mut line = String::new();
-        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
-            let pad = w - unicode_width::UnicodeWidthStr::width(cell.as_str());
-            if i == 0 {
-                let _ = write!(line, "{cell}{}", " ".repeat(pad));
-            } else {
-                let _ = write!(line, "  {}{cell}", " ".repeat(pad));
-            }
-        }
-        o.push_str(line.trim_end());
-        o.push('\n');
-    }
+    let mut o = super::align_columns(&rows, &[0], "");
     if r.points.iter().all(|p| p.j_per_token.is_none()) {
         o.push_str("no energy figure (no readable power source), so no frontier\n");
     } else {
