@@ -1,7 +1,7 @@
 //! Faults around the proxy: a client that leaves mid-stream (the upstream's request is
-//! cancelled: the stand-in sees its connection close), an upstream that answers garbage or
-//! nothing at all, and requests too big for the proxy's limits (431, 413, documented in the
-//! README).
+//! cancelled: the stand-in sees its connection close, the real llama-server stops generating),
+//! an upstream that answers garbage or nothing at all, requests too big for the proxy's limits
+//! (431, 413, documented in the README), and a slow-loris client.
 
 use super::proxy_hostile::fake;
 use super::servers::ollama::{FakeOllama, MODELS, Mode};
@@ -305,4 +305,77 @@ fn a_slow_loris_client_is_dropped_at_the_header_limit_however_it_trickles() {
     assert!(server.seen().is_empty());
     let ok = request(p.addr(), "GET", "/api/tags", "", &[], true);
     assert_eq!(ok.status, 200);
+}
+
+/// One of llama-server's `/metrics` values, `llamacpp:{name}`.
+fn metric(server: &super::servers::LlamaServer, name: &str) -> Option<f64> {
+    let (status, body) = super::servers::get(server.addr, "/metrics")?;
+    (status == 200).then_some(())?;
+    let prefix = format!("llamacpp:{name} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn processing(server: &super::servers::LlamaServer) -> Option<f64> {
+    metric(server, "requests_processing")
+}
+
+#[test]
+fn a_client_that_leaves_mid_stream_stops_the_real_llama_servers_generation() {
+    let server = super::servers::LlamaServer::start();
+    let mut p = RawProxy::start(&server.url());
+    let mut c = TcpStream::connect(p.addr()).expect("connect");
+    // Far more tokens than it writes before the client leaves; ignore_eos so it cannot stop
+    // early by itself.
+    let body = serde_json::json!({
+        "model": "smol", "stream": true, "temperature": 0, "seed": 42,
+        "max_tokens": 2000, "ignore_eos": true,
+        "messages": [{"role": "user", "content": "Tell a very long story."}],
+    })
+    .to_string();
+    write!(
+        c,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut r = BufReader::new(c.try_clone().expect("clone"));
+    let mut events = 0;
+    while events < 5 {
+        let mut line = String::new();
+        assert!(r.read_line(&mut line).expect("read") > 0);
+        if line.contains("data: {") {
+            events += 1;
+        }
+    }
+    assert_eq!(
+        processing(&server),
+        Some(1.0),
+        "generating while the client reads"
+    );
+    c.shutdown(std::net::Shutdown::Both).expect("shutdown");
+    drop((c, r));
+    let ex = p.finished(Duration::from_secs(10));
+    assert_eq!(ex.outcome, Outcome::ClientClosed, "{ex:?}");
+    assert!(
+        ex.tokens_seen >= 4 && ex.tokens_seen < 2000,
+        "{}",
+        ex.tokens_seen
+    );
+    // The server stops generating once its next write finds the proxy gone: its slot is free
+    // long before 2000 tokens.
+    let left = Instant::now();
+    assert!(
+        wait_for(Duration::from_secs(10), || processing(&server) == Some(0.0)),
+        "llama-server still generating 10 s after the client left"
+    );
+    let stopped = left.elapsed();
+    // It decoded a few tokens more than passed (those in flight), nowhere near 2000.
+    let decoded = metric(&server, "n_decode_total").expect("n_decode_total");
+    assert!(decoded < 500.0, "llama-server decoded {decoded} times");
+    eprintln!(
+        "llama-server stopped {stopped:.2?} after the proxy reported the client gone ({} tokens passed, {decoded} decodes)",
+        ex.tokens_seen
+    );
 }
