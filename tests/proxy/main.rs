@@ -1,6 +1,8 @@
 //! The proxy: the real llama-server behind the real proxy (three streaming clients, token
 //! counts against the server's own timings, energy against the ledger on a live synthetic
-//! machine), hostile upstreams served by the test itself, and the command's errors.
+//! machine), hostile upstreams served by the test itself, and the command's errors; under load
+//! (200 streams at once, 2 000 requests in a row), faults (clients leaving, garbage, 431/413,
+//! slow loris), and real client libraries (the `openai` and `ollama` Python packages).
 //!
 //! One test binary per layer: each links llama.cpp once.
 
