@@ -64,15 +64,15 @@ fn a_client_that_leaves_mid_stream_cancels_the_upstreams_request() {
     );
     assert_eq!(ex.status, 200);
     assert_eq!(ex.requested_model.as_deref(), Some(MODELS[0]));
-    // The upstream's own connection was closed: its next write failed, long before the
-    // stream's end.
+    // The upstream's own connection was closed: one of its writes failed. Had the proxy read
+    // on to the end, or held the connection without reading (the 40 lines fit the socket
+    // buffers), every write would have succeeded.
     assert!(
-        wait_for(Duration::from_secs(5), || server.client_gone()),
+        wait_for(Duration::from_secs(10), || server.client_gone()),
         "the stand-in never saw the proxy leave"
     );
-    assert!(
-        left.elapsed() < Duration::from_millis(1800),
-        "{:?}",
+    eprintln!(
+        "the stand-in saw the proxy leave within {:.2?}",
         left.elapsed()
     );
 }
@@ -300,7 +300,9 @@ fn a_slow_loris_client_is_dropped_at_the_header_limit_however_it_trickles() {
         std::thread::sleep(Duration::from_millis(30));
     };
     assert!(closed >= Duration::from_millis(800), "{closed:?}");
-    assert!(closed < Duration::from_secs(3), "{closed:?}");
+    // Any close proves it: the trickle never stops, so a timer that each byte reset would
+    // never fire.
+    assert!(closed < Duration::from_secs(10), "{closed:?}");
     // Nothing reached the upstream, and the proxy still serves.
     assert!(server.seen().is_empty());
     let ok = request(p.addr(), "GET", "/api/tags", "", &[], true);
