@@ -1,6 +1,7 @@
 //! The proxy's books: what the taps report, folded with the ledger into one record per
 //! request. Energy comes from the ledger only, split by `accounting::attribution`; a request
-//! is settled once the ledger covers its end and every request that overlapped it has ended.
+//! is settled as soon as the ledger covers its end; one still open is booked in parts as the
+//! ledger covers it (`Attributor`), so a long request holds back no other's record.
 //!
 //! Pure: the caller pushes samples into its ledger, hands over the proxy's events and calls
 //! [`ProxyBooks::settle`] after each sample (`llmtop proxy` and the dashboard do the same).
@@ -82,6 +83,7 @@ impl ProxyBooks {
                 }
                 self.attributor.open(id, t0);
             }
+            ProxyEvent::Tokens { id, t, n } => self.attributor.tokens(id, t, n),
             ProxyEvent::Finished(ex) => {
                 self.attributor.close(activity(&ex));
                 self.finished.insert(ex.id, *ex);
