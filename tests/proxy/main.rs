@@ -13,6 +13,7 @@ mod servers;
 #[path = "../tmux/mod.rs"]
 mod tmux;
 
+mod proxy_books;
 mod proxy_cli;
 mod proxy_dashboard;
 mod proxy_hostile;
