@@ -113,6 +113,11 @@ impl<'a> Shell<'a> {
                     let records = p.feed.take_records();
                     let pending = p.feed.pending();
                     app.update(Event::Requests { records, pending });
+                    for line in p.feed.take_notices() {
+                        app.update(Event::Status(
+                            crate::util::sanitize::terminal(&line).into_owned(),
+                        ));
+                    }
                 }
                 true
             }

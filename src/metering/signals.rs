@@ -10,7 +10,9 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// Every signal whose default action ends the process and that can be caught, except the
 /// synchronous ones (SIGSEGV, SIGBUS, SIGABRT, ...) that `term::guard` restores the
-/// terminal for. SIGPIPE is left out: Rust ignores it and write errors report it. The
+/// terminal for. SIGPIPE is left out: Rust ignores it and write errors report it; SIGXFSZ
+/// (a write past the file-size limit, `ulimit -f`) is ignored the same way when the signals
+/// are caught, so the write fails with EFBIG and the proxy keeps its records in memory. The
 /// real-time signals (SIGRTMIN..=SIGRTMAX) are caught too, as "a real-time signal".
 pub const TERMINATING: &[(libc::c_int, &str)] = &[
     (libc::SIGTERM, "SIGTERM"),
@@ -23,7 +25,6 @@ pub const TERMINATING: &[(libc::c_int, &str)] = &[
     (libc::SIGVTALRM, "SIGVTALRM"),
     (libc::SIGPROF, "SIGPROF"),
     (libc::SIGXCPU, "SIGXCPU"),
-    (libc::SIGXFSZ, "SIGXFSZ"),
     (libc::SIGIO, "SIGIO"),
     (libc::SIGPWR, "SIGPWR"),
     (libc::SIGSTKFLT, "SIGSTKFLT"),
@@ -50,6 +51,7 @@ impl Signals {
     /// Catch every signal of the policy. Must be called inside the runtime. Err only when
     /// SIGTERM itself cannot be caught; other signals that cannot be are skipped.
     pub fn listen() -> io::Result<Self> {
+        ignore_file_size_limit();
         let mut streams = Vec::new();
         for (sig, name) in all() {
             match signal(SignalKind::from_raw(sig)) {
@@ -97,6 +99,18 @@ impl Signals {
     /// Signals received so far.
     pub fn received(&self) -> u32 {
         self.received
+    }
+}
+
+/// A write past the file-size limit fails (EFBIG) instead of ending the process.
+fn ignore_file_size_limit() {
+    // SAFETY: a zeroed sigaction with SIG_IGN and an empty mask is valid for SIGXFSZ; nothing
+    // else handles it.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = libc::SIG_IGN;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGXFSZ, &action, std::ptr::null_mut());
     }
 }
 

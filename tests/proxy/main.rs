@@ -16,6 +16,7 @@ mod tmux;
 mod proxy_books;
 mod proxy_cli;
 mod proxy_dashboard;
+mod proxy_durable;
 mod proxy_hostile;
 mod proxy_limits;
 mod proxy_llama;
