@@ -79,6 +79,10 @@ pub fn run(args: &ProxyArgs, cfg: &Config) -> anyhow::Result<()> {
     if let Some(p) = &log_path {
         eprintln!("llmtop: request records to {p}");
     }
+    // Whether the upstream answers, said now if it does not and once when that changes.
+    let health = crate::proxy::health::HealthWatch::start(proxy.upstream(), |_, line| {
+        eprintln!("llmtop: {line}");
+    });
     if let Some(s) = &server {
         eprintln!(
             "llmtop: Prometheus metrics on http://{}/metrics",
@@ -109,6 +113,7 @@ pub fn run(args: &ProxyArgs, cfg: &Config) -> anyhow::Result<()> {
         move || drop(proxy),
     );
     drop(server);
+    drop(health);
     sampler.stop();
     ended?;
     Ok(())

@@ -199,9 +199,14 @@ fn start_proxy(
     if let Some(e) = &failed {
         books.log_failed(e);
     }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let watch = crate::proxy::health::HealthWatch::start(server.upstream(), move |_, line| {
+        let _ = tx.send(line);
+    });
     Ok(DashProxy {
         feed: ProxyFeed::new(books, events, metrics).keeping_records(),
         server: Some(server),
+        health: Some((watch, rx)),
     })
 }
 

@@ -21,6 +21,7 @@ mod proxy_hostile;
 mod proxy_limits;
 mod proxy_llama;
 mod proxy_records;
+mod proxy_recovery;
 mod proxy_signals;
 
 use llmtop::accounting::ledger::Ledger;

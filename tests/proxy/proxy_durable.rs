@@ -59,7 +59,7 @@ fn exchange(id: u64) -> Exchange {
 }
 
 /// The records in `files`, every line parsed (a line that is not a whole record fails).
-fn read_records(files: &[PathBuf]) -> Vec<RequestRecord> {
+pub fn read_records(files: &[PathBuf]) -> Vec<RequestRecord> {
     let mut out = Vec::new();
     for f in files {
         let Ok(text) = std::fs::read_to_string(f) else {
@@ -239,14 +239,14 @@ fn quick_upstream() -> SocketAddr {
 }
 
 /// `llmtop proxy` in `data` in front of `up`; its stderr lines gathered; its listen address.
-struct Binary {
-    child: Kill,
-    addr: SocketAddr,
-    err: Arc<Mutex<Vec<String>>>,
+pub struct Binary {
+    pub child: Kill,
+    pub addr: SocketAddr,
+    pub err: Arc<Mutex<Vec<String>>>,
 }
 
 impl Binary {
-    fn start(data: &Path, up: SocketAddr, extra: &[&str], fsize: Option<u64>) -> Self {
+    pub fn start(data: &Path, up: SocketAddr, extra: &[&str], fsize: Option<u64>) -> Self {
         let upstream = format!("http://{up}");
         let mut args = vec![
             "proxy",
@@ -305,7 +305,7 @@ impl Binary {
     }
 
     /// Wait until a stderr line contains `what`.
-    fn said(&self, what: &str, limit: Duration) -> String {
+    pub fn said(&self, what: &str, limit: Duration) -> String {
         let end = Instant::now() + limit;
         while Instant::now() < end {
             if let Some(l) = self
@@ -326,7 +326,7 @@ impl Binary {
     }
 
     /// SIGTERM, and the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
+    pub fn stop(mut self) -> std::process::ExitStatus {
         // SAFETY: our own child's pid.
         unsafe { libc::kill(self.pid(), libc::SIGTERM) };
         self.child.0.wait().expect("wait")
