@@ -7,7 +7,6 @@ use super::forward::Upstream;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The first pause after a failed probe; each next one doubles, up to [`BACKOFF_MAX`].
@@ -41,10 +40,10 @@ impl Health {
     }
 }
 
-/// The probing thread; dropping it stops it.
+/// The probing thread; dropping it stops it (without waiting: a probe in flight may take up
+/// to its connect timeout, and a mode ends within a second).
 pub struct HealthWatch {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl HealthWatch {
@@ -53,25 +52,24 @@ impl HealthWatch {
     pub fn start(upstream: &Upstream, on: impl Fn(Health, String) + Send + 'static) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let (s, up) = (stop.clone(), upstream.clone());
-        let thread = std::thread::Builder::new()
+        // No thread (the system is out of them) only means no probes: requests still go.
+        let _ = std::thread::Builder::new()
             .name("llmtop-upstream".into())
             .spawn(move || {
                 watch(&up.authority, &s, &|h: Health| {
-                    let line = h.line(&up);
-                    on(h, line);
+                    if !s.load(Ordering::Relaxed) {
+                        let line = h.line(&up);
+                        on(h, line);
+                    }
                 })
-            })
-            .ok();
-        Self { stop, thread }
+            });
+        Self { stop }
     }
 }
 
 impl Drop for HealthWatch {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
