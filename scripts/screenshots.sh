@@ -50,13 +50,18 @@ LLMTOP_DATA_DIR="$DATA" "$BIN" --config "$DATA/config.toml" compare \
   --hardware-price fixture-nuc=699 --svg screenshots/compare.svg > /dev/null
 echo "wrote screenshots/compare.svg"
 
-# 1. The real model, mid-generation.
+# 1. The real model, mid-generation, under a first reply whose energy and cost line has
+# settled (with its error band): the line appears once the ledger has data past the reply's
+# end, a moment after its last token, so wait for it rather than for time.
 start --model "'$MODEL'" --seed 3 --max-tokens 600
 wait_for "● idle" 120
+tmux -L "$SOCK" send-keys -t s -l "In one sentence: what is a watt?"
+tmux -L "$SOCK" send-keys -t s Enter
+wait_for "J/tok" 120
 tmux -L "$SOCK" send-keys -t s -l "Write a short story about a lighthouse keeper who counts every watt."
 tmux -L "$SOCK" send-keys -t s Enter
 wait_for "● generating" 60
-sleep 4
+sleep 2
 shot dashboard-generating
 
 # 2. Demo mode (scripted sensors fill every gauge), mid-generation, after a first reply.

@@ -275,7 +275,9 @@ pub struct BenchArgs {
     pub snapshot: bool,
     /// Run the bench at every combination of settings: KEY=V1,V2,... with KEY threads,
     /// gpu-layers, ctx or model (GGUF paths). Repeatable: --sweep threads=1,2 --sweep ctx=512,2048.
-    /// One table, one row per setting; --json writes the llmtop.sweep/1 schema.
+    /// One table, one row per setting; --json writes the llmtop.sweep/1 schema. power-cap=W,...
+    /// (alone) sets the power limit (root), measures prefill and decode at each cap and
+    /// recommends one; the limits as found are restored however the bench ends.
     #[arg(long, value_name = "KEY=V1,V2")]
     pub sweep: Vec<String>,
     /// With --sweep: draw tok/s against J/token, the Pareto frontier marked, into this SVG file.
@@ -285,6 +287,38 @@ pub struct BenchArgs {
     /// run (the JSON then says which runs and how much); without it such a bench is refused.
     #[arg(long)]
     pub allow_contention: bool,
+    /// With --sweep power-cap: what the caps apply to. auto: each NVIDIA board when the model
+    /// runs on the GPU, else each CPU package (RAPL).
+    #[arg(long, value_enum, value_name = "DEVICE")]
+    pub cap_device: Option<CapDevice>,
+    /// With --sweep power-cap: seconds idle at each new cap before its runs, so every cap
+    /// starts from the same temperature [default: 10].
+    #[arg(long, value_name = "S", allow_negative_numbers = true, value_parser = number)]
+    pub cap_cooldown: Option<f64>,
+    /// With --sweep power-cap: seconds of unmeasured runs per phase at each cap, to reach a
+    /// steady state [default: 5].
+    #[arg(long, value_name = "S", allow_negative_numbers = true, value_parser = number)]
+    pub cap_settle: Option<f64>,
+    /// With --sweep power-cap: seconds each phase is measured at each cap (and at least
+    /// --reps runs) [default: 10].
+    #[arg(long, value_name = "S", allow_negative_numbers = true, value_parser = number)]
+    pub cap_window: Option<f64>,
+    /// With --sweep power-cap: the knee's tolerance, the percent of the highest cap's speed a
+    /// phase may lose [default: 5].
+    #[arg(long, value_name = "PCT", allow_negative_numbers = true, value_parser = number)]
+    pub cap_tolerance: Option<f64>,
+}
+
+/// What `bench --sweep power-cap` caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum CapDevice {
+    /// Each NVIDIA board when the model runs on the GPU, else each CPU package.
+    #[default]
+    Auto,
+    /// Each NVIDIA board (NVML).
+    Gpu,
+    /// Each CPU package (RAPL powercap).
+    Cpu,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -13,6 +13,12 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     llmtop::logging::init();
+    // Power limits a killed `bench --sweep power-cap` left capped go back first, whatever runs.
+    if let Some(line) =
+        llmtop::sensors::powerlimit::marker::recover(&llmtop::util::paths::data_dir())
+    {
+        eprintln!("llmtop: {line}");
+    }
     // The config is read, checked and parsed once, with the flags that override it; every
     // command uses the parsed values.
     let overrides = llmtop::config::Overrides {

@@ -2,6 +2,7 @@
 //! idle baseline and the per-second series of a run card. Plain data; the ledger
 //! (`ledger.rs`) is the only thing that computes it.
 
+use crate::accounting::uncertainty::Band;
 pub use crate::sensors::counter::{CounterStep, counter_delta};
 use crate::sensors::{Covers, Method, Source};
 use serde::{Deserialize, Serialize};
@@ -66,6 +67,13 @@ pub struct SourceEnergy {
     /// counter").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub power_via: Option<String>,
+    /// Where the truth of `energy_j` lies: the method's band and what sampling adds over
+    /// this window ([`crate::accounting::uncertainty`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub band: Option<Band>,
+    /// The row of the method table that band comes from ("rapl_intel", "nvml_counter").
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub band_row: String,
 }
 
 /// The whole machine over the window.
@@ -90,6 +98,10 @@ pub struct TotalEnergy {
     /// energy is the rate over the two steps around it times its length, not a difference.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub apportioned: bool,
+    /// Where the truth of `energy_j` lies (and of J/token, cost and CO2 taken from it): its
+    /// sources' bands added over the window ([`crate::accounting::uncertainty`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub band: Option<Band>,
 }
 
 /// A timestamped change of what the whole-system total is measured from.
@@ -241,6 +253,10 @@ pub struct EnergyReport {
     pub idle_w: Option<f64>,
     /// Total minus idle power x the seconds the total covers, floored at 0 ([`floor_net`]).
     pub net_j: Option<f64>,
+    /// Where the truth of `net_j` lies: the total's gain as the same fraction, its sampling
+    /// error in joules on the smaller figure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_band: Option<Band>,
     pub net_wh: Option<f64>,
     pub tokens: Option<u64>,
     pub j_per_token: Option<f64>,

@@ -33,6 +33,9 @@ use super::energy::{
     SourceEnergy, TotalBasis, TotalEnergy, Window, joules_to_wh,
 };
 use super::pricing::Tariff;
+use super::uncertainty::{
+    Band, ErrorJ, MethodBand, WindowFacts, method_band, trapezoid_bound_j, window_error_j,
+};
 use crate::sensors::counter::{CounterStep, counter_delta, update_step_s};
 use crate::sensors::plausible::Limits;
 use crate::sensors::{Covers, Method, Quantity, Reading, Sample, Source};
@@ -76,6 +79,10 @@ struct Point {
     t: f64,
     j: f64,
     w: Option<f64>,
+    /// Cumulative trapezoid bound of a sampled power channel, J
+    /// ([`trapezoid_bound_j`]): what the power between its readings may have added or taken.
+    /// Cumulative like `j`, so any two points give a window's share and thinning keeps it.
+    u: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +105,8 @@ struct Channel {
     /// What the device said instead of a value since the last one ("GPU lost ..."), for the
     /// reason of a change of basis.
     na_why: Option<String>,
+    /// How sure its joules are, from its provenance ([`method_band`]).
+    band: &'static MethodBand,
 }
 
 impl Channel {
@@ -185,6 +194,45 @@ impl Channel {
     fn power_now(&self) -> Option<f64> {
         self.points.last().and_then(|p| p.w)
     }
+
+    /// The power of the interval `k` ends (a counter's rate, a power channel's reading).
+    fn rate(&self, k: usize) -> Option<f64> {
+        self.points.get(k).filter(|_| k > 0).and_then(|p| p.w)
+    }
+
+    /// The cumulative trapezoid bound at the last point at or before `t` (`before`), or the
+    /// first at or after it.
+    fn u_at(&self, t: f64, before: bool) -> f64 {
+        let pts = &self.points;
+        let i = if before {
+            pts.partition_point(|p| p.t <= t).saturating_sub(1)
+        } else {
+            pts.partition_point(|p| p.t < t)
+                .min(pts.len().saturating_sub(1))
+        };
+        pts.get(i).map_or(0.0, |p| p.u)
+    }
+
+    /// The range of the power over `[t0, t1]`: a power channel's readings inside and the
+    /// line's value at each edge; a counter's rate over every interval that overlaps it.
+    fn swing(&self, t0: f64, t1: f64) -> f64 {
+        let pts = &self.points;
+        let ws: Vec<f64> = match self.kind {
+            Kind::Power => pts
+                .iter()
+                .filter(|p| p.t >= t0 && p.t <= t1)
+                .filter_map(|p| p.w)
+                .chain([self.w_at(t0), self.w_at(t1)].into_iter().flatten())
+                .collect(),
+            Kind::Counter => (1..pts.len())
+                .filter(|&k| pts[k].t > t0 && pts[k - 1].t < t1)
+                .filter_map(|k| pts[k].w)
+                .collect(),
+        };
+        let lo = ws.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = ws.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if hi >= lo { hi - lo } else { 0.0 }
+    }
 }
 
 /// `rapl:package-0:energy` -> `rapl:package-0`: a counter and a power reading of one channel
@@ -253,6 +301,10 @@ pub struct ChannelNow {
     pub in_total: bool,
     /// What the device said instead of a value since its last one ("GPU lost ...").
     pub note: Option<String>,
+    /// How sure its joules are: its row of the method table.
+    pub method_band: &'static MethodBand,
+    /// Where the truth of `energy_j` lies: the method's band and what sampling added.
+    pub band: Option<Band>,
 }
 
 impl ChannelNow {
@@ -291,6 +343,8 @@ pub struct Totals {
     pub co2_g: f64,
     /// Some part of the total was an estimate.
     pub estimated: bool,
+    /// Where the truth of `energy_j` (and so of `cost` and `co2_g`) lies.
+    pub band: Option<Band>,
 }
 
 /// See the module docs.
@@ -421,9 +475,13 @@ impl Ledger {
                 own_idle: None,
                 via: None,
                 na_why: None,
+                band: method_band(r.source, r.method, r.via.as_deref()),
             });
         if let Some(w) = r.own_idle_w() {
             c.own_idle = Some(w);
+        }
+        if c.via != r.via {
+            c.band = method_band(r.source, r.method, r.via.as_deref());
         }
         c.via.clone_from(&r.via);
         c.na_why = None;
@@ -432,6 +490,7 @@ impl Ledger {
                 t,
                 j: 0.0,
                 w: (kind == Kind::Power).then_some(value),
+                u: 0.0,
             });
             c.last_raw = Some(value);
             return;
@@ -464,6 +523,7 @@ impl Ledger {
                     t,
                     j: last.j + d,
                     w: Some(d / dt),
+                    u: last.u,
                 }
             }
             Kind::Power => {
@@ -480,6 +540,12 @@ impl Ledger {
                             0.0
                         },
                     w: Some(value),
+                    u: last.u
+                        + if bridged {
+                            trapezoid_bound_j(c.band, dt, value - prev_w)
+                        } else {
+                            0.0
+                        },
                 }
             }
         };
@@ -775,27 +841,11 @@ impl Ledger {
         if !matches!(basis, TotalBasis::Wall | TotalBasis::Battery) || b.j <= a.j {
             return None;
         }
-        let parts: Vec<&Channel> = self
-            .channels
-            .iter()
-            .filter(|(id, c)| {
-                TotalBasis::Components.covers().contains(&c.covers) && !self.shadowed(id, c, false)
-            })
-            .map(|(_, c)| c)
-            .collect();
-        if parts.is_empty() {
-            return None;
-        }
-        let comp = |x: f64| -> Option<f64> {
-            parts
-                .iter()
-                .map(|c| {
-                    let covered = c.first_t()? <= x && x <= c.last_t()?;
-                    if covered { c.j_at(x) } else { None }
-                })
-                .sum()
-        };
-        let (ca, ct, cb) = (comp(a.t)?, comp(t)?, comp(b.t)?);
+        let (ca, ct, cb) = (
+            self.components_j_at(a.t)?,
+            self.components_j_at(t)?,
+            self.components_j_at(b.t)?,
+        );
         let rest = (b.j - a.j) - (cb - ca);
         if rest < 0.0 {
             return None;
@@ -804,16 +854,179 @@ impl Ledger {
         Some(share.clamp(0.0, 1.0))
     }
 
+    /// Cumulative joules of the component channels (GPU boards, CPU packages, DRAM) at `x`,
+    /// where every one of them has data then: what shapes a slow whole-machine source's step.
+    /// `None`: no components, or one without data at `x`.
+    fn components_j_at(&self, x: f64) -> Option<f64> {
+        let mut any = false;
+        let mut sum = 0.0;
+        for (id, c) in &self.channels {
+            if !TotalBasis::Components.covers().contains(&c.covers) || self.shadowed(id, c, false) {
+                continue;
+            }
+            let covered = c.first_t()? <= x && x <= c.last_t()?;
+            if !covered {
+                return None;
+            }
+            sum += c.j_at(x)?;
+            any = true;
+        }
+        any.then_some(sum)
+    }
+
+    /// One channel's error over `[a, b]` (clamped to its data): its method's gain on the
+    /// joules it counted there, and what its sampling adds ([`window_error_j`]).
+    fn channel_error(&self, c: &Channel, a: f64, b: f64) -> Option<ErrorJ> {
+        let (a, b) = (a.max(c.first_t()?), b.min(c.last_t()?));
+        if b <= a {
+            return None;
+        }
+        let energy = c.j_at(b)? - c.j_at(a)?;
+        let counter = c.kind == Kind::Counter;
+        let mut f = WindowFacts {
+            length_s: b - a,
+            counter,
+            ..WindowFacts::default()
+        };
+        if counter {
+            (f.p_start_w, f.swing_start_w, f.gap_start_s) = self.counter_edge(c, a);
+            (f.p_end_w, f.swing_end_w, f.gap_end_s) = self.counter_edge(c, b);
+        } else {
+            f.trapezoid_j = (c.u_at(b, false) - c.u_at(a, true)).max(0.0);
+            let tau = c.band.average_s;
+            if tau > 0.0 {
+                f.swing_w = c.swing(a - tau, b + tau);
+            }
+        }
+        let (lo, hi) = window_error_j(c.band, &f);
+        Some(ErrorJ::of(energy, c.band.gain, lo, hi))
+    }
+
+    /// At a window's edge `t` in a counter: its rate there, how far the rate ranges around
+    /// `t` (the interval that holds it and the ones either side), and that interval's length
+    /// when `t` falls inside one (0 on a reading: nothing is interpolated there). A
+    /// whole-machine counter's step is shaped by the components ([`Self::shaped_share`]), so
+    /// only the rest of the machine is interpolated: its range is the rest's.
+    fn counter_edge(&self, c: &Channel, t: f64) -> (f64, f64, f64) {
+        let pts = &c.points;
+        if pts.len() < 2 {
+            return (0.0, 0.0, 0.0);
+        }
+        let i = pts.partition_point(|p| p.t < t);
+        let k = i.clamp(1, pts.len() - 1);
+        let p = c.rate(k).unwrap_or(0.0);
+        let gap = if i > 0 && i < pts.len() && pts[i].t > t {
+            pts[i].t - pts[i - 1].t
+        } else {
+            0.0
+        };
+        if gap <= 0.0 {
+            return (p, 0.0, 0.0);
+        }
+        let around: Vec<usize> = [k - 1, k, k + 1]
+            .into_iter()
+            .filter(|&n| n >= 1 && n < pts.len())
+            .collect();
+        let range = |ws: &[f64]| {
+            let lo = ws.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = ws.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            if hi >= lo { hi - lo } else { 0.0 }
+        };
+        let own: Vec<f64> = around.iter().filter_map(|&n| c.rate(n)).collect();
+        let mut swing = range(&own);
+        if matches!(c.covers, Covers::Wall | Covers::Battery) {
+            let rest: Option<Vec<f64>> = around
+                .iter()
+                .map(|&n| {
+                    let (x, y) = (pts[n - 1].t, pts[n].t);
+                    let comp = self.components_j_at(y)? - self.components_j_at(x)?;
+                    let r = (pts[n].j - pts[n - 1].j - comp) / (y - x);
+                    (r >= 0.0).then_some(r)
+                })
+                .collect();
+            if let Some(rest) = rest.filter(|r| !r.is_empty()) {
+                swing = range(&rest);
+            }
+        }
+        (p, swing, gap)
+    }
+
+    /// The whole-system total's error over `[t0, t1]` (clamped to the settled span): each
+    /// basis in force there, each of its sources over its part of the window, added linearly.
+    fn total_error(&self, t0: f64, t1: f64) -> Option<ErrorJ> {
+        let (t0, t1) = self.clamp(t0, t1)?;
+        let mut out: Option<ErrorJ> = None;
+        for (i, s) in self.segments.iter().enumerate() {
+            let end = self.segments.get(i + 1).map_or(f64::INFINITY, |n| n.t0);
+            let (a, b) = (t0.max(s.t0), t1.min(end));
+            if b <= a {
+                continue;
+            }
+            for id in &s.ids {
+                if let Some(e) = self
+                    .channels
+                    .get(id)
+                    .and_then(|c| self.channel_error(c, a, b))
+                {
+                    out = Some(out.map_or(e, |o| o + e));
+                }
+            }
+        }
+        out
+    }
+
+    /// The error of a window as a report takes it: apportioned from `span`
+    /// ([`Self::apportion_span`]), the span's error scaled to the window, plus what the power
+    /// may have done inside the window that the span's average does not show (its range over
+    /// the span times the window's length).
+    fn window_error(&self, t0: f64, t1: f64, span: Option<(f64, f64)>) -> Option<ErrorJ> {
+        let Some((sa, sb)) = span.and_then(|(a, b)| self.clamp(a, b)) else {
+            return self.total_error(t0, t1);
+        };
+        let (a, b) = self.clamp(t0, t1)?;
+        let e = self.total_error(sa, sb)?;
+        let seg = self.segment_at(b.min(self.settled_until()?))?;
+        let swing: f64 = seg
+            .ids
+            .iter()
+            .filter_map(|id| Some((id, self.channels.get(id)?)))
+            .map(|(id, c)| self.apportion_swing(id, c, sa, sb))
+            .sum();
+        let len = b - a;
+        Some(e.scaled(len / (sb - sa)).widen(swing * len, swing * len))
+    }
+
+    /// The range of a channel's power over an apportioning span: a quantised counter's
+    /// readings of its own power where it has them (its rates over one sample hold 0, 1 or 2
+    /// of its steps), else its rates or readings.
+    fn apportion_swing(&self, id: &str, c: &Channel, sa: f64, sb: f64) -> f64 {
+        let quantised = c.kind == Kind::Counter && update_step_s(c.source).is_some();
+        match self.power_sibling(id).filter(|_| quantised) {
+            Some(p) => p.swing(sa, sb),
+            None => c.swing(sa, sb),
+        }
+    }
+
+    /// The band of the whole-system energy over `[t0, t1]` (see [`super::uncertainty`]).
+    pub fn band_between(&self, t0: f64, t1: f64) -> Option<Band> {
+        let (j, _) = self.energy_between(t0, t1)?;
+        self.total_error(t0, t1)?.band_of(j)
+    }
+
     /// Everything since the ledger started.
     pub fn totals(&self) -> Totals {
         let first = self.knots.first().copied().unwrap_or_default();
         let last = self.knots.last().copied().unwrap_or_default();
+        let energy_j = last.j - first.j;
         Totals {
             settled_t: last.t,
-            energy_j: last.j - first.j,
+            energy_j,
             cost: last.cost - first.cost,
             co2_g: last.co2_g - first.co2_g,
             estimated: self.estimated,
+            band: self
+                .total_error(first.t, last.t)
+                .and_then(|e| e.band_of(energy_j)),
         }
     }
 
@@ -946,6 +1159,12 @@ impl Ledger {
                     energy_j: c.points.last().map_or(0.0, |p| p.j),
                     in_total: in_total.contains(id),
                     note: c.na_why.clone(),
+                    method_band: c.band,
+                    band: c
+                        .first_t()
+                        .zip(c.last_t())
+                        .and_then(|(a, b)| self.channel_error(c, a, b))
+                        .and_then(|e| e.band()),
                 }
             })
             .collect()
@@ -1073,7 +1292,13 @@ impl Ledger {
         } else {
             None
         };
-        let total = self.total_over(t0, t1, span);
+        let mut total = self.total_over(t0, t1, span);
+        let error = total
+            .as_ref()
+            .and_then(|t| self.window_error(t0, t1, span.filter(|_| t.apportioned)));
+        if let Some(t) = total.as_mut() {
+            t.band = error.and_then(|e| e.band_of(t.energy_j));
+        }
         let in_total: BTreeSet<&str> = self
             .segments_in(t0, t1)
             .flat_map(|s| s.ids.iter().map(String::as_str))
@@ -1089,6 +1314,7 @@ impl Ledger {
         let above = self.total_above_idle(t0, t1, w.idle.as_ref());
         let idle_w = above.and_then(|a| a.idle).map(|i| i.watts);
         let net_j = above.and_then(|a| a.net_j());
+        let net_band = net_j.and_then(|n| error?.band_of(n));
         let per_token = |j: Option<f64>| match (j, w.tokens) {
             (Some(j), Some(n)) if n > 0 => Some(j / n as f64),
             _ => None,
@@ -1116,6 +1342,7 @@ impl Ledger {
             idle_w,
             net_wh: net_j.map(joules_to_wh),
             net_j,
+            net_band,
             tokens: w.tokens,
             j_per_token: per_token(total_j),
             net_j_per_token: per_token(net_j),
@@ -1213,6 +1440,7 @@ impl Ledger {
             sources: seg.ids.clone(),
             changes,
             apportioned,
+            band: None,
         })
     }
 
@@ -1295,6 +1523,17 @@ impl Ledger {
             }
             None => c.j_at(b)? - c.j_at(a)?,
         };
+        let error = match span {
+            Some((sa, sb)) => {
+                let (x, y) = (sa.max(c.first_t()?), sb.min(c.last_t()?));
+                let swing = self.apportion_swing(id, c, x, y);
+                self.channel_error(c, x, y).map(|e| {
+                    e.scaled(covered_s / (y - x))
+                        .widen(swing * covered_s, swing * covered_s)
+                })
+            }
+            None => self.channel_error(c, a, b),
+        };
         let sibling = self.power_sibling(id);
         let quantised = update_step_s(c.source).is_some();
         let peak_w = match (c.kind, sibling.filter(|_| quantised)) {
@@ -1330,6 +1569,8 @@ impl Ledger {
                 (Kind::Counter, None) => Some("rate of the counter".into()),
                 (Kind::Power, _) => c.via.clone(),
             },
+            band: error.and_then(|e| e.band_of(energy_j)),
+            band_row: c.band.key.to_string(),
         })
     }
 

@@ -13,6 +13,7 @@ pub mod share;
 pub mod subscriber;
 pub mod tally;
 pub mod throttle;
+pub mod uncertainty;
 
 use crate::accounting::energy::TotalBasis;
 use crate::accounting::ledger::Ledger;

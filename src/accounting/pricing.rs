@@ -405,6 +405,46 @@ pub fn format_money(amount: f64, currency: &Currency) -> String {
     format!("{sign}{prefix}{body}{suffix}")
 }
 
+/// Amounts shown side by side (a chart's panel, one axis) are written in one unit: the minor
+/// one (cents) when every amount is below [`MINOR_BELOW`] and the currency has one; else the
+/// main one. Returns the minor unit's name when it is the one.
+pub fn shared_minor_unit(amounts: &[f64], currency: &Currency) -> Option<&'static str> {
+    let minor = currency.minor_unit()?;
+    amounts
+        .iter()
+        .filter(|a| a.is_finite())
+        .all(|a| a.abs() < MINOR_BELOW)
+        .then_some(minor)
+}
+
+/// `amount` in the unit [`shared_minor_unit`] chose for its panel: "0.012 ¢" in cents, else
+/// "$0.00012" in the main unit (with two significant digits, however small).
+pub fn format_money_in(amount: f64, currency: &Currency, minor: Option<&str>) -> String {
+    if !amount.is_finite() {
+        return "n/a".into();
+    }
+    let sign = if amount < 0.0 { "-" } else { "" };
+    let abs = amount.abs();
+    if let Some(unit) = minor {
+        let cents = abs * 100.0;
+        let digits = two_significant(cents);
+        return format!("{sign}{cents:.digits$} {unit}");
+    }
+    let (prefix, suffix, decimals) = currency.style();
+    let suffix = if suffix.is_empty() || suffix.starts_with(' ') {
+        suffix.to_string()
+    } else {
+        format!(" {suffix}")
+    };
+    let digits = if abs >= 100.0 {
+        0
+    } else {
+        decimals.max(two_significant(abs))
+    };
+    let body = group_thousands(&format!("{abs:.digits$}"));
+    format!("{sign}{prefix}{body}{suffix}")
+}
+
 /// Decimals that show `abs` with two significant digits (none at 10 and above), at most
 /// [`MAX_DECIMALS`].
 fn two_significant(abs: f64) -> usize {

@@ -16,6 +16,7 @@ use crate::accounting::pricing::{Currency, format_co2, format_per_1000, project}
 use crate::accounting::subscriber::Subscriber;
 use crate::accounting::tally::{Tally, TallyDelta};
 use crate::accounting::throttle::{Episode, ThrottleDetector, ThrottleSettings};
+use crate::accounting::uncertainty::Band;
 use crate::engine::{EngineEvent, Phase, ReplyStats};
 use crate::sensors::{Quantity, Sample};
 use std::collections::BTreeMap;
@@ -43,6 +44,8 @@ pub struct SessionEnergy {
     pub basis: Option<TotalBasis>,
     /// The latest change of basis after the first (a source went silent or came back).
     pub last_change: Option<BasisChange>,
+    /// Where the truth of `wh` (and of the session's cost and CO2) lies.
+    pub band: Option<Band>,
 }
 
 /// The footer's money line, formatted by the pricing module.
@@ -98,6 +101,10 @@ pub struct ReplyFigures {
     /// The reply was shorter than two steps of a quantised counter (NVML's, ~100 ms): its
     /// energy is apportioned from the steps around it, not a difference of its own.
     pub apportioned: bool,
+    /// Where the truth of `energy_j` lies, and so of `j_per_token` and `cost`.
+    pub band: Option<Band>,
+    /// ... and of `net_j`, `net_j_per_token` and `net_cost`.
+    pub net_band: Option<Band>,
     /// Each GPU board's share of the reply (boards in the total, in id order).
     pub boards: Vec<BoardShare>,
 }
@@ -353,6 +360,8 @@ impl SessionRecorder {
             currency: tariff.map(|t| t.currency.clone()),
             estimated: total.estimated,
             apportioned: total.apportioned,
+            band: total.band,
+            net_band: r.net_band,
             boards: r
                 .sources
                 .iter()
@@ -473,6 +482,7 @@ impl SessionRecorder {
             estimated: totals.estimated,
             basis: ledger.basis(),
             last_change: ledger.changes().iter().skip(1).last().cloned(),
+            band: totals.band,
         };
         let Some(tariff) = ledger.tariff() else {
             return (energy, CostLine::default());

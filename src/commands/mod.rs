@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod compare;
 pub mod models;
+pub mod power_cap;
 pub mod proxy;
 pub mod sensors;
 pub mod serve;

@@ -142,13 +142,16 @@ impl App {
             Event::Power(view) => {
                 let (total, parts) = power_items(&view);
                 let boards = crate::dashboard::state::board_lines(&view);
+                let accuracy = crate::dashboard::state::accuracy_lines(&view);
                 if self.gauges.total != total
                     || self.gauges.parts != parts
                     || self.gauges.boards != boards
+                    || self.gauges.accuracy != accuracy
                 {
                     self.gauges.total = total;
                     self.gauges.parts = parts;
                     self.gauges.boards = boards;
+                    self.gauges.accuracy = accuracy;
                     self.dirty = true;
                 }
             }
@@ -556,15 +559,17 @@ impl App {
         for r in &s.readings {
             self.latest.insert(r.id.clone(), r.clone());
         }
-        let (total, parts, boards) = (
+        let (total, parts, boards, accuracy) = (
             self.gauges.total.take(),
             std::mem::take(&mut self.gauges.parts),
             std::mem::take(&mut self.gauges.boards),
+            std::mem::take(&mut self.gauges.accuracy),
         );
         self.gauges = GaugeSummary {
             total,
             parts,
             boards,
+            accuracy,
             ..summarize(self.latest.values())
         };
         self.record_history(s.t);

@@ -6,6 +6,7 @@ use crate::accounting::pricing::{
     format_energy, format_j_per_token, format_money, format_per_million_tokens, is_tiny,
 };
 use crate::accounting::session::ReplyFigures;
+use crate::accounting::uncertainty::Band;
 use crate::util::sanitize;
 use ratatui::layout::Rect;
 use unicode_width::UnicodeWidthChar;
@@ -174,10 +175,21 @@ fn stats_parts(s: &crate::engine::ReplyStats) -> Vec<String> {
     parts
 }
 
-/// A reply's energy and money under its speed, one line's parts each: "41 J", "0.17 J/tok",
-/// "0.00020 ¢", "0.84 ¢ / 1M tok" (the per-million figure only when the reply cost less than
-/// a cent); "est." first when any part of the energy is an estimate; and the same net of idle
-/// once a baseline exists.
+/// A figure with its error band: "41 J ±2 %"; where the band is wider than ±25 %, the figure
+/// alone and the band in words as a part of its own ("could be −67 %…+163 %").
+pub fn with_band(figure: String, band: Option<Band>) -> Vec<String> {
+    match band {
+        Some(b) if b.is_wide() => vec![figure, b.words().unwrap_or_default()],
+        Some(b) => vec![format!("{figure} {}", b.text())],
+        None => vec![figure],
+    }
+}
+
+/// A reply's energy and money under its speed, one line's parts each: "41 J ±2 %",
+/// "0.17 J/tok", "0.00020 ¢", "0.84 ¢ / 1M tok" (the per-million figure only when the reply
+/// cost less than a cent); "est." first when any part of the energy is an estimate; and the
+/// same net of idle once a baseline exists. The band holds for every figure of its line
+/// (tokens are counted, prices are given); a wide one is said in words.
 pub fn figures_lines(f: &ReplyFigures) -> Vec<Vec<String>> {
     let money = |amount: Option<f64>| match (amount, &f.currency) {
         (Some(a), Some(c)) => Some(format_money(a, c)),
@@ -189,7 +201,7 @@ pub fn figures_lines(f: &ReplyFigures) -> Vec<Vec<String>> {
         (false, true) => "≈",
         (false, false) => "",
     };
-    let mut total = vec![format!("{lead}{}", format_energy(f.energy_j))];
+    let mut total = with_band(format!("{lead}{}", format_energy(f.energy_j)), f.band);
     if f.apportioned {
         total.push("apportioned".into());
     }
@@ -202,7 +214,7 @@ pub fn figures_lines(f: &ReplyFigures) -> Vec<Vec<String>> {
     }
     let mut out = vec![total];
     if let Some(net) = f.net_j {
-        let mut parts = vec![format!("net of idle {}", format_energy(net))];
+        let mut parts = with_band(format!("net of idle {}", format_energy(net)), f.net_band);
         parts.extend(f.net_j_per_token.map(format_j_per_token));
         parts.extend(money(f.net_cost));
         out.push(parts);

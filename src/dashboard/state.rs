@@ -218,6 +218,9 @@ pub struct GaugeSummary {
     pub vram: Option<(f64, f64)>,
     /// Every GPU board's energy channel, for F1: how it is read and what it says now.
     pub boards: Vec<BoardLine>,
+    /// Every energy channel of the total, for F1: how it is read and the band its method
+    /// allows ([`accuracy_lines`]).
+    pub accuracy: Vec<String>,
 }
 
 /// A GPU board in F1: how its energy and watts are read (per board, as NVML boards differ).
@@ -338,6 +341,30 @@ pub fn board_lines(view: &PowerView) -> Vec<BoardLine> {
     out
 }
 
+/// For F1, one line per energy channel of the total: "package-0 (rapl): counter (energy_uj)
+/// ±5 %"; a band wider than ±25 % in words ("could be −67 %…+163 %"). The band is the
+/// method's own; a short window of a sampled channel adds to it (the reply line says how much).
+pub fn accuracy_lines(view: &PowerView) -> Vec<String> {
+    view.channels
+        .iter()
+        .filter(|c| c.in_total)
+        .map(|c| {
+            let band = c.method_band.gain;
+            let how = match band.words() {
+                Some(w) => w,
+                None => band.text(),
+            };
+            let name = format!("{} {}", c.device, c.label);
+            format!(
+                "{} ({}): {} {how}",
+                crate::util::sanitize::terminal(name.trim()),
+                c.source.name(),
+                crate::util::sanitize::terminal(&c.energy_method()),
+            )
+        })
+        .collect()
+}
+
 /// Temperatures, fans, utilisation and VRAM from the latest reading of every channel. Pure;
 /// tested on hand-made readings. (Power comes from the ledger: [`power_items`].)
 pub fn summarize<'a>(readings: impl Iterator<Item = &'a Reading> + Clone) -> GaugeSummary {
@@ -390,6 +417,7 @@ pub fn summarize<'a>(readings: impl Iterator<Item = &'a Reading> + Clone) -> Gau
         gpu_util: of(Quantity::Utilization, Covers::GpuBoard),
         vram,
         boards: Vec::new(),
+        accuracy: Vec::new(),
     }
 }
 

@@ -14,6 +14,7 @@ use super::runcards::Shelf;
 use super::server::{Handler, METRICS_ADDR, Reply, ServerError};
 use crate::accounting::ledger::{Ledger, TotalPower, Totals};
 use crate::accounting::pricing::Tariff;
+use crate::accounting::uncertainty::Band;
 use crate::engine::ModelInfo;
 use crate::net::server::{HttpServer, Listen};
 use crate::sensors::host::BuildInfo;
@@ -85,6 +86,8 @@ pub struct MetricsState {
     util_ratio: BTreeMap<Channel, f64>,
     /// Per energy channel from the ledger: power now (W), method, joules since start.
     energy: Vec<(Channel, &'static str, Option<f64>, f64)>,
+    /// Per energy channel, the error band of its joules since start.
+    bands: Vec<(Channel, &'static str, Band)>,
     system: Totals,
     system_power: Option<TotalPower>,
     tokens_generated: u64,
@@ -175,6 +178,7 @@ impl MetricsState {
             fans_ratio: BTreeMap::new(),
             util_ratio: BTreeMap::new(),
             energy: Vec::new(),
+            bands: Vec::new(),
             system: Totals::default(),
             system_power: None,
             tokens_generated: 0,
@@ -260,15 +264,24 @@ impl MetricsState {
 
     /// Take every energy figure from the ledger as it stands now.
     pub fn apply_ledger(&mut self, ledger: &Ledger) {
-        self.energy = ledger
-            .channels()
+        let channels = ledger.channels();
+        self.bands = channels
+            .iter()
+            .filter_map(|c| {
+                let ch = Channel {
+                    id: c.id.clone(),
+                    device: c.device.clone(),
+                    label: c.label.clone(),
+                    source: snake(&c.source),
+                    covers: snake(&c.covers),
+                };
+                Some((ch, method_name(c.method), c.band?))
+            })
+            .collect();
+        self.energy = channels
             .into_iter()
             .map(|c| {
-                let method = match c.method {
-                    Method::Counter => "counter",
-                    Method::Measured => "integrated",
-                    Method::Estimated => "estimated",
-                };
+                let method = method_name(c.method);
                 let ch = Channel {
                     id: c.id,
                     device: c.device,
@@ -314,6 +327,38 @@ impl MetricsState {
             self.energy
                 .iter()
                 .map(|(c, m, _, j)| (labels(c, Some(m)), *j)),
+        );
+        let bound = |l: String, side: &str| {
+            let l = l.trim_end_matches('}');
+            if l.is_empty() {
+                format!("{{bound=\"{side}\"}}")
+            } else {
+                format!("{l},bound=\"{side}\"}}")
+            }
+        };
+        family(
+            &mut o,
+            "llmtop_energy_relative_uncertainty",
+            "gauge",
+            "Where the truth of llmtop_energy_joules_total lies, as a fraction of it: between value x (1 + lower) and value x (1 + upper); the channel's method band plus what its sampling adds (README: Error bars).",
+            self.bands.iter().flat_map(|(c, m, b)| {
+                [
+                    (bound(labels(c, Some(m)), "lower"), b.lo),
+                    (bound(labels(c, Some(m)), "upper"), b.hi),
+                ]
+            }),
+        );
+        family(
+            &mut o,
+            "llmtop_system_energy_relative_uncertainty",
+            "gauge",
+            "Where the truth of llmtop_system_energy_joules_total (and of the cost and CO2 from it) lies, as a fraction of it: its sources' bands added (README: Error bars).",
+            self.system.band.iter().flat_map(|b| {
+                [
+                    (bound(String::new(), "lower"), b.lo),
+                    (bound(String::new(), "upper"), b.hi),
+                ]
+            }),
         );
         family(
             &mut o,
@@ -562,6 +607,15 @@ fn labels(c: &Channel, method: Option<&str>) -> String {
     }
     l.push('}');
     l
+}
+
+/// The `method` label: how a channel's joules are taken.
+fn method_name(m: Method) -> &'static str {
+    match m {
+        Method::Counter => "counter",
+        Method::Measured => "integrated",
+        Method::Estimated => "estimated",
+    }
 }
 
 /// Label values escape backslash, double quote and newline.

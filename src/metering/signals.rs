@@ -8,36 +8,18 @@
 use std::io;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-/// Every signal whose default action ends the process and that can be caught, except the
-/// synchronous ones (SIGSEGV, SIGBUS, SIGABRT, ...) that `term::guard` restores the
-/// terminal for. SIGPIPE is left out: Rust ignores it and write errors report it; SIGXFSZ
-/// (a write past the file-size limit, `ulimit -f`) is ignored the same way when the signals
-/// are caught, so the write fails with EFBIG and the proxy keeps its records in memory. The
-/// real-time signals (SIGRTMIN..=SIGRTMAX) are caught too, as "a real-time signal".
-pub const TERMINATING: &[(libc::c_int, &str)] = &[
-    (libc::SIGTERM, "SIGTERM"),
-    (libc::SIGHUP, "SIGHUP"),
-    (libc::SIGINT, "SIGINT"),
-    (libc::SIGQUIT, "SIGQUIT"),
-    (libc::SIGUSR1, "SIGUSR1"),
-    (libc::SIGUSR2, "SIGUSR2"),
-    (libc::SIGALRM, "SIGALRM"),
-    (libc::SIGVTALRM, "SIGVTALRM"),
-    (libc::SIGPROF, "SIGPROF"),
-    (libc::SIGXCPU, "SIGXCPU"),
-    (libc::SIGIO, "SIGIO"),
-    (libc::SIGPWR, "SIGPWR"),
-    (libc::SIGSTKFLT, "SIGSTKFLT"),
-];
+/// The signals of the policy: the one list, in `util::signals` (below every layer, so the
+/// power-cap sweep's last word, in `bench`, catches the same set).
+pub use crate::util::signals::{REAL_TIME, TERMINATING};
 
-/// The name real-time signals are reported by.
-pub const REAL_TIME: &str = "a real-time signal";
-
-/// Every signal of the policy, with its name.
+/// The signals the runtime catches: the one list less SIGXFSZ, which the runtime ignores
+/// instead (a write past the file-size limit, `ulimit -f`, then fails with EFBIG, as SIGPIPE's
+/// writes do, and the proxy keeps its records in memory rather than the run ending).
 pub fn all() -> Vec<(libc::c_int, &'static str)> {
-    let mut v = TERMINATING.to_vec();
-    v.extend((libc::SIGRTMIN()..=libc::SIGRTMAX()).map(|s| (s, REAL_TIME)));
-    v
+    crate::util::signals::all()
+        .into_iter()
+        .filter(|(s, _)| *s != libc::SIGXFSZ)
+        .collect()
 }
 
 /// The terminating signals, caught. Dropping it does not give the default actions back (the

@@ -3,6 +3,7 @@
 use crate::accounting::energy::EnergyReport;
 use crate::accounting::energy::IdleBaseline;
 use crate::accounting::pricing::{Currency, format_money};
+use crate::accounting::uncertainty::Band;
 use crate::engine::{ModelInfo, ReplyStats};
 use crate::report::runcard::CardSettings;
 use crate::sensors::SourceStatus;
@@ -101,6 +102,22 @@ pub struct Summary {
     pub memory_gb_s: Option<Spread>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roofline_share: Option<Spread>,
+    /// The widest error band of any run's energy (each run's own is in its
+    /// `energy.total.band`): where the truth of the energy rows, J/token and cost lies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_band: Option<Band>,
+    /// ... and of the net-of-idle figures (`energy.net_band`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_band: Option<Band>,
+}
+
+/// The widest of some bands (each side on its own), when every one is known.
+fn widest(bands: impl Iterator<Item = Option<Band>>) -> Option<Band> {
+    let all: Option<Vec<Band>> = bands.collect();
+    all.filter(|v| !v.is_empty()).map(|v| Band {
+        lo: v.iter().map(|b| b.lo).fold(0.0, f64::min),
+        hi: v.iter().map(|b| b.hi).fold(0.0, f64::max),
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -159,6 +176,16 @@ impl Summary {
             net_j_per_token: e(|r| r.net_j_per_token),
             memory_gb_s: roof(runs, |r| Some(r.gb_s)),
             roofline_share: roof(runs, |r| r.share),
+            energy_band: widest(runs.iter().map(|r| {
+                r.energy
+                    .as_ref()
+                    .and_then(|e| e.total.as_ref())
+                    .and_then(|t| t.band)
+            })),
+            net_band: widest(
+                runs.iter()
+                    .map(|r| r.energy.as_ref().and_then(|e| e.net_band)),
+            ),
         }
     }
 }
@@ -241,8 +268,8 @@ pub fn render_table(r: &BenchResult) -> String {
     out.push_str(&sanitize::terminal(&head));
     out.push_str("\n\n");
     out.push_str(&format!(
-        "{:<22}{:>12}{:>12}{:>12}\n",
-        "", "median", "min", "max"
+        "{:<22}{:>12}{:>12}{:>12}  {}\n",
+        "", "median", "min", "max", "error band"
     ));
     let s = &r.summary;
     out.push_str(&format!("{:<22}{:>12.0}\n", "cold load (ms)", s.load_ms));
@@ -256,16 +283,23 @@ pub fn render_table(r: &BenchResult) -> String {
     for (name, sp, prec) in rows {
         push_row(&mut out, name, sp, prec);
     }
-    let energy_rows: [(&str, &Option<Spread>, usize); 5] = [
-        ("energy (Wh)", &s.energy_wh, 4),
-        ("average power (W)", &s.avg_w, 1),
-        ("peak power (W)", &s.peak_w, 1),
-        ("energy/token (J)", &s.j_per_token, 3),
-        ("net of idle (J/token)", &s.net_j_per_token, 3),
+    // Each energy figure with the band its sensors allow (the widest of the runs); a peak is
+    // one reading, not an integral, and has none.
+    let energy_rows: [(&str, &Option<Spread>, usize, Option<Band>); 5] = [
+        ("energy (Wh)", &s.energy_wh, 4, s.energy_band),
+        ("average power (W)", &s.avg_w, 1, s.energy_band),
+        ("peak power (W)", &s.peak_w, 1, None),
+        ("energy/token (J)", &s.j_per_token, 3, s.energy_band),
+        ("net of idle (J/token)", &s.net_j_per_token, 3, s.net_band),
     ];
-    for (name, sp, prec) in energy_rows {
+    for (name, sp, prec, band) in energy_rows {
         if let Some(sp) = sp {
             push_row(&mut out, name, sp, prec);
+            if let Some(b) = band {
+                // The band after the row's max: "±3 %", or "−67…+163 %" where wide.
+                out.pop();
+                out.push_str(&format!("  {}\n", b.text()));
+            }
         }
     }
     if let Some(sp) = &s.memory_gb_s {
@@ -354,6 +388,10 @@ fn power_note(r: &BenchResult) -> String {
     let mut note = format!("power: {basis}: {}", t.sources.join(", "));
     if t.estimated {
         note.push_str(" - ESTIMATED from CPU utilisation x TDP, not measured");
+    }
+    // A band wider than ±25 % in words, not only in the table's digits.
+    if let Some(w) = r.summary.energy_band.and_then(Band::words) {
+        note.push_str(&format!("; the energy {w}"));
     }
     match &r.idle {
         Some(i) => note.push_str(&format!(

@@ -161,6 +161,27 @@ fn label(s: &str) -> String {
     sanitize::xml_label(s)
 }
 
+/// A chart's title and subtitle across its top 64 px; the rest of the area is returned.
+fn heading<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    theme: &Theme,
+    title: &str,
+    subtitle: &str,
+) -> Result<DrawingArea<DB, Shift>, ChartError> {
+    let (top, body) = root.split_vertically(64);
+    top.draw(&Text::new(
+        label(title),
+        (12, 8),
+        (FONT, 22).into_font().color(&theme.text),
+    ))?;
+    top.draw(&Text::new(
+        label(subtitle),
+        (12, 38),
+        (FONT, 13).into_font().color(&theme.text),
+    ))?;
+    Ok(body)
+}
+
 /// Shorten a label to `n` characters for a crowded axis.
 fn short(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
@@ -207,10 +228,15 @@ pub struct Member {
 
 /// One bar: which of a panel's bars (e.g. "idle" or "load"), its value, and the value as
 /// shown above the bar (formatted by the caller, money by its one formatter).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Bar {
     pub value: Option<f64>,
     pub text: String,
+    /// Where the truth lies, `(low, high)` in the panel's unit: drawn as a whisker over the
+    /// bar and kept in `data-lower`/`data-upper`.
+    pub range: Option<(f64, f64)>,
+    /// A word above the value ("within error"), in the bar's group as `data-note`.
+    pub note: Option<String>,
 }
 
 /// One small chart: a figure for every member, one or more bars each.
@@ -278,7 +304,8 @@ pub fn bar_panels(
                 .values
                 .iter()
                 .flatten()
-                .filter_map(|b| b.value)
+                .flat_map(|b| [b.value, b.range.map(|r| r.1)])
+                .flatten()
                 .filter(|v| v.is_finite())
                 .fold(0.0f64, f64::max);
             let mut chart = ChartBuilder::on(area)
@@ -335,6 +362,16 @@ pub fn bar_panels(
                     if let Some(v) = bar.value.filter(|v| v.is_finite()) {
                         attrs.push(("data-value", data_num(v)));
                     }
+                    let range = bar
+                        .range
+                        .filter(|(a, b)| a.is_finite() && b.is_finite() && b >= a);
+                    if let Some((lo, hi)) = range {
+                        attrs.push(("data-lower", data_num(lo)));
+                        attrs.push(("data-upper", data_num(hi)));
+                    }
+                    if let Some(n) = &bar.note {
+                        attrs.push(("data-note", n.clone()));
+                    }
                     let attrs: Vec<(&str, &str)> =
                         attrs.iter().map(|(a, v)| (*a, v.as_str())).collect();
                     groups.open(&root, &attrs)?;
@@ -351,8 +388,21 @@ pub fn bar_panels(
                             shade.filled(),
                         )))?;
                     }
-                    let y = v.unwrap_or(0.0);
-                    let (x, yy) = chart.backend_coord(&((x0 + x1) / 2.0, y));
+                    // The error band: a whisker with caps from its low to its high end.
+                    let mid = (x0 + x1) / 2.0;
+                    if let Some((lo, hi)) = range {
+                        let cap = (x1 - x0) / 4.0;
+                        let ink = theme.text.stroke_width(1);
+                        for seg in [
+                            [(mid, lo.max(0.0)), (mid, hi)],
+                            [(mid - cap, lo.max(0.0)), (mid + cap, lo.max(0.0))],
+                            [(mid - cap, hi), (mid + cap, hi)],
+                        ] {
+                            chart.draw_series(std::iter::once(PathElement::new(seg, ink)))?;
+                        }
+                    }
+                    let y = v.unwrap_or(0.0).max(range.map_or(0.0, |r| r.1));
+                    let (x, yy) = chart.backend_coord(&(mid, y));
                     root.draw(&Text::new(
                         label(&bar.text),
                         (x, yy - 3),
@@ -361,6 +411,16 @@ pub fn bar_panels(
                             .color(&theme.text)
                             .pos(Pos::new(HPos::Center, VPos::Bottom)),
                     ))?;
+                    if let Some(n) = &bar.note {
+                        root.draw(&Text::new(
+                            label(n),
+                            (x, yy - 15),
+                            (FONT, 9)
+                                .into_font()
+                                .color(&theme.text)
+                                .pos(Pos::new(HPos::Center, VPos::Bottom)),
+                        ))?;
+                    }
                     groups.close(&root)?;
                 }
             }
@@ -417,17 +477,7 @@ pub fn frontier_scatter(
     {
         let root = SVGBackend::with_string(&mut raw, (width, height)).into_drawing_area();
         root.fill(&theme.background)?;
-        let (top, body) = root.split_vertically(64);
-        top.draw(&Text::new(
-            label(title),
-            (12, 8),
-            (FONT, 22).into_font().color(&theme.text),
-        ))?;
-        top.draw(&Text::new(
-            label(subtitle),
-            (12, 38),
-            (FONT, 13).into_font().color(&theme.text),
-        ))?;
+        let body = heading(&root, &theme, title, subtitle)?;
         let mut chart = ChartBuilder::on(&body)
             .margin(16)
             .x_label_area_size(44)
@@ -625,6 +675,198 @@ pub fn time_lines(
                 .label_font((FONT, 12).into_font().color(&theme.text))
                 .draw()?;
         }
+        root.present()?;
+    }
+    Ok(Chart {
+        width,
+        height,
+        svg: finish(&raw, &groups),
+    })
+}
+
+/// A curve against the power cap: `(cap W, value)` points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapCurve {
+    /// Names the curve in the SVG (`data-series`), e.g. "decode".
+    pub key: String,
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A cap marked on the chart: a knee or the recommended cap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapMark {
+    /// `data-mark`: "decode-knee", "prefill-knee", "recommended".
+    pub key: String,
+    pub label: String,
+    pub cap_w: f64,
+}
+
+/// Speed against the power cap: each curve (% of the reference cap's speed) in
+/// `<g class="series" data-series=key>` with a `<g class="point" data-cap data-value>` per
+/// point, the optional `right` curve (tokens per joule) on the right-hand axis, and each mark a
+/// vertical line in `<g class="mark" data-mark=key data-cap>`.
+pub fn cap_knees(
+    title: &str,
+    subtitle: &str,
+    curves: &[CapCurve],
+    right: Option<&CapCurve>,
+    marks: &[CapMark],
+) -> Result<Chart, ChartError> {
+    let theme = LIGHT;
+    let (width, height) = (900u32, 620u32);
+    let all_x = curves
+        .iter()
+        .chain(right)
+        .flat_map(|c| c.points.iter().map(|p| p.0))
+        .chain(marks.iter().map(|m| m.cap_w))
+        .filter(|x| x.is_finite());
+    let (lo, hi) = all_x.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+        (lo.min(x), hi.max(x))
+    });
+    let (x0, x1) = if lo.is_finite() {
+        let pad = ((hi - lo) * 0.08).max(hi.abs() * 0.02).max(1.0);
+        ((lo - pad).max(0.0), hi + pad)
+    } else {
+        (0.0, 1.0)
+    };
+    let y_top = curves
+        .iter()
+        .flat_map(|c| c.points.iter().map(|p| p.1))
+        .filter(|v| v.is_finite())
+        .fold(100.0f64, f64::max)
+        * 1.12;
+    let r_top = headroom(
+        right
+            .iter()
+            .flat_map(|c| c.points.iter().map(|p| p.1))
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, f64::max),
+    );
+    let mut raw = String::new();
+    let mut groups = Groups::default();
+    {
+        let root = SVGBackend::with_string(&mut raw, (width, height)).into_drawing_area();
+        root.fill(&theme.background)?;
+        let body = heading(&root, &theme, title, subtitle)?;
+        let mut chart = ChartBuilder::on(&body)
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .right_y_label_area_size(if right.is_some() { 64 } else { 0 })
+            .build_cartesian_2d(x0..x1, 0f64..y_top)?
+            .set_secondary_coord(x0..x1, 0f64..r_top);
+        chart
+            .configure_mesh()
+            .light_line_style(theme.background)
+            .bold_line_style(theme.grid)
+            .axis_style(theme.text)
+            .x_desc("power cap (W)")
+            .y_desc("speed (% of the reference cap's)")
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
+            .label_style((FONT, 12).into_font().color(&theme.text))
+            .axis_desc_style((FONT, 14).into_font().color(&theme.text))
+            .draw()?;
+        if let Some(r) = right {
+            chart
+                .configure_secondary_axes()
+                .axis_style(theme.text)
+                .y_desc(label(&r.label))
+                .y_label_formatter(&tick)
+                .label_style((FONT, 12).into_font().color(&theme.text))
+                .axis_desc_style((FONT, 14).into_font().color(&theme.text))
+                .draw()?;
+        }
+        let accent = RGBColor(213, 94, 0);
+        for m in marks {
+            groups.open(
+                &root,
+                &[
+                    ("class", "mark"),
+                    ("data-mark", &m.key),
+                    ("data-cap", &data_num(m.cap_w)),
+                ],
+            )?;
+            let style = if m.key == "recommended" {
+                accent.stroke_width(2)
+            } else {
+                theme.text.mix(0.5).stroke_width(1)
+            };
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![(m.cap_w, 0.0), (m.cap_w, y_top)],
+                style,
+            )))?;
+            let (x, y) = chart.backend_coord(&(m.cap_w, y_top));
+            let row = marks.iter().take_while(|o| !std::ptr::eq(*o, m)).count() as i32;
+            root.draw(&Text::new(
+                label(&m.label),
+                (x + 4, y + 4 + 15 * row),
+                (FONT, 12).into_font().color(&theme.text),
+            ))?;
+            groups.close(&root)?;
+        }
+        let sides = curves
+            .iter()
+            .map(|c| (c, false))
+            .chain(right.map(|c| (c, true)));
+        for (i, (c, on_right)) in sides.enumerate() {
+            groups.open(
+                &root,
+                &[
+                    ("class", "series"),
+                    ("data-series", &c.key),
+                    ("data-points", &c.points.len().to_string()),
+                ],
+            )?;
+            let mut pts: Vec<(f64, f64)> = c
+                .points
+                .iter()
+                .copied()
+                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let style = color(i).stroke_width(2);
+            let anno = if on_right {
+                chart.draw_secondary_series(LineSeries::new(pts.clone(), style))?
+            } else {
+                chart.draw_series(LineSeries::new(pts.clone(), style))?
+            };
+            anno.label(label(&c.label))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+            for &(x, y) in &pts {
+                groups.open(
+                    &root,
+                    &[
+                        ("class", "point"),
+                        ("data-cap", &data_num(x)),
+                        ("data-value", &data_num(y)),
+                    ],
+                )?;
+                if on_right {
+                    chart.draw_secondary_series(std::iter::once(Circle::new(
+                        (x, y),
+                        4,
+                        color(i).filled(),
+                    )))?;
+                } else {
+                    chart.draw_series(std::iter::once(Circle::new(
+                        (x, y),
+                        4,
+                        color(i).filled(),
+                    )))?;
+                }
+                groups.close(&root)?;
+            }
+            groups.close(&root)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(theme.background.mix(0.85))
+            .border_style(theme.grid)
+            .label_font((FONT, 12).into_font().color(&theme.text))
+            .draw()?;
         root.present()?;
     }
     Ok(Chart {

@@ -3,7 +3,10 @@
 //! heat, noise, and total cost of ownership.
 
 use crate::accounting::energy::joules_to_wh;
-use crate::accounting::pricing::{Currency, Tariff, format_money, format_unit_price};
+use crate::accounting::pricing::{
+    Currency, Tariff, format_money, format_money_in, format_unit_price, shared_minor_unit,
+};
+use crate::accounting::uncertainty::Band;
 use crate::report::chart::{self, Bar, Chart, ChartError, Member, Panel};
 use crate::report::runcard::{CardMoney, EnergyMetrics, RunCard};
 use crate::util::sanitize;
@@ -72,6 +75,12 @@ pub struct MachineRow {
     /// "wall", "components" or "n/a": what the energy figures cover.
     pub energy_scope: String,
     pub estimated: bool,
+    /// Where the truth of the story's energy lies (and so of J/token and the costs per
+    /// story), from the card; `None` for a card written before llmtop carried bands.
+    pub energy_band: Option<Band>,
+    /// The story's energy against the machine that used the least: "lowest", "within error"
+    /// (the two bands overlap, so the two are not ranked) or "+42 %".
+    pub vs_lowest: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -251,9 +260,12 @@ pub fn compare(
                 ),
                 energy_scope: energy_scope.into(),
                 estimated: re.or(se).is_some_and(|e| e.estimated),
+                energy_band: re.or(se).and_then(|e| e.uncertainty).map(|b| b.band()),
+                vs_lowest: None,
             }
         })
         .collect::<Vec<_>>();
+    let machines = rank_by_energy(machines);
     let warnings = mismatches(cards, &machines);
     Comparison {
         schema: "llmtop.compare/1",
@@ -270,6 +282,51 @@ pub fn compare(
         machines,
         warnings,
         errors,
+    }
+}
+
+/// The truth's range of a machine's story energy, Wh (a point without a band).
+fn story_range(r: &MachineRow) -> Option<(f64, f64)> {
+    let wh = r.wh_per_story.filter(|w| w.is_finite())?;
+    Some(r.energy_band.unwrap_or(Band::ZERO).range(wh))
+}
+
+/// Each machine's story energy against the lowest: where their bands overlap the two are
+/// within error of each other and not ranked; else how much more it used.
+fn rank_by_energy(mut rows: Vec<MachineRow>) -> Vec<MachineRow> {
+    let lowest = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((i, r.wh_per_story.filter(|w| w.is_finite())?)))
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    let Some((best, best_wh)) = lowest else {
+        return rows;
+    };
+    let Some((_, best_hi)) = story_range(&rows[best]) else {
+        return rows;
+    };
+    for (i, r) in rows.iter_mut().enumerate() {
+        let Some((lo, _)) = story_range(r) else {
+            continue;
+        };
+        r.vs_lowest = Some(if i == best {
+            "lowest".to_string()
+        } else if lo <= best_hi {
+            "within error".to_string()
+        } else {
+            let more = r.wh_per_story.unwrap_or(best_wh) / best_wh - 1.0;
+            format!("+{:.0} %", more * 100.0)
+        });
+    }
+    rows
+}
+
+/// A figure with its band, for the table: "0.213 ±13 %".
+fn with_band(v: Option<f64>, digits: usize, band: Option<Band>) -> String {
+    match (num(v, digits).as_str(), band) {
+        ("n/a", _) => "n/a".into(),
+        (n, Some(b)) => format!("{n} {}", b.text()),
+        (n, None) => n.to_string(),
     }
 }
 
@@ -328,6 +385,11 @@ fn mismatches(cards: &[(PathBuf, RunCard)], rows: &[MachineRow]) -> Vec<String> 
             r.machine
         ));
     }
+    for r in rows {
+        if let Some(words) = r.energy_band.and_then(Band::words) {
+            w.push(format!("{}: its story energy {words}", r.machine));
+        }
+    }
     w
 }
 
@@ -383,8 +445,18 @@ fn grid(c: &Comparison) -> Vec<(String, Vec<String>)> {
             "energy measured at".into(),
             col(&|r| r.energy_scope.clone()),
         ),
-        ("Wh per story".into(), col(&|r| num(r.wh_per_story, 3))),
-        ("J per token".into(), col(&|r| num(r.j_per_token, 2))),
+        (
+            "Wh per story".into(),
+            col(&|r| with_band(r.wh_per_story, 3, r.energy_band)),
+        ),
+        (
+            "story energy vs lowest".into(),
+            col(&|r| r.vs_lowest.clone().unwrap_or_else(|| "n/a".into())),
+        ),
+        (
+            "J per token".into(),
+            col(&|r| with_band(r.j_per_token, 2, r.energy_band)),
+        ),
         ("memory read (GB/s)".into(), col(&|r| num(r.memory_gb_s, 2))),
         (
             "memory ceiling (GB/s)".into(),
@@ -452,6 +524,10 @@ fn price_line(c: &Comparison) -> String {
     )
 }
 
+/// What the ± after the energy figures means.
+const BAND_LINE: &str =
+    "±: error bands (README: Error bars); where two overlap: within error, not ranked.";
+
 fn display_width(s: &str) -> usize {
     unicode_width::UnicodeWidthStr::width(s)
 }
@@ -496,6 +572,8 @@ pub fn render_table(c: &Comparison) -> String {
     o.push('\n');
     o.push_str(&sanitize::terminal(&price_line(c)));
     o.push('\n');
+    o.push_str(BAND_LINE);
+    o.push('\n');
     for w in &c.warnings {
         let _ = writeln!(o, "warning: {}", sanitize::terminal(w));
     }
@@ -523,10 +601,38 @@ pub fn render_svg(c: &Comparison) -> Result<Chart, ChartError> {
     let figure = |v: Option<f64>, digits: usize| Bar {
         value: v.filter(|x| x.is_finite()),
         text: num(v, digits),
+        ..Bar::default()
     };
-    let priced = |v: Option<f64>, currency: &str| Bar {
-        value: v.filter(|x| x.is_finite()),
-        text: money(v, currency),
+    // An energy figure with its error band as a whisker, and "within error" over the bars
+    // whose band overlaps the lowest machine's (they are not ranked apart).
+    let banded = |r: &MachineRow, v: Option<f64>, digits: usize| Bar {
+        range: v
+            .filter(|x| x.is_finite())
+            .zip(r.energy_band)
+            .map(|(x, b)| b.range(x)),
+        note: r.vs_lowest.clone().filter(|s| s == "within error"),
+        ..figure(v, digits)
+    };
+    // Money in one unit per panel (its title says which): cents when every amount of the
+    // panel is below a dime, else the main unit; the axis and the labels agree.
+    let unit_of = |amounts: Vec<Option<f64>>, currency: &str| -> Option<&'static str> {
+        let cur = Currency::new(currency).ok()?;
+        let v: Vec<f64> = amounts.into_iter().flatten().collect();
+        shared_minor_unit(&v, &cur)
+    };
+    let priced = |v: Option<f64>, currency: &str, minor: Option<&str>| Bar {
+        value: v
+            .filter(|x| x.is_finite())
+            .map(|x| if minor.is_some() { x * 100.0 } else { x }),
+        text: match (v, Currency::new(currency)) {
+            (Some(x), Ok(c)) => format_money_in(x, &c, minor),
+            _ => "n/a".into(),
+        },
+        ..Bar::default()
+    };
+    let unit_title = |minor: Option<&str>, currency: &str| match minor {
+        Some(m) => format!(" ({m})"),
+        None => format!(" ({currency})"),
     };
     let panel =
         |key: &str, title: &str, bars: &[&str], f: &dyn Fn(&MachineRow) -> Vec<Bar>| Panel {
@@ -562,19 +668,33 @@ pub fn render_svg(c: &Comparison) -> Result<Chart, ChartError> {
         panel("power_w", "idle vs load (W)", &["idle", "load"], &|r| {
             vec![figure(r.idle_w, 1), figure(r.load_w, 1)]
         }),
-        panel("wh_per_story", "Wh per story", &["story"], &|r| {
-            vec![figure(r.wh_per_story, 3)]
-        }),
-        panel("j_per_token", "J per token", &["token"], &|r| {
-            vec![figure(r.j_per_token, 2)]
-        }),
+        panel(
+            "wh_per_story",
+            "Wh per story (error bands)",
+            &["story"],
+            &|r| vec![banded(r, r.wh_per_story, 3)],
+        ),
+        panel(
+            "j_per_token",
+            "J per token (error bands)",
+            &["token"],
+            &|r| vec![banded(r, r.j_per_token, 2)],
+        ),
     ];
     for (i, reg) in c.regions.iter().enumerate() {
+        let minor = unit_of(
+            c.machines.iter().map(|r| r.costs[i].per_story).collect(),
+            &reg.currency,
+        );
         panels.push(panel(
             &format!("cost_per_story_{}", reg.code),
-            &format!("cost per story, {}", reg.code),
+            &format!(
+                "cost per story, {}{}",
+                reg.code,
+                unit_title(minor, &reg.currency)
+            ),
             &[reg.code.as_str()],
-            &|r| vec![priced(r.costs[i].per_story, &r.costs[i].currency)],
+            &|r| vec![priced(r.costs[i].per_story, &r.costs[i].currency, minor)],
         ));
     }
     let any_hw = c
@@ -583,10 +703,18 @@ pub fn render_svg(c: &Comparison) -> Result<Chart, ChartError> {
         .any(|r| r.costs.iter().any(|x| x.hardware.is_some()));
     let period = years_label(&c.tco);
     for (i, reg) in c.regions.iter().enumerate() {
+        let minor = unit_of(
+            c.machines
+                .iter()
+                .flat_map(|r| [r.costs[i].electricity, r.costs[i].tco])
+                .collect(),
+            &reg.currency,
+        );
+        let unit = unit_title(minor, &reg.currency);
         let title = if any_hw {
-            format!("{period}, {}: power / + hardware", reg.code)
+            format!("{period}, {}: power / + hardware{unit}", reg.code)
         } else {
-            format!("electricity {period}, {}", reg.code)
+            format!("electricity {period}, {}{unit}", reg.code)
         };
         let key = format!("tco_{}", reg.code);
         panels.push(if any_hw {
@@ -597,14 +725,14 @@ pub fn render_svg(c: &Comparison) -> Result<Chart, ChartError> {
                 &|r| {
                     let x = &r.costs[i];
                     vec![
-                        priced(x.electricity, &x.currency),
-                        priced(x.tco, &x.currency),
+                        priced(x.electricity, &x.currency, minor),
+                        priced(x.tco, &x.currency, minor),
                     ]
                 },
             )
         } else {
             panel(&key, &title, &["electricity"], &|r| {
-                vec![priced(r.costs[i].electricity, &r.costs[i].currency)]
+                vec![priced(r.costs[i].electricity, &r.costs[i].currency, minor)]
             })
         });
     }
@@ -657,6 +785,7 @@ pub fn render_markdown(c: &Comparison, image: Option<&str>) -> String {
         o.push('\n');
     }
     let _ = writeln!(o, "\n{}", md_cell(&price_line(c)));
+    let _ = writeln!(o, "\n{}", md_cell(BAND_LINE));
     for w in &c.warnings {
         let _ = writeln!(o, "\n> **Warning:** {}", md_cell(w));
     }
@@ -723,7 +852,13 @@ pub fn render_csv(c: &Comparison) -> String {
             header.push(format!("{what}_{}_{}", r.code, r.currency));
         }
     }
-    header.extend(["peak_temp_c".into(), "max_fan_rpm".into()]);
+    header.extend([
+        "peak_temp_c".into(),
+        "max_fan_rpm".into(),
+        "energy_band_lower".into(),
+        "energy_band_upper".into(),
+        "vs_lowest".into(),
+    ]);
     let mut o = header.join(",");
     o.push('\n');
     for m in &c.machines {
@@ -755,7 +890,13 @@ pub fn render_csv(c: &Comparison) -> String {
                 csv_num(x.tco),
             ]);
         }
-        f.extend([csv_num(m.peak_temp_c), csv_num(m.max_fan_rpm)]);
+        f.extend([
+            csv_num(m.peak_temp_c),
+            csv_num(m.max_fan_rpm),
+            csv_num(m.energy_band.map(|b| b.lo)),
+            csv_num(m.energy_band.map(|b| b.hi)),
+            csv_field(m.vs_lowest.as_deref().unwrap_or("")),
+        ]);
         o.push_str(&f.join(","));
         o.push('\n');
     }

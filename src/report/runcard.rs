@@ -298,6 +298,44 @@ pub struct EnergyMetrics {
     /// its energy is the rate over the steps around it times its length.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub apportioned: bool,
+    /// Where the truth of `total_j` lies, and so of `j_per_token` and the costs: each
+    /// source's error band added over the span (README: Error bars).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertainty: Option<CardBand>,
+    /// ... and of `net_j`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_uncertainty: Option<CardBand>,
+}
+
+/// An error band as a run card stores it: the truth of a figure `x` lies between
+/// `x * (1 + lower)` and `x * (1 + upper)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CardBand {
+    /// At most 0 (−0.05: up to 5 % lower).
+    #[serde(deserialize_with = "crate::util::json::null_as_nan")]
+    pub lower: f64,
+    /// At least 0.
+    #[serde(deserialize_with = "crate::util::json::null_as_nan")]
+    pub upper: f64,
+}
+
+impl From<crate::accounting::uncertainty::Band> for CardBand {
+    fn from(b: crate::accounting::uncertainty::Band) -> Self {
+        Self {
+            lower: b.lo,
+            upper: b.hi,
+        }
+    }
+}
+
+impl CardBand {
+    /// Back to the accounting's band (to show or compare it).
+    pub fn band(self) -> crate::accounting::uncertainty::Band {
+        crate::accounting::uncertainty::Band {
+            lo: self.lower,
+            hi: self.upper,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -322,6 +360,12 @@ pub struct EnergySource {
     /// Where the live watts came from: "NVML_FI_DEV_POWER_INSTANT (instant)", ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub power_via: Option<String>,
+    /// Where the truth of `joules` lies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertainty: Option<CardBand>,
+    /// The row of the method table the band comes from ("rapl_intel", "nvml_counter").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub band_method: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -733,6 +777,8 @@ impl EnergyMetrics {
                 net_joules: None,
                 via: s.via.clone(),
                 power_via: s.power_via.clone(),
+                uncertainty: s.band.map(CardBand::from),
+                band_method: (!s.band_row.is_empty()).then(|| s.band_row.clone()),
             })
             .collect();
         let mut m = Self {
@@ -753,6 +799,8 @@ impl EnergyMetrics {
             basis: Some(snake_name(&total.basis)),
             basis_changes: total.changes.clone(),
             apportioned: total.apportioned,
+            uncertainty: total.band.map(CardBand::from),
+            net_uncertainty: r.net_band.map(CardBand::from),
         };
         if let Some(n) = r.tokens {
             m = m.with_tokens(n);

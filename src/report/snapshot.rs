@@ -137,8 +137,8 @@ fn opt(v: Option<f64>, digits: usize, unit: &str) -> String {
 
 fn energy_lines(out: &mut String, title: &str, e: &EnergyMetrics) {
     let _ = writeln!(out, "\n### Energy, {title}\n");
-    let _ = writeln!(out, "| source | covers | method | J | net J |");
-    let _ = writeln!(out, "|---|---|---|---:|---:|");
+    let _ = writeln!(out, "| source | covers | method | J | error band | net J |");
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|");
     for s in &e.sources {
         // The method with the call or file behind it, per board: "counter
         // (nvmlDeviceGetTotalEnergyConsumption), watts NVML_FI_DEV_POWER_INSTANT (instant)".
@@ -151,12 +151,13 @@ fn energy_lines(out: &mut String, title: &str, e: &EnergyMetrics) {
         }
         let _ = writeln!(
             out,
-            "| {} ({}) | {} | {} | {:.0} | {} |",
+            "| {} ({}) | {} | {} | {:.0} | {} | {} |",
             md_escape(&s.label),
             md_escape(&s.source),
             md_escape(&s.covers),
             md_escape(&method),
             s.joules,
+            band_cell(s.uncertainty),
             opt(s.net_joules, 0, "")
         );
     }
@@ -172,16 +173,39 @@ fn energy_lines(out: &mut String, title: &str, e: &EnergyMetrics) {
     };
     let _ = writeln!(
         out,
-        "\nTotal {:.0} J ({:.3} Wh, {scope}{est}); net of idle {}; idle baseline {}; avg {:.1} W, peak {:.1} W; {} J/token; {} Wh per 1000 tokens.",
+        "\nTotal {:.0} J{} ({:.3} Wh, {scope}{est}); net of idle {}{}; idle baseline {}; avg {:.1} W, peak {:.1} W; {} J/token; {} Wh per 1000 tokens.",
         e.total_j,
+        band_suffix(e.uncertainty),
         e.total_wh(),
         opt(e.net_j, 0, " J"),
+        e.net_j
+            .map(|_| band_suffix(e.net_uncertainty))
+            .unwrap_or_default(),
         opt(e.idle_baseline_w, 1, " W"),
         e.avg_w,
         e.peak_w,
         opt(e.j_per_token, 2, ""),
         opt(e.wh_per_1000_tokens, 3, ""),
     );
+}
+
+/// A band for a table cell: "±5 %", "could be −67 %…+163 %" where wide, "n/a" without one.
+fn band_cell(b: Option<crate::report::runcard::CardBand>) -> String {
+    match b.map(|b| b.band()) {
+        Some(b) => b.words().unwrap_or_else(|| b.text()),
+        None => "n/a".into(),
+    }
+}
+
+/// " ±5 %" after a figure ("; could be −67 %…+163 %" where wide); nothing without a band.
+fn band_suffix(b: Option<crate::report::runcard::CardBand>) -> String {
+    match b.map(|b| b.band()) {
+        Some(b) => match b.words() {
+            Some(w) => format!(" ({w})"),
+            None => format!(" {}", b.text()),
+        },
+        None => String::new(),
+    }
 }
 
 /// Card fields come from a file (a card may be someone else's): control characters, newlines
@@ -303,8 +327,10 @@ pub fn markdown_summary(card: &RunCard) -> String {
     row(
         &mut o,
         "energy",
-        opt(re.map(|e| e.total_wh()), 3, " Wh"),
-        opt(se.map(|e| e.total_wh()), 3, " Wh"),
+        re.map(|e| format!("{:.3} Wh{}", e.total_wh(), band_suffix(e.uncertainty)))
+            .unwrap_or_else(|| "n/a".into()),
+        se.map(|e| format!("{:.3} Wh{}", e.total_wh(), band_suffix(e.uncertainty)))
+            .unwrap_or_else(|| "n/a".into()),
     );
     row(
         &mut o,

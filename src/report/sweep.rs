@@ -17,15 +17,19 @@
 //!       "costs": [ { "region": "US", "currency": "USD", "amount": 1.2e-6 } ],
 //!                                           median cost of one run per region, from the ledger
 //!       "frontier": true,                   on the Pareto frontier of (gen_tok_s, j_per_token)
-//!       "result": { ... }                   the full `llmtop.bench/2` result at this setting
-//!     } ] }
+//!       "result": { ... },                  the full `llmtop.bench/2` result at this setting
+//!       "power_cap": { ... }                power-cap sweeps only: prefill and decode at
+//!     } ],                                  this cap (`report::power_cap::CapFigures`)
+//!   "power_cap": { ... } }                  power-cap sweeps only: the devices, the limits
+//!                                           as found, the timing, the knees
+//!                                           (`report::power_cap::CapSweep`)
 //! ```
 
 use crate::report::bench::{BenchResult, RunCost, median_costs};
 use crate::report::chart::{self, Chart, ChartError, Point};
+use crate::report::power_cap::{CapFigures, CapSweep};
 use crate::util::sanitize;
 use serde::{Deserialize, Serialize};
-use std::fmt::Write as _;
 
 pub const SCHEMA: &str = "llmtop.sweep/1";
 
@@ -37,10 +41,19 @@ pub enum SweepKey {
     GpuLayers,
     Ctx,
     Model,
+    /// The power limit, W: NVIDIA boards' through NVML, or CPU packages' through RAPL (see
+    /// `report::power_cap`).
+    PowerCap,
 }
 
 impl SweepKey {
-    pub const ALL: [SweepKey; 4] = [Self::Threads, Self::GpuLayers, Self::Ctx, Self::Model];
+    pub const ALL: [SweepKey; 5] = [
+        Self::Threads,
+        Self::GpuLayers,
+        Self::Ctx,
+        Self::Model,
+        Self::PowerCap,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -48,6 +61,7 @@ impl SweepKey {
             Self::GpuLayers => "gpu-layers",
             Self::Ctx => "ctx",
             Self::Model => "model",
+            Self::PowerCap => "power-cap",
         }
     }
 
@@ -57,6 +71,7 @@ impl SweepKey {
             Self::GpuLayers => "--sweep gpu-layers=0,16,99",
             Self::Ctx => "--sweep ctx=512,2048",
             Self::Model => "--sweep model=a.gguf,b.gguf",
+            Self::PowerCap => "--sweep power-cap=350,300,250,200",
         }
     }
 
@@ -66,6 +81,7 @@ impl SweepKey {
             "gpu-layers" | "gpu_layers" => Some(Self::GpuLayers),
             "ctx" | "n-ctx" | "n_ctx" => Some(Self::Ctx),
             "model" => Some(Self::Model),
+            "power-cap" | "power_cap" | "powercap" => Some(Self::PowerCap),
             _ => None,
         }
     }
@@ -90,7 +106,7 @@ pub enum SweepError {
     #[error("--sweep {spec:?}: no '='; write KEY=V1,V2,... e.g. --sweep threads=1,2,4")]
     NoEquals { spec: String },
     #[error(
-        "--sweep {spec:?}: unknown key {key:?}; use threads, gpu-layers, ctx or model, e.g. --sweep threads=1,2,4"
+        "--sweep {spec:?}: unknown key {key:?}; use threads, gpu-layers, ctx, model or power-cap, e.g. --sweep threads=1,2,4"
     )]
     UnknownKey { spec: String, key: String },
     #[error("--sweep {key}: no values; list them after '=', e.g. {example}")]
@@ -109,6 +125,13 @@ pub enum SweepError {
     Repeated { key: &'static str, value: String },
     #[error("--sweep {key} is given twice; put every value in one --sweep {key}=...")]
     TwoAxes { key: &'static str },
+    #[error(
+        "--sweep power-cap cannot be combined with --sweep {other}: the knee compares caps at one setting; run one power-cap sweep per {other} value (--{flag} N)"
+    )]
+    CapWithOthers {
+        other: &'static str,
+        flag: &'static str,
+    },
 }
 
 /// Parse the `--sweep KEY=V1,V2` arguments, in order (pure: a model path is checked by the
@@ -155,6 +178,12 @@ pub fn parse_axes(specs: &[String]) -> Result<Vec<SweepAxis>, SweepError> {
                     _ => return Err(bad("is not a whole number of 0 or more")),
                 },
                 SweepKey::Model => value.clone(),
+                SweepKey::PowerCap => {
+                    match value.trim_end_matches(['W', 'w']).trim().parse::<f64>() {
+                        Ok(w) if w.is_finite() && w > 0.0 && w <= 100_000.0 => format!("{w}"),
+                        _ => return Err(bad("is not a power in watts above 0")),
+                    }
+                }
             };
             if seen.contains(&canonical) {
                 return Err(SweepError::Repeated {
@@ -165,6 +194,17 @@ pub fn parse_axes(specs: &[String]) -> Result<Vec<SweepAxis>, SweepError> {
             seen.push(canonical);
         }
         axes.push(SweepAxis { key, values: seen });
+    }
+    if axes.iter().any(|a| a.key == SweepKey::PowerCap)
+        && let Some(other) = axes.iter().find(|a| a.key != SweepKey::PowerCap)
+    {
+        return Err(SweepError::CapWithOthers {
+            other: other.key.name(),
+            flag: match other.key {
+                SweepKey::Ctx => "n-ctx",
+                k => k.name(),
+            },
+        });
     }
     Ok(axes)
 }
@@ -215,6 +255,9 @@ pub struct SweepResult {
     pub started_unix: u64,
     pub axes: Vec<SweepAxis>,
     pub points: Vec<SweepPoint>,
+    /// A power-cap sweep: what was capped, how, and its knees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_cap: Option<CapSweep>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -231,6 +274,9 @@ pub struct SweepPoint {
     pub costs: Vec<RunCost>,
     pub frontier: bool,
     pub result: BenchResult,
+    /// A power-cap sweep's figures at this cap, prefill and decode apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_cap: Option<CapFigures>,
 }
 
 impl SweepPoint {
@@ -247,6 +293,7 @@ impl SweepPoint {
             costs: median_costs(&result),
             frontier: false,
             result,
+            power_cap: None,
         }
     }
 }
@@ -268,7 +315,16 @@ impl SweepResult {
             started_unix,
             axes,
             points,
+            power_cap: None,
         }
+    }
+
+    /// The power-cap figures of every point, in the sweep's order.
+    pub fn caps(&self) -> Vec<&CapFigures> {
+        self.points
+            .iter()
+            .filter_map(|p| p.power_cap.as_ref())
+            .collect()
     }
 }
 
@@ -298,8 +354,26 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     }
 }
 
-/// One row per setting; `*` marks the frontier.
+/// One row per setting; `*` marks the frontier. A power-cap sweep has its own table.
 pub fn render_table(r: &SweepResult) -> String {
+    if let Some(cap) = &r.power_cap {
+        let mut out = crate::report::power_cap::render_table(cap, &r.caps());
+        // Runs kept with --allow-contention: the speeds moved with the other work too.
+        let contended: Vec<String> = r
+            .points
+            .iter()
+            .filter(|p| p.result.contended)
+            .filter_map(|p| p.power_cap.as_ref())
+            .map(|c| crate::sensors::powerlimit::watts_text(c.cap_w))
+            .collect();
+        if !contended.is_empty() {
+            out.push_str(&format!(
+                "CONTENDED: other programs took llama.cpp's CPUs while it decoded at {} (kept by --allow-contention); those speeds moved with that work as well as with the cap, so neither knee is the cap's alone\n",
+                contended.join(", ")
+            ));
+        }
+        return out;
+    }
     let region = r
         .points
         .iter()
@@ -354,28 +428,7 @@ pub fn render_table(r: &SweepResult) -> String {
             },
         ]);
     }
-    let widths: Vec<usize> = (0..head.len())
-        .map(|i| {
-            rows.iter()
-                .map(|r| unicode_width::UnicodeWidthStr::width(r[i].as_str()))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut o = String::new();
-    for row in &rows {
-        let mut line = String::new();
-        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
-            let pad = w - unicode_width::UnicodeWidthStr::width(cell.as_str());
-            if i == 0 {
-                let _ = write!(line, "{cell}{}", " ".repeat(pad));
-            } else {
-                let _ = write!(line, "  {}{cell}", " ".repeat(pad));
-            }
-        }
-        o.push_str(line.trim_end());
-        o.push('\n');
-    }
+    let mut o = super::align_columns(&rows, &[0], "");
     if r.points.iter().all(|p| p.j_per_token.is_none()) {
         o.push_str("no energy figure (no readable power source), so no frontier\n");
     } else {
@@ -384,8 +437,22 @@ pub fn render_table(r: &SweepResult) -> String {
     o
 }
 
-/// Generation speed against energy per token, the frontier marked.
+/// Generation speed against energy per token, the frontier marked; a power-cap sweep: speed
+/// against the cap, the knees marked.
 pub fn render_svg(r: &SweepResult) -> Result<Chart, ChartError> {
+    if let Some(cap) = &r.power_cap {
+        let (model, host) = r
+            .points
+            .first()
+            .map(|p| {
+                (
+                    format!("{} {}", p.result.model.name, p.result.model.quantization),
+                    p.result.host.cpu_model.clone(),
+                )
+            })
+            .unwrap_or_default();
+        return crate::report::power_cap::render_svg(cap, &r.caps(), &model, &host);
+    }
     let points: Vec<Point> = r
         .points
         .iter()
@@ -445,6 +512,29 @@ mod tests {
         assert_eq!(f, [false, true, false, true, false]);
         // Equal points do not beat each other.
         assert_eq!(pareto(&[(1.0, Some(1.0)), (1.0, Some(1.0))]), [true, true]);
+    }
+
+    #[test]
+    fn power_caps_parse_in_watts_and_stand_alone() {
+        let axes = parse_axes(&["power-cap=350, 300W,12.5".into()]).expect("ok");
+        assert_eq!(axes[0].key, SweepKey::PowerCap);
+        assert_eq!(axes[0].values, ["350", "300", "12.5"]);
+        let e = parse_axes(&["power-cap=300,-5".into()]).expect_err("negative");
+        assert_eq!(
+            e.to_string(),
+            "--sweep power-cap: \"-5\" is not a power in watts above 0; e.g. --sweep power-cap=350,300,250,200"
+        );
+        assert!(matches!(
+            parse_axes(&["power-cap=300,300.0".into()]),
+            Err(SweepError::Repeated { .. })
+        ));
+        let e = parse_axes(&["threads=1,2".into(), "power-cap=300".into()]).expect_err("mixed");
+        assert!(
+            e.to_string().starts_with(
+                "--sweep power-cap cannot be combined with --sweep threads: the knee compares caps at one setting"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod nvml;
 pub mod plausible;
 pub mod plug;
 pub mod powercap;
+pub mod powerlimit;
 pub mod process;
 pub mod procstat;
 pub mod runnable;

@@ -255,6 +255,20 @@ impl PlugSensor {
         parse(self.kind, &self.request_url, &body)
     }
 
+    /// The field a reading comes from ([`Reading::via`]): its unit and resolution decide the
+    /// counter's error band.
+    fn via(&self, counter: bool) -> &'static str {
+        match (self.kind, counter) {
+            (PlugKind::ShellyGen2 | PlugKind::ShellyPm1, false) => "apower",
+            (PlugKind::ShellyGen2 | PlugKind::ShellyPm1, true) => "aenergy.total (Wh)",
+            (PlugKind::ShellyGen1, false) => "meters[0].power",
+            (PlugKind::ShellyGen1, true) => "meters[0].total (watt-minutes)",
+            (PlugKind::Tasmota, _) => "StatusSNS.ENERGY.Power",
+            (PlugKind::HomeAssistant, false) => "state (W)",
+            (PlugKind::HomeAssistant, true) => "state (kWh or Wh)",
+        }
+    }
+
     fn reading(&self, what: &str, q: Quantity, m: Method, value: Option<f64>) -> Reading {
         Reading {
             id: format!("plug:{}:{what}", self.key),
@@ -267,7 +281,7 @@ impl PlugSensor {
             covers: Covers::Wall,
             method: m,
             rejected: None,
-            via: None,
+            via: Some(self.via(m == Method::Counter).to_string()),
         }
     }
 }

@@ -31,6 +31,27 @@ pub struct Zone {
 pub struct RaplSensor {
     fs: Sysfs,
     zones: Vec<Zone>,
+    /// The counters' provenance ([`VIA_INTEL`] or [`VIA_AMD`]): the same files are a
+    /// measurement on Intel and a model on AMD Zen, and their error bands differ.
+    via: &'static str,
+}
+
+/// Where a RAPL reading comes from, by vendor ([`super::Reading::via`]).
+pub const VIA_INTEL: &str = "energy_uj";
+pub const VIA_AMD: &str = "energy_uj (AMD Zen: a model, not a measurement)";
+
+/// Whether the CPU is an AMD Zen: its temperature driver (`k10temp`, `zenpower`), its energy
+/// driver (`amd_energy`) or its frequency driver (`amd-pstate`) is present. (The powercap
+/// zones are called `intel-rapl` on both vendors.)
+pub fn amd_cpu(fs: &Sysfs) -> bool {
+    let hwmon = list_dir(&fs.path("class/hwmon")).into_iter().any(|(_, p)| {
+        fs.read_str(&p.join("name"))
+            .is_ok_and(|n| matches!(n.as_str(), "k10temp" | "zenpower" | "amd_energy"))
+    });
+    hwmon
+        || fs
+            .read_str(&fs.path("devices/system/cpu/cpu0/cpufreq/scaling_driver"))
+            .is_ok_and(|d| d.starts_with("amd-pstate"))
 }
 
 /// The one-line fix for root-only `energy_uj` (CVE-2020-8694).
@@ -160,6 +181,7 @@ pub fn discover(fs: &Sysfs) -> (Option<RaplSensor>, Vec<SourceStatus>) {
         Some(RaplSensor {
             fs: fs.clone(),
             zones,
+            via: if amd_cpu(fs) { VIA_AMD } else { VIA_INTEL },
         }),
         statuses,
     )
@@ -211,7 +233,7 @@ impl Sensor for RaplSensor {
                 covers: z.covers,
                 method: Method::Counter,
                 rejected: None,
-                via: None,
+                via: Some(self.via.to_string()),
             };
             out.push(Reading {
                 id: format!("rapl:{}:power", z.key),
@@ -219,6 +241,7 @@ impl Sensor for RaplSensor {
                 value: watts,
                 limit: None,
                 method: Method::Measured,
+                via: Some(format!("{} (difference between samples)", self.via)),
                 ..base.clone()
             });
             out.push(Reading {

@@ -60,15 +60,19 @@ impl Sensor for ScriptedSensor {
         let gpu_w = 20.0 + 160.0 * load;
         let cpu_w = 12.0 + 30.0 * load;
         let mut out = vec![
-            reading(
-                "nvml:0:power",
-                "Demo GPU",
-                "GPU",
-                Quantity::Power,
-                gpu_w,
-                Some(220.0),
-                gpu,
-            ),
+            // Read as a current board is: NVML's instant power field.
+            Reading {
+                via: Some(super::nvml::VIA_INSTANT.into()),
+                ..reading(
+                    "nvml:0:power",
+                    "Demo GPU",
+                    "GPU",
+                    Quantity::Power,
+                    gpu_w,
+                    Some(220.0),
+                    gpu,
+                )
+            },
             reading(
                 "nvml:0:temp",
                 "Demo GPU",

@@ -5,4 +5,5 @@ pub mod json;
 pub mod paths;
 pub mod runtime;
 pub mod sanitize;
+pub mod signals;
 pub mod url;

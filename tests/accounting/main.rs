@@ -14,6 +14,7 @@ mod support;
 
 mod attribution;
 mod energy;
+mod error_bars;
 mod ledger_live;
 mod metering;
 mod net_of_idle;

@@ -636,6 +636,8 @@ fn figures(seq: usize, energy_j: f64) -> llmtop::accounting::session::ReplyFigur
         currency: Some(llmtop::accounting::pricing::Currency::new("USD").expect("USD")),
         estimated: false,
         apportioned: false,
+        band: Some(llmtop::accounting::uncertainty::Band::pm(0.05)),
+        net_band: None,
         boards: Vec::new(),
     }
 }
@@ -693,9 +695,9 @@ fn each_reply_keeps_the_figures_settled_for_it() {
             // 10 tokens from a context of 12: the scripted model's 90 MB + 17 x 23 040 bytes a
             // token at 52.5 tok/s.
             "10 tok · 52.5 tok/s · TTFT 84 ms · 4.75 GB/s memory",
-            "41 J · 4.10 J/tok · 0.00020 ¢ · $0.20 / 1M tok",
+            "41 J ±5 % · 4.10 J/tok · 0.00020 ¢ · $0.20 / 1M tok",
             "10 tok · 52.5 tok/s · TTFT 84 ms · 4.75 GB/s memory",
-            "200 J · 20.0 J/tok · 0.00097 ¢ · $0.97 / 1M tok",
+            "200 J ±5 % · 20.0 J/tok · 0.00097 ¢ · $0.97 / 1M tok",
         ]
     );
 
@@ -720,14 +722,20 @@ fn reply_figures_say_estimate_and_net_of_idle() {
     f.net_j = Some(2000.0);
     f.net_j_per_token = Some(200.0);
     f.net_cost = Some(2000.0 / 3.6e6 * 0.175);
+    // An estimate's band (wider than ±25 %: said in words), a narrow one net of idle.
+    f.band = Some(llmtop::accounting::uncertainty::Band {
+        lo: -0.672,
+        hi: 1.625,
+    });
+    f.net_band = Some(llmtop::accounting::uncertainty::Band::pm(0.2));
     app.update(Event::ReplyFigures(f));
     // 5000 J = 1.39 Wh at $0.175/kWh: $0.000243 (0.024 ¢), $24.31 a million tokens at 10 a
     // reply; net 2000 J is 0.0097 ¢.
     assert_eq!(
         reply_rows(&app)[1..],
         [
-            "est. 1.4 Wh · 500.0 J/tok · 0.024 ¢ · $24.31 / 1M tok",
-            "net of idle 2,000 J · 200.0 J/tok · 0.0097 ¢",
+            "est. 1.4 Wh · could be −67 %…+163 % · 500.0 J/tok · 0.024 ¢ · $24.31 / 1M tok",
+            "net of idle 2,000 J ±20 % · 200.0 J/tok · 0.0097 ¢",
         ]
     );
 }

@@ -27,5 +27,6 @@ mod gpu_build;
 mod gpu_cuda_env;
 mod gpu_proof;
 mod lifecycle;
+mod power_cap;
 mod share_cli;
 mod watch_server;

@@ -270,9 +270,43 @@ fn bench_on_a_live_machine_with_a_wall_plug_matches_the_true_joules() {
             .find(|c| c.region == "US")
             .expect("US cost");
         live::assert_within("run cost", us.amount, total.energy_j / 3.6e6 * 0.175, 1e-9);
+        // The plug's band: its ±5 %, plus what its Wh counter allows at the window's edges
+        // (it moves once a second: up to a second of power each side, and one 3.6 J step of
+        // resolution; the interpolation between readings of a flat power adds a few joules).
+        // It holds the true joules.
+        let band = total.band.expect("run band");
+        assert!(
+            band.contains(total.energy_j, watts * e.duration_s, 0.0),
+            "{band:?} around {} for {}",
+            total.energy_j,
+            watts * e.duration_s
+        );
+        let allowed = 0.05 + (watts * 1.0 + 3.6 + 10.0) / total.energy_j;
+        assert!(
+            band.hi >= 0.05 && band.hi <= allowed && band.lo <= -0.05 && -band.lo <= allowed,
+            "{band:?} wider than {allowed} for {} J over {} s",
+            total.energy_j,
+            e.duration_s,
+        );
     }
+    // The summary carries the widest run's band; the table shows it on the energy rows.
+    let widest = r
+        .runs
+        .iter()
+        .filter_map(|x| x.energy.as_ref()?.total.as_ref()?.band)
+        .fold(0.0f64, |a, b| a.max(b.hi));
+    let summary_band = r.summary.energy_band.expect("summary band");
+    assert_eq!(summary_band.hi, widest);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("cost per run, US"), "{stdout}");
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("energy/token (J)"))
+        .expect("J/token row");
+    assert!(
+        row.ends_with(&format!("  {}", summary_band.text())),
+        "{stdout}"
+    );
     // The run card holds the last run's figures.
     let card_path = stderr
         .lines()
@@ -293,6 +327,14 @@ fn bench_on_a_live_machine_with_a_wall_plug_matches_the_true_joules() {
         last.total.as_ref().expect("t").energy_j,
         1e-9,
     );
+    // ... and its band.
+    let card_band = card
+        .last_reply
+        .as_ref()
+        .and_then(|x| x.energy.as_ref())
+        .and_then(|e| e.uncertainty)
+        .map(|b| b.band());
+    assert_eq!(card_band, last.total.as_ref().and_then(|t| t.band));
 }
 
 /// `bench --sweep` on the real model through the binary: each setting really runs at its value
@@ -431,7 +473,10 @@ fn bad_sweeps_are_one_line_errors_before_any_run() {
     let m = model.to_str().expect("utf8");
     one_line(
         &run(&["--model", m, "--sweep", "thread=1,2"]),
-        &["\"thread\"", "use threads, gpu-layers, ctx or model"],
+        &[
+            "\"thread\"",
+            "use threads, gpu-layers, ctx, model or power-cap",
+        ],
     );
     one_line(
         &run(&["--model", m, "--sweep", "threads=1,x"]),

@@ -37,7 +37,41 @@ pub struct Profile {
     pub rest_w: f64,
     /// From this second on the CPU is throttled (clocks halved, counters advancing).
     pub throttle_at: Option<f64>,
+    /// Known sensor errors written into the tree (none by default).
+    pub inject: Inject,
 }
+
+/// Sensor errors the tree is written with, so a figure's error band can be checked against
+/// an error of known size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Inject {
+    /// The RAPL counter counts this many joules per true joule (1.03: it reads 3 % high).
+    pub rapl_gain: f64,
+    /// The GPU's `power1_average` is the mean of the true power over this many seconds
+    /// before the instant it is read, as a device's average is (`None`: the power now).
+    pub gpu_average_s: Option<f64>,
+    /// No RAPL zone: the CPU is estimated from a `proc_stat` file in the tree (see
+    /// [`LiveMachine::proc_stat`]) whose utilisation is the CPU's load between its idle and
+    /// full power.
+    pub no_rapl: bool,
+}
+
+impl Default for Inject {
+    fn default() -> Self {
+        Self {
+            rapl_gain: 1.0,
+            gpu_average_s: None,
+            no_rapl: false,
+        }
+    }
+}
+
+/// The CPU's idle and full power in [`Profile::bursts`] and [`Profile::steps`]: the
+/// utilisation written for the estimate is the load between them.
+pub const CPU_IDLE_W: f64 = 12.0;
+pub const CPU_FULL_W: f64 = 45.0;
+/// Ticks per second in the written `proc_stat`.
+const TICKS_PER_S: f64 = 1e6;
 
 impl Profile {
     /// Idle, then a ramp to load and back, repeated: what replies look like.
@@ -55,6 +89,7 @@ impl Profile {
             knots,
             rest_w: 30.0,
             throttle_at: None,
+            inject: Inject::default(),
         }
     }
 
@@ -64,6 +99,62 @@ impl Profile {
             knots: vec![(0.0, cpu, gpu), (1e6, cpu, gpu)],
             rest_w: rest,
             throttle_at: None,
+            inject: Inject::default(),
+        }
+    }
+
+    /// Idle, then a step to full load at 3 s (within a millisecond), back to idle at 8 s,
+    /// and again from 13 s to 18 s: what a device average trails.
+    pub fn steps() -> Self {
+        let (ci, cf, gi, gf) = (CPU_IDLE_W, CPU_FULL_W, 20.0, 160.0);
+        let mut knots = vec![(0.0, ci, gi)];
+        for (up, down) in [(3.0, 8.0), (13.0, 18.0)] {
+            knots.extend([
+                (up, ci, gi),
+                (up + 0.001, cf, gf),
+                (down, cf, gf),
+                (down + 0.001, ci, gi),
+            ]);
+        }
+        Self {
+            knots,
+            rest_w: 30.0,
+            throttle_at: None,
+            inject: Inject::default(),
+        }
+    }
+
+    /// The same profile with these sensor errors written into the tree.
+    pub fn injected(mut self, inject: Inject) -> Self {
+        self.inject = inject;
+        self
+    }
+
+    /// The CPU's utilisation at `t` as the written `proc_stat` shows it: its load between
+    /// idle and full power.
+    pub fn cpu_util(&self, t: f64) -> f64 {
+        ((self.cpu_w(t) - CPU_IDLE_W) / (CPU_FULL_W - CPU_IDLE_W)).clamp(0.0, 1.0)
+    }
+
+    /// Busy seconds of the CPU from 0 to `t` (the trapezoid of the utilisation, exact on the
+    /// profile's lines).
+    fn busy_s(&self, t: f64) -> f64 {
+        let cpu_j = self.energy_to(t).0;
+        (cpu_j - CPU_IDLE_W * t) / (CPU_FULL_W - CPU_IDLE_W)
+    }
+
+    /// What the GPU's `power1_average` reads at `t`.
+    pub fn gpu_reading(&self, t: f64) -> f64 {
+        match self.inject.gpu_average_s {
+            Some(w) if w > 0.0 => {
+                let from = (t - w).max(0.0);
+                if t > from {
+                    self.gpu_j(from, t) / (t - from)
+                } else {
+                    self.gpu_w(t)
+                }
+            }
+            _ => self.gpu_w(t),
         }
     }
 
@@ -173,14 +264,16 @@ impl LiveMachine {
     pub fn start(profile: Profile) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().to_path_buf();
-        let rapl = root.join("class/powercap/intel-rapl:0");
-        std::fs::create_dir_all(&rapl).expect("mkdir rapl");
-        std::fs::write(rapl.join("name"), "package-0\n").expect("name");
-        std::fs::write(
-            rapl.join("max_energy_range_uj"),
-            format!("{RAPL_RANGE_UJ}\n"),
-        )
-        .expect("range");
+        if !profile.inject.no_rapl {
+            let rapl = root.join("class/powercap/intel-rapl:0");
+            std::fs::create_dir_all(&rapl).expect("mkdir rapl");
+            std::fs::write(rapl.join("name"), "package-0\n").expect("name");
+            std::fs::write(
+                rapl.join("max_energy_range_uj"),
+                format!("{RAPL_RANGE_UJ}\n"),
+            )
+            .expect("range");
+        }
         let hw = root.join("class/hwmon/hwmon0");
         std::fs::create_dir_all(&hw).expect("mkdir hwmon");
         std::fs::write(hw.join("name"), "amdgpu\n").expect("name");
@@ -256,6 +349,11 @@ impl LiveMachine {
     pub fn plug_url(&self) -> String {
         format!("http://{}", self.plug_addr)
     }
+
+    /// The `/proc/stat` the writer keeps (the CPU's utilisation, for an estimate).
+    pub fn proc_stat(&self) -> PathBuf {
+        self.root.join("proc_stat")
+    }
 }
 
 fn write_files(p: &Profile, t: f64, root: &Path) {
@@ -270,12 +368,28 @@ fn write_files(p: &Profile, t: f64, root: &Path) {
         write_atomic(&cpu.join("thermal_throttle/package_throttle_count"), &count);
     }
     let (cpu_j, _) = p.energy_to(t);
-    let uj = (cpu_j * 1e6) as u64 % RAPL_RANGE_UJ;
-    write_atomic(&rapl.join("energy_uj"), &format!("{uj}\n"));
+    if p.inject.no_rapl {
+        // The aggregate line: user busy, idle the rest (ticks, cumulative).
+        let (busy, total) = (p.busy_s(t) * TICKS_PER_S, t * TICKS_PER_S);
+        let line = format!(
+            "cpu  {} 0 0 {} 0 0 0 0 0 0",
+            busy as u64,
+            (total - busy).max(0.0) as u64
+        );
+        write_atomic(
+            &root.join("proc_stat"),
+            &format!(
+                "{line}\ncpu0 1 0 1 1 0 0 0 0 0 0\nintr 1000 0\nctxt 5000\nbtime 1700000000\nprocesses 300\nprocs_running 1\nprocs_blocked 0\nsoftirq 100 0\n"
+            ),
+        );
+    } else {
+        let uj = (cpu_j * p.inject.rapl_gain * 1e6) as u64 % RAPL_RANGE_UJ;
+        write_atomic(&rapl.join("energy_uj"), &format!("{uj}\n"));
+    }
     let gpu = p.gpu_w(t);
     write_atomic(
         &hw.join("power1_average"),
-        &format!("{}\n", (gpu * 1e6) as u64),
+        &format!("{}\n", (p.gpu_reading(t) * 1e6) as u64),
     );
     write_atomic(
         &hw.join("temp1_input"),

@@ -341,6 +341,8 @@ fn bench(gen_tok_s: f64, j_per_token: Option<f64>, threads: u32) -> BenchResult 
             net_j_per_token: None,
             memory_gb_s: None,
             roofline_share: None,
+            energy_band: None,
+            net_band: None,
         },
     }
 }
@@ -455,7 +457,7 @@ fn bad_sweep_specs_name_the_key_the_cause_and_the_fix() {
     };
     assert_eq!(
         err(&["thread=1,2"]),
-        "--sweep \"thread=1,2\": unknown key \"thread\"; use threads, gpu-layers, ctx or model, e.g. --sweep threads=1,2,4"
+        "--sweep \"thread=1,2\": unknown key \"thread\"; use threads, gpu-layers, ctx, model or power-cap, e.g. --sweep threads=1,2,4"
     );
     assert_eq!(
         err(&["threads=1,zero"]),
@@ -590,4 +592,300 @@ fn dump_pictures() {
         )
         .expect("w");
     }
+}
+
+/// A real ledger's report on a CPU at `watts` for 4 s and 100 tokens, read as `source`
+/// (a RAPL counter or the utilisation estimate), as one bench run.
+fn bench_run_on(source: llmtop::sensors::Source, watts: f64) -> llmtop::report::bench::BenchRun {
+    use llmtop::accounting::energy::Window;
+    use llmtop::accounting::ledger::Ledger;
+    use llmtop::sensors::{Covers, Method, Quantity, Reading, Sample};
+    let counter = source == llmtop::sensors::Source::Rapl;
+    let mut ledger = Ledger::new();
+    for i in 0..=40 {
+        let t = f64::from(i) * 0.25;
+        let (quantity, value, method) = if counter {
+            (Quantity::Energy, 1000.0 + watts * t, Method::Counter)
+        } else {
+            (Quantity::Power, watts, Method::Estimated)
+        };
+        ledger.push(&Sample {
+            t,
+            readings: vec![Reading {
+                id: "cpu:package-0".into(),
+                device: "cpu".into(),
+                label: "package-0".into(),
+                quantity,
+                value: Some(value),
+                limit: None,
+                source,
+                covers: Covers::CpuPackage,
+                method,
+                rejected: None,
+                via: counter.then(|| "energy_uj".into()),
+            }],
+        });
+    }
+    let energy = ledger.report(&Window {
+        t0: 2.0,
+        t1: 6.0,
+        tokens: Some(100),
+        ..Window::default()
+    });
+    llmtop::report::bench::BenchRun {
+        stats: llmtop::engine::ReplyStats {
+            prompt_tokens: 12,
+            conversation_tokens: 12,
+            generated_tokens: 100,
+            ttft_ms: 84.0,
+            prefill_ms: 40.0,
+            prefill_tok_s: 300.0,
+            gen_ms: 3960.0,
+            gen_tok_s: 25.3,
+            gen_wall_tok_s: 25.0,
+            wall_s: 4.0,
+            stop: llmtop::engine::StopReason::MaxTokens,
+            prefill_end_s: 0.04,
+            load_ms: None,
+            origins: Default::default(),
+        },
+        energy: Some(energy),
+        costs: vec![],
+        throttle: vec![],
+        roofline: None,
+        contention: vec![],
+    }
+}
+
+#[test]
+fn bench_table_shows_each_energy_row_with_its_band_at_80_columns() {
+    use llmtop::report::bench::render_table;
+    use llmtop::sensors::Source;
+    let table = |source| {
+        let mut r = bench(25.3, None, 2);
+        r.runs = vec![bench_run_on(source, 30.0)];
+        r.summary = Summary::of(100.0, &r.runs);
+        (r.summary.clone(), render_table(&r))
+    };
+    // A RAPL counter: ±5 % and a millisecond step at each edge, digits only.
+    let (s, rapl) = table(Source::Rapl);
+    let band = s.energy_band.expect("band");
+    assert!(band.hi >= 0.05 && band.hi < 0.051, "{band:?}");
+    let row = rapl
+        .lines()
+        .find(|l| l.starts_with("energy/token (J)"))
+        .expect("row");
+    assert!(row.ends_with("  ±5 %"), "{rapl}");
+    assert!(!rapl.contains("could be"), "{rapl}");
+    // The estimate: CodeCarbon's band, in digits on each row and in words under the table.
+    let (s, est) = table(Source::Estimate);
+    assert_eq!(
+        s.energy_band.map(|b| b.text()).as_deref(),
+        Some("−67…+163 %")
+    );
+    assert!(est.contains("the energy could be −67 %…+163 %"), "{est}");
+    let text = format!("{rapl}\n{est}");
+    // The table's rows; the heading and the notes under it are prose a terminal wraps.
+    let prose = |l: &str| l.starts_with("power:") || l.contains(" threads, GPU layers ");
+    for line in text.lines().filter(|l| !prose(l)) {
+        assert!(
+            unicode_width::UnicodeWidthStr::width(line) <= 80,
+            "wider than 80 columns: {line:?}"
+        );
+    }
+    insta::assert_snapshot!("bench_table_bands", text);
+}
+
+#[test]
+fn compare_svg_draws_each_band_and_says_within_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cards = crate::compare::banded_cards(dir.path());
+    std::fs::write(dir.path().join("config.toml"), "").expect("config");
+    let o = Command::new(env!("CARGO_BIN_EXE_llmtop"))
+        .current_dir(dir.path())
+        .args(["--config", "config.toml", "compare"])
+        .args(&cards)
+        .args(["--svg", "cmp.svg"])
+        .env("LLMTOP_DATA_DIR", dir.path())
+        .output()
+        .expect("run llmtop");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(dir.path().join("cmp.svg")).expect("svg");
+    let doc = Document::parse(&text).expect("XML");
+    let machines = groups(&doc, "machine");
+    let attr = |n: &Node, a: &str| -> f64 {
+        n.attribute(a)
+            .unwrap_or_else(|| panic!("no {a}"))
+            .parse()
+            .expect("number")
+    };
+    // (story Wh, band) per machine, as in banded_cards.
+    let want = [
+        (2400.0 / 3600.0, -0.05, 0.05),
+        (6000.0 / 3600.0, -0.05, 0.05),
+        (1.0, -0.672_413_793_103_448_3, 1.625),
+    ];
+    // The whisker spans the band on the bar's own scale: the bar's px per Wh.
+    for (m, (wh, lo, hi)) in machines.iter().zip(want) {
+        let b = bar(m, "wh_per_story", None);
+        assert!((attr(&b, "data-lower") - wh * (1.0 + lo)).abs() < 1e-9);
+        assert!((attr(&b, "data-upper") - wh * (1.0 + hi)).abs() < 1e-9);
+        let rect = b
+            .descendants()
+            .find(|c| c.has_tag_name("rect"))
+            .expect("rect");
+        let (y, h) = (attr(&rect, "y"), attr(&rect, "height"));
+        let px_per_wh = h / wh;
+        let ys: Vec<f64> = b
+            .descendants()
+            .filter(|c| c.has_tag_name("polyline"))
+            .flat_map(|p| {
+                p.attribute("points")
+                    .expect("points")
+                    .split_whitespace()
+                    .map(|xy| xy.split(',').nth(1).expect("y").parse::<f64>().expect("y"))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let bottom = y + h;
+        let top_y = ys.iter().copied().fold(f64::MAX, f64::min);
+        let low_y = ys.iter().copied().fold(f64::MIN, f64::max);
+        assert!(
+            (bottom - top_y - wh * (1.0 + hi) * px_per_wh).abs() <= 2.0,
+            "whisker top {top_y} for {wh} Wh +{hi}"
+        );
+        assert!(
+            (bottom - low_y - wh * (1.0 + lo) * px_per_wh).abs() <= 2.0,
+            "whisker bottom {low_y} for {wh} Wh {lo}"
+        );
+    }
+    // Only the RTX box's band overlaps the lowest machine's: its bars say so.
+    let notes: Vec<Option<&str>> = machines
+        .iter()
+        .map(|m| bar(m, "wh_per_story", None).attribute("data-note"))
+        .collect();
+    assert_eq!(notes, [None, None, Some("within error")]);
+    let rtx = bar(&machines[2], "j_per_token", None);
+    assert!(
+        rtx.descendants()
+            .any(|t| t.has_tag_name("text") && t.text().map(str::trim) == Some("within error")),
+        "{text}"
+    );
+}
+
+#[test]
+fn compare_svg_money_panels_have_one_unit() {
+    // Cost per story is under a cent here: the panel's title, its axis (the bars' values) and
+    // its labels are all in cents; the TCO panels in the main unit.
+    let dir = tempfile::tempdir().expect("dir");
+    let o = compare_in(dir.path(), &["--svg", "cmp.svg"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(dir.path().join("cmp.svg")).expect("svg");
+    assert!(text.contains("cost per story, US (¢)"), "{text}");
+    assert!(text.contains("cost per story, DE (€ct)"), "{text}");
+    let doc = Document::parse(&text).expect("XML");
+    let machines = groups(&doc, "machine");
+    // 2400, 6000, 3600 J at 0.175 USD and 0.38 EUR per kWh, in cents.
+    for (panel, price, unit) in [
+        ("cost_per_story_US", 17.5, "¢"),
+        ("cost_per_story_DE", 38.0, "€ct"),
+    ] {
+        for (m, j) in machines.iter().zip([2400.0, 6000.0, 3600.0]) {
+            let b = bar(m, panel, None);
+            let cents = j / 3.6e6 * price;
+            assert!((value(&b) - cents).abs() < 1e-12, "{panel}: {}", value(&b));
+            let label = drawn(&b).1;
+            let shown: f64 = label
+                .strip_suffix(&format!(" {unit}"))
+                .unwrap_or_else(|| panic!("{label} not in {unit}"))
+                .parse()
+                .expect("number");
+            assert!(
+                (shown - cents).abs() < 0.0006,
+                "{panel}: {label} for {cents}"
+            );
+        }
+    }
+    // Dollars stay dollars: $460 over 3 years for the RTX box, its bar at 459.9.
+    let tco = bar(&machines[2], "tco_US", None);
+    assert!((value(&tco) - 459.9).abs() < 1e-9);
+    assert_eq!(drawn(&tco).1, "$460");
+}
+
+/// A power-cap sweep kept with --allow-contention: the table names the caps whose decode runs
+/// were contended, since their speeds moved with the other work too; a clean sweep says nothing.
+#[test]
+fn a_power_cap_table_names_its_contended_caps() {
+    use llmtop::report::power_cap::{CapFigures, CapSweep, CurvePoint, PhaseFigures, knee};
+    use llmtop::sensors::powerlimit::{Applied, CapKind};
+    let phase = |tok_s: f64| PhaseFigures {
+        settle_runs: 0,
+        runs: 1,
+        window_s: 10.0,
+        tokens: 100,
+        tok_s: Spread::of(&[tok_s]),
+        energy_j: Some(100.0),
+        j_per_token: Some(1.0),
+        tokens_per_j: Some(1.0),
+        avg_w: Some(50.0),
+        device_w: Some(50.0),
+    };
+    let sweep = |contended: &[bool]| {
+        let points: Vec<SweepPoint> = [(65.0, 50.0), (45.0, 49.0), (30.0, 20.0)]
+            .iter()
+            .zip(contended)
+            .map(|((w, dec), c)| {
+                let mut result = bench(*dec, Some(1.0), 1);
+                result.contended = *c;
+                let mut p = SweepPoint::of(
+                    vec![SweepValue {
+                        key: SweepKey::PowerCap,
+                        value: w.to_string(),
+                    }],
+                    result,
+                );
+                p.power_cap = Some(CapFigures {
+                    cap_w: *w,
+                    applied: vec![Applied {
+                        device: "CPU package-0 (intel-rapl:0)".into(),
+                        requested_w: *w,
+                        in_effect_w: Some(*w),
+                    }],
+                    prefill: phase(500.0),
+                    decode: phase(*dec),
+                    prefill_runs: Vec::new(),
+                });
+                p
+            })
+            .collect();
+        let axes = sweep::parse_axes(&["power-cap=65,45,30".into()]).expect("axes");
+        let mut r = SweepResult::new(1, axes, points);
+        let curve: Vec<CurvePoint> = r.caps().iter().map(|c| CurvePoint::of(c)).collect();
+        r.power_cap = Some(CapSweep {
+            kind: CapKind::CpuPackage,
+            rule: "--cap-device cpu".into(),
+            devices: vec!["CPU package-0 (intel-rapl:0)".into()],
+            originals: vec!["CPU package-0 (intel-rapl:0) long_term 65 W".into()],
+            stock_w: Some(65.0),
+            cooldown_s: 0.0,
+            settle_s: 0.0,
+            window_s: 10.0,
+            tolerance_pct: 5.0,
+            knee: knee(&curve, 5.0),
+            commands: Vec::new(),
+        });
+        sweep::render_table(&r)
+    };
+    let table = sweep(&[false, true, true]);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("CONTENDED"))
+        .unwrap_or_else(|| panic!("no contention line:\n{table}"));
+    assert!(
+        line.starts_with("CONTENDED: other programs took llama.cpp's CPUs while it decoded at 45 W, 30 W (kept by --allow-contention)"),
+        "{line}"
+    );
+    assert!(table.contains("decode knee 45 W"), "{table}");
+    let clean = sweep(&[false, false, false]);
+    assert!(!clean.contains("CONTENDED"), "{clean}");
 }

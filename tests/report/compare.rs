@@ -303,3 +303,95 @@ fn bad_flags_are_one_line_errors() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).is_empty());
 }
+
+/// The three fixture cards with error bands added to their energy (as a card written now
+/// carries them): the Mac and the NUC at a wall plug's ±5 %, the RTX box's from the CPU
+/// estimate (−67 %…+163 %). Story energy: 0.667, 1.667 and 1.000 Wh.
+pub fn banded_cards(dir: &Path) -> Vec<PathBuf> {
+    let bands = [
+        ("mac-mini", -0.05, 0.05),
+        ("nuc", -0.05, 0.05),
+        ("rtx4090", -0.672_413_793_103_448_3, 1.625),
+    ];
+    bands
+        .iter()
+        .map(|(name, lower, upper)| {
+            let text = std::fs::read_to_string(fixture(&format!("{name}.json"))).expect("fixture");
+            let mut card: serde_json::Value = serde_json::from_str(&text).expect("json");
+            for part in ["last_reply", "session"] {
+                card[part]["energy"]["uncertainty"] =
+                    serde_json::json!({ "lower": lower, "upper": upper });
+            }
+            let path = dir.join(format!("{name}.json"));
+            std::fs::write(&path, card.to_string()).expect("write");
+            path
+        })
+        .collect()
+}
+
+#[test]
+fn machines_whose_bands_overlap_are_within_error_not_ranked() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cards = banded_cards(dir.path());
+    let o = compare(&cards, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(
+        table_row(&out, "Wh per story"),
+        ["0.667 ±5 %", "1.667 ±5 %", "1.000 −67…+163 %"]
+    );
+    assert_eq!(
+        table_row(&out, "J per token"),
+        ["2.00 ±5 %", "5.00 ±5 %", "3.00 −67…+163 %"]
+    );
+    // The NUC's 1.583 Wh at best is above the Mac's 0.700 at worst: ranked, 150 % more. The
+    // RTX box could be as low as 0.328 Wh: within error of the Mac, not ranked.
+    assert_eq!(
+        table_row(&out, "story energy vs lowest"),
+        ["lowest", "+150 %", "within error"]
+    );
+    assert!(
+        out.contains("warning: fixture-rtx4090: its story energy could be −67 %…+163 %"),
+        "{out}"
+    );
+    // The same in the CSV, as numbers.
+    let o = compare(&cards, &["--csv"]);
+    let csv = stdout(&o);
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).expect(name);
+    let rtx: Vec<&str> = lines.nth(2).expect("rtx").split(',').collect();
+    assert_eq!(rtx[col("vs_lowest")], "within error");
+    assert_eq!(
+        rtx[col("energy_band_upper")].parse::<f64>().ok(),
+        Some(1.625)
+    );
+    // Cards written before the bands: ranked on their figures alone, as before.
+    let o = compare(&three(), &[]);
+    assert_eq!(
+        table_row(&stdout(&o), "story energy vs lowest"),
+        ["lowest", "+150 %", "+50 %"]
+    );
+    assert_eq!(
+        table_row(&stdout(&o), "Wh per story"),
+        ["0.667", "1.667", "1.000"]
+    );
+}
+
+#[test]
+fn two_machines_with_bands_fit_80_columns() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cards = banded_cards(dir.path());
+    let o = compare(&[cards[0].clone(), cards[2].clone()], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    // The grid is for the terminal; the price note and the warnings under it are prose.
+    let grid = out.split("\n\n").next().expect("grid");
+    for line in grid.lines() {
+        assert!(
+            unicode_width::UnicodeWidthStr::width(line) <= 80,
+            "wider than 80 columns: {line:?}"
+        );
+    }
+    insta::assert_snapshot!("compare_two_banded", out);
+}

@@ -265,6 +265,31 @@ fn scrape_the_real_endpoint() {
         st.record_reply(42, 12.5);
         st.record_reply(8, 20.0);
     }
+    // What the ledger says of each channel's band and the total's, to hold the gauges to.
+    let (gpu_band, cpu_band, system_band) = {
+        let mut ledger = Ledger::new();
+        for s in [
+            sample(0.0, 100.0, 1000.0, 55.5),
+            sample(1.0, 200.0, 1030.0, 60.0),
+            sample(2.0, 200.0, 5.0, 61.0),
+            sample(3.0, 100.0, 25.0, 58.25),
+        ] {
+            ledger.push(&s);
+        }
+        let band = |id: &str| {
+            ledger
+                .channels()
+                .into_iter()
+                .find(|c| c.id == id)
+                .and_then(|c| c.band)
+                .expect("a band")
+        };
+        (
+            band("nvml:0:power"),
+            band("rapl:package-0:energy"),
+            ledger.totals().band.expect("a total band"),
+        )
+    };
     let (head, body) = scrape(server.local_addr(), "/metrics");
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(
@@ -300,6 +325,33 @@ fn scrape_the_real_endpoint() {
         &[("region", "DE"), ("currency", "EUR")],
     );
     assert!((cost - 550.0 / 3.6e6 * 0.38).abs() < 1e-15, "{cost}");
+    // Error bands, as fractions of the joules above them: the RAPL counter's is its method's
+    // ±5 % and a millisecond step at each edge; the GPU's 1 s average adds the power it missed
+    // between readings and its lag; the total adds the two linearly, in joules.
+    let bound = |name: &str, labels: &[(&str, &str)], side: &str| {
+        let mut l = labels.to_vec();
+        l.push(("bound", side));
+        get(&s, name, &l)
+    };
+    let unc = "llmtop_energy_relative_uncertainty";
+    let (cpu_lo, cpu_hi) = (bound(unc, &cpu, "lower"), bound(unc, &cpu, "upper"));
+    assert_eq!((cpu_lo, cpu_hi), (cpu_band.lo, cpu_band.hi));
+    assert!((-0.052..=-0.05).contains(&cpu_lo), "{cpu_lo}");
+    assert!((0.05..=0.052).contains(&cpu_hi), "{cpu_hi}");
+    let (gpu_lo, gpu_hi) = (bound(unc, &gpu, "lower"), bound(unc, &gpu, "upper"));
+    assert_eq!((gpu_lo, gpu_hi), (gpu_band.lo, gpu_band.hi));
+    assert!(gpu_hi > 0.05 && gpu_lo < -0.05, "{gpu_lo} {gpu_hi}");
+    let sys = "llmtop_system_energy_relative_uncertainty";
+    let (sys_lo, sys_hi) = (bound(sys, &[], "lower"), bound(sys, &[], "upper"));
+    assert_eq!((sys_lo, sys_hi), (system_band.lo, system_band.hi));
+    assert!(
+        (sys_hi * 550.0 - (gpu_hi * 500.0 + cpu_hi * 50.0)).abs() < 1e-6,
+        "{sys_hi} from {gpu_hi} and {cpu_hi}"
+    );
+    assert!(
+        (sys_lo * 550.0 - (gpu_lo * 500.0 + cpu_lo * 50.0)).abs() < 1e-6,
+        "{sys_lo} from {gpu_lo} and {cpu_lo}"
+    );
     let co2 = get(&s, "llmtop_co2_grams_total", &[("region", "DE")]);
     assert!((co2 - 550.0 / 3.6e6 * 381.0).abs() < 1e-12, "{co2}");
     let price = get(
@@ -694,7 +746,10 @@ fn promtool_accepts_a_live_scrape_of_serve() {
     for _ in 0..100 {
         if TcpStream::connect(addr).is_ok() {
             body = scrape(addr, "/metrics").1;
-            if body.contains("llmtop_power_watts{") && body.contains("llmtop_temperature_celsius{")
+            // The error bands come once some energy has been counted.
+            if body.contains("llmtop_power_watts{")
+                && body.contains("llmtop_temperature_celsius{")
+                && body.contains("llmtop_system_energy_relative_uncertainty{")
             {
                 break;
             }
@@ -708,6 +763,8 @@ fn promtool_accepts_a_live_scrape_of_serve() {
         "llmtop_electricity_cost_total{",
         "llmtop_co2_grams_total{",
         "llmtop_build_info{",
+        "llmtop_energy_relative_uncertainty{",
+        "llmtop_system_energy_relative_uncertainty{",
     ] {
         assert!(body.contains(family), "{family} missing:\n{body}");
     }

@@ -437,3 +437,31 @@ fn older_cards_with_ignored_sampling_values_still_load() {
     assert_eq!(c.settings.sampler_text(), "greedy");
     assert!(markdown_summary(&c).contains("sampler greedy"));
 }
+
+#[test]
+fn the_cards_markdown_shows_each_band_and_a_wide_one_in_words() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cards = crate::compare::banded_cards(dir.path());
+    let md = |i: usize| {
+        let card = RunCard::load(&cards[i]).expect("card");
+        llmtop::report::snapshot::markdown_summary(&card)
+    };
+    // The Mac at a plug's ±5 %: digits beside each energy figure.
+    let mac = md(0);
+    assert!(
+        mac.contains("| energy | 0.667 Wh ±5 % | 2.028 Wh ±5 % |"),
+        "{mac}"
+    );
+    assert!(mac.contains("Total 2400 J ±5 % (0.667 Wh"), "{mac}");
+    assert!(!mac.contains("could be"), "{mac}");
+    // The RTX box from the CPU estimate: the band in words.
+    let rtx = md(2);
+    assert!(
+        rtx.contains("| energy | 1.000 Wh (could be −67 %…+163 %) |"),
+        "{rtx}"
+    );
+    assert!(
+        rtx.contains("Total 3600 J (could be −67 %…+163 %) (1.000 Wh"),
+        "{rtx}"
+    );
+}

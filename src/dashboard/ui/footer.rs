@@ -13,7 +13,8 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-/// "0.123 Wh", or "~0.123 Wh est." when any part came from an estimate.
+/// "0.123 Wh ±3 %", "~0.123 Wh est." when any part came from an estimate, and where the band
+/// is wider than ±25 % it in words: "~0.123 Wh est. could be −67 %…+163 %".
 pub fn energy_text(app: &App) -> String {
     let wh = app.energy.wh;
     let num = if wh >= 100.0 {
@@ -23,11 +24,12 @@ pub fn energy_text(app: &App) -> String {
     } else {
         format!("{wh:.3}")
     };
-    if app.energy.estimated {
+    let figure = if app.energy.estimated {
         format!("~{num} Wh est.")
     } else {
         format!("{num} Wh")
-    }
+    };
+    crate::dashboard::layout::with_band(figure, app.energy.band).join(" ")
 }
 
 /// "at this pace $1.20/mo, $14.61/yr": the session's average draw so far, around the clock;

@@ -185,6 +185,29 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         )));
         lines.extend(boards);
     }
+    // How sure the energy is: the session's band and each sensor's method, where it fits in
+    // full after the keys (a band wider than ±25 % is said in words).
+    let mut sure: Vec<Line> = Vec::new();
+    let session = app
+        .energy
+        .band
+        .map(|_| format!("session: {}", footer::energy_text(app)));
+    for a in session.iter().chain(&app.gauges.accuracy) {
+        for (i, part) in wrap(a, text_w).into_iter().enumerate() {
+            let lead = if i == 0 { " - " } else { "   " };
+            sure.push(Line::from(Span::styled(format!("{lead}{part}"), desc)));
+        }
+    }
+    if !app.gauges.accuracy.is_empty()
+        && usize::from(area.height) >= lines.len() + sure.len() + 2 + 4
+    {
+        lines.push(Line::from(""));
+        lines.push(Line::from(Span::styled(
+            " Error bars (each sensor's method; README: Error bars):",
+            key_style,
+        )));
+        lines.extend(sure);
+    }
     // Then the money, where it fits: what this pace costs a month and a year, and the tally.
     let money = money_lines(app);
     if !money.is_empty() && usize::from(area.height) >= lines.len() + money.len() + 1 + 4 {
