@@ -200,8 +200,8 @@ fn start_proxy(
         books.log_failed(e);
     }
     let (tx, rx) = std::sync::mpsc::channel();
-    let watch = crate::proxy::health::HealthWatch::start(server.upstream(), move |_, line| {
-        let _ = tx.send(line);
+    let watch = crate::proxy::health::HealthWatch::start(server.upstream(), move |h, line| {
+        let _ = tx.send((h, line));
     });
     Ok(DashProxy {
         feed: ProxyFeed::new(books, events, metrics).keeping_records(),

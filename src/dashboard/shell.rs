@@ -41,7 +41,7 @@ pub struct DashProxy {
     /// Whether the upstream answers: its lines for the status line, each once per change.
     pub health: Option<(
         crate::proxy::health::HealthWatch,
-        std::sync::mpsc::Receiver<String>,
+        std::sync::mpsc::Receiver<(crate::proxy::health::Health, String)>,
     )>,
 }
 
@@ -123,7 +123,15 @@ impl<'a> Shell<'a> {
                         .as_ref()
                         .map(|(_, rx)| rx.try_iter().collect::<Vec<_>>())
                         .unwrap_or_default();
-                    for line in p.feed.take_notices().into_iter().chain(health) {
+                    let mut lines = p.feed.take_notices();
+                    for (h, line) in health {
+                        app.update(Event::UpstreamHealth(match h {
+                            crate::proxy::health::Health::Down { why, .. } => Some(why),
+                            crate::proxy::health::Health::Up => None,
+                        }));
+                        lines.push(line);
+                    }
+                    for line in lines {
                         app.update(Event::Status(
                             crate::util::sanitize::terminal(&line).into_owned(),
                         ));
