@@ -15,6 +15,7 @@ Ctrl-S snapshot, Ctrl-L new chat, Ctrl-T theme, PgUp/PgDn scroll, F1 help, Ctrl-
     after_help = "Examples:\n  llmtop                         dashboard with the default model\n  \
 llmtop bench --reps 3           the 1000-word-story benchmark, headless\n  \
 llmtop sensors                  what power/temperature sources this machine has\n  \
+llmtop doctor                   sensor self-test: what reads right, what to fix\n  \
 llmtop models                   GGUF models found on this machine\n  \
 llmtop --attach http://127.0.0.1:11434 --model llama3.2\n                                 \
 chat through a running Ollama (or llama-server, LM Studio, vLLM)\n  \
@@ -42,6 +43,23 @@ pub enum Command {
     Models(ModelsArgs),
     /// List every power, temperature and fan source found, with provenance.
     Sensors(SensorsArgs),
+    /// Sensor self-test (5 s): each source readable or not with the exact fix, cross-checks,
+    /// stuck/zero/jumping channels, real sampling periods; one verdict line per source.
+    #[command(
+        long_about = "A sensor self-test for a new machine, in under 10 s. Discovery finds the \
+sources; then the sampler reads them for a few seconds and the energy ledger sums them, and \
+doctor says, one line per source: readable or not and the exact fix (RAPL's root-only \
+energy_uj, a container that masks powercap, a missing or mismatched NVIDIA driver, a plug that \
+answers slowly); a counter set against its own power reading where a source has both; the wall \
+plug against the sum of the parts; stuck, zero and jumping channels; the period each source \
+really delivers. Then an overall line: what the whole-system total is measured from.\n\n\
+Exit status: 0 every source readable and consistent, the total measured; 3 the total is \
+measured but a source has something to fix; 4 the total is an estimate (or there is none); \
+1 and 2 an error or a bad command line, as for every llmtop command.",
+        after_help = "Examples:\n  llmtop doctor\n  llmtop doctor --json | jq .overall\n  \
+sudo llmtop doctor              as root, RAPL is readable even where it is root-only"
+    )]
+    Doctor(DoctorArgs),
     /// Compare run cards (snapshots) from different machines side by side.
     Compare(CompareArgs),
     /// Serve sensor and energy metrics for Prometheus, without the dashboard.
@@ -352,6 +370,18 @@ pub struct SensorsArgs {
     /// Sampling rate for --watch and --bench-seconds, Hz (default: config rate_hz).
     #[arg(long, hide = true, value_name = "HZ", allow_negative_numbers = true, value_parser = number)]
     pub rate_hz: Option<f64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub sensors: SensorArgs,
+    /// Print the verdicts as JSON (schema llmtop.doctor/1).
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds of readings, 1 to 7 (default 5).
+    #[arg(long, value_name = "S", allow_negative_numbers = true, value_parser = number)]
+    pub seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -35,6 +35,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Doctor's exit status is its verdict.
+    if let Some(Command::Doctor(a)) = &cli.command {
+        return match llmtop::commands::doctor::run(a, &cfg) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("llmtop: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result: anyhow::Result<()> = match &cli.command {
         Some(Command::Bench(a)) => llmtop::commands::bench::run(a, &cfg),
         Some(Command::Models(a)) => llmtop::commands::models::run(a),
@@ -44,6 +54,7 @@ fn main() -> ExitCode {
         Some(Command::Watch(a)) => llmtop::commands::watch::run(a, &cfg),
         Some(Command::Share(a)) => llmtop::commands::share::run(a, &cfg),
         Some(Command::Proxy(a)) => llmtop::commands::proxy::run(a, &cfg),
+        Some(Command::Doctor(_)) => Ok(()),
         Some(Command::TallyWriter(a)) => {
             llmtop::accounting::tally::writer_loop(&a.path, a.count).map_err(Into::into)
         }

@@ -28,6 +28,8 @@
 //! Pure: times are the sampler's monotonic seconds; the wall clock enters as the instant that
 //! sampler time zero corresponds to.
 
+pub mod views;
+
 use super::energy::{
     AboveIdle, BasisChange, ChannelAboveIdle, EnergyReport, IdleBaseline, IdleFloor, IdleFrom,
     SourceEnergy, TotalBasis, TotalEnergy, Window, joules_to_wh,

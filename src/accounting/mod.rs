@@ -1,11 +1,13 @@
 //! Accounting: the only place that turns readings into energy, and energy into money.
 
+pub mod at_rest;
 pub mod attribution;
 pub mod contention;
 pub mod energy;
 pub mod ledger;
 pub mod lifetime;
 pub mod pricing;
+pub mod remainder;
 pub mod roofline;
 pub mod server_watch;
 pub mod session;

@@ -8,11 +8,13 @@
 //! it the same events it gives the app and builds run cards from it and the ledger
 //! (`dashboard::card`).
 
+use crate::accounting::at_rest::{AtRest, AtRestLine, Span, subtract};
 use crate::accounting::contention::{Contention, ContentionDetector, ContentionSettings};
 use crate::accounting::energy::SeriesPoint;
 use crate::accounting::energy::{BasisChange, EnergyReport, IdleBaseline, TotalBasis, Window};
 use crate::accounting::ledger::Ledger;
 use crate::accounting::pricing::{Currency, format_co2, format_per_1000, project};
+use crate::accounting::remainder::{RemainderTracker, RemainderView};
 use crate::accounting::subscriber::Subscriber;
 use crate::accounting::tally::{Tally, TallyDelta};
 use crate::accounting::throttle::{Episode, ThrottleDetector, ThrottleSettings};
@@ -44,6 +46,8 @@ pub struct SessionEnergy {
     pub basis: Option<TotalBasis>,
     /// The latest change of basis after the first (a source went silent or came back).
     pub last_change: Option<BasisChange>,
+    /// The wall's remainder (what no component explains), with a plug and component sensors.
+    pub remainder: Option<Box<RemainderView>>,
     /// Where the truth of `wh` (and of the session's cost and CO2) lies.
     pub band: Option<Band>,
 }
@@ -75,6 +79,10 @@ pub struct CostLine {
     /// The lifetime money over its replies (idle time between them included), per 1000:
     /// "$0.70 / 1000 replies".
     pub lifetime_per_1000_replies: Option<String>,
+    /// Of [`Self::per_month`], the part spent with the model loaded and no request: "$1.10".
+    pub waiting_per_month: Option<String>,
+    /// The model loaded at rest: its watts and money, and what unloading would save.
+    pub at_rest: Option<Box<AtRestLine>>,
 }
 
 /// One reply's energy and money, settled once the ledger has data past the reply's end.
@@ -174,6 +182,19 @@ pub struct SessionRecorder {
     throttle: ThrottleDetector,
     /// Whether other programs take the CPUs llama.cpp generates on.
     contention: ContentionDetector,
+    /// The wall's remainder, fitted idle and loaded apart.
+    remainder: RemainderTracker,
+    /// A reply in progress since (sampler time).
+    busy_since: Option<f64>,
+    /// The model loaded at (the engine's `Loaded`).
+    loaded_at: Option<f64>,
+    /// When the server will unload the model (Ollama's `expires_at`), as it said, until the
+    /// next sample puts it on the sampler clock (`None` inside: it said none).
+    expiry_said: Option<Option<jiff::Timestamp>>,
+    /// The server will unload the model at this sampler time.
+    unloads_at: Option<f64>,
+    /// Stretches the server had the model unloaded before the next request reloaded it.
+    unloaded: Vec<Span>,
 }
 
 impl SessionRecorder {
@@ -202,6 +223,12 @@ impl SessionRecorder {
             fans: BTreeMap::new(),
             throttle: ThrottleDetector::new(ThrottleSettings::default()),
             contention: ContentionDetector::new(ContentionSettings::default()),
+            remainder: RemainderTracker::new(),
+            busy_since: None,
+            loaded_at: None,
+            expiry_said: None,
+            unloads_at: None,
+            unloaded: Vec::new(),
         }
     }
 
@@ -211,6 +238,7 @@ impl SessionRecorder {
         match event {
             EngineEvent::Loaded(info) => {
                 self.load_ms = Some(info.load_ms);
+                self.loaded_at.get_or_insert(now);
                 // Only llama.cpp in this process has threads of ours to contend with.
                 if info.backend.is_none() {
                     self.contention.engine_threads(info.in_effect.threads);
@@ -227,12 +255,30 @@ impl SessionRecorder {
                 if matches!(self.idle, Idle::Measuring { .. }) {
                     self.idle = Idle::Skipped;
                 }
+                if self.busy_since.is_none() {
+                    self.busy_since = Some(now);
+                    // A request after the server unloaded the model loads it again.
+                    if let Some(e) = self.unloads_at.take_if(|e| *e < now) {
+                        self.unloaded.push((e, now));
+                    }
+                }
                 if let EngineEvent::Tokens { count, .. } = event {
                     self.throttle.tokens(now, *count);
                     self.contention.tokens(now, *count);
                 }
             }
+            EngineEvent::Backend(status) => {
+                // When the server unloads the model in use (Ollama's keep_alive).
+                self.expiry_said = Some(
+                    status
+                        .loaded
+                        .iter()
+                        .find(|m| m.name == status.current)
+                        .and_then(|m| m.expires()),
+                );
+            }
             EngineEvent::ReplyDone(stats) => {
+                self.busy_since = None;
                 self.throttle.reply_done(now);
                 self.contention.reply_done(now);
                 return Some(self.reply_done(stats, now));
@@ -269,6 +315,13 @@ impl SessionRecorder {
     /// Take in one sample that `ledger` has just taken in.
     fn take_sample(&mut self, s: &Sample, ledger: &Ledger) {
         self.throttle.sample(s);
+        if let Some(said) = self.expiry_said.take() {
+            self.unloads_at = said.and_then(|at| ledger.t_of(at));
+        }
+        let (replies, busy_since) = (&self.replies, self.busy_since);
+        self.remainder.update(ledger, |a, b| {
+            busy_since.is_some_and(|t| t < b) || replies.iter().any(|r| r.t0 < b && r.t1 > a)
+        });
         self.contention.sample(s);
         for r in &s.readings {
             let Some(v) = r.value.filter(|v| v.is_finite()) else {
@@ -473,6 +526,39 @@ impl SessionRecorder {
         r.total.is_some().then_some(r)
     }
 
+    /// The wall's remainder now, its idle and loaded fits and its shifts (`None` without a
+    /// wall plug and component sensors).
+    pub fn remainder(&self, ledger: &Ledger) -> Option<RemainderView> {
+        self.remainder.view(ledger)
+    }
+
+    /// Replies' spans, the one in progress up to `until`.
+    fn busy_spans(&self, until: f64) -> Vec<Span> {
+        let mut busy: Vec<Span> = self.replies.iter().map(|r| (r.t0, r.t1)).collect();
+        busy.extend(self.busy_since.map(|t| (t, until.max(t))));
+        busy
+    }
+
+    /// The model loaded at rest: waiting (loaded, no request) against answering, and the
+    /// machine's idle without the model where a server unloaded it. `None` before the model
+    /// loaded or the ledger settled.
+    pub fn at_rest(&self, ledger: &Ledger) -> Option<AtRest> {
+        let loaded_at = self.loaded_at?;
+        let until = ledger.settled_until()?;
+        let mut unloaded = self.unloaded.clone();
+        if let Some(e) = self.unloads_at
+            && e < until
+            && self.busy_since.is_none()
+        {
+            unloaded.push((e, until));
+        }
+        let loaded = subtract(&[(loaded_at, until.max(loaded_at))], &unloaded);
+        let busy = self.busy_spans(until);
+        let mut a = AtRest::measure(ledger, ledger.tariff(), &loaded, &busy, &unloaded);
+        a.unloads_at = self.unloads_at.filter(|e| *e >= until);
+        Some(a)
+    }
+
     /// What the footer shows: session energy, its cost and CO2 in the configured region, J per
     /// token of the last reply, and the lifetime tally.
     pub fn footer(&self, ledger: &Ledger, lifetime: Option<&Tally>) -> (SessionEnergy, CostLine) {
@@ -482,6 +568,7 @@ impl SessionRecorder {
             estimated: totals.estimated,
             basis: ledger.basis(),
             last_change: ledger.changes().iter().skip(1).last().cloned(),
+            remainder: self.remainder(ledger).map(Box::new),
             band: totals.band,
         };
         let Some(tariff) = ledger.tariff() else {
@@ -491,7 +578,12 @@ impl SessionRecorder {
         let pace = ledger
             .span()
             .and_then(|(t0, t1)| project(totals.cost, t1 - t0));
+        let at_rest = self.at_rest(ledger);
         let cost = CostLine {
+            waiting_per_month: pace
+                .zip(at_rest.as_ref().and_then(|a| a.waiting_share(totals.cost)))
+                .map(|(p, share)| tariff.format(p.per_month * share)),
+            at_rest: at_rest.map(|a| Box::new(AtRestLine::of(&a, tariff, ledger))),
             session: Some(tariff.format(totals.cost)),
             per_month: pace.map(|p| tariff.format(p.per_month)),
             per_year: pace.map(|p| tariff.format(p.per_year)),

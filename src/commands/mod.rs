@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod compare;
+pub mod doctor;
 pub mod models;
 pub mod power_cap;
 pub mod proxy;

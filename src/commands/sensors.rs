@@ -43,18 +43,8 @@ pub fn run(args: &SensorsArgs, cfg: &Config) -> anyhow::Result<()> {
     if args.watch {
         return watch(&section);
     }
-    // The memory's bandwidth before the sensors start (the probe keeps every CPU busy); not
-    // for a captured tree, which describes another machine (or none).
-    let memory = if section.sysfs_root == std::path::Path::new("/sys") {
-        crate::sensors::bandwidth::ceilings(&crate::config::data_dir())
-    } else {
-        crate::sensors::bandwidth::Ceilings {
-            cpu_missing: Some(
-                "--sysfs-root reads a captured tree; run without it to measure this machine".into(),
-            ),
-            ..Default::default()
-        }
-    };
+    // The memory's bandwidth before the sensors start (the probe keeps every CPU busy).
+    let memory = memory_of(&section);
     let mut d = discover(&section);
     let sample = two_reads(&mut d, &Limits::from(&section));
     let mut out = std::io::stdout().lock();
@@ -72,6 +62,22 @@ pub fn run(args: &SensorsArgs, cfg: &Config) -> anyhow::Result<()> {
         out.write_all(render_memory(&memory).as_bytes())?;
     }
     Ok(())
+}
+
+/// The memory bandwidth of the machine `section` reads (the probe's figure is cached for the
+/// boot); not for a captured tree, which describes another machine (or none). `sensors` and
+/// `doctor` show it.
+pub fn memory_of(section: &SensorsSection) -> crate::sensors::bandwidth::Ceilings {
+    if section.sysfs_root == std::path::Path::new("/sys") {
+        crate::sensors::bandwidth::ceilings(&crate::config::data_dir())
+    } else {
+        crate::sensors::bandwidth::Ceilings {
+            cpu_missing: Some(
+                "--sysfs-root reads a captured tree; run without it to measure this machine".into(),
+            ),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -152,7 +158,7 @@ pub fn format_value(r: &Reading) -> String {
 }
 
 /// Watts computed from two reads of an energy counter (RAPL, hwmon energy*_input).
-fn is_counter_rate(r: &Reading) -> bool {
+pub fn is_counter_rate(r: &Reading) -> bool {
     r.id.ends_with(":power")
         && (r.source == Source::Rapl || (r.source == Source::Hwmon && r.id.contains(":energy")))
 }

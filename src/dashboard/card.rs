@@ -11,6 +11,7 @@ use crate::report::runcard::{
     CardModel, CardSettings, CardSpans, CardThrottle, ReplyMetrics, RunCard, SessionMetrics,
     TranscriptTurn,
 };
+use crate::report::runcard_rest::{CardAtRest, CardRemainder};
 use crate::report::snapshot::{SnapshotError, SnapshotPaths};
 use crate::sensors::host::{BuildInfo, HostInfo};
 
@@ -120,7 +121,22 @@ pub fn session_metrics(rec: &SessionRecorder, ledger: &Ledger) -> SessionMetrics
         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
     };
     let warm: Vec<f64> = replies.iter().skip(1).map(|r| r.stats.ttft_ms).collect();
+    let remainder = ledger
+        .span()
+        .and_then(|(t0, t1)| ledger.wall_split(t0, t1))
+        .map(|split| {
+            CardRemainder::of(
+                &split,
+                rec.remainder(ledger).as_ref(),
+                rec.series_origin().unwrap_or(0.0),
+            )
+        });
+    let at_rest = rec
+        .at_rest(ledger)
+        .map(|a| CardAtRest::of(&a, ledger.tariff().map(|t| t.currency.code())));
     SessionMetrics {
+        remainder,
+        at_rest,
         load_ms: rec.load_ms(),
         ttft_cold_ms: replies.first().map(|r| r.stats.ttft_ms),
         ttft_warm_ms: (!warm.is_empty()).then(|| crate::report::bench::Spread::of(&warm).median),

@@ -99,9 +99,18 @@ pub struct LoadedModel {
     /// Bytes of it on the GPU.
     pub size_vram: Option<u64>,
     pub context_length: Option<u32>,
+    /// When the server will unload it (Ollama's `expires_at`: `keep_alive` after the last
+    /// request), RFC 3339 as the server sent it (unsanitised); `None` where it does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 impl LoadedModel {
+    /// [`Self::expires_at`] as an instant, when it parses.
+    pub fn expires(&self) -> Option<jiff::Timestamp> {
+        self.expires_at.as_deref()?.parse().ok()
+    }
+
     /// Share on the GPU, percent, rounded as `ollama ps` rounds it.
     pub fn gpu_percent(&self) -> Option<u32> {
         let (size, vram) = (self.size?, self.size_vram?);

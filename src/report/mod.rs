@@ -6,6 +6,7 @@ pub mod chart;
 pub mod compare;
 pub mod power_cap;
 pub mod runcard;
+pub mod runcard_rest;
 pub mod snapshot;
 pub mod sweep;
 

@@ -170,6 +170,12 @@ pub struct SessionMetrics {
     /// Where generation slowed while the hardware held itself back (empty: never).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub throttle: Vec<CardThrottle>,
+    /// The wall's remainder (with a wall plug and component sensors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remainder: Option<crate::report::runcard_rest::CardRemainder>,
+    /// The model loaded at rest: waiting against answering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_rest: Option<crate::report::runcard_rest::CardAtRest>,
 }
 
 /// A stretch where the generation rate fell while the hardware held itself back, with the

@@ -20,6 +20,7 @@ pub mod hwmon;
 pub mod llama_metrics;
 pub mod meter;
 pub mod nvml;
+pub mod nvml_init;
 pub mod plausible;
 pub mod plug;
 pub mod powercap;

@@ -151,6 +151,17 @@ pub fn parse(kind: PlugKind, url: &str, body: &str) -> Result<PlugValues, PlugEr
     }
 }
 
+/// How long one poll of a plug polled at `rate_hz` may take before it counts as lost: never
+/// longer than a poll period, and short enough that a dead plug is cheap.
+pub fn timeout_for(rate_hz: f64) -> Duration {
+    let rate = if rate_hz.is_finite() && rate_hz > 0.0 {
+        rate_hz
+    } else {
+        1.0
+    };
+    Duration::from_secs_f64((0.8 / rate).clamp(0.2, 2.0))
+}
+
 /// One configured plug.
 #[derive(Debug)]
 pub struct PlugSensor {
@@ -213,8 +224,7 @@ impl PlugSensor {
             client: Client::with_ca_file(Peer::Plug, cfg.ca_file.as_deref())?,
             token: cfg.token.clone(),
             rate_hz,
-            // Never longer than a poll period, and short enough that a dead plug is cheap.
-            timeout: Duration::from_secs_f64((0.8 / rate_hz).clamp(0.2, 2.0)),
+            timeout: timeout_for(rate_hz),
             key: if target.default_port() {
                 target.host
             } else {

@@ -54,6 +54,13 @@ pub fn amd_cpu(fs: &Sysfs) -> bool {
             .is_ok_and(|d| d.starts_with("amd-pstate"))
 }
 
+/// The fix when a container runtime hides powercap (Docker and Podman mask
+/// `/sys/devices/virtual/powercap` since the 2020 PLATYPUS fix).
+pub const CONTAINER_FIX: &str = "run llmtop on the host, or start the container with --security-opt systempaths=unconfined (Docker) / --security-opt unmask=/sys/devices/virtual/powercap (Podman), as root or with energy_uj made readable";
+
+/// Where the zones' files live: `class/powercap/intel-rapl:N` links point here.
+const ZONES_DIR: &str = "devices/virtual/powercap";
+
 /// The one-line fix for root-only `energy_uj` (CVE-2020-8694).
 pub fn permission_fix(fs: &Sysfs) -> String {
     let dir = fs.path("class/powercap");
@@ -85,6 +92,9 @@ pub fn discover(fs: &Sysfs) -> (Option<RaplSensor>, Vec<SourceStatus>) {
         // intel-rapl-mmio:N duplicates package N through MMIO: counting both would double it.
         .filter(|(n, _)| n.starts_with("intel-rapl:"))
         .collect();
+    if let Some(masked) = masked(fs, &entries) {
+        return (None, vec![masked]);
+    }
     for (dir, path) in &entries {
         let parts: Vec<&str> = dir.split(':').collect();
         let name = match fs.read_str(&path.join("name")) {
@@ -151,8 +161,10 @@ pub fn discover(fs: &Sysfs) -> (Option<RaplSensor>, Vec<SourceStatus>) {
             source: Source::Rapl,
             device: class.display().to_string(),
             state: SourceState::Missing,
-            detail: "no RAPL powercap zones (VM, non-x86, or intel_rapl module not loaded)".into(),
-            fix: Some("sudo modprobe intel_rapl_common intel_rapl_msr".into()),
+            detail: "no RAPL powercap zones (VM, non-x86, intel_rapl module not loaded, or a container that hides powercap)".into(),
+            fix: Some(format!(
+                "sudo modprobe intel_rapl_common intel_rapl_msr; in a container: {CONTAINER_FIX}"
+            )),
         });
     }
     if zones.is_empty() {
@@ -185,6 +197,41 @@ pub fn discover(fs: &Sysfs) -> (Option<RaplSensor>, Vec<SourceStatus>) {
         }),
         statuses,
     )
+}
+
+/// A container runtime's mask: the zones are listed (links in `class/powercap`) but their
+/// directories under `devices/virtual/powercap` are hidden (an empty read-only mount), or the
+/// class directory is there and empty while that directory is too. `None`: not masked.
+fn masked(fs: &Sysfs, entries: &[(String, PathBuf)]) -> Option<SourceStatus> {
+    let zones_dir = fs.path(ZONES_DIR);
+    let hidden_dir = zones_dir.is_dir() && list_dir(&zones_dir).is_empty();
+    let dangling: Vec<&str> = entries
+        .iter()
+        .filter(|(_, p)| !p.exists() && p.symlink_metadata().is_ok())
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let class_empty = fs.path("class/powercap").is_dir() && entries.is_empty();
+    let detail = if !entries.is_empty() && dangling.len() == entries.len() {
+        format!(
+            "powercap is masked: {} point into {} which is hidden (a container runtime masks it)",
+            dangling.join(" "),
+            zones_dir.display()
+        )
+    } else if class_empty && hidden_dir {
+        format!(
+            "powercap is masked: {} is empty (a container runtime masks it)",
+            zones_dir.display()
+        )
+    } else {
+        return None;
+    };
+    Some(SourceStatus {
+        source: Source::Rapl,
+        device: fs.path("class/powercap").display().to_string(),
+        state: SourceState::Missing,
+        detail,
+        fix: Some(CONTAINER_FIX.into()),
+    })
 }
 
 impl RaplSensor {

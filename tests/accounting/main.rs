@@ -19,6 +19,7 @@ mod ledger_live;
 mod metering;
 mod net_of_idle;
 mod pricing;
+mod remainder_live;
 mod session;
 mod share;
 mod tally;

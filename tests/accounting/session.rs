@@ -480,3 +480,115 @@ fn the_footer_projects_the_sessions_pace_over_a_month_and_a_year() {
         Some("€0.70 / 1000 replies")
     );
 }
+
+/// A wall plug reading `watts(t)` at 4 Hz from `from` to `to`.
+fn feed_wall(rec: &mut Rec, from: f64, to: f64, watts: impl Fn(f64) -> f64) {
+    let mut i = 0;
+    loop {
+        let t = from + 0.25 * f64::from(i);
+        if t > to + 1e-9 {
+            return;
+        }
+        let r = vec![llmtop::sensors::Reading {
+            id: "plug:p:power".into(),
+            device: "shelly-gen2 p".into(),
+            label: "wall".into(),
+            quantity: llmtop::sensors::Quantity::Power,
+            value: Some(watts(t)),
+            limit: None,
+            source: llmtop::sensors::Source::Plug,
+            covers: llmtop::sensors::Covers::Wall,
+            method: llmtop::sensors::Method::Measured,
+            rejected: None,
+            via: None,
+        }];
+        rec.push_sample(&Sample { t, readings: r }, None);
+        i += 1;
+    }
+}
+
+/// An Ollama model loaded at 0, a reply from 10 to 15 s, `keep_alive` ending at 30 s: the
+/// machine draws 100 W with it loaded and 80 W once the server unloads it. Waiting is 25 s
+/// at 100 W, answering 5 s, the idle without the model 80 W: unloading saves 20 W around
+/// the clock, priced as the waiting joules were.
+#[test]
+fn a_server_that_unloads_the_model_shows_what_unloading_saves() {
+    use llmtop::accounting::pricing::HOURS_PER_MONTH;
+    use llmtop::engine::{BackendStatus, LoadedModel};
+    let wall: jiff::Timestamp = "2025-06-01T12:00:00Z".parse().expect("time");
+    let mut rec = Rec::new(0.0);
+    engine(
+        &mut rec,
+        EngineEvent::Loaded(ScriptedEngine::model_info()),
+        0.0,
+    );
+    let watts = |t: f64| if t < 30.0 { 100.0 } else { 80.0 };
+    feed_wall(&mut rec, 0.0, 10.0, watts);
+    engine(&mut rec, EngineEvent::Phase(Phase::Prefill), 10.0);
+    feed_wall(&mut rec, 10.25, 15.0, watts);
+    let mut s = stats(40, StopReason::EndOfGeneration);
+    s.wall_s = 5.0;
+    engine(&mut rec, EngineEvent::ReplyDone(s), 15.0);
+    // After the reply the server says when it will unload the model.
+    let expires = wall
+        .checked_add(jiff::SignedDuration::from_secs(30))
+        .expect("time");
+    let status = BackendStatus {
+        current: "llama3.2:latest".into(),
+        loaded: vec![LoadedModel {
+            name: "llama3.2:latest".into(),
+            expires_at: Some(expires.to_string()),
+            ..LoadedModel::default()
+        }],
+        ..BackendStatus::default()
+    };
+    engine(&mut rec, EngineEvent::Backend(Box::new(status)), 15.0);
+    feed_wall(&mut rec, 15.25, 25.0, watts);
+    let a = rec.rec.at_rest(rec.m.ledger()).expect("at rest");
+    assert_eq!(a.unloads_at, Some(30.0));
+    assert!(a.unloaded.is_none());
+    feed_wall(&mut rec, 25.25, 60.0, watts);
+    let a = rec.rec.at_rest(rec.m.ledger()).expect("at rest");
+    assert_eq!(a.unloads_at, None, "past its expiry");
+    assert!((a.waiting.seconds - 25.0).abs() < 1e-9, "{a:?}");
+    // The plug's step at 30 s falls between two readings: a quarter second of ramp.
+    assert!((a.waiting.watts().expect("w") - 100.0).abs() < 0.1, "{a:?}");
+    assert!((a.answering.seconds - 5.0).abs() < 1e-9, "{a:?}");
+    let unloaded = a.unloaded.expect("the idle without the model");
+    assert!((unloaded.seconds - 30.0).abs() < 1e-9, "{unloaded:?}");
+    assert!(
+        (unloaded.watts().expect("w") - 80.0).abs() < 0.1,
+        "{unloaded:?}"
+    );
+    // The waiting cost is the ledger's energy over the waiting spans at EUR 0.30/kWh.
+    let cost = a.waiting.cost.expect("cost");
+    let priced = a.waiting.energy_j / 3.6e6 * 0.30;
+    assert!((cost - priced).abs() < 1e-12, "{cost} vs {priced}");
+    // Unloading saves the difference, around the clock, at that price.
+    let saves = a.saving_per_month().expect("saving");
+    let saved_w = a.waiting.watts().expect("w") - unloaded.watts().expect("w");
+    assert!((saved_w - 20.0).abs() < 0.2, "{saved_w}");
+    let want = saved_w * 3600.0 * HOURS_PER_MONTH / 3.6e6 * 0.30;
+    assert!((saves - want).abs() < 1e-9 * want, "{saves} vs {want}");
+    // The footer's projection: the waiting part of the pace; F1's line, formatted.
+    let (_, line) = rec.footer(None);
+    let at = line.at_rest.as_ref().expect("at-rest line");
+    assert_eq!(at.unloaded_w.map(|w| (w * 10.0).round()), Some(800.0));
+    assert_eq!(at.saving_per_month, Some(tariff().format(want)));
+    assert!(line.waiting_per_month.is_some(), "{line:?}");
+    // A request after the unload loads the model again: the idle stretch ends there.
+    engine(&mut rec, EngineEvent::Phase(Phase::Prefill), 62.0);
+    feed_wall(
+        &mut rec,
+        60.25,
+        64.0,
+        |t| if t <= 62.0 { 80.0 } else { 100.0 },
+    );
+    let a = rec.rec.at_rest(rec.m.ledger()).expect("at rest");
+    assert!(
+        (a.unloaded.expect("unloaded").seconds - 32.0).abs() < 1e-9,
+        "{a:?}"
+    );
+    assert!((a.answering.seconds - 7.0).abs() < 1e-9, "{a:?}");
+    assert!((a.waiting.seconds - 25.0).abs() < 1e-9, "{a:?}");
+}

@@ -426,6 +426,7 @@ fn attached_app(w: u16, h: u16) -> App {
                 size: Some(3_000_000_000),
                 size_vram: Some(1_860_000_000),
                 context_length: Some(4096),
+                expires_at: None,
             }],
         })),
         0.5,

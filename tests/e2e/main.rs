@@ -16,8 +16,10 @@ mod skip;
 #[path = "../tmux/mod.rs"]
 mod tmux;
 
+mod at_rest;
 mod cli_errors;
 mod config_files;
+mod doctor_cli;
 mod e2e_attach;
 mod e2e_dashboard;
 mod e2e_nvml;

@@ -117,6 +117,11 @@ fn fake_ollama_reply_with_the_servers_figures_in_seconds() {
         backend.loaded[0].placement().as_deref(),
         Some("62 % on GPU")
     );
+    // When Ollama unloads it (/api/ps expires_at): the at-rest cost ends there.
+    assert_eq!(
+        backend.loaded[0].expires(),
+        Some("2099-01-01T00:00:00Z".parse().expect("time"))
+    );
 
     let t = turn(&mut h, "What colour is the sky?", None);
     assert!(t.failed.is_empty(), "{:?}", t.failed);

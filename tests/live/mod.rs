@@ -37,6 +37,9 @@ pub struct Profile {
     pub rest_w: f64,
     /// From this second on the CPU is throttled (clocks halved, counters advancing).
     pub throttle_at: Option<f64>,
+    /// `(t, w)`: from second `t` on, something only the wall sees draws `w` more (a monitor
+    /// plugged into the machine's USB-C).
+    pub rest_steps: Vec<(f64, f64)>,
     /// Known sensor errors written into the tree (none by default).
     pub inject: Inject,
 }
@@ -89,6 +92,7 @@ impl Profile {
             knots,
             rest_w: 30.0,
             throttle_at: None,
+            rest_steps: Vec::new(),
             inject: Inject::default(),
         }
     }
@@ -99,6 +103,7 @@ impl Profile {
             knots: vec![(0.0, cpu, gpu), (1e6, cpu, gpu)],
             rest_w: rest,
             throttle_at: None,
+            rest_steps: Vec::new(),
             inject: Inject::default(),
         }
     }
@@ -120,6 +125,7 @@ impl Profile {
             knots,
             rest_w: 30.0,
             throttle_at: None,
+            rest_steps: Vec::new(),
             inject: Inject::default(),
         }
     }
@@ -156,6 +162,33 @@ impl Profile {
             }
             _ => self.gpu_w(t),
         }
+    }
+
+    /// The same profile, with `w` more that only the wall sees from `t` on.
+    pub fn plus_rest_from(mut self, t: f64, w: f64) -> Self {
+        self.rest_steps.push((t, w));
+        self
+    }
+
+    /// What only the wall sees at `t`, W.
+    pub fn rest_at(&self, t: f64) -> f64 {
+        self.rest_w
+            + self
+                .rest_steps
+                .iter()
+                .filter(|(at, _)| t >= *at)
+                .map(|(_, w)| w)
+                .sum::<f64>()
+    }
+
+    /// Joules only the wall sees from `t0` to `t1`.
+    pub fn rest_j(&self, t0: f64, t1: f64) -> f64 {
+        self.rest_w * (t1 - t0)
+            + self
+                .rest_steps
+                .iter()
+                .map(|&(at, w)| w * (t1 - at.max(t0)).max(0.0))
+                .sum::<f64>()
     }
 
     /// The same profile, throttled from `t` on.
@@ -205,7 +238,7 @@ impl Profile {
 
     pub fn wall_w(&self, t: f64) -> f64 {
         let (c, g) = self.at(t);
-        c + g + self.rest_w
+        c + g + self.rest_at(t)
     }
 
     /// Exact joules of (cpu, gpu) from 0 to `t`: the trapezoid is exact on lines.
@@ -238,7 +271,7 @@ impl Profile {
     }
 
     pub fn wall_j(&self, t0: f64, t1: f64) -> f64 {
-        self.cpu_j(t0, t1) + self.gpu_j(t0, t1) + self.rest_w * (t1 - t0)
+        self.cpu_j(t0, t1) + self.gpu_j(t0, t1) + self.rest_j(t0, t1)
     }
 }
 

@@ -38,7 +38,13 @@ pub fn pace_text(app: &App) -> Option<String> {
     let c = &app.cost;
     let (m, y) = (c.per_month.as_ref()?, c.per_year.as_ref()?);
     let est = if app.energy.estimated { " est." } else { "" };
-    Some(format!("at this pace {m}/mo, {y}/yr{est}"))
+    // The model loaded and waiting is part of the pace: say how much.
+    let waiting = c
+        .waiting_per_month
+        .as_ref()
+        .map(|w| format!(" ({w} waiting)"))
+        .unwrap_or_default();
+    Some(format!("at this pace {m}/mo{waiting}, {y}/yr{est}"))
 }
 
 /// The lifetime tally's energy and money: "1.23 kWh $0.21".

@@ -162,6 +162,7 @@ mod tests {
                 size: Some(1000),
                 size_vram: Some(620),
                 context_length: None,
+                expires_at: None,
             }],
             ..Default::default()
         };

@@ -68,7 +68,83 @@ fn money_lines(app: &App) -> Vec<(String, String)> {
         }
         out.push((since, d));
     }
+    out.extend(rest_lines(app));
     out
+}
+
+/// Seconds as "2 min 10 s", "45 s".
+fn span_text(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    if s >= 60 {
+        format!("{} min {} s", s / 60, s % 60)
+    } else {
+        format!("{s} s")
+    }
+}
+
+/// The model at rest (waiting, and what unloading would save) and the wall's remainder.
+fn rest_lines(app: &App) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(a) = &app.cost.at_rest
+        && let Some(w) = a.waiting_w
+    {
+        let mut d = format!("{w:.1} W with the model loaded and no request");
+        if let Some(h) = &a.per_hour {
+            d.push_str(&format!(", {h} an hour"));
+        }
+        if let Some(c) = &a.waiting_cost {
+            d.push_str(&format!(" ({c} over {})", span_text(a.waiting_s)));
+        }
+        out.push(("Waiting".to_string(), d));
+        if let Some(c) = &a.answering_cost {
+            out.push((
+                "Answering".to_string(),
+                format!("{c} over {} of replies", span_text(a.answering_s)),
+            ));
+        }
+        let unload = match (&a.saving_per_month, a.unloaded_w) {
+            (Some(m), Some(u)) => {
+                format!("would save {m} a month (the machine idles at {u:.1} W without the model)")
+            }
+            _ => "saving not known: the machine's idle without the model was not measured"
+                .to_string(),
+        };
+        out.push(("Unloading".to_string(), unload));
+        if let Some(at) = &a.unloads_at {
+            out.push((
+                "Server unloads".to_string(),
+                format!("the model at {at} (its keep_alive)"),
+            ));
+        }
+    }
+    if let Some(r) = &app.energy.remainder {
+        let mut d = format!(
+            "{:.1} W, {:.0} % of the wall: PSU losses, board, fans, disks, anything plugged in",
+            r.watts,
+            r.share * 100.0
+        );
+        if let Some(i) = r.idle_w {
+            d.push_str(&format!("; idle {i:.1} W"));
+        }
+        if let Some((a, b)) = r.loaded {
+            d.push_str(&format!("; under load {a:.1} W + {b:.2} x parts"));
+        }
+        if r.estimated {
+            d.push_str(" (parts partly estimated)");
+        }
+        out.push(("Wall remainder".to_string(), d));
+    }
+    out
+}
+
+/// The latest shift of the wall's remainder while idle, in words with when.
+pub fn shift_text(app: &App) -> Option<String> {
+    let s = app.energy.remainder.as_ref()?.shifts.last()?;
+    Some(format!(
+        "{}, {} ago",
+        s.describe(),
+        span_text(app.now - s.t)
+    ))
 }
 
 /// One line per GPU board: "GPU1 NVIDIA H100: energy counter
@@ -147,6 +223,18 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
                 let lead = if i == 0 { " - " } else { "   " };
                 lines.push(Line::from(Span::styled(format!("{lead}{part}"), warn)));
             }
+        }
+    }
+    // Something else started drawing power at the wall: said in full, always.
+    if let Some(text) = shift_text(app) {
+        let text_w = usize::from(area.width.saturating_sub(7)).max(20);
+        lines.push(Line::from(""));
+        for (i, part) in wrap(&text, text_w).into_iter().enumerate() {
+            let lead = if i == 0 { " ! " } else { "   " };
+            lines.push(Line::from(Span::styled(
+                format!("{lead}{part}"),
+                Style::default().fg(theme.warn),
+            )));
         }
     }
     // The attached server's share: how it is split and what it leaves out, read in full.

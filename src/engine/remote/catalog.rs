@@ -35,6 +35,8 @@ struct OllamaModel {
     size: Option<u64>,
     size_vram: Option<u64>,
     context_length: Option<u32>,
+    /// `/api/ps`: when the model unloads (its `keep_alive` after the last request), RFC 3339.
+    expires_at: Option<String>,
     details: OllamaDetails,
 }
 
@@ -154,6 +156,7 @@ pub fn loaded(server: &Server, kind: Kind) -> Result<Vec<LoadedModel>, RemoteErr
                     size: m.size,
                     size_vram: m.size_vram,
                     context_length: m.context_length,
+                    expires_at: m.expires_at,
                 })
                 .collect())
         }
@@ -165,6 +168,7 @@ pub fn loaded(server: &Server, kind: Kind) -> Result<Vec<LoadedModel>, RemoteErr
                 size: m.size,
                 size_vram: None,
                 context_length: None,
+                expires_at: None,
             })
             .collect()),
         Kind::OpenAi => Ok(Vec::new()),
