@@ -21,7 +21,7 @@ fn chat(prompt: &str, max_tokens: u32) -> String {
     .to_string()
 }
 
-fn meter(m: &LiveMachine) -> Meter {
+pub fn meter(m: &LiveMachine) -> Meter {
     let section = SensorsSection {
         sysfs_root: m.root.clone(),
         rate_hz: 4.0,
@@ -49,7 +49,7 @@ fn timings(body: &str) -> (u64, u64, u64) {
 }
 
 /// Joules the ledger holds over the union of `spans`.
-fn ledger_energy(ledger: &Ledger, spans: &[(f64, f64)]) -> (f64, f64) {
+pub fn ledger_energy(ledger: &Ledger, spans: &[(f64, f64)]) -> (f64, f64) {
     let mut s = spans.to_vec();
     s.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut merged: Vec<(f64, f64)> = Vec::new();
