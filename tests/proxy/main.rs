@@ -10,6 +10,8 @@ mod common;
 mod live;
 #[path = "../servers/mod.rs"]
 mod servers;
+#[path = "../common/skip.rs"]
+mod skip;
 #[path = "../tmux/mod.rs"]
 mod tmux;
 

@@ -117,7 +117,7 @@ fn a_read_only_data_dir_keeps_records_in_memory_and_they_are_written_when_it_is_
     std::fs::create_dir(&dir).expect("mkdir");
     if lock_dir(&dir, true).is_none() || std::fs::write(dir.join("probe"), "x").is_ok() {
         let _ = lock_dir(&dir, false);
-        println!("skipped: cannot make a directory read-only here (chattr +i / chmod 0555)");
+        crate::skip::skipped("cannot make a directory read-only here (chattr +i / chmod 0555)");
         return;
     }
     let path = dir.join("requests.jsonl");
