@@ -17,14 +17,25 @@
 //!   server's timings) or 1 where the server gave no timings.
 //! - An interval in which requests were active but none processed a token (all queued, or
 //!   between chunks) is split evenly between them: the server was busy for them.
-//! - A request is settled only when the ledger covers its end and every request that
-//!   overlapped it has ended (their token counts are final), so the splits of one interval,
-//!   taken at different times for different requests, always add up to its energy.
+//! - The books are kept in time order: each piece of the ledger's time (its intervals, cut
+//!   where a request starts or ends or an open one shows its first token) is split once, as
+//!   soon as the ledger covers it, between every request active in it, and each share is
+//!   booked to its request for good. So the shares of a piece always add up to its energy, a
+//!   request is settled as soon as the ledger covers its end, and one still open is settled
+//!   in parts (its energy so far booked, the rest as it goes). An open request counts the
+//!   tokens seen on its stream so far; its prompt count comes only with its last chunk, so a
+//!   piece in which an open request is still computing its prompt beside another request
+//!   waits for that count, at most [`PREFILL_WAIT_S`], then counts that prompt as nothing.
 
 use super::energy::{IdleBaseline, TotalBasis, floor_net};
 use super::ledger::Ledger;
 use super::pricing::Tariff;
 use std::collections::BTreeMap;
+
+/// How long a piece shared with an open request still computing its prompt waits for that
+/// prompt's count (it comes with the request's last chunk) before it is split without it: a
+/// request queued or prefilling for long does not hold back the records beside it.
+pub const PREFILL_WAIT_S: f64 = 5.0;
 
 /// How far past a request's end the ledger must have settled before it is attributed: a
 /// slow source's step across the end is shaped by the fast sensors only once they reported.
@@ -229,12 +240,58 @@ pub fn attribute(
     s
 }
 
-/// Requests on their way to being attributed: open ones (started, not ended) and ended ones
-/// kept while a request they overlapped still needs them.
+/// What the books know of a request still open: when it came and the tokens seen so far.
+#[derive(Debug, Clone, Default)]
+struct Open {
+    t0: f64,
+    /// Generated tokens seen at each time, not yet past the books' frontier.
+    times: Vec<f64>,
+    /// Its first generated token (prefill is over).
+    first: Option<f64>,
+}
+
+impl Open {
+    /// As an activity for the pieces before `now`: tokens as seen, its prompt not yet known.
+    fn activity(&self, id: u64) -> Activity {
+        Activity {
+            id,
+            t0: self.t0,
+            t1: f64::INFINITY,
+            prefill_tokens: 0.0,
+            prefill: (self.t0, self.first.unwrap_or(f64::INFINITY)),
+            generated_tokens: self.times.len() as f64,
+            token_times: self.times.clone(),
+            prefill_weight: None,
+        }
+    }
+
+    /// Still computing its prompt somewhere in `(a, b]` (its count not known yet).
+    fn prefilling(&self, a: f64) -> bool {
+        self.first.is_none_or(|f| f > a)
+    }
+}
+
+/// The parts booked to one request so far.
+#[derive(Debug, Clone, Default)]
+struct Booked {
+    signed_j: f64,
+    idle_w: Option<f64>,
+    intervals: u32,
+    covered_s: f64,
+    shared_s: f64,
+    cost: f64,
+}
+
+/// The books of the requests a server answered: open ones (settled in parts as the ledger
+/// covers them) and ended ones whose end the ledger has not covered yet. Every piece of time
+/// is split once, in order, up to the frontier.
 #[derive(Debug, Clone, Default)]
 pub struct Attributor {
-    open: BTreeMap<u64, f64>,
-    ended: Vec<(Activity, bool)>,
+    open: BTreeMap<u64, Open>,
+    ended: BTreeMap<u64, Activity>,
+    booked: BTreeMap<u64, Booked>,
+    /// Every piece before this is split and booked.
+    frontier: Option<f64>,
 }
 
 impl Attributor {
@@ -242,63 +299,208 @@ impl Attributor {
         Self::default()
     }
 
-    /// A request arrived at `t0`.
+    /// A request arrived at `t0` (a time before the frontier counts from the frontier: that
+    /// time is already split).
     pub fn open(&mut self, id: u64, t0: f64) {
-        self.open.insert(id, t0);
+        let t0 = self.frontier.map_or(t0, |f| t0.max(f));
+        self.open.insert(
+            id,
+            Open {
+                t0,
+                ..Open::default()
+            },
+        );
+    }
+
+    /// An open request's stream showed `n` generated tokens at `t`.
+    pub fn tokens(&mut self, id: u64, t: f64, n: u32) {
+        if let Some(o) = self.open.get_mut(&id) {
+            o.first.get_or_insert(t);
+            if o.times.len() < 1 << 20 {
+                o.times.extend(std::iter::repeat_n(t, n as usize));
+            }
+        }
     }
 
     /// A request ended; its token counts are final.
-    pub fn close(&mut self, a: Activity) {
+    pub fn close(&mut self, mut a: Activity) {
         self.open.remove(&a.id);
-        self.ended.push((a, false));
+        if let Some(f) = self.frontier {
+            a.t0 = a.t0.max(f);
+            a.t1 = a.t1.max(a.t0);
+        }
+        self.ended.insert(a.id, a);
     }
 
     /// Drop a request that will never be attributed (the ledger never covered it).
     pub fn forget(&mut self, id: u64) {
         self.open.remove(&id);
-        self.ended.retain(|(a, _)| a.id != id);
+        self.ended.remove(&id);
+        self.booked.remove(&id);
     }
 
     /// Requests not yet attributed (open or waiting for the ledger).
     pub fn pending(&self) -> usize {
-        self.open.len() + self.ended.iter().filter(|(_, done)| !done).count()
+        self.open.len() + self.ended.len()
     }
 
-    /// Attribute every ended request the ledger now covers and whose overlapping requests
-    /// have all ended. Returns `(id, share)` in the order they ended.
+    /// Joules booked so far to a request not yet settled (an open one's energy so far), gross
+    /// of the final floor at zero.
+    pub fn booked_j(&self, id: u64) -> Option<f64> {
+        self.booked.get(&id).map(|b| b.signed_j)
+    }
+
+    /// Up to where every piece is split (`None`: nothing yet).
+    pub fn frontier(&self) -> Option<f64> {
+        self.frontier
+    }
+
+    /// Split every piece the ledger now covers, and settle each ended request whose end the
+    /// frontier passed. Returns `(id, share)` in the order they ended.
     pub fn settle(
         &mut self,
         ledger: &Ledger,
         idle: Option<&IdleBaseline>,
         tariff: Option<&Tariff>,
     ) -> Vec<(u64, Share)> {
-        let Some(until) = ledger.settled_until() else {
+        let Some(until) = ledger.settled_until().map(|t| t - SETTLE_AFTER_S) else {
             return Vec::new();
         };
-        let mut out = Vec::new();
-        let ready: Vec<usize> = (0..self.ended.len())
-            .filter(|&i| {
-                let (a, done) = &self.ended[i];
-                !done && a.t1 + SETTLE_AFTER_S <= until && self.open.values().all(|&t0| t0 >= a.t1)
-            })
-            .collect();
-        let all: Vec<&Activity> = self.ended.iter().map(|(a, _)| a).collect();
-        for &i in &ready {
-            let target = &self.ended[i].0;
-            out.push((target.id, attribute(ledger, idle, tariff, &all, target)));
-        }
-        for i in ready {
-            self.ended[i].1 = true;
-        }
-        // Keep an attributed request only while one not yet attributed may still overlap it.
-        let earliest_waiting = self
+        let earliest = self
             .open
             .values()
-            .copied()
-            .chain(self.ended.iter().filter(|(_, d)| !d).map(|(a, _)| a.t0))
+            .map(|o| o.t0)
+            .chain(self.ended.values().map(|a| a.t0))
             .fold(f64::INFINITY, f64::min);
-        self.ended
-            .retain(|(a, done)| !done || a.t1 > earliest_waiting);
-        out
+        if !earliest.is_finite() {
+            // Nobody to book to: the frontier moves on with the ledger.
+            self.frontier = Some(self.frontier.map_or(until, |f| f.max(until)));
+            return Vec::new();
+        }
+        let from = self
+            .frontier
+            .map_or(earliest, |f| f.max(earliest))
+            .min(until);
+        if until > from {
+            self.book(ledger, idle, tariff, from, until);
+        }
+        self.trim();
+        let front = self.frontier.unwrap_or(f64::NEG_INFINITY);
+        let mut done: Vec<(f64, u64)> = self
+            .ended
+            .values()
+            .filter(|a| a.t1 <= front)
+            .map(|a| (a.t1, a.id))
+            .collect();
+        done.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+        let basis = ledger.basis();
+        done.into_iter()
+            .filter_map(|(_, id)| {
+                let a = self.ended.remove(&id)?;
+                let b = self.booked.remove(&id).unwrap_or_default();
+                Some((id, share(&a, b, basis, tariff)))
+            })
+            .collect()
+    }
+
+    /// Split the pieces of `(from, until]` in order, stopping at the first that must wait.
+    fn book(
+        &mut self,
+        ledger: &Ledger,
+        idle: Option<&IdleBaseline>,
+        tariff: Option<&Tariff>,
+        from: f64,
+        until: f64,
+    ) {
+        let opens: Vec<(u64, Activity, &Open)> = self
+            .open
+            .iter()
+            .map(|(id, o)| (*id, o.activity(*id), o))
+            .collect();
+        let mut cuts: Vec<f64> = self
+            .ended
+            .values()
+            .flat_map(|a| [a.t0, a.t1])
+            .chain(
+                opens
+                    .iter()
+                    .flat_map(|(_, _, o)| [Some(o.t0), o.first])
+                    .flatten(),
+            )
+            .filter(|&t| t > from && t < until)
+            .collect();
+        cuts.sort_by(f64::total_cmp);
+        let mut pieces = Vec::new();
+        for (a, b, _) in ledger.steps_between(from, until) {
+            let mut start = a;
+            for c in cuts.iter().copied().filter(|&c| c > a && c < b).chain([b]) {
+                pieces.push((start, c));
+                start = c;
+            }
+        }
+        let mut front = until;
+        for (a, b) in pieces {
+            let active: Vec<&Activity> = self
+                .ended
+                .values()
+                .chain(opens.iter().map(|(_, act, _)| act))
+                .filter(|r| r.overlaps(a, b))
+                .collect();
+            // A prompt still being computed beside another request: its count is needed,
+            // unless the piece has waited long enough for it.
+            let waits = active.len() > 1
+                && b + PREFILL_WAIT_S > until
+                && opens
+                    .iter()
+                    .any(|(_, act, o)| act.overlaps(a, b) && o.prefilling(a));
+            if waits {
+                front = a;
+                break;
+            }
+            let above = ledger.total_above_idle(a, b, idle);
+            let give = above.as_ref().map_or(0.0, |e| e.signed_or_gross_j());
+            let idle_w = above.and_then(|e| e.idle).map(|i| i.watts);
+            let shared = active.len() > 1;
+            for (id, j) in split_interval(give, a, b, &active) {
+                let bk = self.booked.entry(id).or_default();
+                bk.signed_j += j;
+                bk.intervals += 1;
+                bk.covered_s += b - a;
+                if shared {
+                    bk.shared_s += b - a;
+                }
+                bk.idle_w = bk.idle_w.or(idle_w);
+                if let Some(t) = tariff {
+                    bk.cost += ledger.cost_spread(t, j, a, b).unwrap_or(0.0);
+                }
+            }
+        }
+        self.frontier = Some(front.max(self.frontier.unwrap_or(f64::NEG_INFINITY)));
+    }
+
+    /// Token times behind the frontier are booked: an open request keeps only those after.
+    fn trim(&mut self) {
+        let Some(f) = self.frontier else { return };
+        for o in self.open.values_mut() {
+            let keep = o.times.partition_point(|&t| t <= f);
+            o.times.drain(..keep);
+        }
+    }
+}
+
+/// A settled request's share from its booked parts.
+fn share(a: &Activity, b: Booked, basis: Option<TotalBasis>, tariff: Option<&Tariff>) -> Share {
+    let joules = floor_net(b.signed_j);
+    Share {
+        joules,
+        idle_w: b.idle_w,
+        basis,
+        intervals: b.intervals,
+        covered_s: b.covered_s,
+        shared_s: b.shared_s,
+        prefill_weight: a.weight(),
+        weight_measured: a.prefill_weight.is_some(),
+        cost: tariff.map(|_| if joules == 0.0 { 0.0 } else { b.cost }),
+        co2_g: tariff.and_then(|t| t.co2_g(joules)),
     }
 }

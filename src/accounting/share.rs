@@ -241,6 +241,16 @@ impl ShareTracker {
         }
     }
 
+    /// The server is now another process (it restarted under a new PID): the looks so far
+    /// were of the old one, so the interval across the switch gets no CPU share (the old
+    /// process's ticks and the new one's do not subtract).
+    pub fn repoint(&mut self, pid: u32) {
+        self.pid = pid;
+        for m in self.prev.iter_mut().chain(self.pending.iter_mut()) {
+            m.cpu = None;
+        }
+    }
+
     /// A look at the process; looks must come in time order.
     pub fn push(&mut self, mark: Mark) {
         let newest = self
@@ -425,6 +435,12 @@ pub struct ServerMeter {
     pub name: String,
     /// Processes of other users skipped while finding the owner.
     pub denied: usize,
+    /// The port the server listens on, when found by its URL: a process gone is looked for
+    /// there again (a restart under a new PID).
+    port: Option<u16>,
+    procfs: Procfs,
+    /// Times the server was found again under a new PID.
+    pub restarts: u32,
 }
 
 impl ServerMeter {
@@ -455,6 +471,7 @@ impl ServerMeter {
         let mut m = Self::for_pid(owner.pid, procfs, gpu);
         m.name = owner.name;
         m.denied = owner.denied;
+        m.port = Some(target.port);
         Ok(m)
     }
 
@@ -465,10 +482,13 @@ impl ServerMeter {
         gpu: Option<Box<dyn crate::sensors::nvml::GpuProcesses>>,
     ) -> Self {
         Self {
-            probe: ProcessProbe::new(pid, procfs, gpu),
+            probe: ProcessProbe::new(pid, procfs.clone(), gpu),
             tracker: ShareTracker::new(pid),
             name: String::new(),
             denied: 0,
+            port: None,
+            procfs,
+            restarts: 0,
         }
     }
 
@@ -484,7 +504,26 @@ impl ServerMeter {
         ledger: &Ledger,
         idle: Option<&IdleBaseline>,
     ) -> ServerShare {
-        let read = self.probe.read();
+        let mut read = self.probe.read();
+        // The process is gone: whoever listens on the server's port now is the server (a
+        // restart under a new PID), found within this sample.
+        if read.cpu.is_none()
+            && let Some(port) = self.port
+            && let Ok(owner) = self.procfs.socket_owner(port)
+            && owner.pid != self.probe.pid
+        {
+            tracing::info!(
+                "the server on port {port} is now PID {} ({}), was {}",
+                owner.pid,
+                crate::util::sanitize::terminal(&owner.name),
+                self.probe.pid
+            );
+            self.probe.repoint(owner.pid);
+            self.tracker.repoint(owner.pid);
+            self.name = owner.name;
+            self.restarts += 1;
+            read = self.probe.read();
+        }
         self.tracker.push(Mark::from_read(t, &read));
         self.tracker.update(ledger, idle)
     }

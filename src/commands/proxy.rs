@@ -37,6 +37,7 @@ pub fn run(args: &ProxyArgs, cfg: &Config) -> anyhow::Result<()> {
         .sensors
         .apply(&cfg.raw.sensors)
         .map_err(anyhow::Error::msg)?;
+    let mut log_failed = None;
     let log = if args.no_log {
         None
     } else {
@@ -44,11 +45,15 @@ pub fn run(args: &ProxyArgs, cfg: &Config) -> anyhow::Result<()> {
             .log
             .clone()
             .unwrap_or_else(|| crate::util::paths::data_dir().join(FILE_NAME));
-        Some(RequestLog::open(
-            &path,
-            u64::from(args.log_max_mib) * 1024 * 1024,
-            DEFAULT_KEEP,
-        )?)
+        let max = u64::from(args.log_max_mib) * 1024 * 1024;
+        // A data dir not writable now is no reason not to forward: the books say so once and
+        // keep the records in memory until it is.
+        Some(
+            RequestLog::open(&path, max, DEFAULT_KEEP).unwrap_or_else(|e| {
+                log_failed = Some(e);
+                RequestLog::closed(&path, max, DEFAULT_KEEP)
+            }),
+        )
     };
     let log_path = log.as_ref().map(|l| l.path().display().to_string());
     let meter = Meter::start(&section);
@@ -74,18 +79,23 @@ pub fn run(args: &ProxyArgs, cfg: &Config) -> anyhow::Result<()> {
     if let Some(p) = &log_path {
         eprintln!("llmtop: request records to {p}");
     }
+    // Whether the upstream answers, said now if it does not and once when that changes.
+    let health = crate::proxy::health::HealthWatch::start(proxy.upstream(), |_, line| {
+        eprintln!("llmtop: {line}");
+    });
     if let Some(s) = &server {
         eprintln!(
             "llmtop: Prometheus metrics on http://{}/metrics",
             s.local_addr()
         );
     }
-    let mut books = ProxyFeed::new(
-        ProxyBooks::new(section.idle_window_s, log),
-        events,
-        Some(metrics.clone()),
-    )
-    .exit_after(args.exit_after);
+    let mut proxy_books = ProxyBooks::new(section.idle_window_s, log);
+    if let Some(e) = &log_failed {
+        proxy_books.log_failed(e);
+    }
+    let mut books = ProxyFeed::new(proxy_books, events, Some(metrics.clone()))
+        .exit_after(args.exit_after)
+        .on_notice(Box::new(|line| eprintln!("llmtop: {line}")));
     if args.print {
         books = books.on_record(Box::new(|r| {
             if let Ok(line) = serde_json::to_string(r) {
@@ -103,6 +113,7 @@ pub fn run(args: &ProxyArgs, cfg: &Config) -> anyhow::Result<()> {
         move || drop(proxy),
     );
     drop(server);
+    drop(health);
     sampler.stop();
     ended?;
     Ok(())

@@ -227,6 +227,12 @@ impl App {
                     self.dirty = true;
                 }
             }
+            Event::UpstreamHealth(down) => {
+                if let Some(t) = self.requests.as_mut() {
+                    t.upstream_down = down;
+                    self.dirty = true;
+                }
+            }
             Event::Terminate(signal) => {
                 // The terminal may already be gone (SSH drop): quit without asking.
                 self.set_status(format!("{signal}: quitting"));

@@ -64,6 +64,8 @@ pub enum Event {
     /// A signal whose default action ends the process (SIGTERM, SIGHUP, SIGINT, SIGQUIT,
     /// SIGUSR1, ...): flush and quit (the name of the signal).
     Terminate(&'static str),
+    /// `--proxy`: the upstream stopped answering (why) or answers again (`None`).
+    UpstreamHealth(Option<String>),
 }
 
 impl ScreenEvent for Event {

@@ -183,13 +183,30 @@ fn start_proxy(
     metrics: Option<MetricsFeed>,
 ) -> anyhow::Result<DashProxy> {
     use crate::proxy::record::{DEFAULT_KEEP, DEFAULT_MAX_BYTES, FILE_NAME, RequestLog};
-    let log = RequestLog::open(&data_dir.join(FILE_NAME), DEFAULT_MAX_BYTES, DEFAULT_KEEP)?;
+    // A data dir not writable now is said on the status line at the first record; the
+    // records wait in memory until it is.
+    let path = data_dir.join(FILE_NAME);
+    let (log, failed) = match RequestLog::open(&path, DEFAULT_MAX_BYTES, DEFAULT_KEEP) {
+        Ok(l) => (l, None),
+        Err(e) => (
+            RequestLog::closed(&path, DEFAULT_MAX_BYTES, DEFAULT_KEEP),
+            Some(e),
+        ),
+    };
     let (tx, events) = unbounded_channel();
     let server = crate::proxy::forward::ProxyServer::start(&args.listen, upstream, clock, tx)?;
-    let books = crate::proxy::books::ProxyBooks::new(cfg.raw.sensors.idle_window_s, Some(log));
+    let mut books = crate::proxy::books::ProxyBooks::new(cfg.raw.sensors.idle_window_s, Some(log));
+    if let Some(e) = &failed {
+        books.log_failed(e);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let watch = crate::proxy::health::HealthWatch::start(server.upstream(), move |h, line| {
+        let _ = tx.send((h, line));
+    });
     Ok(DashProxy {
         feed: ProxyFeed::new(books, events, metrics).keeping_records(),
         server: Some(server),
+        health: Some((watch, rx)),
     })
 }
 

@@ -38,6 +38,11 @@ pub struct DashProxy {
     /// Taken and stopped when the run ends, before the drain: its streams end and reach the
     /// books.
     pub server: Option<ProxyServer>,
+    /// Whether the upstream answers: its lines for the status line, each once per change.
+    pub health: Option<(
+        crate::proxy::health::HealthWatch,
+        std::sync::mpsc::Receiver<(crate::proxy::health::Health, String)>,
+    )>,
 }
 
 /// What the event loop owns besides the app: the engine's command side, the metering
@@ -113,6 +118,24 @@ impl<'a> Shell<'a> {
                     let records = p.feed.take_records();
                     let pending = p.feed.pending();
                     app.update(Event::Requests { records, pending });
+                    let health = p
+                        .health
+                        .as_ref()
+                        .map(|(_, rx)| rx.try_iter().collect::<Vec<_>>())
+                        .unwrap_or_default();
+                    let mut lines = p.feed.take_notices();
+                    for (h, line) in health {
+                        app.update(Event::UpstreamHealth(match h {
+                            crate::proxy::health::Health::Down { why, .. } => Some(why),
+                            crate::proxy::health::Health::Up => None,
+                        }));
+                        lines.push(line);
+                    }
+                    for line in lines {
+                        app.update(Event::Status(
+                            crate::util::sanitize::terminal(&line).into_owned(),
+                        ));
+                    }
                 }
                 true
             }

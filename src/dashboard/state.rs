@@ -525,4 +525,6 @@ pub struct RequestTable {
     pub pending: usize,
     /// Records since start.
     pub total: u64,
+    /// Why the upstream does not answer, while it does not (the proxy's health probe).
+    pub upstream_down: Option<String>,
 }

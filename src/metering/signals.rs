@@ -10,7 +10,17 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// The signals of the policy: the one list, in `util::signals` (below every layer, so the
 /// power-cap sweep's last word, in `bench`, catches the same set).
-pub use crate::util::signals::{REAL_TIME, TERMINATING, all};
+pub use crate::util::signals::{REAL_TIME, TERMINATING};
+
+/// The signals the runtime catches: the one list less SIGXFSZ, which the runtime ignores
+/// instead (a write past the file-size limit, `ulimit -f`, then fails with EFBIG, as SIGPIPE's
+/// writes do, and the proxy keeps its records in memory rather than the run ending).
+pub fn all() -> Vec<(libc::c_int, &'static str)> {
+    crate::util::signals::all()
+        .into_iter()
+        .filter(|(s, _)| *s != libc::SIGXFSZ)
+        .collect()
+}
 
 /// The terminating signals, caught. Dropping it does not give the default actions back (the
 /// process is on its way out by then).
@@ -23,6 +33,7 @@ impl Signals {
     /// Catch every signal of the policy. Must be called inside the runtime. Err only when
     /// SIGTERM itself cannot be caught; other signals that cannot be are skipped.
     pub fn listen() -> io::Result<Self> {
+        ignore_file_size_limit();
         let mut streams = Vec::new();
         for (sig, name) in all() {
             match signal(SignalKind::from_raw(sig)) {
@@ -70,6 +81,18 @@ impl Signals {
     /// Signals received so far.
     pub fn received(&self) -> u32 {
         self.received
+    }
+}
+
+/// A write past the file-size limit fails (EFBIG) instead of ending the process.
+fn ignore_file_size_limit() {
+    // SAFETY: a zeroed sigaction with SIG_IGN and an empty mask is valid for SIGXFSZ; nothing
+    // else handles it.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = libc::SIG_IGN;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGXFSZ, &action, std::ptr::null_mut());
     }
 }
 

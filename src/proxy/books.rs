@@ -1,18 +1,19 @@
 //! The proxy's books: what the taps report, folded with the ledger into one record per
 //! request. Energy comes from the ledger only, split by `accounting::attribution`; a request
-//! is settled once the ledger covers its end and every request that overlapped it has ended.
+//! is settled as soon as the ledger covers its end; one still open is booked in parts as the
+//! ledger covers it (`Attributor`), so a long request holds back no other's record.
 //!
 //! Pure: the caller pushes samples into its ledger, hands over the proxy's events and calls
 //! [`ProxyBooks::settle`] after each sample (`llmtop proxy` and the dashboard do the same).
 
-use super::record::{RequestEnergy, RequestLog, RequestRecord, SCHEMA};
+use super::record::{LogError, RequestEnergy, RequestLog, RequestRecord, SCHEMA};
 use super::tap::{Exchange, ProxyEvent};
 use crate::accounting::attribution::{Activity, Attributor, Share};
 use crate::accounting::energy::IdleBaseline;
 use crate::accounting::ledger::Ledger;
 use crate::engine::remote::protocol::{Figures, Source};
 use crate::export::prometheus::RequestMetrics;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// How long after a request's end the books wait for the ledger to cover it before they
 /// record it without energy (a machine with no energy source reporting).
@@ -34,9 +35,22 @@ pub struct ProxyBooks {
     idle_window_s: f64,
     idle: Idle,
     log: Option<RequestLog>,
-    /// The first error writing the log (then it stops trying).
+    /// Records not written yet (the log failing), oldest first, at most [`MAX_QUEUED`].
+    queue: VecDeque<RequestRecord>,
+    /// Since when, and why, the log cannot be written (`None`: it can).
     pub log_error: Option<String>,
+    /// Records dropped from a full queue while the log could not be written.
+    pub dropped: u64,
+    /// When the log was last tried while failing (sampler clock).
+    tried_at: f64,
+    /// What the books have to say about the log since the last call, once per change.
+    notices: Vec<String>,
 }
+
+/// Records kept in memory while the log cannot be written (a record is ~1 KB).
+pub const MAX_QUEUED: usize = 10_000;
+/// While the log fails, how often it is tried again, s.
+pub const RETRY_S: f64 = 1.0;
 
 impl ProxyBooks {
     /// `idle_window_s`: how long to measure idle power when the proxy starts (0: never, every
@@ -57,7 +71,11 @@ impl ProxyBooks {
                 Idle::Skipped
             },
             log,
+            queue: VecDeque::new(),
             log_error: None,
+            dropped: 0,
+            tried_at: f64::NEG_INFINITY,
+            notices: Vec::new(),
         }
     }
 
@@ -82,6 +100,7 @@ impl ProxyBooks {
                 }
                 self.attributor.open(id, t0);
             }
+            ProxyEvent::Tokens { id, t, n } => self.attributor.tokens(id, t, n),
             ProxyEvent::Finished(ex) => {
                 self.attributor.close(activity(&ex));
                 self.finished.insert(ex.id, *ex);
@@ -131,7 +150,7 @@ impl ProxyBooks {
                 out.push(record(&ex, None, ledger));
             }
         }
-        self.write(&out);
+        self.write(&out, Some(now));
         out
     }
 
@@ -141,22 +160,111 @@ impl ProxyBooks {
             .values()
             .map(|ex| record(ex, None, ledger))
             .collect();
-        self.write(&out);
+        self.write(&out, None);
+        if let Some(l) = self.log.as_mut() {
+            l.sync_now();
+        }
         out
     }
 
-    fn write(&mut self, records: &[RequestRecord]) {
-        if self.log_error.is_some() {
+    /// The log could not be opened at start: say so once (at the next sample) and keep the
+    /// records in memory until it can be written.
+    pub fn log_failed(&mut self, e: &LogError) {
+        let line = format!(
+            "{e}; the proxy goes on, keeping up to {MAX_QUEUED} records in memory to write when it can"
+        );
+        tracing::warn!("{line}");
+        self.notices.push(line);
+        self.log_error = Some(e.to_string());
+    }
+
+    /// Records waiting for the log to be writable again.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// What the books said about the log since the last call (stderr's lines): that records
+    /// are not being written, and that they are again. Each once per change.
+    pub fn take_notices(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// The log's state for a status line: `None` while records are written.
+    pub fn log_status(&self) -> Option<String> {
+        self.log_error.as_ref().map(|e| {
+            format!(
+                "records not being written ({} kept in memory{}): {e}",
+                self.queue.len(),
+                if self.dropped > 0 {
+                    format!(", {} dropped", self.dropped)
+                } else {
+                    String::new()
+                }
+            )
+        })
+    }
+
+    /// Queue `records` for the log and write what can be written: while the log fails it is
+    /// tried again every [`RETRY_S`] of `now` (`None`: now, at exit).
+    fn write(&mut self, records: &[RequestRecord], now: Option<f64>) {
+        let Some(log) = self.log.as_mut() else {
             return;
-        }
-        if let Some(log) = self.log.as_mut() {
-            for r in records {
-                if let Err(e) = log.append(r) {
-                    tracing::warn!("{e}");
-                    self.log_error = Some(e.to_string());
-                    return;
+        };
+        self.queue.extend(records.iter().cloned());
+        let retry = match now {
+            Some(t) if self.log_error.is_some() => {
+                if t - self.tried_at < RETRY_S {
+                    false
+                } else {
+                    self.tried_at = t;
+                    true
                 }
             }
+            _ => true,
+        };
+        if retry {
+            let mut wrote = 0usize;
+            while let Some(r) = self.queue.front() {
+                match log.append(r) {
+                    Ok(()) => {
+                        self.queue.pop_front();
+                        wrote += 1;
+                    }
+                    Err(e) => {
+                        if self.log_error.is_none() {
+                            let line = format!(
+                                "{e}; the proxy goes on, keeping up to {MAX_QUEUED} records in memory to write when it can"
+                            );
+                            tracing::warn!("{line}");
+                            self.notices.push(line);
+                        }
+                        self.log_error = Some(e.to_string());
+                        if let Some(t) = now {
+                            self.tried_at = t;
+                        }
+                        break;
+                    }
+                }
+            }
+            if self.queue.is_empty() && wrote > 0 && self.log_error.take().is_some() {
+                let line = format!(
+                    "{}: request records written again ({wrote} kept in memory written{})",
+                    log.path().display(),
+                    if self.dropped > 0 {
+                        format!(", {} dropped while it could not be", self.dropped)
+                    } else {
+                        String::new()
+                    }
+                );
+                tracing::warn!("{line}");
+                self.notices.push(line);
+            }
+            log.sync();
+        }
+        let over = self.queue.len().saturating_sub(MAX_QUEUED);
+        if over > 0 {
+            self.queue.drain(..over);
+            self.dropped += over as u64;
         }
     }
 }

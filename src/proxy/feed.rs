@@ -13,12 +13,18 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 /// What is done with each record besides the log and the metrics (`llmtop proxy --print`).
 pub type OnRecord = Box<dyn FnMut(&RequestRecord)>;
+/// What is done with the books' lines about the log (records not written, written again):
+/// `llmtop proxy` prints them on stderr; the dashboard shows [`ProxyBooks::log_status`].
+pub type OnNotice = Box<dyn FnMut(&str)>;
 
 pub struct ProxyFeed {
     pub books: ProxyBooks,
     events: UnboundedReceiver<ProxyEvent>,
     metrics: Option<MetricsFeed>,
     on_record: Option<OnRecord>,
+    on_notice: Option<OnNotice>,
+    /// The books' lines about the log, for [`ProxyFeed::take_notices`] (no `on_notice`).
+    notices: Vec<String>,
     /// Records kept for [`ProxyFeed::take_records`] (the dashboard's table), when asked to.
     kept: Option<Vec<RequestRecord>>,
     recorded: u64,
@@ -37,6 +43,8 @@ impl ProxyFeed {
             events,
             metrics,
             on_record: None,
+            on_notice: None,
+            notices: Vec::new(),
             kept: None,
             recorded: 0,
             limit: None,
@@ -45,6 +53,11 @@ impl ProxyFeed {
 
     pub fn on_record(mut self, f: OnRecord) -> Self {
         self.on_record = Some(f);
+        self
+    }
+
+    pub fn on_notice(mut self, f: OnNotice) -> Self {
+        self.on_notice = Some(f);
         self
     }
 
@@ -65,6 +78,11 @@ impl ProxyFeed {
         self.kept.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
+    /// The books' lines about the log since the last call (the dashboard's status line).
+    pub fn take_notices(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notices)
+    }
+
     /// Requests in flight or waiting for the ledger.
     pub fn pending(&self) -> usize {
         self.books.pending()
@@ -82,6 +100,12 @@ impl ProxyFeed {
     }
 
     fn emit(&mut self, records: Vec<RequestRecord>) {
+        for line in self.books.take_notices() {
+            match self.on_notice.as_mut() {
+                Some(f) => f(&line),
+                None => self.notices.push(line),
+            }
+        }
         for r in &records {
             if let Some(m) = &self.metrics {
                 m.with(|m| m.record_request(&metrics(r)));
@@ -119,7 +143,18 @@ impl Subscriber for ProxyFeed {
         let records = self.books.flush(ledger);
         self.emit(records);
         match &self.books.log_error {
-            Some(e) => Err(e.clone()),
+            Some(e) => Err(format!(
+                "{e}; {} records could not be written{}",
+                self.books.queued(),
+                if self.books.dropped > 0 {
+                    format!(
+                        " ({} more dropped while it could not be)",
+                        self.books.dropped
+                    )
+                } else {
+                    String::new()
+                }
+            )),
             None => Ok(()),
         }
     }

@@ -11,16 +11,18 @@ use super::tap::{Exchange, Outcome, ProxyEvent, Seen, Sniff, Tap, TapBody};
 use crate::engine::remote::protocol::Framing;
 use crate::net::client::{NetError, Peer};
 use crate::net::server::{Conn, HttpServer, Limits, Listen, ServerError, Service, Setting};
-use http_body_util::{Either, Full};
-use hyper::body::{Bytes, Incoming};
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::{Body as HttpBody, Bytes, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -203,9 +205,55 @@ fn too_large(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// A request body whose first frame was read before the upstream was asked (to learn the
+/// model even when the upstream cannot be reached), passed on first, then the rest.
+pub struct Prefixed<B> {
+    first: Option<Frame<Bytes>>,
+    rest: B,
+}
+
+impl<B> HttpBody for Prefixed<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        if let Some(f) = this.first.take() {
+            return Poll::Ready(Some(Ok(f)));
+        }
+        Pin::new(&mut this.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let h = self.rest.size_hint();
+        let n = self
+            .first
+            .as_ref()
+            .and_then(|f| f.data_ref())
+            .map_or(0, |d| d.len() as u64);
+        // The upper bound first: a lower one above the old upper would panic.
+        let mut out = SizeHint::new();
+        if let Some(u) = h.upper() {
+            out.set_upper(u.saturating_add(n));
+        }
+        out.set_lower(h.lower().saturating_add(n));
+        out
+    }
+}
+
 struct Ctx {
     upstream: Upstream,
-    client: Client<HttpConnector, TappedIn>,
+    client: Client<HttpConnector, Prefixed<TappedIn>>,
     clock: Instant,
     next_id: AtomicU64,
     tx: UnboundedSender<ProxyEvent>,
@@ -302,7 +350,7 @@ async fn handle(req: Request<Incoming>, conn: Conn, ctx: &Ctx) -> Response<Body>
     let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
     let t0 = ctx.now();
     let _ = ctx.tx.send(ProxyEvent::Started { id, t0 });
-    let (mut parts, body) = req.into_parts();
+    let (mut parts, mut body) = req.into_parts();
     let ex = Exchange {
         id,
         client: conn.peer,
@@ -347,6 +395,25 @@ async fn handle(req: Request<Incoming>, conn: Conn, ctx: &Ctx) -> Response<Body>
     if let Ok(h) = HeaderValue::from_str(&ctx.upstream.authority) {
         parts.headers.insert(header::HOST, h);
     }
+    // The body's first frame (a whole chat body, as a rule) before the upstream is asked:
+    // a 502's record then still names the model asked for.
+    let first = if body.is_end_stream() {
+        None
+    } else {
+        match body.frame().await {
+            Some(Ok(f)) => Some(f),
+            Some(Err(e)) => {
+                let why = format!("the client's body broke off: {}", super::tap::cause(&e));
+                return fail(&mut tap, StatusCode::BAD_REQUEST, why);
+            }
+            None => None,
+        }
+    };
+    if let Some(d) = first.as_ref().and_then(|f| f.data_ref())
+        && let Ok(mut s) = sniff.lock()
+    {
+        s.feed(d);
+    }
     let sniffer: Box<dyn FnMut(Seen<'_>) + Send> = Box::new(move |seen: Seen<'_>| {
         if let Seen::Chunk(b) = seen
             && let Ok(mut s) = sniff.lock()
@@ -354,11 +421,21 @@ async fn handle(req: Request<Incoming>, conn: Conn, ctx: &Ctx) -> Response<Body>
             s.feed(b);
         }
     });
+    // The first frame counts toward the body's limit too.
     let capped = Capped {
         inner: body,
-        seen: 0,
+        seen: first
+            .as_ref()
+            .and_then(|f| f.data_ref())
+            .map_or(0, |d| d.len() as u64),
     };
-    let out = Request::from_parts(parts, TapBody::new(capped, sniffer));
+    let out = Request::from_parts(
+        parts,
+        Prefixed {
+            first,
+            rest: TapBody::new(capped, sniffer),
+        },
+    );
     let resp = match ctx.client.request(out).await {
         Ok(r) => r,
         Err(e) if too_large(&e) => return refuse(&mut tap, BodyError::TooLarge.to_string()),

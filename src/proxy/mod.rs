@@ -7,5 +7,6 @@
 pub mod books;
 pub mod feed;
 pub mod forward;
+pub mod health;
 pub mod record;
 pub mod tap;

@@ -3,8 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub const SCHEMA: &str = "llmtop.request/1";
 /// The file under the data dir.
@@ -85,6 +86,13 @@ pub struct RequestRecord {
 
 /// Appends records to `requests.jsonl`; past `max_bytes` the file becomes `.1`, `.1`
 /// becomes `.2`, ... and the oldest beyond `keep` is removed.
+///
+/// Every record is one `write` of one whole line to a file opened for appending, so a reader
+/// (or a restart after kill -9) never sees half a record; a write that fails part-way (disk
+/// full, a file-size limit) is cut back off, and opening the file cuts off any partial last
+/// line a crash left. Written lines are flushed to the disk (`fdatasync`) at most once a second
+/// ([`RequestLog::sync`]): a crash of the process loses nothing written, a crash of the machine
+/// at most the last second.
 #[derive(Debug)]
 pub struct RequestLog {
     path: PathBuf,
@@ -92,6 +100,8 @@ pub struct RequestLog {
     keep: u32,
     file: Option<File>,
     size: u64,
+    unsynced: bool,
+    synced_at: Option<Instant>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,17 +111,28 @@ pub struct LogError {
     pub err: std::io::Error,
 }
 
+/// How often written lines are flushed to the disk.
+pub const SYNC_EVERY: Duration = Duration::from_secs(1);
+
 impl RequestLog {
     pub fn open(path: &Path, max_bytes: u64, keep: u32) -> Result<Self, LogError> {
-        let mut l = Self {
+        let mut l = Self::closed(path, max_bytes, keep);
+        l.reopen()?;
+        Ok(l)
+    }
+
+    /// A log not opened yet (the data dir not writable now): each [`RequestLog::append`]
+    /// tries again.
+    pub fn closed(path: &Path, max_bytes: u64, keep: u32) -> Self {
+        Self {
             path: path.to_path_buf(),
             max_bytes: max_bytes.max(1024),
             keep,
             file: None,
             size: 0,
-        };
-        l.reopen()?;
-        Ok(l)
+            unsynced: false,
+            synced_at: None,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -129,12 +150,13 @@ impl RequestLog {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| self.err(e))?;
         }
-        let f = OpenOptions::new()
+        let mut f = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&self.path)
             .map_err(|e| self.err(e))?;
-        self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        self.size = whole_lines(&mut f).map_err(|e| self.err(e))?;
         self.file = Some(f);
         Ok(())
     }
@@ -146,7 +168,12 @@ impl RequestLog {
     }
 
     fn rotate(&mut self) -> Result<(), LogError> {
-        self.file = None;
+        if let Some(f) = self.file.take()
+            && self.unsynced
+        {
+            let _ = f.sync_data();
+            self.unsynced = false;
+        }
         if self.keep == 0 {
             let _ = std::fs::remove_file(&self.path);
         } else {
@@ -163,18 +190,74 @@ impl RequestLog {
     pub fn append(&mut self, r: &RequestRecord) -> Result<(), LogError> {
         let mut line = serde_json::to_vec(r).map_err(|e| self.err(e.into()))?;
         line.push(b'\n');
-        if self.size > 0 && self.size + line.len() as u64 > self.max_bytes {
-            self.rotate()?;
-        }
         if self.file.is_none() {
             self.reopen()?;
         }
-        let res = match self.file.as_mut() {
-            Some(f) => f.write_all(&line),
-            None => Ok(()),
+        if self.size > 0 && self.size + line.len() as u64 > self.max_bytes {
+            self.rotate()?;
+        }
+        let Some(f) = self.file.as_mut() else {
+            return Ok(());
         };
-        res.map_err(|e| self.err(e))?;
+        if let Err(e) = f.write_all(&line) {
+            // Part of the line may be in the file: cut it off, and open afresh next time
+            // (which cuts again if this could not).
+            let _ = f.set_len(self.size);
+            self.file = None;
+            return Err(self.err(e));
+        }
         self.size += line.len() as u64;
+        self.unsynced = true;
         Ok(())
+    }
+
+    /// Flush written lines to the disk if the last flush is [`SYNC_EVERY`] old.
+    pub fn sync(&mut self) {
+        if self.synced_at.is_some_and(|t| t.elapsed() < SYNC_EVERY) {
+            return;
+        }
+        self.sync_now();
+    }
+
+    /// Flush written lines to the disk now (at exit).
+    pub fn sync_now(&mut self) {
+        if !self.unsynced {
+            return;
+        }
+        if let Some(f) = self.file.as_ref() {
+            let _ = f.sync_data();
+        }
+        self.unsynced = false;
+        self.synced_at = Some(Instant::now());
+    }
+}
+
+/// The length of `f` up to its last whole line: a partial last line (a crash mid-write) is
+/// cut off. Only the tail is read.
+fn whole_lines(f: &mut File) -> std::io::Result<u64> {
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(0);
+    }
+    let mut end = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let from = end.saturating_sub(buf.len() as u64);
+        let n = (end - from) as usize;
+        f.seek(SeekFrom::Start(from))?;
+        f.read_exact(&mut buf[..n])?;
+        if end == len && buf[n - 1] == b'\n' {
+            return Ok(len);
+        }
+        if let Some(i) = buf[..n].iter().rposition(|&b| b == b'\n') {
+            let keep = from + i as u64 + 1;
+            f.set_len(keep)?;
+            return Ok(keep);
+        }
+        if from == 0 {
+            f.set_len(0)?;
+            return Ok(0);
+        }
+        end = from;
     }
 }

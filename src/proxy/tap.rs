@@ -33,8 +33,11 @@ pub static BUFFERED: AtomicUsize = AtomicUsize::new(0);
 /// What the proxy tells its books.
 #[derive(Debug, Clone)]
 pub enum ProxyEvent {
-    /// A request arrived (the attribution holds back overlapping requests until it ends).
+    /// A request arrived.
     Started { id: u64, t0: f64 },
+    /// An open request's stream showed `n` generated tokens at `t` (the books split the time
+    /// it is open in parts, by the tokens seen so far).
+    Tokens { id: u64, t: f64, n: u32 },
     /// A request ended, one way or another.
     Finished(Box<Exchange>),
 }
@@ -259,6 +262,11 @@ impl Tap {
                 Event::Content { tokens, .. } => {
                     let n = u64::from(tokens.unwrap_or(1));
                     ex.tokens_seen += n;
+                    let _ = self.tx.send(ProxyEvent::Tokens {
+                        id: ex.id,
+                        t: now,
+                        n: u32::try_from(n).unwrap_or(u32::MAX),
+                    });
                     for _ in 0..n {
                         if ex.token_times.len() < MAX_TOKEN_TIMES {
                             ex.token_times.push(now);

@@ -390,6 +390,11 @@ impl ProcessProbe {
         self.gpu.is_some()
     }
 
+    /// Look at another process from now on (the server restarted under a new PID).
+    pub fn repoint(&mut self, pid: u32) {
+        self.pid = pid;
+    }
+
     pub fn read(&mut self) -> ProbeRead {
         let mut out = ProbeRead::default();
         match self.procfs.cpu_ticks_tree(self.pid) {

@@ -458,3 +458,95 @@ fn server_meter_splits_an_nvidia_board_by_the_processes_sm_samples() {
     let after = meter.on_sample(6.1, &ledger, Some(&idle));
     assert!(after.joules >= s.joules);
 }
+
+/// A real server process (`llmtop proxy`) listening on `addr`, killed and reaped on drop.
+fn serve_on(addr: &str, data: &std::path::Path) -> Spinner {
+    let cfg = data.join("config.toml");
+    std::fs::write(&cfg, "[sensors]\nidle_window_s = 0.0\n").expect("config");
+    let child = Command::new(env!("CARGO_BIN_EXE_llmtop"))
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "proxy",
+            "--listen",
+            addr,
+            "--upstream",
+            "http://127.0.0.1:9",
+            "--no-log",
+            "--sysfs-root",
+            "tests/fixtures/sysfs/laptop",
+        ])
+        .env("LLMTOP_DATA_DIR", data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            std::time::Instant::now() < end,
+            "the server never listened on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Spinner(child)
+}
+
+/// A server that restarts under a new PID on the same port is found again at the first
+/// sample after it listens, and its share goes on (the interval across the switch with no CPU
+/// share: the two processes' ticks do not subtract).
+#[test]
+fn a_server_restarted_under_a_new_pid_is_found_again_within_one_sample() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .to_string();
+    let first = serve_on(&addr, data.path());
+    let url = format!("http://{addr}");
+    let mut meter = ServerMeter::for_url_with(&url, Procfs::default(), None).expect("found");
+    assert_eq!(meter.pid(), first.0.id());
+    let mut ledger = Ledger::new();
+    let mut t = 0.0;
+    let mut step = |meter: &mut ServerMeter, ledger: &mut Ledger| {
+        t += 0.25;
+        ledger.push(&Sample {
+            t,
+            readings: vec![reading(
+                "plug:x:energy",
+                Source::Plug,
+                Covers::Wall,
+                Quantity::Energy,
+                Method::Counter,
+                100.0 * t,
+            )],
+        });
+        (t, meter.on_sample(t, ledger, None))
+    };
+    for _ in 0..4 {
+        let (_, s) = step(&mut meter, &mut ledger);
+        assert_eq!(s.pid, first.0.id());
+    }
+    let old = first.0.id();
+    drop(first);
+    let second = serve_on(&addr, data.path());
+    assert_ne!(second.0.id(), old);
+    // The first sample after the new process listens finds it.
+    let (t_switch, s) = step(&mut meter, &mut ledger);
+    assert_eq!(meter.pid(), second.0.id());
+    assert_eq!(s.pid, second.0.id());
+    assert_eq!(meter.restarts, 1);
+    assert!(meter.name.contains("llmtop"), "{}", meter.name);
+    for _ in 0..4 {
+        step(&mut meter, &mut ledger);
+    }
+    let share = meter.tracker().share();
+    assert_eq!(share.pid, second.0.id());
+    assert!(share.until.is_some_and(|u| u > t_switch), "{share:?}");
+    assert!(
+        share.cpu_share.is_some(),
+        "the new process's CPU share is read: {share:?}"
+    );
+}

@@ -480,3 +480,34 @@ fn text_leaves_at_the_stream_pace() {
         );
     }
 }
+
+#[test]
+fn an_idle_attach_engine_re_reads_what_the_server_holds_on_a_timer() {
+    use llmtop::engine::remote::engine::PS_EVERY;
+    let fake = FakeOllama::start();
+    let mut h = spawn(&fake.url(), |_| {});
+    load(&mut h).expect("attached");
+    let ps = |f: &FakeOllama| f.seen().iter().filter(|s| s.path == "/api/ps").count();
+    let before = ps(&fake);
+    let t0 = Instant::now();
+    // Nothing asked: two re-reads, each a Backend event with what the server holds.
+    let mut backends = 0;
+    while backends < 2 {
+        if let EngineEvent::Backend(b) = next(&mut h, PS_EVERY * 3) {
+            backends += 1;
+            assert_eq!(b.loaded[0].name, ollama::MODELS[0]);
+            assert_eq!(b.loaded[0].placement().as_deref(), Some("62 % on GPU"));
+        }
+    }
+    let took = t0.elapsed();
+    assert!(
+        took >= PS_EVERY * 2 - Duration::from_millis(100)
+            && took < PS_EVERY * 2 + Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert_eq!(ps(&fake), before + 2);
+    // A reply still goes through between re-reads.
+    let t = turn(&mut h, "What colour is the sky?", None);
+    assert!(t.failed.is_empty(), "{:?}", t.failed);
+    assert_eq!(t.text, "The sky is blue 😀.");
+}

@@ -282,6 +282,8 @@ pub struct LiveMachine {
     pub start: Instant,
     pub profile: Profile,
     pub plug_addr: SocketAddr,
+    /// When the plug answered, on the machine's clock: a plug reading's true interval.
+    plug_answers: Arc<std::sync::Mutex<Vec<f64>>>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -333,6 +335,7 @@ impl LiveMachine {
             start,
             profile: profile.clone(),
             plug_addr: "127.0.0.1:0".parse().expect("addr"),
+            plug_answers: Default::default(),
             stop: stop.clone(),
             threads: Vec::new(),
         };
@@ -348,15 +351,36 @@ impl LiveMachine {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind plug");
         listener.set_nonblocking(true).expect("nonblocking");
         m.plug_addr = listener.local_addr().expect("addr");
-        let (p, s) = (profile, stop);
+        let (p, s, answers) = (profile, stop, m.plug_answers.clone());
         m.threads.push(std::thread::spawn(move || {
-            serve_plug(listener, p, start, s)
+            serve_plug(listener, p, start, s, &answers)
         }));
         m
     }
 
     fn write_files(&self, t: f64) {
         write_files(&self.profile, t, &self.root);
+    }
+
+    /// The wall's true mean power between each two consecutive plug answers (machine clock),
+    /// the last `n` such intervals ending by `until`: what a gauge built from the plug's
+    /// counter can read, whatever delay the machine's load put between an answer and its
+    /// sample.
+    pub fn plug_interval_watts(&self, until: f64, n: usize) -> Vec<f64> {
+        let t: Vec<f64> = self
+            .plug_answers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .filter(|t| *t <= until)
+            .collect();
+        t.windows(2)
+            .filter(|w| w[1] > w[0])
+            .map(|w| self.profile.wall_j(w[0], w[1]) / (w[1] - w[0]))
+            .rev()
+            .take(n)
+            .collect()
     }
 
     /// The instant the CPU starts throttling, if the profile says it does.
@@ -435,7 +459,13 @@ fn write_files(p: &Profile, t: f64, root: &Path) {
 }
 
 /// A Shelly Gen2 switch: `apower` now and `aenergy.total` in Wh, computed at request time.
-fn serve_plug(listener: TcpListener, p: Profile, start: Instant, stop: Arc<AtomicBool>) {
+fn serve_plug(
+    listener: TcpListener,
+    p: Profile,
+    start: Instant,
+    stop: Arc<AtomicBool>,
+    answers: &std::sync::Mutex<Vec<f64>>,
+) {
     while !stop.load(Ordering::Relaxed) {
         let Ok((mut s, _)) = listener.accept() else {
             std::thread::sleep(Duration::from_millis(2));
@@ -452,6 +482,7 @@ fn serve_plug(listener: TcpListener, p: Profile, start: Instant, stop: Arc<Atomi
             }
         }
         let t = start.elapsed().as_secs_f64();
+        answers.lock().unwrap_or_else(|e| e.into_inner()).push(t);
         let body = format!(
             "{{\"id\":0,\"output\":true,\"apower\":{:.3},\"voltage\":230.1,\"aenergy\":{{\"total\":{:.6}}}}}",
             p.wall_w(t),

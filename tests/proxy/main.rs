@@ -17,15 +17,18 @@ mod skip;
 #[path = "../tmux/mod.rs"]
 mod tmux;
 
+mod proxy_books;
 mod proxy_cli;
 mod proxy_clients;
 mod proxy_dashboard;
+mod proxy_durable;
 mod proxy_faults;
 mod proxy_hostile;
 mod proxy_limits;
 mod proxy_llama;
 mod proxy_load;
 mod proxy_records;
+mod proxy_recovery;
 mod proxy_signals;
 
 use llmtop::accounting::ledger::Ledger;

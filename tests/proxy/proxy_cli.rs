@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn llmtop(args: &[&str], data: &Path) -> Command {
+pub fn llmtop(args: &[&str], data: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_llmtop"));
     let cfg = data.join("config.toml");
     std::fs::write(&cfg, "[sensors]\nidle_window_s = 0.0\n").expect("config");
@@ -118,7 +118,7 @@ fn the_listen_address_may_be_a_host_name() {
     assert_eq!(got.status, 502, "the dead upstream, said by the proxy");
 }
 
-struct Kill(Child);
+pub struct Kill(pub Child);
 impl Drop for Kill {
     fn drop(&mut self) {
         let _ = self.0.kill();

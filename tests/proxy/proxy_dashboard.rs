@@ -14,10 +14,16 @@ fn the_dashboard_shows_proxied_requests_newest_first() {
     let up = TcpListener::bind("127.0.0.1:0").expect("bind");
     let up_addr = up.local_addr().expect("addr");
     std::thread::spawn(move || {
-        for (n, s) in up.incoming().enumerate() {
+        let mut n = 0;
+        for s in up.incoming() {
             let Ok(mut s) = s else { continue };
             let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf);
+            // The proxy's health probe connects and sends nothing: not a request.
+            if s.read(&mut buf).unwrap_or(0) == 0 {
+                continue;
+            }
+            n += 1;
+            let n = n - 1;
             let model = if n == 0 {
                 "first\u{1b}[2Jmodel"
             } else {
@@ -77,4 +83,45 @@ fn the_dashboard_shows_proxied_requests_newest_first() {
     });
     let file = std::fs::read_to_string(data.path().join("requests.jsonl")).expect("records");
     assert_eq!(file.lines().count(), 2);
+}
+
+#[test]
+fn the_request_tables_header_says_when_the_upstream_is_down_and_when_it_answers_again() {
+    // A port with nothing listening yet.
+    let up_addr = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let data = tempfile::tempdir().expect("tempdir");
+    let cfg = data.path().join("config.toml");
+    std::fs::write(&cfg, "[sensors]\nidle_window_s = 0.0\n").expect("config");
+    let script = format!(
+        "LLMTOP_DATA_DIR='{}' '{}' --config '{}' --proxy --listen 127.0.0.1:0 --upstream http://{up_addr} --sysfs-root tests/fixtures/sysfs/laptop; echo LLMTOP-EXIT:$?; sleep 30",
+        data.path().display(),
+        env!("CARGO_BIN_EXE_llmtop"),
+        cfg.display(),
+    );
+    let tmux = Tmux::start("proxy-down", 160, 30, &script);
+    let screen = tmux.wait_for(
+        "the upstream down in the header",
+        Duration::from_secs(20),
+        |s| s.contains("upstream down, retrying"),
+    );
+    let header = screen
+        .lines()
+        .find(|l| l.contains("Requests"))
+        .expect("the table's header");
+    assert!(header.contains("upstream down, retrying"), "{header}");
+    // The status line has the whole reason.
+    assert!(screen.contains("not answering"), "{screen}");
+    // The server comes up: the next probe (within 2 s here) clears the header.
+    let l = TcpListener::bind(up_addr).expect("the port again");
+    std::thread::spawn(move || for _ in l.incoming() {});
+    tmux.wait_for("the header cleared", Duration::from_secs(10), |s| {
+        s.contains("Requests") && !s.contains("upstream down, retrying")
+    });
+    tmux.keys(&["C-q"]);
+    tmux.wait_for("exit", Duration::from_secs(20), |s| {
+        s.contains("LLMTOP-EXIT:0")
+    });
 }

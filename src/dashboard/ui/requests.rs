@@ -76,7 +76,7 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let title_style = Style::default()
         .fg(theme.title)
         .add_modifier(Modifier::BOLD);
-    let title = Line::from(vec![
+    let mut spans = vec![
         Span::styled(" Requests ", title_style),
         Span::styled(
             format!(
@@ -88,7 +88,15 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             ),
             Style::default().fg(theme.dim),
         ),
-    ]);
+    ];
+    // Short: the table is narrow; the status line has the whole reason.
+    if t.upstream_down.is_some() {
+        spans.push(Span::styled(
+            "· upstream down, retrying ",
+            Style::default().fg(theme.bad).add_modifier(Modifier::BOLD),
+        ));
+    }
+    let title = Line::from(spans);
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(Style::default().fg(theme.border))

@@ -61,6 +61,9 @@ struct Attached {
     model: String,
 }
 
+/// How often an idle attach engine re-reads what the server holds (`/api/ps`).
+pub const PS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One line for a model that is not on the server, listing what is.
 pub fn unknown_model(server: &Server, wanted: &str, models: &[RemoteModel]) -> String {
     let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
@@ -188,7 +191,27 @@ impl Engine for AttachEngine {
         };
         let mut attached: Option<Attached> = None;
         let mut history: Vec<Message> = Vec::new();
-        while let Some(cmd) = commands.blocking_recv() {
+        // While attached and idle, what the server holds (`/api/ps`: a model loaded or
+        // unloaded by another client, its VRAM) is re-read every PS_EVERY, not only after a
+        // reply.
+        let timer = crate::util::runtime::current_thread().ok();
+        loop {
+            let next = match (&timer, &attached) {
+                (Some(rt), Some(_)) => {
+                    rt.block_on(async { tokio::time::timeout(PS_EVERY, commands.recv()).await })
+                }
+                _ => Ok(commands.blocking_recv()),
+            };
+            let cmd = match next {
+                Ok(Some(cmd)) => cmd,
+                Ok(None) => break,
+                Err(_) => {
+                    if let Some(a) = &attached {
+                        send(EngineEvent::Backend(Box::new(self.status(a))));
+                    }
+                    continue;
+                }
+            };
             match cmd {
                 Command::Load => {
                     send(EngineEvent::Phase(Phase::Loading));
