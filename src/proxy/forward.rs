@@ -29,6 +29,8 @@ use tokio::sync::mpsc::UnboundedSender;
 /// Connecting to the upstream gives up after this (a reply may then take as long as it
 /// takes: a slow model is not an error).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an idle connection to the upstream is kept for the next request.
+const POOL_IDLE: Duration = Duration::from_secs(2);
 
 /// A request body larger than this gets `413 Content Too Large`: prompts with a few
 /// base64 images fit many times over; a runaway or hostile upload does not reach the server.
@@ -316,8 +318,11 @@ impl ProxyServer {
             let mut connector = HttpConnector::new();
             connector.set_nodelay(true);
             connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+            // An idle upstream connection is dropped well before the servers drop theirs
+            // (llama-server's and Node's keep-alive: 5 s): reusing one the server is closing
+            // at that moment fails the request with a 502.
             let client = Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(30))
+                .pool_idle_timeout(POOL_IDLE)
                 .pool_timer(TokioTimer::new())
                 .build(connector);
             Ctx {

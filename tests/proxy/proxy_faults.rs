@@ -381,3 +381,51 @@ fn a_client_that_leaves_mid_stream_stops_the_real_llama_servers_generation() {
         ex.tokens_seen
     );
 }
+
+/// An upstream that keeps a connection alive for 3 s after its last answer and, when a request
+/// comes on one idle longer than that, closes it without answering: what a server's keep-alive
+/// timeout does to a request that crosses its close on the wire (llama-server's and Node's is
+/// 5 s). The proxy must not send a request on a connection that old: a second request 3.5 s
+/// after the first is answered, not a 502.
+#[test]
+fn a_request_after_the_upstreams_keep_alive_ran_out_is_answered() {
+    use std::net::TcpListener;
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let up = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut last = Instant::now();
+                loop {
+                    let mut raw = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => raw.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if last.elapsed() > Duration::from_secs(3) {
+                        return; // dropped unanswered
+                    }
+                    let body = "{\"model\":\"m\",\"choices\":[]}";
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    last = Instant::now();
+                }
+            });
+        }
+    });
+    let mut p = RawProxy::start(&format!("http://{up}"));
+    // No body (Content-Length: 0): the stand-in reads heads only.
+    let first = request(p.addr(), "GET", "/v1/models", "", &[], true);
+    assert_eq!(first.status, 200, "{}", first.text());
+    let _ = p.finished(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(3500));
+    let second = request(p.addr(), "GET", "/v1/models", "", &[], true);
+    assert_eq!(second.status, 200, "{}", second.text());
+}
