@@ -38,7 +38,7 @@ fn likwid(kernel: &str, bytes: u64, threads: usize) -> f64 {
 }
 
 /// Rounds of likwid-bench's read, one probe and likwid-bench's triad.
-const ROUNDS: usize = 12;
+const ROUNDS: usize = 20;
 
 #[test]
 fn probe_agrees_with_likwid_bench_within_ten_percent() {
