@@ -128,7 +128,7 @@ fn ollama_shows_what_is_loaded_where_and_the_picker_switches_model() {
     // The run card says which server ran the model.
     tmux.keys(&["C-s"]);
     tmux.wait_for("the snapshot path", Duration::from_secs(20), |s| {
-        s.contains("snapshot: ")
+        s.contains("snapshot: /")
     });
     let card = std::fs::read_dir(data.path().join("snapshots"))
         .expect("snapshots dir")

@@ -82,7 +82,7 @@ fn real_model_in_a_real_terminal() {
 
     tmux.keys(&["C-s"]);
     tmux.wait_for("the snapshot path", Duration::from_secs(20), |s| {
-        s.contains("snapshot: ")
+        s.contains("snapshot: /")
     });
     // JSON, Markdown and the SVG of the screen, named by time and host.
     let dir = data.path().join("snapshots");
@@ -151,6 +151,8 @@ fn reply_figures(screen: &str) -> Vec<String> {
         .trim()
         .trim_start_matches("est. ")
         .split(" · ")
+        // A band too wide for digits alone is said in words beside the joules.
+        .filter(|part| !part.starts_with("could be"))
         .map(str::to_string)
         .collect()
 }
@@ -247,7 +249,7 @@ fn dashboard_reads_the_wall_plug_on_every_surface() {
 
     tmux.keys(&["C-s"]);
     tmux.wait_for("the snapshot path", Duration::from_secs(20), |s| {
-        s.contains("snapshot: ")
+        s.contains("snapshot: /")
     });
     let dir = data.path().join("snapshots");
     let json = std::fs::read_dir(&dir)

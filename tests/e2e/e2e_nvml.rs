@@ -127,7 +127,7 @@ fn dashboard_shows_each_nvidia_board_on_every_surface() {
     // The run card: each board with its method and calls, summed once into the total.
     tmux.keys(&["C-s"]);
     tmux.wait_for("the snapshot path", Duration::from_secs(20), |s| {
-        s.contains("snapshot: ")
+        s.contains("snapshot: /")
     });
     let dir = data.path().join("snapshots");
     let json = std::fs::read_dir(&dir)

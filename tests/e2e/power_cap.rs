@@ -164,27 +164,52 @@ fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A started llmtop whose stdout and stderr are read as it writes them (a pipe nobody reads
+/// fills at 64 KiB and blocks the writer, which would then never end on a signal).
+struct Running {
+    child: Child,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+fn spawn_llmtop(mut c: Command) -> Running {
+    use std::io::Read;
+    let mut child = c.spawn().expect("spawn");
+    if let Some(mut out) = child.stdout.take() {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut out, &mut std::io::sink());
+        });
+    }
+    let mut err = child.stderr.take().expect("stderr piped");
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = err.read_to_string(&mut text);
+        text
+    });
+    Running { child, stderr }
+}
+
 /// Wait for a child to end; its status and its stderr.
-fn finish(mut child: Child, limit: Duration) -> (std::process::ExitStatus, String) {
+fn finish(r: Running, limit: Duration) -> (std::process::ExitStatus, String) {
+    let Running { mut child, stderr } = r;
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                use std::io::Read;
-                let _ = e.read_to_string(&mut err);
-            }
-            return (status, err);
+            return (status, stderr.join().unwrap_or_default());
         }
         if start.elapsed() > limit {
             let _ = child.kill();
-            panic!("llmtop did not end within {limit:?}");
+            let _ = child.wait();
+            panic!(
+                "llmtop did not end within {limit:?}; it said:\n{}",
+                stderr.join().unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-fn signal(child: &Child, sig: libc::c_int) {
+fn signal(r: &Running, sig: libc::c_int) {
+    let child = &r.child;
     // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
     assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
 }
@@ -351,10 +376,7 @@ fn terminating_signals_mid_sweep_restore_the_package_limits() {
         (libc::SIGINT, "SIGINT"),
         (libc::SIGRTMIN() + 2, "a real-time signal"),
     ] {
-        let child = m
-            .sweep("power-cap=40,30", "cpu", "60", &[])
-            .spawn()
-            .expect("spawn");
+        let child = spawn_llmtop(m.sweep("power-cap=40,30", "cpu", "60", &[]));
         // Capped: long-term and short-term both at the cap, the marker naming the originals.
         wait_for("the 40 W cap", Duration::from_secs(120), || {
             uw(&m.sys(), 0) == 40_000_000 && uw(&m.sys(), 1) == 40_000_000
@@ -362,7 +384,7 @@ fn terminating_signals_mid_sweep_restore_the_package_limits() {
         let marker: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(m.marker()).expect("marker"))
                 .expect("json");
-        assert_eq!(marker["pid"], child.id());
+        assert_eq!(marker["pid"], child.child.id());
         assert_eq!(
             marker["originals"][0]["constraints"][0]["power_limit_uw"],
             LONG_UW
@@ -391,14 +413,11 @@ fn terminating_signals_mid_sweep_restore_the_package_limits() {
 fn after_a_sigkill_the_next_start_restores_board_and_package() {
     let m = Machine::new(Board::steady(BOARD, 300.0));
     // The board.
-    let child = m
-        .sweep("power-cap=400,250", "gpu", "60", &[])
-        .spawn()
-        .expect("spawn");
+    let child = spawn_llmtop(m.sweep("power-cap=400,250", "gpu", "60", &[]));
     wait_for("the 400 W cap", Duration::from_secs(120), || {
         m.nvml_limits().last() == Some(&400_000)
     });
-    let pid = child.id();
+    let pid = child.child.id();
     signal(&child, libc::SIGKILL);
     let (status, _) = finish(child, Duration::from_secs(10));
     assert_eq!(status.signal(), Some(libc::SIGKILL));
@@ -430,10 +449,7 @@ fn after_a_sigkill_the_next_start_restores_board_and_package() {
     assert!(!String::from_utf8_lossy(&again.stderr).contains("power limits"));
 
     // The package.
-    let child = m
-        .sweep("power-cap=40,30", "cpu", "60", &[])
-        .spawn()
-        .expect("spawn");
+    let child = spawn_llmtop(m.sweep("power-cap=40,30", "cpu", "60", &[]));
     wait_for("the 40 W cap", Duration::from_secs(120), || {
         uw(&m.sys(), 0) == 40_000_000
     });
