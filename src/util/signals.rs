@@ -78,10 +78,7 @@ fn start_watcher() -> Result<(), String> {
     std::thread::Builder::new()
         .name("llmtop-last-word".into())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match super::runtime::current_thread() {
                 Ok(rt) => rt,
                 Err(e) => {
                     let _ = ready_tx.send(Err(format!("no signal runtime: {e}")));
